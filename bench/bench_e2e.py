@@ -1,0 +1,127 @@
+"""End-to-end throughput: leadflow against two references, on one embedded broker, in one run.
+
+For each pipeline the same N events are put on a fresh source topic first; then the pipeline's process starts
+and we read its output. Throughput = outputs / (time of the last output − time of the first), from the output
+records' own timestamps, so start-up and group joins are not counted. CPU is the process's user+system time
+over the same span, as a share of one core.
+
+    python bench/bench_e2e.py [--events 40000] [--leads 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from worker.broker import free_port, running_broker  # noqa: E402
+from worker.scoring import generate  # noqa: E402
+from worker.settings import Settings  # noqa: E402
+from worker.topics import ensure_topics  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_events(n: int, leads: int) -> list[tuple[bytes, bytes]]:
+    import datetime as dt
+
+    data = generate(leads, seed=11, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=8)
+    out = [(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events]
+    while len(out) < n:  # more events than the sample has: replay it under new event ids
+        k = len(out)
+        e = dict(data.events[k % len(data.events)])
+        e["event_id"] = f"{e['event_id']}-r{k}"
+        out.append((e["lead_id"].encode(), orjson.dumps(e)))
+    return out[:n]
+
+
+def run_pipeline(name: str, cmd: list[str], env: dict[str, str], settings: Settings, sink: str,
+                 events: list[tuple[bytes, bytes]], timeout: float) -> dict[str, float]:
+    ensure_topics(settings, [settings.topic_leads, sink, settings.topic_opportunities, settings.topic_dlq])
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, batch_size=512 * 1024)
+    for key, value in events:
+        producer.send(settings.topic_leads, key=key, value=value)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(sink, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
+                             group_id=None, enable_auto_commit=False)
+    log = open(f"/tmp/bench-{name}.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    count, first_ts, last_ts, cpu_first = 0, None, None, None
+    deadline = time.monotonic() + timeout
+    try:
+        while count < len(events):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit(f"{name}: {count} of {len(events)} outputs; see /tmp/bench-{name}.log")
+            for records in consumer.poll(timeout_ms=100, max_records=10000).values():
+                if first_ts is None:
+                    cpu_first = cpu_seconds(process.pid)
+                    first_ts = records[0].timestamp / 1000
+                count += len(records)
+                last_ts = records[-1].timestamp / 1000
+        cpu_last = cpu_seconds(process.pid)
+    finally:
+        process.terminate()
+        process.wait(30)
+        consumer.close()
+    span = max(1e-9, last_ts - first_ts)
+    return {"events_per_s": count / span, "seconds": span, "cpu_share": (cpu_last - cpu_first) / span}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--leads", type=int, default=2_000)
+    parser.add_argument("--only", choices=["leadflow", "faust", "raw"], action="append")
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    events = load_events(args.events, args.leads)
+    results: dict[str, dict[str, float]] = {}
+    with running_broker() as broker:
+        for name in args.only or ["faust", "raw", "leadflow"]:
+            run_id = uuid.uuid4().hex[:8]
+            settings = Settings(broker_url=broker.url, app_id=f"bench-{name}-{run_id}",
+                                topic_leads=f"src-{run_id}", topic_decisions=f"out-{run_id}",
+                                topic_opportunities=f"opp-{run_id}", topic_dlq=f"dlq-{run_id}")
+            env = {"BENCH_BROKER": broker.url, "BENCH_SOURCE": settings.topic_leads,
+                   "BENCH_SINK": settings.topic_decisions, "BENCH_ID": run_id}
+            if name == "leadflow":
+                cmd = [sys.executable, "-m", "worker", "run"]
+                env.update({
+                    "LEADFLOW_BROKER_URL": broker.url, "LEADFLOW_APP_ID": settings.app_id,
+                    "LEADFLOW_TOPIC_LEADS": settings.topic_leads, "LEADFLOW_TOPIC_DECISIONS": settings.topic_decisions,
+                    "LEADFLOW_TOPIC_OPPORTUNITIES": settings.topic_opportunities,
+                    "LEADFLOW_TOPIC_DLQ": settings.topic_dlq, "LEADFLOW_STORE": "rocksdb",
+                    "LEADFLOW_STATE_DIR": f"/tmp/bench-state-{run_id}", "LEADFLOW_WEB_PORT": str(free_port()),
+                    "LEADFLOW_WEB_HOST": "127.0.0.1", "LEADFLOW_SESSION_TIMEOUT": "2",
+                    "LEADFLOW_HEARTBEAT_INTERVAL": "0.5", "LEADFLOW_LOG_LEVEL": "WARNING",
+                })
+            elif name == "faust":
+                cmd = [sys.executable, str(ROOT / "bench" / "ref_faust_forward.py")]
+            else:
+                cmd = [sys.executable, str(ROOT / "bench" / "ref_raw_aiokafka.py")]
+            results[name] = run_pipeline(name, cmd, env, settings, settings.topic_decisions, events, args.timeout)
+            r = results[name]
+            print(f"{name:9s} {r['events_per_s']:9,.0f} events/s  ({r['seconds']:.1f}s, "
+                  f"process CPU {r['cpu_share']:.0%} of a core)", flush=True)
+    if {"leadflow", "faust", "raw"} <= results.keys():
+        lf = results["leadflow"]["events_per_s"]
+        print(f"leadflow / faust per-event forward = {lf / results['faust']['events_per_s']:.2f}x")
+        print(f"leadflow / raw aiokafka loop       = {lf / results['raw']['events_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""One settings object: environment variables with the LEADFLOW_ prefix, validated, secrets hidden."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from worker.settings import Settings
+
+
+def test_defaults_point_at_a_local_broker_and_the_documented_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("LEADFLOW_BROKER_URL", "LEADFLOW_TOPIC_LEADS", "LEADFLOW_WEB_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings()
+    assert s.bootstrap_servers == ["localhost:9092"]
+    assert (s.topic_leads, s.topic_decisions, s.topic_opportunities, s.topic_dlq) == (
+        "leads", "lead-decisions", "opportunities", "leads-dlq",
+    )
+    assert s.web_port == 6066
+
+
+def test_environment_variables_configure_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_BROKER_URL", "k1:9092,k2:9093")
+    monkeypatch.setenv("LEADFLOW_TOPIC_LEADS", "crm.leads")
+    monkeypatch.setenv("LEADFLOW_PASSWORD", "unused")  # not a setting: ignored by the prefix match
+    monkeypatch.setenv("LEADFLOW_BROKER_PASSWORD", "hunter2")
+    s = Settings()
+    assert s.bootstrap_servers == ["k1:9092", "k2:9093"]
+    assert s.topic_leads == "crm.leads"
+    assert "hunter2" not in repr(s.dump())
+
+
+def test_bad_values_are_refused_with_the_variable_named() -> None:
+    with pytest.raises(ValidationError, match="web_port"):
+        Settings(web_port=0)
+    with pytest.raises(ValidationError, match="names no broker"):
+        Settings(broker_url=" ; ")

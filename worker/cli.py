@@ -1,0 +1,155 @@
+"""The ``leadflow`` command line: broker, run, produce, demo, train, schema."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from worker.exceptions import LeadflowError
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``leadflow`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LEADFLOW_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except LeadflowError as exc:
+        print(f"leadflow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leadflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (tansu, in memory) in the foreground")
+    p.add_argument("--port", type=int, default=9092)
+    p.set_defaults(func=_cmd_broker)
+
+    p = sub.add_parser("run", help="run the worker (settings from LEADFLOW_* variables; flags override them)")
+    p.add_argument("--broker", dest="broker_url", help="bootstrap servers (LEADFLOW_BROKER_URL)")
+    p.add_argument("--rules", type=Path, help="ruleset YAML (LEADFLOW_RULES)")
+    p.add_argument("--model", type=Path, help="model JSON (LEADFLOW_MODEL)")
+    p.add_argument("--state-dir", type=Path, help="RocksDB directory (LEADFLOW_STATE_DIR)")
+    p.add_argument("--store", choices=["rocksdb", "memory"], help="state store (LEADFLOW_STORE)")
+    p.add_argument("--web-port", type=int, help="port of /metrics (LEADFLOW_WEB_PORT)")
+    p.add_argument("--print-settings", action="store_true", help="print the settings (secrets hidden) and exit")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("produce", help="send JSON-lines lead events to the leads topic")
+    p.add_argument("file", type=Path, help="JSON lines, one event per line ('-' for standard input)")
+    p.add_argument("--broker", dest="broker_url")
+    p.add_argument("--topic")
+    p.set_defaults(func=_cmd_produce)
+
+    p = sub.add_parser("demo", help="embedded broker + worker + a realistic sample, end to end, with a summary")
+    p.add_argument("--leads", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--weeks", type=int, default=6)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for every decision")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("train", help="train the scoring model and export it as JSON")
+    p.add_argument("--synthetic", action="store_true", help="train on the seeded synthetic generator")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--leads", type=int, default=4000)
+    p.add_argument("--out", type=Path, required=True, help="model JSON to write")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("schema", help="write the JSON Schemas of the event contract")
+    p.add_argument("--out", type=Path, default=Path("schemas"))
+    p.add_argument("--check", action="store_true", help="exit 1 if the files on disk differ")
+    p.set_defaults(func=_cmd_schema)
+    return parser
+
+
+def _cmd_broker(args: argparse.Namespace) -> int:
+    from worker.broker import start_broker  # noqa: PLC0415  # keep `leadflow --help` fast
+
+    broker = start_broker(args.port, quiet=False)
+    print(f"embedded broker ready: LEADFLOW_BROKER_URL={broker.url}  (in memory; Ctrl-C stops it)", flush=True)
+    try:
+        return broker.process.wait()
+    except KeyboardInterrupt:
+        broker.stop()
+        return 0
+
+
+def _settings(args: argparse.Namespace) -> object:
+    from worker.settings import Settings  # noqa: PLC0415
+
+    overrides = {
+        k: v
+        for k in ("broker_url", "rules", "model", "state_dir", "store", "web_port", "topic")
+        if (v := getattr(args, k, None)) is not None
+    }
+    if "topic" in overrides:
+        overrides["topic_leads"] = overrides.pop("topic")
+    return Settings(**overrides)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from worker.runner import run_worker  # noqa: PLC0415
+    from worker.settings import Settings  # noqa: PLC0415
+
+    settings = _settings(args)
+    assert isinstance(settings, Settings)
+    if args.print_settings:
+        for key, value in settings.dump().items():
+            print(f"{key} = {value!r}")
+        return 0
+    return run_worker(settings)
+
+
+def _cmd_produce(args: argparse.Namespace) -> int:
+    from worker.produce import produce_file  # noqa: PLC0415
+    from worker.settings import Settings  # noqa: PLC0415
+
+    settings = _settings(args)
+    assert isinstance(settings, Settings)
+    sent = produce_file(settings, args.file)
+    print(f"sent {sent:,} events to {settings.topic_leads!r}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from worker.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(leads=args.leads, seed=args.seed, weeks=args.weeks, timeout=args.timeout)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from worker.scoring import train_synthetic  # noqa: PLC0415
+
+    if not args.synthetic:
+        print("leadflow: error: only --synthetic training is available in this version", file=sys.stderr)
+        return 2
+    report = train_synthetic(seed=args.seed, n_leads=args.leads, out=args.out)
+    print(report)
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from worker.contract import write_schemas  # noqa: PLC0415
+
+    changed = write_schemas(args.out, check=args.check)
+    if args.check and changed:
+        print(f"leadflow: schemas out of date: {', '.join(changed)}; run 'leadflow schema --out {args.out}'")
+        return 1
+    return 0

@@ -1,0 +1,218 @@
+"""The event contract: what producers send on ``leads`` and what leadflow emits.
+
+These pydantic models are the source of truth; ``schemas/*.schema.json`` is generated from them
+(``leadflow schema --out schemas``) and a test fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "ACTIONS",
+    "KNOWN_ACTIVITY_TYPES",
+    "Account",
+    "Activity",
+    "Contact",
+    "Decision",
+    "DeadLetterHeaders",
+    "Factor",
+    "LeadActivity",
+    "LeadEvent",
+    "LeadFields",
+    "LeadUpserted",
+    "OpportunityCreated",
+]
+
+SCHEMA_VERSION = 1
+
+KNOWN_ACTIVITY_TYPES = (
+    "page_view",
+    "email_open",
+    "email_click",
+    "form_submit",
+    "content_download",
+    "webinar_attended",
+    "demo_request",
+    "chat",
+    "call",
+    "meeting",
+    "email_bounced",
+    "unsubscribe",
+)
+"""Activity types with a documented meaning; others matching ``ActivityType`` are accepted too."""
+
+ACTIONS = ("none", "status_changed", "converted", "disqualified")
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(max_length=255)]
+ActivityType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Scalar = str | int | float | bool | None
+Action = Literal["none", "status_changed", "converted", "disqualified"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LeadFields(_Model):
+    """Salesforce-style lead fields in snake_case. Absent means unchanged, an explicit null clears."""
+
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
+    company: ShortText | None = None
+    email: ShortText | None = None
+    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    title: ShortText | None = None
+    status: ShortText | None = None
+    lead_source: ShortText | None = None
+    rating: ShortText | None = Field(default=None, description="Hot, Warm or Cold in most orgs")
+    industry: ShortText | None = None
+    annual_revenue: Annotated[float, Field(ge=0)] | None = None
+    number_of_employees: Annotated[int, Field(ge=0)] | None = None
+    country: ShortText | None = None
+    state: ShortText | None = None
+    city: ShortText | None = None
+    website: ShortText | None = None
+    owner_id: ShortText | None = None
+    custom: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], Scalar] | None = Field(
+        default=None,
+        description="Org-specific scalar fields; merged key by key, a null value removes the key",
+    )
+
+
+class Activity(_Model):
+    """One engagement: a page view, a form, a webinar, a meeting..."""
+
+    type: ActivityType = Field(description=f"one of {', '.join(KNOWN_ACTIVITY_TYPES)}, or your own")
+    detail: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+
+
+class _Envelope(_Model):
+    schema_version: Literal[1] = 1
+    event_id: Id = Field(description="Producer-chosen, unique; a replay with the same id is applied once")
+    occurred_at: AwareDatetime = Field(description="RFC 3339 with an offset")
+    lead_id: Id = Field(description="Also the record key on the leads topic")
+
+
+class LeadUpserted(_Envelope):
+    """A lead was created or some of its fields changed."""
+
+    event_type: Literal["lead.upserted"]
+    lead: LeadFields
+
+
+class LeadActivity(_Envelope):
+    """A lead engaged."""
+
+    event_type: Literal["lead.activity"]
+    activity: Activity
+
+
+LeadEvent = Annotated[LeadUpserted | LeadActivity, Field(discriminator="event_type")]
+
+
+class Factor(_Model):
+    """One signed contribution to the score's log-odds, in words a rep understands."""
+
+    feature: str
+    label: str = Field(description="e.g. 'lead_source = Reference (+1.20)'")
+    contribution: float
+
+
+class Decision(_Model):
+    """What leadflow decided about one event (topic ``lead-decisions``, key = lead_id)."""
+
+    schema_version: Literal[1] = 1
+    decision_id: str = Field(description="Deterministic from lead_id and event_id: drop duplicates by it")
+    event_id: str
+    lead_id: str
+    decided_at: AwareDatetime
+    occurred_at: AwareDatetime
+    status: str
+    previous_status: str
+    points: float
+    score: float = Field(ge=0, le=1, description="Probability of conversion from the model")
+    factors: list[Factor]
+    matched_rules: list[str]
+    action: Action
+    opportunity_id: str | None = None
+    duplicate: bool = Field(
+        default=False, description="The event_id was already applied to this lead; nothing changed"
+    )
+    ruleset_version: str
+    model_version: str
+
+
+class Account(_Model):
+    name: str
+    industry: str | None = None
+    annual_revenue: float | None = None
+    number_of_employees: int | None = None
+    country: str | None = None
+    state: str | None = None
+    website: str | None = None
+
+
+class Contact(_Model):
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    title: str | None = None
+
+
+class OpportunityCreated(_Model):
+    """A converted lead (topic ``opportunities``, key = opportunity_id)."""
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["opportunity.created"] = "opportunity.created"
+    opportunity_id: str = Field(description="Deterministic from lead_id: a replay yields the same id")
+    lead_id: str
+    event_id: str = Field(description="The lead event whose decision converted the lead")
+    name: str
+    account: Account
+    contact: Contact
+    stage_name: str
+    probability: int = Field(ge=0, le=100)
+    forecast_category: str
+    amount: float | None
+    expected_revenue: float | None = Field(description="amount × probability / 100")
+    close_date: dt.date
+    lead_source: str | None
+    owner_id: str | None
+    queue: str | None
+    score: float = Field(ge=0, le=1)
+    factors: list[Factor]
+    matched_rules: list[str]
+    converted_by_rule: str
+    ruleset_version: str
+    model_version: str
+    converted_at: AwareDatetime
+
+
+class DeadLetterHeaders(_Model):
+    """Kafka headers on a ``leads-dlq`` record; its key and value are the original bytes, untouched."""
+
+    reason: Literal[
+        "too_large",
+        "not_utf8",
+        "not_json",
+        "not_an_object",
+        "missing_lead_id",
+        "unknown_event_type",
+        "unsupported_schema_version",
+        "schema_violation",
+        "key_mismatch",
+        "processing_error",
+    ]
+    error_class: str
+    error_message: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    failed_at: AwareDatetime

@@ -1,0 +1,81 @@
+"""Every error leadflow raises on purpose derives from :class:`LeadflowError`.
+
+Hierarchy::
+
+    LeadflowError
+    ├── ConfigError(ValueError)            settings that cannot work (bad URL, missing file)
+    ├── RulesetError(ValueError)           a ruleset that cannot be loaded; ``.problems`` lists every one
+    ├── ModelError(ValueError)             a model file that is not a valid leadflow model
+    ├── EventError(ValueError)             an input record that is not a valid lead event
+    │                                      (``.reason`` is the bounded dead-letter reason)
+    └── BrokerError(RuntimeError)          the embedded broker could not be found or started
+
+Errors in the stream are data, not exceptions that escape: the worker turns an :class:`EventError` into a
+dead-letter record and goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "BrokerError",
+    "ConfigError",
+    "EventError",
+    "LeadflowError",
+    "ModelError",
+    "Problem",
+    "RulesetError",
+]
+
+
+class LeadflowError(Exception):
+    """Base class of every error leadflow raises on purpose."""
+
+
+class ConfigError(LeadflowError, ValueError):
+    """A setting or file given to leadflow cannot work."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem found in a ruleset, with where it is and how to fix it."""
+
+    message: str
+    path: str = "<ruleset>"
+    line: int | None = None
+    rule_id: str | None = None
+    suggestion: str | None = None
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        rule = f" rule {self.rule_id!r}:" if self.rule_id else ""
+        hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
+        return f"{where}:{rule} {self.message}{hint}"
+
+
+class RulesetError(LeadflowError, ValueError):
+    """A ruleset failed validation; ``problems`` holds every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        n = len(self.problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"ruleset has {n} problem{'s' if n != 1 else ''}:\n{lines}")
+
+
+class ModelError(LeadflowError, ValueError):
+    """A model file is not a valid leadflow model (wrong format, version or features)."""
+
+
+class EventError(LeadflowError, ValueError):
+    """An input record is not a valid lead event; ``reason`` is its bounded dead-letter reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class BrokerError(LeadflowError, RuntimeError):
+    """The embedded broker binary could not be found or did not start."""

@@ -1,0 +1,75 @@
+"""Every metric leadflow exports, registered on a registry that is passed in (never the global one).
+
+Label values are bounded: event types and actions are fixed sets, statuses come from the ruleset (others are
+reported as ``other``), dead-letter reasons are a fixed set. No personal data ever goes into a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+
+
+class Metrics:
+    """The ``leadflow_`` metrics of one worker."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events = Counter(
+            "leadflow_events_consumed_total", "Lead events consumed, by event type", ["event_type"],
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "leadflow_decisions_total", "Decisions emitted, by resulting status and action", ["status", "action"],
+            registry=registry,
+        )
+        self.opportunities = Counter(
+            "leadflow_opportunities_created_total", "Opportunities created by conversion", registry=registry
+        )
+        self.dead_letters = Counter(
+            "leadflow_dead_letters_total", "Records sent to the dead-letter topic, by reason", ["reason"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "leadflow_duplicate_events_total", "Events whose event_id was already applied (replays)",
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "leadflow_event_latency_seconds", "From the record's timestamp to its decision being sent",
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "leadflow_batch_processing_seconds", "Time the core spends on one batch",
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.batch_size = Histogram(
+            "leadflow_batch_events", "Events per batch", buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000),
+            registry=registry,
+        )
+        self.score = Histogram(
+            "leadflow_score", "Distribution of model scores (probability)", buckets=_SCORE_BUCKETS,
+            registry=registry,
+        )
+        self.send_retries = Counter(
+            "leadflow_send_retries_total", "Batches whose output had to be sent again after a producer error",
+            registry=registry,
+        )
+        self.ruleset = Info("leadflow_ruleset", "The ruleset in force", registry=registry)
+        self.model = Info("leadflow_model", "The model in force", registry=registry)
+        self.up = Gauge("leadflow_worker_up", "1 while the worker processes events", registry=registry)
+        self._statuses: frozenset[str] = frozenset()
+
+    def set_versions(self, ruleset_version: str, model_version: str, statuses: Iterable[str]) -> None:
+        self.ruleset.info({"version": ruleset_version})
+        self.model.info({"version": model_version})
+        self._statuses = frozenset(statuses)
+
+    def status_label(self, status: str) -> str:
+        """A bounded label value for a status: the ruleset's statuses, else ``other``."""
+        return status if status in self._statuses else "other"

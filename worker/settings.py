@@ -1,0 +1,77 @@
+"""The one settings object: every ``LEADFLOW_*`` variable is declared here, and nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Worker settings, read from ``LEADFLOW_*`` environment variables (and flags of ``leadflow run``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADFLOW_", extra="forbid", frozen=True)
+
+    broker_url: str = Field(
+        default="kafka://localhost:9092",
+        description="Kafka bootstrap servers, 'host:port[;host:port]' with or without the kafka:// scheme",
+    )
+    broker_username: str | None = Field(default=None, description="SASL/PLAIN user, if the cluster needs one")
+    broker_password: SecretStr | None = Field(default=None, description="SASL/PLAIN password")
+    app_id: str = Field(default="leadflow", description="Consumer group id and prefix of internal topics")
+
+    topic_leads: str = "leads"
+    topic_decisions: str = "lead-decisions"
+    topic_opportunities: str = "opportunities"
+    topic_dlq: str = "leads-dlq"
+    partitions: int = Field(default=4, ge=1, description="Partitions of the leads topic and the state table")
+
+    rules: Path | None = Field(default=None, description="Ruleset YAML; default: the shipped ruleset")
+    model: Path | None = Field(default=None, description="Model JSON; default: the shipped model")
+
+    state_dir: Path = Field(default=Path("leadflow-data"), description="Where RocksDB keeps lead state")
+    store: Literal["rocksdb", "memory"] = Field(
+        default="rocksdb", description="rocksdb in production; memory rebuilds state from the changelog"
+    )
+    web_host: str = "0.0.0.0"  # noqa: S104  # the metrics endpoint must be reachable by Prometheus
+    web_port: int = Field(default=6066, ge=1, le=65535)
+
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Events taken per batch")
+    batch_within: float = Field(default=0.02, gt=0, description="Seconds to wait for a batch to fill")
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    dedupe_window: int = Field(default=64, ge=1, le=10_000, description="Event ids remembered per lead")
+    top_factors: int = Field(default=5, ge=0, le=50)
+
+    commit_interval: float = Field(default=0.5, gt=0, description="Seconds between offset commits")
+    session_timeout: float = Field(default=10.0, gt=0, description="Consumer group session timeout, s")
+    heartbeat_interval: float = Field(default=1.0, gt=0)
+    fetch_max_wait_ms: int = Field(
+        default=100, ge=0, description="Longest a fetch waits for data; bounds an idle stream's latency"
+    )
+    highwater_from_fetch: bool = Field(
+        default=True,
+        description="Read high watermarks from a Fetch when recovering tables (needed on tansu, safe anywhere)",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.replace(",", ";").split(";") if h.strip()]
+        if not hosts:
+            msg = f"LEADFLOW_BROKER_URL {value!r} names no broker; expected e.g. 'kafka://localhost:9092'"
+            raise ValueError(msg)
+        return ";".join(h if "://" in h else f"kafka://{h}" for h in hosts)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` list for plain Kafka clients."""
+        return [h.split("://", 1)[1] for h in self.broker_url.split(";")]
+
+    def dump(self) -> dict[str, object]:
+        """All settings as printable values; secrets stay hidden."""
+        return {k: (str(v) if isinstance(v, SecretStr | Path) else v) for k, v in self.model_dump().items()}
