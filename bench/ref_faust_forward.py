@@ -23,5 +23,5 @@ async def forward(stream):  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":
-    sys.argv = [sys.argv[0], "worker", "-l", "warning"]
+    sys.argv = [sys.argv[0], "worker", "-l", "warn"]
     app.main()

@@ -17,9 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
+from faust.types import TP
 from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 
+from worker._sender import BatchSender, Message
 from worker._transport import LeadflowTransport
 from worker.core import BatchResult, Engine, Record, process_batch
 from worker.metrics import Metrics
@@ -51,10 +54,30 @@ class BatchHandler:
         self.engine = engine
         self.metrics = metrics
         self.table: Any = None
+        self.sender: BatchSender | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        producer = AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.app_id}-outputs",
+            acks="all",
+            linger_ms=0,  # we hand over whole batches; nothing to wait for
+            max_batch_size=512 * 1024,
+            max_request_size=s.max_event_bytes + 256 * 1024,
+            **_sasl(s),
+        )
+        await producer.start()
+        self.sender = BatchSender(producer)
+
+    async def stop(self) -> None:
+        if self.sender is not None:
+            await self.sender.producer.stop()
+            self.sender = None
 
     async def handle(self, stream: Any, events: Sequence[Any]) -> None:
         """Process ``events`` (Faust events of the leads topic); never raises for bad data."""
-        table = self.table
+        store = self.table.data
         records: list[Record] = []
         stored: dict[bytes, bytes | None] = {}
         last_event: dict[bytes, Any] = {}
@@ -62,54 +85,65 @@ class BatchHandler:
             msg = event.message
             records.append(Record(msg.key, msg.value, msg.topic, msg.partition, msg.offset, msg.timestamp))
             key = msg.key
-            if key is not None and key not in stored:
-                stream._set_current_event(event)  # RocksDB picks the partition's database from it
-                stored[key] = table.get(key)
             if key is not None:
+                if key not in stored:
+                    stream._set_current_event(event)  # RocksDB picks the partition's database from it
+                    stored[key] = store.get(key)
                 last_event[key] = event
         started = time.perf_counter()
-        result = process_batch(
-            self.engine, records, lambda lead_id: stored.get(lead_id.encode()), time.time()
-        )
+        result = process_batch(self.engine, records, lambda lead_id: stored.get(lead_id.encode()), time.time())
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(records))
-        await self._send_all(result)
+        # 1. outputs first: a crash after this re-processes the events and re-sends the same ids
+        await self._send(self._outputs(result))
+        # 2. then the state: its changelog goes to the partition of the lead's source record
+        changelog = self.table.changelog_topic.get_topic_name()
+        updates = []
         for lead_id, state in result.states.items():
             key = lead_id.encode()
-            stream._set_current_event(last_event[key])  # the changelog partition follows the source record
-            table[key] = state
+            source = last_event[key]
+            stream._set_current_event(source)
+            store[key] = state
+            updates.append(Message(changelog, key, state, source.message.partition))
+        if updates:
+            offsets = await self._send(updates)
+            for (topic, partition), offset in offsets.items():
+                store.set_persisted_offset(TP(topic, partition), offset)
         self._count(result)
 
-    async def _send_all(self, result: BatchResult) -> None:
-        """Send every output of the batch and wait until the broker has all of them; retry until it does."""
+    def _outputs(self, result: BatchResult) -> list[Message]:
         s = self.settings
+        out = [Message(s.topic_decisions, k, v) for k, v in result.decisions]
+        out += [Message(s.topic_opportunities, k, v) for k, v in result.opportunities]
+        if result.dead_letters:
+            failed_at = dt.datetime.now(dt.UTC).isoformat().encode()
+            for record, error in result.dead_letters:
+                headers = [
+                    ("leadflow.reason", error.reason.encode()),
+                    ("leadflow.error_class", type(error).__name__.encode()),
+                    ("leadflow.error_message", str(error)[:2000].encode()),
+                    ("leadflow.source_topic", record.topic.encode()),
+                    ("leadflow.source_partition", str(record.partition).encode()),
+                    ("leadflow.source_offset", str(record.offset).encode()),
+                    ("leadflow.failed_at", failed_at),
+                ]
+                out.append(Message(s.topic_dlq, record.key, record.value, headers=headers))
+        return out
+
+    async def _send(self, messages: list[Message]) -> dict[tuple[str, int], int]:
+        """Send and wait until the broker has every message; on errors retry (nothing is acked meanwhile)."""
         backoff = 0.1
         while True:
+            if self.sender is None:
+                await self.start()
+            assert self.sender is not None  # noqa: S101  # set by start()
             try:
-                producer = self.app.producer
-                pending = [await producer.send(s.topic_decisions, k, v, None, None, None)
-                           for k, v in result.decisions]
-                pending += [await producer.send(s.topic_opportunities, k, v, None, None, None)
-                            for k, v in result.opportunities]
-                failed_at = dt.datetime.now(dt.UTC).isoformat()
-                for record, error in result.dead_letters:
-                    headers = [
-                        ("leadflow.reason", error.reason.encode()),
-                        ("leadflow.error_class", type(error).__name__.encode()),
-                        ("leadflow.error_message", str(error)[:2000].encode()),
-                        ("leadflow.source_topic", record.topic.encode()),
-                        ("leadflow.source_partition", str(record.partition).encode()),
-                        ("leadflow.source_offset", str(record.offset).encode()),
-                        ("leadflow.failed_at", failed_at.encode()),
-                    ]
-                    pending.append(await producer.send(s.topic_dlq, record.key, record.value, None, None, headers))
-                await asyncio.gather(*pending)
-                return
+                return await self.sender.send(messages)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.metrics.send_retries.inc()
-                logger.exception("sending a batch's output failed; retrying in %.1fs (nothing is acked)", backoff)
+                logger.exception("sending a batch failed; retrying in %.1fs (the batch is not acked)", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
 
@@ -170,15 +204,29 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
     )
 
     async def process(stream: Any) -> None:
+        await handler.start()
         metrics.up.set(1)
         try:
             async for events in stream.take_events(s.batch_size, within=s.batch_within):
                 await handler.handle(stream, events)
         finally:
             metrics.up.set(0)
+            await handler.stop()
 
     app.agent(leads, name="leadflow.process")(process)
     return app
+
+
+def _sasl(settings: Settings) -> dict[str, Any]:
+    if settings.broker_username is None:
+        return {}
+    password = settings.broker_password.get_secret_value() if settings.broker_password else ""
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_plain_username": settings.broker_username,
+        "sasl_plain_password": password,
+    }
 
 
 def _credentials(settings: Settings) -> Any:

@@ -7,6 +7,7 @@ replayed and benchmarked as plain function calls. The Faust shell (:mod:`worker.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class BatchResult:
     record_times: list[float] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=4)  # one decided_at per batch: formatted once
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, _UTC).isoformat()
 
