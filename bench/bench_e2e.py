@@ -24,8 +24,9 @@ from kafka import KafkaConsumer, KafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.broker import free_port, running_broker  # noqa: E402
 from worker.scoring import generate  # noqa: E402
+
+from worker.broker import free_port, running_broker  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.topics import ensure_topics  # noqa: E402
 
@@ -48,16 +49,28 @@ def load_events(n: int, leads: int) -> list[tuple[bytes, bytes]]:
     return out[:n]
 
 
-def run_pipeline(name: str, cmd: list[str], env: dict[str, str], settings: Settings, sink: str,
-                 events: list[tuple[bytes, bytes]], timeout: float) -> dict[str, float]:
+def run_pipeline(
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    settings: Settings,
+    sink: str,
+    events: list[tuple[bytes, bytes]],
+    timeout: float,
+) -> dict[str, float]:
     ensure_topics(settings, [settings.topic_leads, sink, settings.topic_opportunities, settings.topic_dlq])
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, batch_size=512 * 1024)
     for key, value in events:
         producer.send(settings.topic_leads, key=key, value=value)
     producer.flush()
     producer.close()
-    consumer = KafkaConsumer(sink, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
-                             group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        sink,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
     log = open(f"/tmp/bench-{name}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     count, first_ts, last_ts, cpu_first = 0, None, None, None
@@ -93,30 +106,50 @@ def main() -> None:
     with running_broker() as broker:
         for name in args.only or ["faust", "raw", "leadflow"]:
             run_id = uuid.uuid4().hex[:8]
-            settings = Settings(broker_url=broker.url, app_id=f"bench-{name}-{run_id}",
-                                topic_leads=f"src-{run_id}", topic_decisions=f"out-{run_id}",
-                                topic_opportunities=f"opp-{run_id}", topic_dlq=f"dlq-{run_id}")
-            env = {"BENCH_BROKER": broker.url, "BENCH_SOURCE": settings.topic_leads,
-                   "BENCH_SINK": settings.topic_decisions, "BENCH_ID": run_id}
+            settings = Settings(
+                broker_url=broker.url,
+                app_id=f"bench-{name}-{run_id}",
+                topic_leads=f"src-{run_id}",
+                topic_decisions=f"out-{run_id}",
+                topic_opportunities=f"opp-{run_id}",
+                topic_dlq=f"dlq-{run_id}",
+            )
+            env = {
+                "BENCH_BROKER": broker.url,
+                "BENCH_SOURCE": settings.topic_leads,
+                "BENCH_SINK": settings.topic_decisions,
+                "BENCH_ID": run_id,
+            }
             if name == "leadflow":
                 cmd = [sys.executable, "-m", "worker", "run"]
-                env.update({
-                    "LEADFLOW_BROKER_URL": broker.url, "LEADFLOW_APP_ID": settings.app_id,
-                    "LEADFLOW_TOPIC_LEADS": settings.topic_leads, "LEADFLOW_TOPIC_DECISIONS": settings.topic_decisions,
-                    "LEADFLOW_TOPIC_OPPORTUNITIES": settings.topic_opportunities,
-                    "LEADFLOW_TOPIC_DLQ": settings.topic_dlq, "LEADFLOW_STORE": "rocksdb",
-                    "LEADFLOW_STATE_DIR": f"/tmp/bench-state-{run_id}", "LEADFLOW_WEB_PORT": str(free_port()),
-                    "LEADFLOW_WEB_HOST": "127.0.0.1", "LEADFLOW_SESSION_TIMEOUT": "2",
-                    "LEADFLOW_HEARTBEAT_INTERVAL": "0.5", "LEADFLOW_LOG_LEVEL": "WARNING",
-                })
+                env.update(
+                    {
+                        "LEADFLOW_BROKER_URL": broker.url,
+                        "LEADFLOW_APP_ID": settings.app_id,
+                        "LEADFLOW_TOPIC_LEADS": settings.topic_leads,
+                        "LEADFLOW_TOPIC_DECISIONS": settings.topic_decisions,
+                        "LEADFLOW_TOPIC_OPPORTUNITIES": settings.topic_opportunities,
+                        "LEADFLOW_TOPIC_DLQ": settings.topic_dlq,
+                        "LEADFLOW_STORE": "rocksdb",
+                        "LEADFLOW_STATE_DIR": f"/tmp/bench-state-{run_id}",
+                        "LEADFLOW_WEB_PORT": str(free_port()),
+                        "LEADFLOW_WEB_HOST": "127.0.0.1",
+                        "LEADFLOW_SESSION_TIMEOUT": "2",
+                        "LEADFLOW_HEARTBEAT_INTERVAL": "0.5",
+                        "LEADFLOW_LOG_LEVEL": "WARNING",
+                    }
+                )
             elif name == "faust":
                 cmd = [sys.executable, str(ROOT / "bench" / "ref_faust_forward.py")]
             else:
                 cmd = [sys.executable, str(ROOT / "bench" / "ref_raw_aiokafka.py")]
             results[name] = run_pipeline(name, cmd, env, settings, settings.topic_decisions, events, args.timeout)
             r = results[name]
-            print(f"{name:9s} {r['events_per_s']:9,.0f} events/s  ({r['seconds']:.1f}s, "
-                  f"process CPU {r['cpu_share']:.0%} of a core)", flush=True)
+            print(
+                f"{name:9s} {r['events_per_s']:9,.0f} events/s  ({r['seconds']:.1f}s, "
+                f"process CPU {r['cpu_share']:.0%} of a core)",
+                flush=True,
+            )
     if {"leadflow", "faust", "raw"} <= results.keys():
         lf = results["leadflow"]["events_per_s"]
         print(f"leadflow / faust per-event forward = {lf / results['faust']['events_per_s']:.2f}x")

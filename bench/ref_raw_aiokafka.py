@@ -10,9 +10,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 async def main() -> None:
     broker = os.environ["BENCH_BROKER"].removeprefix("kafka://")
     consumer = AIOKafkaConsumer(
-        os.environ["BENCH_SOURCE"], bootstrap_servers=broker, group_id=f"bench-raw-{os.environ['BENCH_ID']}",
-        auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=2000,
-        heartbeat_interval_ms=500, fetch_max_wait_ms=100,
+        os.environ["BENCH_SOURCE"],
+        bootstrap_servers=broker,
+        group_id=f"bench-raw-{os.environ['BENCH_ID']}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+        fetch_max_wait_ms=100,
     )
     producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=2, acks="all")
     await consumer.start()

@@ -66,19 +66,26 @@ class BatchSender:
             for m in msgs:
                 if batch.append(key=m.key, value=m.value, timestamp=None, headers=m.headers or []) is None:
                     if count:
-                        pending.append(((topic, partition), count, await producer.send_batch(
-                            batch, topic, partition=partition)))
+                        pending.append(
+                            (
+                                (topic, partition),
+                                count,
+                                await producer.send_batch(batch, topic, partition=partition),
+                            )
+                        )
                     batch, count = producer.create_batch(), 0
                     if batch.append(key=m.key, value=m.value, timestamp=None, headers=m.headers or []) is None:
                         # larger than a batch on its own: the ordinary path splits nothing, it just sends it
-                        fut = await producer.send(topic, m.value, key=m.key, partition=partition,
-                                                  headers=m.headers or [])
+                        fut = await producer.send(
+                            topic, m.value, key=m.key, partition=partition, headers=m.headers or []
+                        )
                         pending.append(((topic, partition), 1, fut))
                         continue
                 count += 1
             if count:
-                pending.append(((topic, partition), count, await producer.send_batch(
-                    batch, topic, partition=partition)))
+                pending.append(
+                    ((topic, partition), count, await producer.send_batch(batch, topic, partition=partition))
+                )
         results = await asyncio.gather(*(fut for _, _, fut in pending))
         last: dict[tuple[str, int], int] = {}
         for (tp, count, _), meta in zip(pending, results, strict=True):

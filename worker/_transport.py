@@ -45,8 +45,13 @@ async def fetch_highwaters(consumer: Any, partitions: Iterable[Any]) -> dict[Any
             for partition, error_code, highwater, *_ in parts:
                 tp = by_key.get((topic, partition))
                 if tp is not None and error_code == 0 and highwater > result[tp]:
-                    logger.info("high watermark of %s[%d] is %d (ListOffsets said %d)",
-                                topic, partition, highwater, result[tp])
+                    logger.info(
+                        "high watermark of %s[%d] is %d (ListOffsets said %d)",
+                        topic,
+                        partition,
+                        highwater,
+                        result[tp],
+                    )
                     result[tp] = highwater
     return result
 

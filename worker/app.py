@@ -18,8 +18,8 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
-from faust.types import TP
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from worker._sender import BatchSender, Message
@@ -199,9 +199,7 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
     handler = BatchHandler(app, s, engine, metrics)
 
     leads = app.topic(s.topic_leads, partitions=s.partitions, **_RAW)
-    handler.table = app.Table(
-        "lead-state", default=None, partitions=s.partitions, key_type=bytes, value_type=bytes
-    )
+    handler.table = app.Table("lead-state", default=None, partitions=s.partitions, key_type=bytes, value_type=bytes)
 
     async def process(stream: Any) -> None:
         await handler.start()

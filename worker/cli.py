@@ -8,8 +8,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from worker.exceptions import LeadflowError
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 __all__ = ["main"]
 
@@ -80,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
-    from worker.broker import start_broker  # noqa: PLC0415  # keep `leadflow --help` fast
+    from worker.broker import start_broker  # keep `leadflow --help` fast
 
     broker = start_broker(args.port, quiet=False)
     print(f"embedded broker ready: LEADFLOW_BROKER_URL={broker.url}  (in memory; Ctrl-C stops it)", flush=True)
@@ -91,8 +95,8 @@ def _cmd_broker(args: argparse.Namespace) -> int:
         return 0
 
 
-def _settings(args: argparse.Namespace) -> object:
-    from worker.settings import Settings  # noqa: PLC0415
+def _settings(args: argparse.Namespace) -> Settings:
+    from worker.settings import Settings
 
     overrides = {
         k: v
@@ -105,11 +109,9 @@ def _settings(args: argparse.Namespace) -> object:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from worker.runner import run_worker  # noqa: PLC0415
-    from worker.settings import Settings  # noqa: PLC0415
+    from worker.runner import run_worker
 
     settings = _settings(args)
-    assert isinstance(settings, Settings)
     if args.print_settings:
         for key, value in settings.dump().items():
             print(f"{key} = {value!r}")
@@ -118,24 +120,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_produce(args: argparse.Namespace) -> int:
-    from worker.produce import produce_file  # noqa: PLC0415
-    from worker.settings import Settings  # noqa: PLC0415
+    from worker.produce import produce_file
 
     settings = _settings(args)
-    assert isinstance(settings, Settings)
     sent = produce_file(settings, args.file)
     print(f"sent {sent:,} events to {settings.topic_leads!r}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from worker.demo import run_demo  # noqa: PLC0415
+    from worker.demo import run_demo
 
     return run_demo(leads=args.leads, seed=args.seed, weeks=args.weeks, timeout=args.timeout)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from worker.scoring import train_synthetic  # noqa: PLC0415
+    from worker.scoring import train_synthetic
 
     if not args.synthetic:
         print("leadflow: error: only --synthetic training is available in this version", file=sys.stderr)
@@ -146,7 +146,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from worker.contract import write_schemas  # noqa: PLC0415
+    from worker.contract import write_schemas
 
     changed = write_schemas(args.out, check=args.check)
     if args.check and changed:

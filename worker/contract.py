@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from worker.events import Decision, DeadLetterHeaders, LeadEvent, OpportunityCreated
+from worker.events import DeadLetterHeaders, Decision, LeadEvent, OpportunityCreated
 
 __all__ = ["SCHEMAS", "render_schemas", "write_schemas"]
 
@@ -24,8 +24,10 @@ def render_schemas() -> dict[str, str]:
     """File name → JSON text of every schema, deterministic."""
     out: dict[str, str] = {}
     for name, source in SCHEMAS.items():
-        schema = source.model_json_schema() if isinstance(source, type) and issubclass(source, BaseModel) else (
-            source.json_schema()
+        schema = (
+            source.model_json_schema()
+            if isinstance(source, type) and issubclass(source, BaseModel)
+            else (source.json_schema())
         )
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": name, **schema}
         out[name] = json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

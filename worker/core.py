@@ -86,9 +86,9 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, _UTC).isoformat()
 
 
-def decide(engine: Engine, state: LeadState | None, event: LeadUpserted | LeadActivity, decided_at: float) -> tuple[
-    LeadState, Decided
-]:
+def decide(
+    engine: Engine, state: LeadState | None, event: LeadUpserted | LeadActivity, decided_at: float
+) -> tuple[LeadState, Decided]:
     """Apply ``event`` to the lead's ``state`` (mutated, or created when None) and decide.
 
     ``decided_at`` is the wall-clock time of the decision (epoch seconds); everything else, including the
@@ -193,9 +193,7 @@ def _convert(
     state["converted"] = True
     state["opportunity_id"] = opp_id
     state["converted_at"] = converted_at.timestamp()
-    company = profile.get("company") or " ".join(
-        p for p in (profile.get("first_name"), profile.get("last_name")) if p
-    )
+    company = profile.get("company") or " ".join(p for p in (profile.get("first_name"), profile.get("last_name")) if p)
     return {
         "schema_version": 1,
         "event_type": "opportunity.created",
@@ -269,7 +267,7 @@ def process_batch(
             opportunity_bytes = None if decided.opportunity is None else dumps(decided.opportunity)
             new_stored = dumps(state)
         except Exception as exc:  # a bug must not stop the stream: the event goes to the dead-letter topic
-            error = EventError("processing_error", f"{type(exc).__name__}: {exc}")
+            error = EventError(f"{type(exc).__name__}: {exc}", reason="processing_error")
             result.dead_letters.append((record, error))
             continue
         key = lead_id.encode()
@@ -282,8 +280,7 @@ def process_batch(
             result.scores.append(decision["score"])
         result.decisions.append((key, decision_bytes))
         result.decisions_by[decision["status"], decision["action"]] += 1
-        if opportunity_bytes is not None:
-            assert decided.opportunity is not None
+        if opportunity_bytes is not None and decided.opportunity is not None:
             result.opportunities.append((decided.opportunity["opportunity_id"].encode(), opportunity_bytes))
         if record.timestamp is not None:
             result.record_times.append(record.timestamp)

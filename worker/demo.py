@@ -43,7 +43,7 @@ def start_worker_process(settings_env: dict[str, str], log: Path) -> subprocess.
     """``leadflow run`` in a child process with the given ``LEADFLOW_*`` variables."""
     env = {**os.environ, **settings_env}
     with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603  # our own interpreter and module
+        return subprocess.Popen(  # our own interpreter and module
             [sys.executable, "-m", "worker", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
@@ -69,8 +69,13 @@ def _worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]
 
 
 def collect(
-    consumer: KafkaConsumer, want: int, timeout: float, progress: Progress | None = None, task: Any = None,
-    process: subprocess.Popen[bytes] | None = None, log: Path | None = None,
+    consumer: KafkaConsumer,
+    want: int,
+    timeout: float,
+    progress: Progress | None = None,
+    task: Any = None,
+    process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
 ) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
     """Read records until ``want`` distinct decisions arrived; returns (record, value) lists by topic."""
     seen: set[str] = set()
@@ -118,13 +123,22 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
         console.print(f"embedded broker on {broker.bootstrap}; worker metrics on http://127.0.0.1:{web_port}/metrics")
         ensure_topics(settings)
         consumer = KafkaConsumer(
-            settings.topic_decisions, settings.topic_opportunities,
-            bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
-            enable_auto_commit=False, group_id=None, consumer_timeout_ms=1000,
+            settings.topic_decisions,
+            settings.topic_opportunities,
+            bootstrap_servers=settings.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            consumer_timeout_ms=1000,
         )
         with _worker(env, log) as process:
             producer = make_producer(settings)
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
             with Progress(*columns, console=console) as progress:
                 sent_task = progress.add_task("produced ", total=len(events))
                 done_task = progress.add_task("decided  ", total=len(events) + _TRICKLE)
@@ -146,16 +160,26 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
 
 
 def _trickle(
-    producer: Any, settings: Settings, data: Any, consumer: KafkaConsumer, progress: Progress, task: Any,
-    process: subprocess.Popen[bytes], log: Path, timeout: float,
+    producer: Any,
+    settings: Settings,
+    data: Any,
+    consumer: KafkaConsumer,
+    progress: Progress,
+    task: Any,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float,
 ) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
     """Real-time phase: one event every 50 ms, to measure latency on an idle stream."""
     out: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
     lead_ids = sorted(data.outcomes)[:_TRICKLE]
     for i, lead_id in enumerate(lead_ids):
         event = {
-            "schema_version": 1, "event_id": f"trickle-{i}", "event_type": "lead.activity",
-            "occurred_at": dt.datetime.now(dt.UTC).isoformat(), "lead_id": lead_id,
+            "schema_version": 1,
+            "event_id": f"trickle-{i}",
+            "event_type": "lead.activity",
+            "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+            "lead_id": lead_id,
             "activity": {"type": "page_view", "detail": "/pricing"},
         }
         producer.send(settings.topic_leads, key=lead_id.encode(), value=orjson.dumps(event))
@@ -163,9 +187,13 @@ def _trickle(
         time.sleep(0.05)
         for topic, rows in collect(consumer, 0, timeout).items():
             out.setdefault(topic, []).extend(rows)
-    rest = collect(consumer, _TRICKLE - sum(
-        1 for r in out.get(settings.topic_decisions, []) if r[1]["event_id"].startswith("trickle-")
-    ), timeout, process=process, log=log)
+    rest = collect(
+        consumer,
+        _TRICKLE - sum(1 for r in out.get(settings.topic_decisions, []) if r[1]["event_id"].startswith("trickle-")),
+        timeout,
+        process=process,
+        log=log,
+    )
     for topic, rows in rest.items():
         out.setdefault(topic, []).extend(rows)
     progress.advance(task, _TRICKLE)
@@ -175,7 +203,7 @@ def _trickle(
 def _scrape(port: int) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  # our own worker on loopback
+        with urllib.request.urlopen(url, timeout=5) as response:  # our own worker on loopback
             text = response.read().decode()
     except OSError:
         return {}
@@ -191,8 +219,12 @@ def _scrape(port: int) -> dict[str, float]:
 
 
 def _summary(
-    console: Console, got: dict[str, list[tuple[Any, dict[str, Any]]]], n_events: int, bulk_seconds: float,
-    trickle: dict[str, list[tuple[Any, dict[str, Any]]]], metrics: dict[str, float],
+    console: Console,
+    got: dict[str, list[tuple[Any, dict[str, Any]]]],
+    n_events: int,
+    bulk_seconds: float,
+    trickle: dict[str, list[tuple[Any, dict[str, Any]]]],
+    metrics: dict[str, float],
 ) -> None:
     decisions = {v["decision_id"]: (r, v) for r, v in got.get("lead-decisions", [])}
     opportunities = {v["opportunity_id"]: v for _, v in got.get("opportunities", [])}
@@ -223,8 +255,13 @@ def _summary(
         by_stage.setdefault(opp["stage_name"], []).append(opp)
     for stage, opps in sorted(by_stage.items()):
         amount = sum(o["amount"] or 0 for o in opps)
-        stages.add_row(stage, f"{opps[0]['probability']} %", opps[0]["forecast_category"], f"{len(opps):,}",
-                       f"{amount:,.0f}")
+        stages.add_row(
+            stage,
+            f"{opps[0]['probability']} %",
+            opps[0]["forecast_category"],
+            f"{len(opps):,}",
+            f"{amount:,.0f}",
+        )
     console.print(stages)
 
     rules = Table(title="rules that fired most")
@@ -243,7 +280,7 @@ def _summary(
         console.print(f"  {b / 10:.1f}–{(b + 1) / 10:.1f} {'█' * round(40 * n / top):<40} {n:,}")
 
     latencies = []
-    for record, value in trickle.get("lead-decisions", []):
+    for _record, value in trickle.get("lead-decisions", []):
         if value["event_id"].startswith("trickle-"):
             decided = dt.datetime.fromisoformat(value["decided_at"]).timestamp()
             occurred = dt.datetime.fromisoformat(value["occurred_at"]).timestamp()
@@ -255,10 +292,13 @@ def _summary(
         f"[bold]throughput[/]: {n_events:,} events decided in {bulk_seconds:.1f}s = "
         f"{n_events / bulk_seconds:,.0f} events/s end to end (produce → decision), one worker process"
     )
-    console.print(f"[bold]latency[/] (one event every 50 ms, event time → decision): p50 {p50:.0f} ms, p99 {p99:.0f} ms")
-    dead = sum(v for k, v in metrics.items() if k.startswith("leadflow_dead_letters_total"))
     console.print(
-        f"[bold]/metrics[/]: events consumed {sum(v for k, v in metrics.items() if k.startswith('leadflow_events_consumed_total')):,.0f}, "
+        f"[bold]latency[/] (one event every 50 ms, event time → decision): p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+    )
+    dead = sum(v for k, v in metrics.items() if k.startswith("leadflow_dead_letters_total"))
+    consumed = sum(v for k, v in metrics.items() if k.startswith("leadflow_events_consumed_total"))
+    console.print(
+        f"[bold]/metrics[/]: events consumed {consumed:,.0f}, "
         f"opportunities {metrics.get('leadflow_opportunities_created_total', 0):,.0f}, dead letters {dead:,.0f}"
     )
     console.print("[green]demo complete[/]: every event has its decision; broker and worker stopped.")

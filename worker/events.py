@@ -17,8 +17,8 @@ __all__ = [
     "Account",
     "Activity",
     "Contact",
-    "Decision",
     "DeadLetterHeaders",
+    "Decision",
     "Factor",
     "LeadActivity",
     "LeadEvent",
@@ -141,9 +141,7 @@ class Decision(_Model):
     matched_rules: list[str]
     action: Action
     opportunity_id: str | None = None
-    duplicate: bool = Field(
-        default=False, description="The event_id was already applied to this lead; nothing changed"
-    )
+    duplicate: bool = Field(default=False, description="The event_id was already applied to this lead; nothing changed")
     ruleset_version: str
     model_version: str
 

@@ -72,7 +72,7 @@ class ModelError(LeadflowError, ValueError):
 class EventError(LeadflowError, ValueError):
     """An input record is not a valid lead event; ``reason`` is its bounded dead-letter reason."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, message: str, *, reason: str) -> None:
         self.reason = reason
         super().__init__(message)
 

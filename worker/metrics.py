@@ -22,42 +22,58 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.events = Counter(
-            "leadflow_events_consumed_total", "Lead events consumed, by event type", ["event_type"],
+            "leadflow_events_consumed_total",
+            "Lead events consumed, by event type",
+            ["event_type"],
             registry=registry,
         )
         self.decisions = Counter(
-            "leadflow_decisions_total", "Decisions emitted, by resulting status and action", ["status", "action"],
+            "leadflow_decisions_total",
+            "Decisions emitted, by resulting status and action",
+            ["status", "action"],
             registry=registry,
         )
         self.opportunities = Counter(
             "leadflow_opportunities_created_total", "Opportunities created by conversion", registry=registry
         )
         self.dead_letters = Counter(
-            "leadflow_dead_letters_total", "Records sent to the dead-letter topic, by reason", ["reason"],
+            "leadflow_dead_letters_total",
+            "Records sent to the dead-letter topic, by reason",
+            ["reason"],
             registry=registry,
         )
         self.duplicates = Counter(
-            "leadflow_duplicate_events_total", "Events whose event_id was already applied (replays)",
+            "leadflow_duplicate_events_total",
+            "Events whose event_id was already applied (replays)",
             registry=registry,
         )
         self.latency = Histogram(
-            "leadflow_event_latency_seconds", "From the record's timestamp to its decision being sent",
-            buckets=_LATENCY_BUCKETS, registry=registry,
+            "leadflow_event_latency_seconds",
+            "From the record's timestamp to its decision being sent",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
         self.batch_seconds = Histogram(
-            "leadflow_batch_processing_seconds", "Time the core spends on one batch",
-            buckets=_LATENCY_BUCKETS, registry=registry,
+            "leadflow_batch_processing_seconds",
+            "Time the core spends on one batch",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
         self.batch_size = Histogram(
-            "leadflow_batch_events", "Events per batch", buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000),
+            "leadflow_batch_events",
+            "Events per batch",
+            buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000),
             registry=registry,
         )
         self.score = Histogram(
-            "leadflow_score", "Distribution of model scores (probability)", buckets=_SCORE_BUCKETS,
+            "leadflow_score",
+            "Distribution of model scores (probability)",
+            buckets=_SCORE_BUCKETS,
             registry=registry,
         )
         self.send_retries = Counter(
-            "leadflow_send_retries_total", "Batches whose output had to be sent again after a producer error",
+            "leadflow_send_retries_total",
+            "Batches whose output had to be sent again after a producer error",
             registry=registry,
         )
         self.ruleset = Info("leadflow_ruleset", "The ruleset in force", registry=registry)

@@ -29,10 +29,11 @@ def parse_event(
     one partition, next to that lead's state.
     """
     if value is None:
-        raise EventError("not_json", "record has no value (a tombstone); expected a JSON lead event")
+        msg = "record has no value (a tombstone); expected a JSON lead event"
+        raise EventError(msg, reason="not_json")
     if len(value) > max_bytes:
         msg = f"record value is {len(value):,} bytes, over the limit of {max_bytes:,} (LEADFLOW_MAX_EVENT_BYTES)"
-        raise EventError("too_large", msg)
+        raise EventError(msg, reason="too_large")
     try:
         event = _adapter.validate_json(value)
     except ValidationError as exc:
@@ -43,7 +44,7 @@ def parse_event(
             f"record key {shown!r} does not match lead_id {event.lead_id!r}; producers must key "
             "leads records by lead_id so that one lead's events stay in order on one partition"
         )
-        raise EventError("key_mismatch", msg)
+        raise EventError(msg, reason="key_mismatch")
     return event
 
 
@@ -51,22 +52,24 @@ def _diagnose(value: bytes, exc: ValidationError) -> EventError:
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as err:
-        return EventError("not_utf8", f"record value is not UTF-8: {err}")
+        return EventError(f"record value is not UTF-8: {err}", reason="not_utf8")
     try:
         data = json.loads(text)
     except ValueError as err:
-        return EventError("not_json", f"record value is not JSON: {err}")
+        return EventError(f"record value is not JSON: {err}", reason="not_json")
     if not isinstance(data, dict):
-        return EventError("not_an_object", f"expected a JSON object, got {type(data).__name__}")
+        return EventError(f"expected a JSON object, got {type(data).__name__}", reason="not_an_object")
     if data.get("schema_version", 1) != 1:
         msg = f"schema_version {data.get('schema_version')!r} is not supported; this worker reads version 1"
-        return EventError("unsupported_schema_version", msg)
+        return EventError(msg, reason="unsupported_schema_version")
     if not isinstance(data.get("lead_id"), str) or not data["lead_id"]:
-        return EventError("missing_lead_id", f"lead_id is missing or not a non-empty string: {data.get('lead_id')!r}")
+        return EventError(
+            f"lead_id is missing or not a non-empty string: {data.get('lead_id')!r}", reason="missing_lead_id"
+        )
     if data.get("event_type") not in _EVENT_TYPES:
         msg = f"unknown event_type {data.get('event_type')!r}; expected one of {', '.join(_EVENT_TYPES)}"
-        return EventError("unknown_event_type", msg)
+        return EventError(msg, reason="unknown_event_type")
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)[:5]
     )
-    return EventError("schema_violation", f"event does not match the contract: {problems}")
+    return EventError(f"event does not match the contract: {problems}", reason="schema_violation")

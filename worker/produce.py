@@ -66,7 +66,7 @@ def _lines(path: Path) -> Iterator[bytes]:
 
 def produce_file(settings: Settings, path: Path) -> int:
     """``leadflow produce FILE``: send a JSON-lines file, with a progress bar."""
-    from rich.progress import Progress  # noqa: PLC0415
+    from rich.progress import Progress
 
     total = None if str(path) == "-" else path.stat().st_size
     with Progress(transient=True) as progress:

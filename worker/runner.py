@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 def run_worker(settings: Settings) -> int:
     """Run until stopped (SIGTERM/SIGINT). A bad ruleset or model stops start-up with its message."""
-    import faust  # noqa: PLC0415  # importing faust is slow; only the worker needs it
+    import faust  # importing faust is slow; only the worker needs it
 
     engine = load_engine(settings)
     logger.info("ruleset %s, model %s", engine.ruleset.version, engine.model.version)

@@ -73,9 +73,7 @@ def seen(state: LeadState, digest: str) -> bool:
     return digest in state["recent"]
 
 
-def apply_event(
-    state: LeadState, event: LeadUpserted | LeadActivity, digest: str, now: float, window: int
-) -> None:
+def apply_event(state: LeadState, event: LeadUpserted | LeadActivity, digest: str, now: float, window: int) -> None:
     """Merge one event into ``state`` in place (partial update semantics; counters add up).
 
     ``now`` is the event's time in epoch seconds; ``window`` bounds how many event digests are remembered.

@@ -109,7 +109,11 @@ class Flow:
     def run_worker_to_exit(self, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
         full = {**os.environ, **self.env(), **env}
         return subprocess.run(
-            [sys.executable, "-m", "worker", "run"], env=full, capture_output=True, text=True, timeout=timeout,
+            [sys.executable, "-m", "worker", "run"],
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             check=False,
         )
 
@@ -137,20 +141,22 @@ class Flow:
         consumer = self._consumers.get(topic)
         if consumer is None:
             consumer = KafkaConsumer(
-                topic, bootstrap_servers=self.settings.bootstrap_servers, auto_offset_reset="earliest",
-                enable_auto_commit=False, group_id=None,
+                topic,
+                bootstrap_servers=self.settings.bootstrap_servers,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                group_id=None,
             )
             self._consumers[topic] = consumer
         got = self._read.setdefault(topic, [])
         deadline = time.monotonic() + timeout
         while len(got) < at_least:
             if time.monotonic() > deadline:
-                msg = f"{topic}: {len(got)} of {at_least} records after {timeout}s\n--- worker log ---\n{self.log()[-4000:]}"
+                log = self.log()[-4000:]
+                msg = f"{topic}: {len(got)} of {at_least} records after {timeout}s\n--- worker log ---\n{log}"
                 raise AssertionError(msg)
             for records in consumer.poll(timeout_ms=200).values():
-                got.extend(
-                    Output(r.key, r.value, {k: v for k, v in r.headers}, r.partition, r.offset) for r in records
-                )
+                got.extend(Output(r.key, r.value, dict(r.headers), r.partition, r.offset) for r in records)
         return list(got)
 
     def quiet_read(self, topic: str, seconds: float) -> list[Output]:
@@ -163,7 +169,7 @@ class Flow:
             consumer = self._consumers[topic]
             for records in consumer.poll(timeout_ms=200).values():
                 self._read[topic].extend(
-                    Output(r.key, r.value, {k: v for k, v in r.headers}, r.partition, r.offset) for r in records
+                    Output(r.key, r.value, dict(r.headers), r.partition, r.offset) for r in records
                 )
         return list(self._read[topic])
 
@@ -227,14 +233,23 @@ def rules_file(tmp_path: Path) -> Path:
 
 def upsert(lead_id: str, event_id: str, occurred_at: str = "2026-11-02T09:00:00Z", **lead: Any) -> dict[str, Any]:
     return {
-        "schema_version": 1, "event_id": event_id, "event_type": "lead.upserted", "occurred_at": occurred_at,
-        "lead_id": lead_id, "lead": lead,
+        "schema_version": 1,
+        "event_id": event_id,
+        "event_type": "lead.upserted",
+        "occurred_at": occurred_at,
+        "lead_id": lead_id,
+        "lead": lead,
     }
 
 
-def activity(lead_id: str, event_id: str, kind: str, occurred_at: str = "2026-11-03T10:00:00Z",
-             count: int = 1) -> dict[str, Any]:
+def activity(
+    lead_id: str, event_id: str, kind: str, occurred_at: str = "2026-11-03T10:00:00Z", count: int = 1
+) -> dict[str, Any]:
     return {
-        "schema_version": 1, "event_id": event_id, "event_type": "lead.activity", "occurred_at": occurred_at,
-        "lead_id": lead_id, "activity": {"type": kind, "count": count},
+        "schema_version": 1,
+        "event_id": event_id,
+        "event_type": "lead.activity",
+        "occurred_at": occurred_at,
+        "lead_id": lead_id,
+        "activity": {"type": kind, "count": count},
     }

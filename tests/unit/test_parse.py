@@ -97,8 +97,13 @@ def test_arbitrary_json_objects_parse_or_fail_with_a_reason(obj: dict[str, objec
         event = parse_event(b"L1", _bytes(obj))
     except EventError as exc:
         assert exc.reason in {
-            "not_json", "not_an_object", "missing_lead_id", "unknown_event_type",
-            "unsupported_schema_version", "schema_violation", "key_mismatch",
+            "not_json",
+            "not_an_object",
+            "missing_lead_id",
+            "unknown_event_type",
+            "unsupported_schema_version",
+            "schema_violation",
+            "key_mismatch",
         }
     else:
         assert event.lead_id == "L1"

@@ -14,7 +14,10 @@ def test_defaults_point_at_a_local_broker_and_the_documented_topics(monkeypatch:
     s = Settings()
     assert s.bootstrap_servers == ["localhost:9092"]
     assert (s.topic_leads, s.topic_decisions, s.topic_opportunities, s.topic_dlq) == (
-        "leads", "lead-decisions", "opportunities", "leads-dlq",
+        "leads",
+        "lead-decisions",
+        "opportunities",
+        "leads-dlq",
     )
     assert s.web_port == 6066
 

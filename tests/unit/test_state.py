@@ -12,14 +12,20 @@ T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
 def upsert(event_id: str, **fields: object) -> LeadUpserted:
     return LeadUpserted(
-        event_id=event_id, event_type="lead.upserted", occurred_at=T0, lead_id="L1",
+        event_id=event_id,
+        event_type="lead.upserted",
+        occurred_at=T0,
+        lead_id="L1",
         lead=LeadFields.model_validate(fields),
     )
 
 
 def activity(event_id: str, kind: str, when: dt.datetime = T0, count: int = 1) -> LeadActivity:
     return LeadActivity(
-        event_id=event_id, event_type="lead.activity", occurred_at=when, lead_id="L1",
+        event_id=event_id,
+        event_type="lead.activity",
+        occurred_at=when,
+        lead_id="L1",
         activity=Activity(type=kind, count=count),
     )
 
