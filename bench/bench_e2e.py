@@ -24,9 +24,8 @@ from kafka import KafkaConsumer, KafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.scoring import generate  # noqa: E402
-
 from worker.broker import free_port, running_broker  # noqa: E402
+from worker.scoring import generate  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.topics import ensure_topics  # noqa: E402
 

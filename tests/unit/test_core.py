@@ -1,0 +1,275 @@
+"""The pure core: events and state in, decisions and opportunities out, without a broker."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, cast
+
+import orjson
+import pytest
+
+from worker.core import Engine, Record, decide, process_batch
+from worker.events import Decision, LeadActivity, LeadUpserted, OpportunityCreated
+from worker.parse import parse_event
+from worker.rules import parse_ruleset
+from worker.scoring import Model, default_model_path, load_model
+from worker.state import LeadState
+
+RULES = """
+version: "unit-1"
+conversion:
+  queue: Unassigned Leads
+scoring:
+  - id: demo
+    when: {field: activity.demo_request.count, op: gte, value: 1}
+    points: 50
+  - id: views
+    per: activity.page_view.count
+    points: 1
+    max: 10
+  - id: bounced
+    when: {field: activity.email_bounced.count, op: gte, value: 1}
+    points: -20
+qualification:
+  - id: unsubscribed
+    when: {field: activity.unsubscribe.count, op: gte, value: 1}
+    status: Unqualified
+  - id: enterprise
+    when:
+      all:
+        - {field: points, op: gte, value: 50}
+        - {field: number_of_employees, op: gte, value: 1000}
+    status: Qualified
+    convert: true
+    opportunity:
+      stage: Proposal/Price Quote
+      amount: {field: annual_revenue, multiply: 0.001}
+      close_in_days: 60
+      owner_id: "005-enterprise"
+  - id: hot
+    when: {field: points, op: gte, value: 50}
+    status: Qualified
+    convert: true
+  - id: warm
+    when: {field: points, op: gte, value: 5}
+    status: Contacted
+"""
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(parse_ruleset(RULES, "unit.yaml"), load_model(default_model_path()))
+
+
+def upsert(event_id: str, at: str = "2026-11-02T09:00:00+00:00", lead_id: str = "L1", **lead: Any) -> LeadUpserted:
+    return LeadUpserted.model_validate(
+        {"event_id": event_id, "event_type": "lead.upserted", "occurred_at": at, "lead_id": lead_id, "lead": lead}
+    )
+
+
+def act(event_id: str, kind: str, at: str = "2026-11-03T10:00:00+00:00", count: int = 1) -> LeadActivity:
+    return LeadActivity.model_validate(
+        {
+            "event_id": event_id,
+            "event_type": "lead.activity",
+            "occurred_at": at,
+            "lead_id": "L1",
+            "activity": {"type": kind, "count": count},
+        }
+    )
+
+
+def run(engine: Engine, events: list[LeadUpserted | LeadActivity]) -> tuple[LeadState | None, list[Any]]:
+    state: LeadState | None = None
+    out = []
+    for event in events:
+        state, decided = decide(engine, state, event, decided_at=1_800_000_000.0)
+        out.append(decided)
+    return state, out
+
+
+def test_a_hot_lead_converts_once_with_the_default_stage_and_the_conversion_queue(engine: Engine) -> None:
+    state, out = run(
+        engine,
+        [
+            upsert("e1", company="Acme", first_name="Ann", last_name="Lee", lead_source="Web"),
+            act("e2", "page_view", count=6),
+            act("e3", "demo_request", at="2026-11-04T23:30:00-05:00"),
+            act("e4", "meeting"),
+            act("e5", "demo_request"),
+        ],
+    )
+    assert [d.decision["action"] for d in out] == ["none", "status_changed", "converted", "none", "none"]
+    assert [d.decision["status"] for d in out] == ["Open", "Contacted", "Qualified", "Qualified", "Qualified"]
+    assert [d.opportunity is not None for d in out] == [False, False, True, False, False]
+    opp = out[2].opportunity
+    assert opp is not None
+    OpportunityCreated.model_validate(opp)
+    assert opp["stage_name"] == "Prospecting"  # the conversion default: Salesforce's first stage
+    assert opp["probability"] == 10
+    assert opp["forecast_category"] == "Pipeline"
+    assert opp["queue"] == "Unassigned Leads"
+    assert opp["owner_id"] is None
+    assert opp["amount"] is None
+    assert opp["close_date"] == "2026-12-05"  # 04:30 UTC on Nov 5th + 30 days
+    assert opp["name"] == "Acme - Web"
+    assert state is not None
+    assert state["converted"] is True
+    assert out[4].decision["opportunity_id"] == opp["opportunity_id"]
+
+
+def test_the_first_matching_qualification_rule_decides_stage_amount_and_owner(engine: Engine) -> None:
+    _, out = run(
+        engine,
+        [
+            upsert("e1", company="Globex", number_of_employees=5000, annual_revenue=40_000_000, owner_id="005-x"),
+            act("e2", "demo_request"),
+        ],
+    )
+    opp = out[1].opportunity
+    assert opp is not None
+    assert opp["converted_by_rule"] == "enterprise"
+    assert opp["stage_name"] == "Proposal/Price Quote"
+    assert opp["probability"] == 75
+    assert opp["amount"] == 40_000
+    assert opp["expected_revenue"] == 30_000
+    assert opp["owner_id"] == "005-enterprise"  # the rule's owner wins over the lead's owner
+    assert opp["queue"] is None
+
+
+def test_without_a_rule_owner_the_lead_owner_keeps_the_opportunity(engine: Engine) -> None:
+    _, out = run(engine, [upsert("e1", company="Initech", owner_id="005-rep"), act("e2", "demo_request")])
+    opp = out[1].opportunity
+    assert opp is not None
+    assert opp["owner_id"] == "005-rep"
+    assert opp["queue"] is None
+
+
+def test_an_unsubscribe_disqualifies_and_never_converts(engine: Engine) -> None:
+    _, out = run(engine, [upsert("e1", company="Umbrella"), act("e2", "unsubscribe"), act("e3", "demo_request")])
+    assert [d.decision["action"] for d in out] == ["none", "disqualified", "none"]
+    assert out[2].decision["status"] == "Unqualified"
+    assert all(d.opportunity is None for d in out)
+
+
+def test_a_replayed_event_changes_nothing_and_keeps_its_decision_id(engine: Engine) -> None:
+    state, out = run(engine, [upsert("e1", company="Acme"), act("e2", "page_view", count=3)])
+    assert state is not None
+    before = orjson.dumps(state)
+    state, again = decide(engine, state, act("e2", "page_view", count=3), decided_at=1_800_000_100.0)
+    assert orjson.dumps(state) == before
+    assert again.decision["duplicate"] is True
+    assert again.decision["decision_id"] == out[1].decision["decision_id"]
+    assert again.decision["points"] == out[1].decision["points"] == 3
+    assert again.opportunity is None
+
+
+def test_a_replay_of_the_converting_event_does_not_convert_twice(engine: Engine) -> None:
+    events: list[LeadUpserted | LeadActivity] = [upsert("e1", company="Acme"), act("e2", "demo_request")]
+    state, out = run(engine, events)
+    assert out[1].opportunity is not None
+    for event in events:
+        state, decided = decide(engine, state, event, decided_at=1_800_000_200.0)
+        assert decided.opportunity is None
+        assert decided.decision["duplicate"] is True
+
+
+def test_decisions_are_reproducible_and_match_the_contract(engine: Engine) -> None:
+    events: list[LeadUpserted | LeadActivity] = [
+        upsert("e1", company="Acme", title="VP Sales", lead_source="Referral", email="a@acme.example"),
+        act("e2", "email_click", count=2),
+        act("e3", "webinar_attended"),
+    ]
+    _, first = run(engine, events)
+    _, second = run(engine, events)
+    assert [d.decision for d in first] == [d.decision for d in second]
+    for d in first:
+        decision = Decision.model_validate(d.decision)
+        assert 0 <= decision.score <= 1
+        assert decision.ruleset_version.startswith("unit-1+")
+        assert decision.model_version == engine.model.version
+        assert len(decision.factors) <= engine.top_factors
+
+
+def test_points_fall_with_negative_rules_and_caps_hold(engine: Engine) -> None:
+    _, out = run(engine, [act("e1", "page_view", count=40), act("e2", "email_bounced")])
+    assert out[0].decision["points"] == 10  # capped
+    assert out[1].decision["points"] == -10
+
+
+def _record(offset: int, key: bytes | None, value: bytes | None) -> Record:
+    return Record(key, value, "leads", 0, offset, timestamp=1_800_000_000.0)
+
+
+def _bytes(event: LeadUpserted | LeadActivity) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def test_a_batch_sends_bad_records_to_dead_letters_and_carries_state_between_events(engine: Engine) -> None:
+    records = [
+        _record(0, b"L1", _bytes(upsert("e1", company="Acme"))),
+        _record(1, b"L1", b"{oops"),
+        _record(2, b"L1", _bytes(act("e2", "demo_request"))),
+        _record(3, b"L2", _bytes(act("e3", "demo_request"))),  # key does not match lead_id L1
+    ]
+    result = process_batch(engine, records, lambda _lead: None, 1_800_000_000.0)
+    assert [(r.offset, e.reason) for r, e in result.dead_letters] == [(1, "not_json"), (3, "key_mismatch")]
+    decisions = [orjson.loads(v) for _, v in result.decisions]
+    assert [d["event_id"] for d in decisions] == ["e1", "e2"]
+    assert decisions[1]["action"] == "converted"
+    assert len(result.opportunities) == 1
+    assert set(result.states) == {"L1"}
+    assert orjson.loads(result.states["L1"])["events"] == 2
+    assert result.events_by_type == {"lead.upserted": 1, "lead.activity": 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class _ExplodingModel:
+    """A model that fails on one lead, to show a bug in one decision does not stop the batch."""
+
+    inner: Model
+    version: str = "exploding"
+
+    def score(self, facts: dict[str, object]) -> Any:
+        if facts.get("company") == "Boom":
+            msg = "simulated scoring bug"
+            raise RuntimeError(msg)
+        return self.inner.score(facts)
+
+    def factors(self, score: Any, facts: dict[str, object], top: int) -> Any:
+        return self.inner.factors(score, facts, top)
+
+
+def test_an_unexpected_error_dead_letters_the_event_and_leaves_the_state_as_it_was(engine: Engine) -> None:
+    broken = dataclasses.replace(engine, model=cast(Model, _ExplodingModel(engine.model)))
+    stored = {"L1": None}
+    first = process_batch(broken, [_record(0, b"L1", _bytes(upsert("e1", company="Fine")))], stored.get, 1.0)
+    before = first.states["L1"]
+    second = process_batch(
+        broken,
+        [
+            _record(1, b"L1", _bytes(upsert("e2", company="Boom"))),
+            _record(2, b"L1", _bytes(act("e3", "page_view"))),
+        ],
+        {"L1": before}.get,
+        2.0,
+    )
+    ((record, error),) = second.dead_letters
+    assert record.offset == 1
+    assert error.reason == "processing_error"
+    assert "simulated scoring bug" in str(error)
+    state = orjson.loads(second.states["L1"])
+    assert state["profile"]["company"] == "Fine"  # the failed event left no trace
+    assert state["activity"]["page_view"][0] == 1
+
+
+def test_parse_and_core_agree_on_the_contract_examples(engine: Engine) -> None:
+    from tests.unit.test_contract import SCHEMAS
+
+    events = [
+        parse_event(b"L-10492", (SCHEMAS / "examples" / f"{name}.json").read_bytes())
+        for name in ("lead-upserted", "lead-activity")
+    ]
+    _, out = run(engine, events)
+    for d in out:
+        Decision.model_validate(d.decision)
