@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Condition",
@@ -25,7 +25,7 @@ Facts = Mapping[str, Any]
 Condition = Callable[[Facts], bool]
 """A compiled ``when``: a pure function of the facts."""
 
-_NUMBER = frozenset({int, float})
+_NUMBER: frozenset[type[float]] = frozenset({int, float})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +90,10 @@ class ScoringRule:
     per: str | None = None
     max: float | None = None
     description: str | None = None
+    guard: str | None = field(default=None, repr=False, compare=False)
+    """A field that, when missing (None), makes the condition False: checked before calling it."""
+    leaf: tuple[str, Callable[[Any], bool]] | None = field(default=None, repr=False, compare=False)
+    """``(field, test)`` when the condition is one test of one fact, False when it is missing: called directly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,18 +106,32 @@ class QualificationRule:
     opportunity: OpportunitySpec | None
     condition: Condition = field(repr=False, compare=False)
     description: str | None = None
+    guard: str | None = field(default=None, repr=False, compare=False)
+    """A field that, when missing (None), makes the condition False: checked before calling it."""
 
 
-@dataclass(frozen=True, slots=True)
-class RuleOutcome:
-    """What a ruleset decided for one set of facts."""
+class RuleOutcome(NamedTuple):
+    """What a ruleset decided for one set of facts (a named tuple: cheap to build on the hot path)."""
 
     points: float
     matched_rules: tuple[str, ...]
     qualification: QualificationRule | None
 
 
-_Step = tuple[str, Condition | None, float, str | None, float | None]
+_Step = tuple[str | None, Callable[[Any], bool] | None, float, str | None, float | None, str]
+_Check = tuple[str | None, Condition, "QualificationRule"]
+
+
+def _step(rule: ScoringRule) -> _Step:
+    """The scoring loop's form of a rule: ``(field, test, points, per, cap, id)``.
+
+    With a field, ``test`` takes that fact's value (a missing fact skips the rule); without one, ``test`` is the
+    whole condition (or None: always) and takes the facts.
+    """
+    if rule.leaf is not None and rule.per is None:
+        field_name, test = rule.leaf
+        return field_name, test, rule.points, None, None, rule.id
+    return None, rule.condition, rule.points, rule.per, rule.max, rule.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +147,11 @@ class Ruleset:
     scoring_rules: tuple[ScoringRule, ...]
     qualification_rules: tuple[QualificationRule, ...]
     _steps: tuple[_Step, ...] = field(init=False, repr=False, compare=False)
-    _checks: tuple[tuple[Condition, QualificationRule], ...] = field(init=False, repr=False, compare=False)
+    _checks: tuple[_Check, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        steps = tuple((r.id, r.condition, r.points, r.per, r.max) for r in self.scoring_rules)
-        object.__setattr__(self, "_steps", steps)
-        object.__setattr__(self, "_checks", tuple((r.condition, r) for r in self.qualification_rules))
+        object.__setattr__(self, "_steps", tuple(_step(r) for r in self.scoring_rules if r.points))
+        object.__setattr__(self, "_checks", tuple((r.guard, r.condition, r) for r in self.qualification_rules))
 
     def evaluate(self, facts: dict[str, object]) -> RuleOutcome:
         """Score and qualify one lead.
@@ -142,31 +159,36 @@ class Ruleset:
         Adds up the scoring rules, stores the total in ``facts["points"]`` (so qualification rules can read it),
         then returns the first qualification rule that matches, if any. Never raises on odd fact values.
         """
+        get = facts.get
         total = 0.0
         matched: list[str] = []
-        number = _NUMBER
-        for rule_id, condition, points, per, cap in self._steps:
-            if condition is not None and not condition(facts):
-                continue
-            if per is None:
-                got = points
-            else:
-                value: Any = facts.get(per)
-                if value.__class__ not in number:
+        for field_name, test, points, per, cap, rule_id in self._steps:
+            if field_name is not None:
+                x = get(field_name)
+                if x is None or not test(x):  # type: ignore[misc]  # a step with a field always has a test
                     continue
-                got = points * value
+            elif test is not None and not test(facts):
+                continue
+            if per is not None:
+                value: Any = get(per)
+                if value.__class__ not in _NUMBER:
+                    continue
+                points *= value
                 if cap is not None:
-                    if got > cap:
-                        got = cap
-                    elif got < -cap:
-                        got = -cap
-            if got:
-                total += got
-                matched.append(rule_id)
-        points_total = round(total, 4)
-        facts["points"] = points_total
-        for condition, rule in self._checks:
+                    if points > cap:
+                        points = cap
+                    elif points < -cap:
+                        points = -cap
+                if not points:
+                    continue
+            total += points
+            matched.append(rule_id)
+        total = round(total, 4)
+        facts["points"] = total
+        for guard, condition, rule in self._checks:
+            if guard is not None and get(guard) is None:
+                continue
             if condition(facts):
                 matched.append(rule.id)
-                return RuleOutcome(points_total, tuple(matched), rule)
-        return RuleOutcome(points_total, tuple(matched), None)
+                return RuleOutcome(total, tuple(matched), rule)
+        return RuleOutcome(total, tuple(matched), None)

@@ -1,0 +1,52 @@
+"""Training end to end: synthetic data → replay through the worker's own code → fit → evaluate → JSON."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from worker.scoring import TrainReport, load_model, train_synthetic
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainReport, float]:
+    out = tmp_path_factory.mktemp("train") / "model.json"
+    t0 = time.perf_counter()
+    report = train_synthetic(seed=3, n_leads=1500, out=out, progress=False)
+    return report, time.perf_counter() - t0
+
+
+def test_train_synthetic_is_fast_and_learns(trained: tuple[TrainReport, float]) -> None:
+    report, seconds = trained
+    assert seconds < 10
+    assert report.auc > 0.75
+    assert report.brier < 0.15
+    assert 0.1 < report.base_rate < 0.3
+    assert report.n_train + report.n_test == report.n_leads == 1500
+    assert sum(b.n for b in report.calibration) == report.n_test
+    assert all(b.lo <= b.predicted <= b.hi for b in report.calibration)
+
+
+def test_the_written_model_is_the_reported_one(trained: tuple[TrainReport, float]) -> None:
+    report, _ = trained
+    assert report.path is not None
+    model = load_model(report.path)
+    assert model.version == report.version
+    assert model.version.startswith("synthetic-s3-")
+    assert model.training["holdout"]["auc"] == report.auc
+    text = str(report)
+    assert f"AUC {report.auc:.3f}" in text
+    assert str(report.path) in text
+
+
+def test_training_is_deterministic_and_quiet(
+    trained: tuple[TrainReport, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report, _ = trained
+    again = train_synthetic(seed=3, n_leads=1500, out=tmp_path / "again.json")  # progress: only on a terminal
+    assert again.version == report.version
+    assert (tmp_path / "again.json").read_bytes() == Path(str(report.path)).read_bytes()
+    captured = capsys.readouterr()
+    assert captured.out == captured.err == ""

@@ -1,0 +1,447 @@
+"""Operators: how each one checks its value at compile time and the closure it compiles to.
+
+No compiled test ever raises: a missing (None) fact or a fact of the wrong type makes a test False, and the
+negated forms (``ne``, ``not_in``, ``ne_ci``, ``not_in_ci``, ``not_within_days``) are the exact opposite of their
+positive forms, so they are True then.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeGuard
+
+from worker.rules._fields import Kind
+from worker.rules._model import Condition, Facts
+
+__all__ = ["OPERATORS", "OP_ALIASES", "Operator", "Takes", "Test", "ValueProblem", "leaf_condition", "prepare_value"]
+
+Test = Callable[[Any], bool]
+"""A compiled test of one fact value."""
+
+_NUMBER: frozenset[type[float]] = frozenset({int, float})
+_DAY = 86400.0
+
+
+class Takes(Enum):
+    """The shape of value an operator needs."""
+
+    NOTHING = "no value"
+    SCALAR = "a single value"
+    SCALARS = "a list of values"
+    NUMBER = "a number"
+    RANGE = "a list of two numbers [low, high]"
+    TEXT = "a text"
+    TEXTS = "a text or a list of texts"
+    TEXT_LIST = "a list of texts"
+    DAYS = "a number of days"
+
+
+_TRUE_ON_NONE = frozenset({"ne", "not_in", "ne_ci", "not_in_ci", "is_null", "not_within_days"})
+_ALL = frozenset(Kind)
+_NUMERIC = frozenset({Kind.NUMBER, Kind.TIME, Kind.ANY})
+_TEXTUAL = frozenset({Kind.TEXT, Kind.ANY})
+_TIMES = frozenset({Kind.TIME, Kind.ANY})
+
+
+class ValueProblem(Exception):
+    """A value that does not suit its operator or field (compile time only)."""
+
+    def __init__(self, message: str, suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestion = suggestion
+
+
+# --- value tests ----------------------------------------------------------------------------------------------
+# Most operators compile to a *test* of one value: ``test(x) -> bool``. A leaf condition binds a field to it, and
+# the ruleset's scoring loop calls a test directly with the fact it already looked up.
+
+
+def _eq(value: object) -> Test:
+    def eq(x: object) -> bool:
+        return x == value
+
+    return eq
+
+
+def _ne(value: object) -> Test:
+    def ne(x: object) -> bool:
+        return x != value
+
+    return ne
+
+
+def _in(values: frozenset[object]) -> Test:
+    def in_(x: object) -> bool:
+        try:
+            return x in values
+        except TypeError:  # an unhashable fact is in no set
+            return False
+
+    return in_
+
+
+def _not_in(values: frozenset[object]) -> Test:
+    def not_in(x: object) -> bool:
+        try:
+            return x not in values
+        except TypeError:
+            return True
+
+    return not_in
+
+
+def _gt(bound: float) -> Test:
+    def gt(x: Any) -> bool:
+        ok: bool = x.__class__ in _NUMBER and x > bound
+        return ok
+
+    return gt
+
+
+def _gte(bound: float) -> Test:
+    def gte(x: Any) -> bool:
+        ok: bool = x.__class__ in _NUMBER and x >= bound
+        return ok
+
+    return gte
+
+
+def _lt(bound: float) -> Test:
+    def lt(x: Any) -> bool:
+        ok: bool = x.__class__ in _NUMBER and x < bound
+        return ok
+
+    return lt
+
+
+def _lte(bound: float) -> Test:
+    def lte(x: Any) -> bool:
+        ok: bool = x.__class__ in _NUMBER and x <= bound
+        return ok
+
+    return lte
+
+
+def _between(bounds: tuple[float, float]) -> Test:
+    low, high = bounds
+
+    def between(x: Any) -> bool:
+        ok: bool = x.__class__ in _NUMBER and low <= x <= high
+        return ok
+
+    return between
+
+
+def _search(needles: tuple[str, ...]) -> Callable[[str], object]:
+    """A substring search for any of ``needles``: ``in`` for one, a compiled alternation for several."""
+    if len(needles) == 1:
+        needle = needles[0]
+
+        def search_one(text: str) -> bool:
+            return needle in text
+
+        return search_one
+    return re.compile("|".join(re.escape(n) for n in needles)).search
+
+
+def _contains(needles: tuple[str, ...]) -> Test:
+    search = _search(needles)
+
+    def contains(x: object) -> bool:
+        return isinstance(x, str) and bool(search(x))
+
+    return contains
+
+
+def _contains_ci(needles: tuple[str, ...]) -> Test:
+    search = _search(needles)
+
+    def contains_ci(x: object) -> bool:
+        return isinstance(x, str) and bool(search(x.casefold()))
+
+    return contains_ci
+
+
+def _starts_with(prefixes: tuple[str, ...]) -> Test:
+    def starts_with(x: object) -> bool:
+        return isinstance(x, str) and x.startswith(prefixes)
+
+    return starts_with
+
+
+def _starts_with_ci(prefixes: tuple[str, ...]) -> Test:
+    def starts_with_ci(x: object) -> bool:
+        return isinstance(x, str) and x.casefold().startswith(prefixes)
+
+    return starts_with_ci
+
+
+def _ends_with(suffixes: tuple[str, ...]) -> Test:
+    def ends_with(x: object) -> bool:
+        return isinstance(x, str) and x.endswith(suffixes)
+
+    return ends_with
+
+
+def _ends_with_ci(suffixes: tuple[str, ...]) -> Test:
+    def ends_with_ci(x: object) -> bool:
+        return isinstance(x, str) and x.casefold().endswith(suffixes)
+
+    return ends_with_ci
+
+
+def _eq_ci(value: str) -> Test:
+    def eq_ci(x: object) -> bool:
+        return isinstance(x, str) and x.casefold() == value
+
+    return eq_ci
+
+
+def _ne_ci(value: str) -> Test:
+    def ne_ci(x: object) -> bool:
+        return not isinstance(x, str) or x.casefold() != value
+
+    return ne_ci
+
+
+def _in_ci(values: frozenset[str]) -> Test:
+    def in_ci(x: object) -> bool:
+        return isinstance(x, str) and x.casefold() in values
+
+    return in_ci
+
+
+def _not_in_ci(values: frozenset[str]) -> Test:
+    def not_in_ci(x: object) -> bool:
+        return not isinstance(x, str) or x.casefold() not in values
+
+    return not_in_ci
+
+
+def _is_null(_: object) -> Test:
+    def is_null(x: object) -> bool:
+        return x is None
+
+    return is_null
+
+
+def _is_not_null(_: object) -> Test:
+    def is_not_null(x: object) -> bool:
+        return x is not None
+
+    return is_not_null
+
+
+# within_days compares two facts (the field and ``now``), so it compiles to a condition over the facts directly.
+
+
+def _within_days(field: str, span: float) -> Condition:
+    def within_days(facts: Facts) -> bool:
+        x: Any = facts.get(field)
+        now: Any = facts.get("now")
+        ok: bool = x.__class__ in _NUMBER and now.__class__ in _NUMBER and x >= now - span
+        return ok
+
+    return within_days
+
+
+def _not_within_days(field: str, span: float) -> Condition:
+    within = _within_days(field, span)
+
+    def not_within_days(facts: Facts) -> bool:
+        return not within(facts)
+
+    return not_within_days
+
+
+def leaf_condition(field: str, test: Test) -> Condition:
+    """The condition ``test(facts[field])`` (a missing fact is None)."""
+
+    def leaf(facts: Facts) -> bool:
+        return test(facts.get(field))
+
+    return leaf
+
+
+# --- the table ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """One operator: the value it takes, the kinds of field it applies to, and how it compiles.
+
+    ``test`` builds a value test from the prepared value; operators that need more than one fact build a whole
+    condition with ``condition`` instead.
+    """
+
+    name: str
+    takes: Takes
+    fields: frozenset[Kind]
+    test: Callable[[Any], Test] | None = None
+    condition: Callable[[str, Any], Condition] | None = None
+    case_insensitive: bool = False
+
+    @property
+    def none_is_false(self) -> bool:
+        """Whether a missing (None) fact makes this test False (every operator but the negated ones)."""
+        return self.name not in _TRUE_ON_NONE
+
+    def compile(self, field: str, prepared: object) -> tuple[Condition, Test | None]:
+        """The leaf condition on ``field``, and its value test when the operator has one."""
+        if self.test is not None:
+            test = self.test(prepared)
+            return leaf_condition(field, test), test
+        if self.condition is None:  # pragma: no cover - the table below gives every operator one of the two
+            msg = f"operator {self.name!r} has no compiler"
+            raise TypeError(msg)
+        return self.condition(field, prepared), None
+
+
+def _op(
+    name: str, takes: Takes, fields: frozenset[Kind], test: Callable[[Any], Test], ci: bool = False
+) -> tuple[str, Operator]:
+    return name, Operator(name, takes, fields, test=test, case_insensitive=ci)
+
+
+OPERATORS: Mapping[str, Operator] = dict(
+    [
+        _op("eq", Takes.SCALAR, _ALL, _eq),
+        _op("ne", Takes.SCALAR, _ALL, _ne),
+        _op("in", Takes.SCALARS, _ALL, _in),
+        _op("not_in", Takes.SCALARS, _ALL, _not_in),
+        _op("gt", Takes.NUMBER, _NUMERIC, _gt),
+        _op("gte", Takes.NUMBER, _NUMERIC, _gte),
+        _op("lt", Takes.NUMBER, _NUMERIC, _lt),
+        _op("lte", Takes.NUMBER, _NUMERIC, _lte),
+        _op("between", Takes.RANGE, _NUMERIC, _between),
+        _op("contains", Takes.TEXTS, _TEXTUAL, _contains),
+        _op("starts_with", Takes.TEXTS, _TEXTUAL, _starts_with),
+        _op("ends_with", Takes.TEXTS, _TEXTUAL, _ends_with),
+        _op("eq_ci", Takes.TEXT, _TEXTUAL, _eq_ci, ci=True),
+        _op("ne_ci", Takes.TEXT, _TEXTUAL, _ne_ci, ci=True),
+        _op("in_ci", Takes.TEXT_LIST, _TEXTUAL, _in_ci, ci=True),
+        _op("not_in_ci", Takes.TEXT_LIST, _TEXTUAL, _not_in_ci, ci=True),
+        _op("contains_ci", Takes.TEXTS, _TEXTUAL, _contains_ci, ci=True),
+        _op("starts_with_ci", Takes.TEXTS, _TEXTUAL, _starts_with_ci, ci=True),
+        _op("ends_with_ci", Takes.TEXTS, _TEXTUAL, _ends_with_ci, ci=True),
+        _op("is_null", Takes.NOTHING, _ALL, _is_null),
+        _op("is_not_null", Takes.NOTHING, _ALL, _is_not_null),
+        ("within_days", Operator("within_days", Takes.DAYS, _TIMES, condition=_within_days)),
+        ("not_within_days", Operator("not_within_days", Takes.DAYS, _TIMES, condition=_not_within_days)),
+    ]
+)
+
+OP_ALIASES: Mapping[str, str] = {
+    "=": "eq",
+    "==": "eq",
+    "equals": "eq",
+    "is": "eq",
+    "!=": "ne",
+    "<>": "ne",
+    "not_eq": "ne",
+    ">": "gt",
+    ">=": "gte",
+    "ge": "gte",
+    "<": "lt",
+    "<=": "lte",
+    "le": "lte",
+    "nin": "not_in",
+    "in_list": "in",
+    "startswith": "starts_with",
+    "endswith": "ends_with",
+    "is_none": "is_null",
+    "exists": "is_not_null",
+    "not_null": "is_not_null",
+    "within": "within_days",
+}
+"""Spellings from other rule languages, used only to suggest the right operator name."""
+
+
+# --- compile-time value checks -----------------------------------------------------------------------------------
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return value.__class__ in _NUMBER
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, str | int | float)  # bool is an int
+
+
+def _scalar_for(op: str, field: str, kind: Kind, value: object) -> object:
+    """Check one eq/ne/in value against the field's kind."""
+    if value is None:
+        msg = f"op {op!r} cannot compare with null for field {field!r}; use 'is_null' or 'is_not_null'"
+        raise ValueProblem(msg, "is_null" if op in ("eq", "in") else "is_not_null")
+    if kind is Kind.TEXT and not isinstance(value, str):
+        msg = f"op {op!r} needs a text, got {value!r} for field {field!r} (put quotes around it)"
+        raise ValueProblem(msg)
+    if kind in (Kind.NUMBER, Kind.TIME) and not _is_number(value):
+        msg = f"op {op!r} needs a number, got {value!r} for field {field!r}"
+        raise ValueProblem(msg)
+    if kind is Kind.BOOL and not isinstance(value, bool):
+        msg = f"op {op!r} needs true or false, got {value!r} for field {field!r}"
+        raise ValueProblem(msg)
+    if not _is_scalar(value):
+        msg = f"op {op!r} needs a text, number or true/false, got {value!r} for field {field!r}"
+        raise ValueProblem(msg)
+    return value
+
+
+def _texts(op: str, field: str, value: object, *, fold: bool, list_only: bool) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    if (list_only and not isinstance(value, list)) or not items:
+        what = "a list of texts" if list_only else "a text or a list of texts"
+        msg = f"op {op!r} needs {what}, got {value!r} for field {field!r}"
+        raise ValueProblem(msg, "eq_ci" if list_only and isinstance(value, str) else None)
+    for item in items:
+        if not isinstance(item, str):
+            msg = f"op {op!r} needs a text, got {item!r} for field {field!r} (put quotes around it)"
+            raise ValueProblem(msg)
+    return tuple(str(s).casefold() if fold else str(s) for s in items)
+
+
+def prepare_value(operator: Operator, field: str, kind: Kind, value: object) -> object:
+    """Check ``value`` for ``operator`` on a field of ``kind`` and return what the closure builder takes."""
+    op = operator.name
+    takes = operator.takes
+    if takes is Takes.NOTHING:
+        return None
+    if takes is Takes.SCALAR:
+        return _scalar_for(op, field, kind, value)
+    if takes is Takes.SCALARS:
+        if not isinstance(value, list) or not value:
+            msg = f"op {op!r} needs a list of values, got {value!r} for field {field!r}"
+            raise ValueProblem(msg, "eq" if op == "in" and _is_scalar(value) else None)
+        return frozenset(_scalar_for(op, field, kind, v) for v in value)
+    if takes is Takes.NUMBER:
+        if not _is_number(value):
+            msg = f"op {op!r} needs a number, got {value!r} for field {field!r}"
+            raise ValueProblem(msg)
+        return value
+    if takes is Takes.RANGE:
+        if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
+            msg = f"op 'between' needs a list of two numbers [low, high], got {value!r} for field {field!r}"
+            raise ValueProblem(msg)
+        low, high = value
+        if low > high:
+            msg = f"op 'between' needs low <= high, got [{low!r}, {high!r}] for field {field!r}"
+            raise ValueProblem(msg, f"[{high!r}, {low!r}]")
+        return (low, high)
+    if takes is Takes.TEXT:
+        if not isinstance(value, str):
+            msg = f"op {op!r} needs a text, got {value!r} for field {field!r}"
+            raise ValueProblem(msg)
+        return value.casefold()
+    if takes in (Takes.TEXTS, Takes.TEXT_LIST):
+        texts = _texts(op, field, value, fold=operator.case_insensitive, list_only=takes is Takes.TEXT_LIST)
+        return frozenset(texts) if takes is Takes.TEXT_LIST else texts
+    # Takes.DAYS
+    if not _is_number(value) or value < 0:
+        msg = f"op {op!r} needs a number of days (0 or more), got {value!r} for field {field!r}"
+        raise ValueProblem(msg)
+    return float(value) * _DAY

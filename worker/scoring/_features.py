@@ -1,0 +1,473 @@
+"""Feature extraction from the flat facts dict, shared by training and serving.
+
+A feature is declared once, as plain data stored in the model JSON, so that serving needs nothing but the file.
+Each feature reads one fact path and turns it into a *value* (:meth:`value`), then into one or more model
+columns (:meth:`encode`, used to build the training matrix). Serving never builds the column vector: it looks
+the value up in a table precomputed from the weights (see :mod:`worker.scoring._model`), but it goes through the
+very same :meth:`value`, which is what keeps training and serving in step.
+
+Kinds:
+
+- ``numeric``: a number; missing or non-numeric → ``missing`` (a raw value), then clipped to ``clip`` and
+  transformed (``identity`` or ``log1p``); with ``missing_indicator`` a second 0/1 column says it was missing.
+- ``categorical``: text normalised with strip + lowercase; one column per learned level, plus ``(other)`` and
+  ``(missing)``.
+- ``free_email``: 1 when the email's domain is in ``domains`` (a free-mail provider), else 0.
+- ``keyword``: the first of ``keywords`` (ordered ``[keyword, level]`` pairs) found as whole words in the text,
+  else ``default``; one-hot like a categorical, with ``(missing)`` for no text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from worker.events import KNOWN_ACTIVITY_TYPES
+from worker.exceptions import ModelError
+
+__all__ = [
+    "ACTIVITY_LABELS",
+    "FEATURE_KINDS",
+    "FREE_EMAIL_DOMAINS",
+    "MISSING",
+    "OTHER",
+    "SENIORITY_KEYWORDS",
+    "Categorical",
+    "Feature",
+    "FreeEmail",
+    "Keyword",
+    "Numeric",
+    "columns_of",
+    "default_features",
+    "feature_from_dict",
+    "format_number",
+    "normalise_text",
+]
+
+MISSING = "(missing)"
+OTHER = "(other)"
+FEATURE_KINDS = ("numeric", "categorical", "free_email", "keyword")
+
+FREE_EMAIL_DOMAINS: tuple[str, ...] = (
+    "aol.com",
+    "gmail.com",
+    "gmx.de",
+    "gmx.net",
+    "googlemail.com",
+    "hotmail.co.uk",
+    "hotmail.com",
+    "icloud.com",
+    "live.com",
+    "mail.com",
+    "me.com",
+    "msn.com",
+    "outlook.com",
+    "proton.me",
+    "protonmail.com",
+    "web.de",
+    "yahoo.co.uk",
+    "yahoo.com",
+    "yahoo.fr",
+    "yandex.ru",
+    "zoho.com",
+)
+
+# Ordered: the first keyword found (as whole words) decides, so "vice president" must come before "president".
+SENIORITY_KEYWORDS: tuple[tuple[str, str], ...] = (
+    ("vice president", "vp"),
+    ("vp", "vp"),
+    ("svp", "vp"),
+    ("evp", "vp"),
+    ("chief", "c-level"),
+    ("ceo", "c-level"),
+    ("cto", "c-level"),
+    ("cfo", "c-level"),
+    ("coo", "c-level"),
+    ("cmo", "c-level"),
+    ("cio", "c-level"),
+    ("founder", "c-level"),
+    ("owner", "c-level"),
+    ("president", "c-level"),
+    ("partner", "c-level"),
+    ("director", "director"),
+    ("head", "director"),
+    ("manager", "manager"),
+)
+
+ACTIVITY_LABELS: dict[str, str] = {
+    "page_view": "page views",
+    "email_open": "email opens",
+    "email_click": "email clicks",
+    "form_submit": "form submissions",
+    "content_download": "content downloads",
+    "webinar_attended": "webinars attended",
+    "demo_request": "demo requests",
+    "chat": "chats",
+    "call": "calls",
+    "meeting": "meetings",
+    "email_bounced": "bounced emails",
+    "unsubscribe": "unsubscribes",
+}
+
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+_CACHE_LIMIT = 4096
+
+
+def normalise_text(raw: object) -> str | None:
+    """Strip + lowercase; None, empty and non-scalar values are missing."""
+    if raw is None or isinstance(raw, dict | list):
+        return None
+    text = (raw if isinstance(raw, str) else str(raw)).strip().lower()
+    return text or None
+
+
+def format_number(value: float) -> str:
+    """A number as a rep reads it: ``1,200``, ``3.5``."""
+    if math.isfinite(value) and float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.1f}"
+
+
+@dataclass(frozen=True, slots=True)
+class Numeric:
+    """A number read from ``path``, clipped and transformed; see the module docstring."""
+
+    name: str
+    path: str
+    label: str
+    transform: Literal["identity", "log1p"] = "identity"
+    clip: tuple[float, float] = (0.0, 1e12)
+    missing: float = 0.0
+    missing_indicator: bool = False
+    kind: Literal["numeric"] = field(default="numeric", init=False)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        if self.missing_indicator:
+            return (self.name, self.name + "|missing")
+        return (self.name,)
+
+    def value(self, facts: Mapping[str, object]) -> tuple[float, bool]:
+        """(transformed value, whether the fact was missing)."""
+        raw = facts.get(self.path)
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and raw == raw:  # raw == raw: not NaN
+            x, missing = float(raw), False
+        else:
+            x, missing = self.missing, True
+        lo, hi = self.clip
+        x = lo if x < lo else hi if x > hi else x
+        if self.transform == "log1p":
+            x = math.log1p(x)
+        return x, missing
+
+    def encode(self, facts: Mapping[str, object]) -> list[float]:
+        x, missing = self.value(facts)
+        return [x, 1.0 if missing else 0.0] if self.missing_indicator else [x]
+
+    def describe(self, facts: Mapping[str, object]) -> str:
+        raw = facts.get(self.path)
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and raw == raw:
+            return f"{self.label}: {format_number(float(raw))}"
+        if self.missing_indicator:
+            return f"{self.label}: unknown"
+        return f"{self.label}: {format_number(self.missing)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": self.path,
+            "label": self.label,
+            "transform": self.transform,
+            "clip": [self.clip[0], self.clip[1]],
+            "missing": self.missing,
+            "missing_indicator": self.missing_indicator,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Categorical:
+    """Text read from ``path``, one-hot over ``levels`` (learned, normalised) plus (other) and (missing)."""
+
+    name: str
+    path: str
+    label: str
+    levels: tuple[str, ...] = ()
+    display: tuple[str, ...] = ()  # how each level is shown in a factor, e.g. "Referral" for "referral"
+    kind: Literal["categorical"] = field(default="categorical", init=False)
+
+    @property
+    def all_levels(self) -> tuple[str, ...]:
+        return (*self.levels, OTHER, MISSING)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}={level}" for level in self.all_levels)
+
+    def value(self, facts: Mapping[str, object]) -> str:
+        text = normalise_text(facts.get(self.path))
+        if text is None:
+            return MISSING
+        return text if text in self.levels else OTHER
+
+    def encode(self, facts: Mapping[str, object]) -> list[float]:
+        hit = self.value(facts)
+        return [1.0 if level == hit else 0.0 for level in self.all_levels]
+
+    def describe(self, facts: Mapping[str, object]) -> str:
+        level = self.value(facts)
+        if level in (OTHER, MISSING):
+            shown = level if level == MISSING else str(facts.get(self.path)).strip()
+        else:
+            shown = self.display[self.levels.index(level)] if self.display else level
+        return f"{self.label} = {shown}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": self.path,
+            "label": self.label,
+            "levels": list(self.levels),
+            "display": list(self.display),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FreeEmail:
+    """1.0 when the email address at ``path`` is at a free-mail domain (a consumer, not a company), else 0.0."""
+
+    name: str
+    path: str
+    label: str
+    domains: frozenset[str] = frozenset(FREE_EMAIL_DOMAINS)
+    kind: Literal["free_email"] = field(default="free_email", init=False)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def value(self, facts: Mapping[str, object]) -> bool:
+        text = normalise_text(facts.get(self.path))
+        if text is None:
+            return False
+        return text.rpartition("@")[2] in self.domains
+
+    def encode(self, facts: Mapping[str, object]) -> list[float]:
+        return [1.0 if self.value(facts) else 0.0]
+
+    def describe(self, facts: Mapping[str, object]) -> str:
+        if normalise_text(facts.get(self.path)) is None:
+            return f"{self.label}: no email"
+        return f"{self.label}: {'yes' if self.value(facts) else 'no'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": self.path,
+            "label": self.label,
+            "domains": sorted(self.domains),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    """A level picked by the first keyword found as whole words in the text at ``path``; one-hot."""
+
+    name: str
+    path: str
+    label: str
+    keywords: tuple[tuple[str, str], ...] = SENIORITY_KEYWORDS
+    default: str = "other"
+    kind: Literal["keyword"] = field(default="keyword", init=False)
+    _cache: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    @property
+    def all_levels(self) -> tuple[str, ...]:
+        levels = list(dict.fromkeys(level for _, level in self.keywords))
+        for extra in (self.default, MISSING):
+            if extra not in levels:
+                levels.append(extra)
+        return tuple(levels)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}={level}" for level in self.all_levels)
+
+    def value(self, facts: Mapping[str, object]) -> str:
+        raw = facts.get(self.path)
+        if not isinstance(raw, str):
+            raw = None if raw is None else str(raw)
+        if raw is None:
+            return MISSING
+        cache = self._cache
+        level = cache.get(raw)
+        if level is None:
+            level = self._match(raw)
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[raw] = level
+        return level
+
+    def _match(self, raw: str) -> str:
+        words = _NON_WORD.sub(" ", raw.lower()).strip()
+        if not words:
+            return MISSING
+        padded = f" {words} "
+        for keyword, level in self.keywords:
+            if f" {keyword} " in padded:
+                return level
+        return self.default
+
+    def encode(self, facts: Mapping[str, object]) -> list[float]:
+        hit = self.value(facts)
+        return [1.0 if level == hit else 0.0 for level in self.all_levels]
+
+    def describe(self, facts: Mapping[str, object]) -> str:
+        return f"{self.label} = {self.value(facts)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": self.path,
+            "label": self.label,
+            "keywords": [[keyword, level] for keyword, level in self.keywords],
+            "default": self.default,
+        }
+
+
+Feature = Numeric | Categorical | FreeEmail | Keyword
+
+
+def default_features() -> list[Feature]:
+    """The feature set leadflow trains; categorical levels are empty until learned from training data."""
+    features: list[Feature] = [
+        Categorical("lead_source", "lead_source", "lead source"),
+        Categorical("industry", "industry", "industry"),
+        Categorical("country", "country", "country"),
+        Keyword("title_seniority", "title", "title seniority"),
+        FreeEmail("free_email", "email", "free email domain"),
+        Numeric(
+            "number_of_employees",
+            "number_of_employees",
+            "employees",
+            transform="log1p",
+            clip=(0.0, 1_000_000.0),
+            missing_indicator=True,
+        ),
+        Numeric(
+            "annual_revenue",
+            "annual_revenue",
+            "annual revenue",
+            transform="log1p",
+            clip=(0.0, 1e11),
+            missing_indicator=True,
+        ),
+    ]
+    for kind in KNOWN_ACTIVITY_TYPES:
+        path = f"activity.{kind}.count"
+        features.append(Numeric(path, path, ACTIVITY_LABELS[kind], transform="log1p", clip=(0.0, 100.0)))
+    return features
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading a feature spec from JSON, with messages that say which feature and which key is wrong.
+
+
+def feature_from_dict(data: object, where: str) -> Feature:
+    """Build a feature from its JSON form; raise :class:`ModelError` naming ``where`` and the bad key."""
+    if not isinstance(data, dict):
+        msg = f"{where}: expected an object, got {type(data).__name__}"
+        raise ModelError(msg)
+    kind = data.get("kind")
+    if kind not in FEATURE_KINDS:
+        msg = f"{where}: unknown kind {kind!r}; expected one of {', '.join(FEATURE_KINDS)}"
+        raise ModelError(msg)
+    name = _text(data, "name", where)
+    path = _text(data, "path", where)
+    label = _text(data, "label", where)
+    if kind == "numeric":
+        transform = data.get("transform", "identity")
+        if transform not in ("identity", "log1p"):
+            msg = f"{where}: transform must be 'identity' or 'log1p', got {transform!r}"
+            raise ModelError(msg)
+        clip = data.get("clip")
+        if not (isinstance(clip, list) and len(clip) == 2 and all(_is_number(c) for c in clip)) or clip[0] > clip[1]:
+            msg = f"{where}: clip must be [lo, hi] with finite numbers lo <= hi, got {clip!r}"
+            raise ModelError(msg)
+        missing = data.get("missing", 0.0)
+        if not _is_number(missing):
+            msg = f"{where}: missing must be a finite number, got {missing!r}"
+            raise ModelError(msg)
+        if transform == "log1p" and float(clip[0]) <= -1.0:
+            msg = f"{where}: log1p needs clip lo > -1, got {clip[0]!r}"
+            raise ModelError(msg)
+        indicator = data.get("missing_indicator", False)
+        if not isinstance(indicator, bool):
+            msg = f"{where}: missing_indicator must be true or false, got {indicator!r}"
+            raise ModelError(msg)
+        return Numeric(
+            name,
+            path,
+            label,
+            transform=transform,
+            clip=(float(clip[0]), float(clip[1])),
+            missing=float(missing),
+            missing_indicator=indicator,
+        )
+    if kind == "categorical":
+        levels = _texts(data, "levels", where)
+        display = _texts(data, "display", where) if "display" in data else levels
+        if len(display) != len(levels):
+            msg = f"{where}: display has {len(display)} entries for {len(levels)} levels"
+            raise ModelError(msg)
+        bad = [level for level in levels if normalise_text(level) != level or level in (OTHER, MISSING)]
+        if bad or len(set(levels)) != len(levels):
+            msg = (
+                f"{where}: levels must be distinct, stripped, lowercase and not (other)/(missing), "
+                f"got {list(bad or levels)!r}"
+            )
+            raise ModelError(msg)
+        return Categorical(name, path, label, levels=levels, display=display)
+    if kind == "free_email":
+        return FreeEmail(name, path, label, domains=frozenset(d.lower() for d in _texts(data, "domains", where)))
+    pairs = data.get("keywords")
+    if not (
+        isinstance(pairs, list)
+        and pairs
+        and all(isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) and s for s in p) for p in pairs)
+    ):
+        msg = f"{where}: keywords must be a non-empty list of [keyword, level] pairs of strings, got {pairs!r}"
+        raise ModelError(msg)
+    default = _text(data, "default", where)
+    return Keyword(name, path, label, keywords=tuple((k.lower(), v) for k, v in pairs), default=default)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _text(data: Mapping[str, object], key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        msg = f"{where}: {key!r} must be a non-empty string, got {value!r}"
+        raise ModelError(msg)
+    return value
+
+
+def _texts(data: Mapping[str, object], key: str, where: str) -> tuple[str, ...]:
+    value = data.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        msg = f"{where}: {key!r} must be a list of strings, got {value!r}"
+        raise ModelError(msg)
+    return tuple(value)
+
+
+def columns_of(features: Sequence[Feature]) -> list[str]:
+    """Every model column, in order."""
+    return [column for feature in features for column in feature.columns]

@@ -1,0 +1,356 @@
+"""Train the scoring model with scikit-learn and export it as the JSON that :mod:`worker.scoring._model` serves.
+
+Training-serving parity: every lead's events are replayed through exactly what the worker runs
+(:func:`worker.parse.parse_event` → :func:`worker.state.apply_event` → :func:`worker.state.build_facts`), and
+the features are read from those facts by the same code that serving uses. The row for a lead is its facts after
+its last event in the window, labelled with whether it converted within the window.
+
+scikit-learn and numpy are imported inside the functions, so importing this module (and ``worker.scoring``)
+stays cheap for the worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from worker.parse import parse_event
+from worker.scoring._features import (
+    Categorical,
+    Feature,
+    Numeric,
+    columns_of,
+    default_features,
+    normalise_text,
+)
+from worker.scoring._model import Model, Weights
+from worker.scoring.synth import generate
+from worker.state import apply_event, build_facts, event_digest, new_state
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from sklearn.linear_model import LogisticRegression
+
+__all__ = [
+    "CalibrationBin",
+    "Fitted",
+    "TrainReport",
+    "evaluate",
+    "fit",
+    "learn_features",
+    "matrix",
+    "replay",
+    "train_synthetic",
+    "write_model",
+]
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+SYNTHETIC_WEEKS = 6
+HOLDOUT_FRACTION = 0.25
+MIN_LEVEL_SHARE = 0.01  # a categorical level needs 1 % of the training rows (and at least MIN_LEVEL_COUNT)
+MIN_LEVEL_COUNT = 10
+DEDUPE_WINDOW = 64
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationBin:
+    """Holdout leads whose predicted probability fell in [lo, hi): how many, predicted and observed rates."""
+
+    lo: float
+    hi: float
+    n: int
+    predicted: float
+    observed: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrainReport:
+    """What training produced and how well the model does on the holdout leads."""
+
+    version: str
+    seed: int
+    n_leads: int
+    n_train: int
+    n_test: int
+    n_events: int
+    base_rate: float
+    auc: float
+    brier: float
+    log_loss: float
+    calibration: tuple[CalibrationBin, ...]
+    path: Path | None
+    seconds: float
+
+    def __str__(self) -> str:
+        lines = [
+            f"model {self.version}: {self.n_leads:,} synthetic leads (seed {self.seed}), {self.n_events:,} events, "
+            f"{self.n_train:,} train / {self.n_test:,} holdout, base rate {self.base_rate:.1%}",
+            f"holdout AUC {self.auc:.3f}, Brier {self.brier:.4f}, log loss {self.log_loss:.4f} ({self.seconds:.1f}s)",
+            "calibration (holdout): predicted -> observed",
+        ]
+        lines += [
+            f"  [{b.lo:.1f}, {b.hi:.1f})  n={b.n:5d}  predicted {b.predicted:.3f}  observed {b.observed:.3f}"
+            for b in self.calibration
+        ]
+        lines.append(f"written to {self.path}" if self.path is not None else "not written (no --out)")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Fitted:
+    """A fitted model with what produced it: the estimator and the column standardisation."""
+
+    model: Model
+    estimator: LogisticRegression
+    mean: npt.NDArray[np.float64]
+    scale: npt.NDArray[np.float64]
+
+
+def train_synthetic(
+    *, seed: int = 7, n_leads: int = 4000, out: Path | None = None, progress: bool | None = None
+) -> TrainReport:
+    """Generate seeded synthetic leads, replay them, fit, evaluate on a seeded holdout and write ``out``.
+
+    ``progress`` shows a rich progress bar; by default only when standard error is a terminal.
+    """
+    t0 = time.perf_counter()
+    show = sys.stderr.isatty() if progress is None else progress
+    data = generate(n_leads, seed=seed, start=SYNTHETIC_START, weeks=SYNTHETIC_WEEKS)
+    with _progress(show) as bar:
+        facts = replay(data.events, bar)
+        lead_ids = sorted(facts)
+        rng = random.Random(seed)  # noqa: S311  # a reproducible split, not security
+        rng.shuffle(lead_ids)
+        n_test = round(len(lead_ids) * HOLDOUT_FRACTION)
+        test_ids, train_ids = lead_ids[:n_test], lead_ids[n_test:]
+        bar("fitting", 0, 1)
+        fitted = fit(
+            [facts[i] for i in train_ids],
+            [data.outcomes[i] for i in train_ids],
+            name=f"synthetic-s{seed}",
+            training={
+                "data": "synthetic",
+                "seed": seed,
+                "n_leads": n_leads,
+                "weeks": SYNTHETIC_WEEKS,
+                "start": SYNTHETIC_START.isoformat(),
+                "rows": "facts after each lead's last event",
+                "n_train": len(train_ids),
+            },
+        )
+        bar("fitting", 1, 1)
+    metrics = evaluate(fitted.model, [facts[i] for i in test_ids], [data.outcomes[i] for i in test_ids])
+    model = fitted.model
+    training = {**model.training, "holdout": {k: v for k, v in metrics.items() if k != "calibration"}}
+    model = Model(model.name, model.intercept, model.features, model.weights, training)
+    if out is not None:
+        write_model(model, out)
+    report = TrainReport(
+        version=model.version,
+        seed=seed,
+        n_leads=n_leads,
+        n_train=len(train_ids),
+        n_test=len(test_ids),
+        n_events=len(data.events),
+        base_rate=sum(data.outcomes.values()) / max(1, len(data.outcomes)),
+        auc=metrics["auc"],
+        brier=metrics["brier"],
+        log_loss=metrics["log_loss"],
+        calibration=tuple(CalibrationBin(**b) for b in metrics["calibration"]),
+        path=out,
+        seconds=time.perf_counter() - t0,
+    )
+    logger.info("trained %s: holdout AUC %.3f, Brier %.4f", report.version, report.auc, report.brier)
+    return report
+
+
+class _Bar:
+    """Progress callback: ``bar(description, done, total)``; a no-op when silent."""
+
+    def __init__(self, progress: Any = None) -> None:
+        self._progress = progress
+        self._tasks: dict[str, Any] = {}
+
+    def __call__(self, description: str, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        task = self._tasks.get(description)
+        if task is None:
+            task = self._tasks[description] = self._progress.add_task(description, total=total)
+        self._progress.update(task, completed=done, total=total)
+
+
+@contextmanager
+def _progress(show: bool) -> Iterator[_Bar]:
+    if not show:
+        yield _Bar()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=False) as progress:
+        yield _Bar(progress)
+
+
+def replay(events: Iterable[Mapping[str, Any]], bar: _Bar | None = None) -> dict[str, dict[str, object]]:
+    """Each lead's facts after its last event, exactly as the worker would build them.
+
+    Every event is serialised and goes through ``parse_event`` → ``apply_event`` → ``build_facts``.
+    """
+    events = list(events)
+    states: dict[str, dict[str, Any]] = {}
+    last: dict[str, Any] = {}
+    step = max(1, len(events) // 100)
+    for i, raw in enumerate(events):
+        key = str(raw["lead_id"]).encode()
+        event = parse_event(key, orjson.dumps(raw))
+        now = event.occurred_at.timestamp()
+        state = states.get(event.lead_id)
+        if state is None:
+            state = states[event.lead_id] = new_state(event.lead_id, now)
+        apply_event(state, event, event_digest(event.event_id), now, DEDUPE_WINDOW)
+        last[event.lead_id] = (event, now)
+        if bar is not None and i % step == 0:
+            bar("replaying", i, len(events))
+    if bar is not None:
+        bar("replaying", len(events), len(events))
+    return {lead_id: build_facts(state, last[lead_id][1], last[lead_id][0]) for lead_id, state in states.items()}
+
+
+def matrix(features: Sequence[Feature], rows: Sequence[Mapping[str, object]]) -> npt.NDArray[np.float64]:
+    """The training matrix: one row per facts dict, the columns of every feature in order."""
+    import numpy as np
+
+    return np.array([[x for f in features for x in f.encode(facts)] for facts in rows], dtype=np.float64).reshape(
+        len(rows), len(columns_of(features))
+    )
+
+
+def learn_features(rows: Sequence[Mapping[str, object]], features: Sequence[Feature] | None = None) -> list[Feature]:
+    """Fill in what the data decides: categorical levels (by frequency) and missing numbers (the median)."""
+    out: list[Feature] = []
+    min_count = max(MIN_LEVEL_COUNT, round(MIN_LEVEL_SHARE * len(rows)))
+    for feature in default_features() if features is None else features:
+        if isinstance(feature, Categorical):
+            counts: dict[str, dict[str, int]] = {}
+            for facts in rows:
+                raw = facts.get(feature.path)
+                level = normalise_text(raw)
+                if level is not None:
+                    spellings = counts.setdefault(level, {})
+                    shown = str(raw).strip()
+                    spellings[shown] = spellings.get(shown, 0) + 1
+            kept = sorted(
+                (level for level, sp in counts.items() if sum(sp.values()) >= min_count),
+                key=lambda level: (-sum(counts[level].values()), level),
+            )
+            display = tuple(max(counts[level].items(), key=lambda kv: (kv[1], kv[0]))[0] for level in kept)
+            feature = dataclasses.replace(feature, levels=tuple(kept), display=display)
+        elif isinstance(feature, Numeric) and feature.missing_indicator:
+            present = sorted(
+                float(v)
+                for facts in rows
+                if isinstance(v := facts.get(feature.path), int | float) and not isinstance(v, bool)
+            )
+            if present:
+                feature = dataclasses.replace(feature, missing=present[len(present) // 2])
+        out.append(feature)
+    return out
+
+
+def fit(
+    rows: Sequence[Mapping[str, object]],
+    labels: Sequence[bool],
+    *,
+    name: str,
+    features: Sequence[Feature] | None = None,
+    c: float = 1.0,
+    training: Mapping[str, Any] | None = None,
+) -> Fitted:
+    """Standardise, fit an L2 logistic regression (no class weights: probabilities stay calibrated), export."""
+    import numpy as np
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    learned = learn_features(rows, features)
+    x = matrix(learned, rows)
+    y = np.array(labels, dtype=np.int64)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    estimator = LogisticRegression(C=c, max_iter=2000, tol=1e-8)
+    estimator.fit((x - mean) / scale, y)
+    coef = estimator.coef_[0]
+    weights: list[Weights] = []
+    i = 0
+    for feature in learned:
+        n = len(feature.columns)
+        weights.append(
+            Weights(
+                mean=tuple(float(v) for v in mean[i : i + n]),
+                scale=tuple(float(v) for v in scale[i : i + n]),
+                coef=tuple(float(v) for v in coef[i : i + n]),
+            )
+        )
+        i += n
+    meta = {
+        **(training or {}),
+        "estimator": "sklearn.linear_model.LogisticRegression",
+        "sklearn_version": sklearn.__version__,
+        "C": c,
+        "n_rows": len(rows),
+        "positive_rate": round(float(y.mean()), 6) if len(y) else 0.0,
+    }
+    model = Model(name, float(estimator.intercept_[0]), tuple(learned), tuple(weights), meta)
+    return Fitted(model=model, estimator=estimator, mean=mean, scale=scale)
+
+
+def evaluate(model: Model, rows: Sequence[Mapping[str, object]], labels: Sequence[bool]) -> dict[str, Any]:
+    """AUC, Brier score, log loss and a 10-bin calibration table of ``model`` on the given rows."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    p = [model.score(facts).probability for facts in rows]
+    y = [int(v) for v in labels]
+    bins: list[dict[str, Any]] = []
+    for k in range(10):
+        lo, hi = k / 10, (k + 1) / 10
+        members = [(pi, yi) for pi, yi in zip(p, y, strict=True) if lo <= pi < hi or (k == 9 and pi == 1.0)]
+        if members:
+            bins.append(
+                {
+                    "lo": lo,
+                    "hi": hi,
+                    "n": len(members),
+                    "predicted": round(sum(m[0] for m in members) / len(members), 4),
+                    "observed": round(sum(m[1] for m in members) / len(members), 4),
+                }
+            )
+    return {
+        "n": len(y),
+        "auc": round(float(roc_auc_score(y, p)), 4),
+        "brier": round(float(brier_score_loss(y, p)), 4),
+        "log_loss": round(float(log_loss(y, p, labels=[0, 1])), 4),
+        "calibration": bins,
+    }
+
+
+def write_model(model: Model, path: Path) -> None:
+    """Write the model JSON (indented, stable key order, newline at the end)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(model.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    logger.info("wrote model %s to %s", model.version, path)
