@@ -50,7 +50,10 @@ def parse_ruleset(text: str, path: str = "<ruleset>") -> Ruleset:
     data = read_yaml(text, src)
     ruleset = None if src.problems else compile_ruleset(data, text, src)
     if ruleset is None:
-        raise RulesetError(src.problems or [Problem("the ruleset could not be compiled", path)])
+        problems = sorted(src.problems, key=lambda p: p.line or 0)  # in file order; stable within a line
+        if not problems:  # every path that fails records a problem; this only keeps the error meaningful
+            problems = [Problem("the ruleset could not be compiled", path)]
+        raise RulesetError(problems)
     return ruleset
 
 
@@ -61,5 +64,6 @@ def load_ruleset(path: str | Path) -> Ruleset:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise RulesetError([Problem(f"cannot read the ruleset file: {reason}", name)]) from exc
+        problem = Problem(f"cannot read the ruleset file: {reason}", name)
+        raise RulesetError([problem]) from exc
     return parse_ruleset(text, name)

@@ -326,10 +326,14 @@ def compile_condition(raw: object, loc: Loc, ctx: _Context, rule_id: str | None)
         ctx.add(loc, msg, rule_id)
         return None
     broken = False
+    meant: set[str] = set()  # keys that an unknown key probably meant: not reported again as missing
     for key in raw:
         if key not in _GROUPS and key not in _LEAF:
-            ctx.add((*loc, key), f"unknown key {key!r} in condition", rule_id, _suggest(key, _GROUPS + _LEAF))
+            hint = _suggest(key, [k for k in _GROUPS + _LEAF if k not in raw])
+            ctx.add((*loc, key), f"unknown key {key!r} in condition", rule_id, hint)
             broken = True
+            if hint is not None:
+                meant.add(hint)
     groups = [k for k in _GROUPS if k in raw]
     leaf_keys = [k for k in _LEAF if k in raw]
     if len(groups) > 1 or (groups and leaf_keys):
@@ -363,14 +367,17 @@ def compile_condition(raw: object, loc: Loc, ctx: _Context, rule_id: str | None)
             conditions = [p.condition for p in checked]
             combined = _all_of(conditions) if group == "all" else _any_of(conditions)
         return Compiled(combined, _guard_of_all(checked) if group == "all" else _guard_of_any(checked))
-    leaf = _compile_leaf(raw, loc, ctx, rule_id)
+    leaf = _compile_leaf(raw, loc, ctx, rule_id, meant)
     return None if broken else leaf
 
 
-def _compile_leaf(raw: dict[str, Any], loc: Loc, ctx: _Context, rule_id: str | None) -> Compiled | None:
+def _compile_leaf(
+    raw: dict[str, Any], loc: Loc, ctx: _Context, rule_id: str | None, meant: Collection[str] = ()
+) -> Compiled | None:
     if "field" not in raw or "op" not in raw:
-        missing = " and ".join(repr(k) for k in ("field", "op") if k not in raw)
-        ctx.add(loc, f"condition is missing {missing}", rule_id)
+        missing = [k for k in ("field", "op") if k not in raw and k not in meant]
+        if missing:
+            ctx.add(loc, f"condition is missing {' and '.join(repr(k) for k in missing)}", rule_id)
         return None
     name, op = raw["field"], raw["op"]
     checked = check_field(name, ctx.activity_types)
@@ -398,7 +405,8 @@ def _compile_leaf(raw: dict[str, Any], loc: Loc, ctx: _Context, rule_id: str | N
             return None
         return _leaf(operator, name, None)
     if "value" not in raw:
-        ctx.add(loc, f"op {op!r} needs a 'value' ({operator.takes.value})", rule_id)
+        if "value" not in meant:
+            ctx.add(loc, f"op {op!r} needs a 'value' ({operator.takes.value})", rule_id)
         return None
     try:
         prepared = prepare_value(operator, name, kind, raw["value"])
@@ -572,7 +580,7 @@ def _amount(
         return None
     low, high = doc.min, doc.max
     if low is not None and high is not None and low > high:
-        ctx.add(loc, f"'amount' has min {low!r} above max {high!r}", rule_id)
+        ctx.add(loc, f"'amount' has min {low:g} above max {high:g}", rule_id)
         return None
     name, multiply, digits = doc.field, doc.multiply, doc.round
 

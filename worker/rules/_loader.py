@@ -64,7 +64,7 @@ class _Reader:
         if depth > _MAX_DEPTH or self.nodes > _MAX_NODES:
             if not self.too_big:
                 self.too_big = True
-                self.src.add(loc, "the document is nested too deeply or is too large")
+                self.src.add(loc[:1], "the document is nested too deeply or is too large")
             return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc, depth)
@@ -116,7 +116,10 @@ def read_yaml(text: str, src: Source) -> object:
         return _Reader(loader, src).convert(node, (), 0)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        what = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context:
+            start = f" that starts on line {exc.context_mark.line + 1}" if exc.context_mark else ""
+            what += f" ({exc.context}{start})"
         line = None if mark is None else mark.line + 1
         src.problems.append(Problem(f"YAML syntax error: {what}", src.path, line))
         return None

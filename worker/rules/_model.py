@@ -26,6 +26,9 @@ Condition = Callable[[Facts], bool]
 """A compiled ``when``: a pure function of the facts."""
 
 _NUMBER: frozenset[type[float]] = frozenset({int, float})
+_ALWAYS_SET = frozenset({"points", "score", "converted", "activity.total", "now"})
+"""Facts that the core always sets: a guard on them is never worth checking."""
+_WHOLE_FACTS = frozenset({"activity.total", "number_of_employees"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +151,20 @@ class Ruleset:
     qualification_rules: tuple[QualificationRule, ...]
     _steps: tuple[_Step, ...] = field(init=False, repr=False, compare=False)
     _checks: tuple[_Check, ...] = field(init=False, repr=False, compare=False)
+    _whole: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_steps", tuple(_step(r) for r in self.scoring_rules if r.points))
-        object.__setattr__(self, "_checks", tuple((r.guard, r.condition, r) for r in self.qualification_rules))
+        checks = tuple((None if r.guard in _ALWAYS_SET else r.guard, r.condition, r) for r in self.qualification_rules)
+        object.__setattr__(self, "_checks", checks)
+        # whole points times counts always add up to a whole number: no rounding needed on the hot path
+        whole = all(
+            float(r.points).is_integer()
+            and (r.max is None or float(r.max).is_integer())
+            and (r.per is None or r.per in _WHOLE_FACTS or (r.per.startswith("activity.") and r.per.endswith(".count")))
+            for r in self.scoring_rules
+        )
+        object.__setattr__(self, "_whole", whole)
 
     def evaluate(self, facts: dict[str, object]) -> RuleOutcome:
         """Score and qualify one lead.
@@ -162,6 +175,7 @@ class Ruleset:
         get = facts.get
         total = 0.0
         matched: list[str] = []
+        append = matched.append
         for field_name, test, points, per, cap, rule_id in self._steps:
             if field_name is not None:
                 x = get(field_name)
@@ -182,8 +196,9 @@ class Ruleset:
                 if not points:
                     continue
             total += points
-            matched.append(rule_id)
-        total = round(total, 4)
+            append(rule_id)
+        if not self._whole:
+            total = round(total, 4)
         facts["points"] = total
         for guard, condition, rule in self._checks:
             if guard is not None and get(guard) is None:

@@ -534,7 +534,7 @@ def _lead(
     logit = (
         _BASE_LOGIT
         + 1.0 * fit
-        + 1.2 * interest
+        + 1.4 * interest
         + 0.7 * min(counts["demo_request"], 1)
         + 0.45 * min(counts["meeting"], 2)
         - 1.2 * min(counts["unsubscribe"], 1)

@@ -2,8 +2,13 @@
 
 Training-serving parity: every lead's events are replayed through exactly what the worker runs
 (:func:`worker.parse.parse_event` → :func:`worker.state.apply_event` → :func:`worker.state.build_facts`), and
-the features are read from those facts by the same code that serving uses. The row for a lead is its facts after
-its last event in the window, labelled with whether it converted within the window.
+the features are read from those facts by the same code that serving uses.
+
+Rows: the worker scores a lead on *every* event, from the first (profile only) to the last, so a training row is
+a snapshot of a lead's facts after a random one of its events (``CUTS_PER_LEAD`` per lead, uniformly), labelled
+with whether the lead converted within the window. The probability is thereby calibrated over the events the
+worker actually scores, early ones included; training on the last event only would rank as well but make every
+early score far too low (see docs/MODEL.md for both measured).
 
 scikit-learn and numpy are imported inside the functions, so importing this module (and ``worker.scoring``)
 stays cheap for the worker.
@@ -18,6 +23,7 @@ import logging
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +55,7 @@ __all__ = [
     "Fitted",
     "TrainReport",
     "evaluate",
+    "final_facts",
     "fit",
     "learn_features",
     "matrix",
@@ -65,6 +72,7 @@ HOLDOUT_FRACTION = 0.25
 MIN_LEVEL_SHARE = 0.01  # a categorical level needs 1 % of the training rows (and at least MIN_LEVEL_COUNT)
 MIN_LEVEL_COUNT = 10
 DEDUPE_WINDOW = 64
+CUTS_PER_LEAD = 4  # training rows per lead: snapshots after this many random events (with replacement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,9 @@ class TrainReport:
     brier: float
     log_loss: float
     calibration: tuple[CalibrationBin, ...]
+    auc_last: float
+    brier_last: float
+    calibration_last: tuple[CalibrationBin, ...]
     path: Path | None
     seconds: float
 
@@ -100,14 +111,17 @@ class TrainReport:
         lines = [
             f"model {self.version}: {self.n_leads:,} synthetic leads (seed {self.seed}), {self.n_events:,} events, "
             f"{self.n_train:,} train / {self.n_test:,} holdout, base rate {self.base_rate:.1%}",
-            f"holdout AUC {self.auc:.3f}, Brier {self.brier:.4f}, log loss {self.log_loss:.4f} ({self.seconds:.1f}s)",
-            "calibration (holdout): predicted -> observed",
+            f"holdout at a random event (as served): AUC {self.auc:.3f}, Brier {self.brier:.4f}, "
+            f"log loss {self.log_loss:.4f}",
+            f"holdout at each lead's last event: AUC {self.auc_last:.3f}, Brier {self.brier_last:.4f}",
+            "calibration (holdout, random event): predicted -> observed",
         ]
         lines += [
             f"  [{b.lo:.1f}, {b.hi:.1f})  n={b.n:5d}  predicted {b.predicted:.3f}  observed {b.observed:.3f}"
             for b in self.calibration
         ]
         lines.append(f"written to {self.path}" if self.path is not None else "not written (no --out)")
+        lines.append(f"took {self.seconds:.1f}s")
         return "\n".join(lines)
 
 
@@ -126,22 +140,32 @@ def train_synthetic(
 ) -> TrainReport:
     """Generate seeded synthetic leads, replay them, fit, evaluate on a seeded holdout and write ``out``.
 
-    ``progress`` shows a rich progress bar; by default only when standard error is a terminal.
+    Rows are snapshots at random events of each lead (see the module docstring); the holdout is scored at one
+    random event per lead (as served) and at its last event. ``progress`` shows a rich progress bar, by
+    default only when standard error is a terminal.
     """
     t0 = time.perf_counter()
     show = sys.stderr.isatty() if progress is None else progress
     data = generate(n_leads, seed=seed, start=SYNTHETIC_START, weeks=SYNTHETIC_WEEKS)
+    counts = Counter(str(e["lead_id"]) for e in data.events)
+    lead_ids = sorted(counts)
+    rng = random.Random(seed)  # noqa: S311  # a reproducible split and sample, not security
+    rng.shuffle(lead_ids)
+    n_test = round(len(lead_ids) * HOLDOUT_FRACTION)
+    test_ids, train_ids = lead_ids[:n_test], lead_ids[n_test:]
+    at: dict[str, list[int]] = {}
+    for lead_id in train_ids:
+        at[lead_id] = [rng.randrange(counts[lead_id]) for _ in range(CUTS_PER_LEAD)]
+    served: dict[str, int] = {}
+    for lead_id in test_ids:
+        served[lead_id] = rng.randrange(counts[lead_id])
+        at[lead_id] = [served[lead_id], counts[lead_id] - 1]
     with _progress(show) as bar:
-        facts = replay(data.events, bar)
-        lead_ids = sorted(facts)
-        rng = random.Random(seed)  # noqa: S311  # a reproducible split, not security
-        rng.shuffle(lead_ids)
-        n_test = round(len(lead_ids) * HOLDOUT_FRACTION)
-        test_ids, train_ids = lead_ids[:n_test], lead_ids[n_test:]
+        snapshots = replay(data.events, at, bar)
         bar("fitting", 0, 1)
         fitted = fit(
-            [facts[i] for i in train_ids],
-            [data.outcomes[i] for i in train_ids],
+            [snapshots[i][k] for i in train_ids for k in at[i]],
+            [data.outcomes[i] for i in train_ids for _ in at[i]],
             name=f"synthetic-s{seed}",
             training={
                 "data": "synthetic",
@@ -149,15 +173,21 @@ def train_synthetic(
                 "n_leads": n_leads,
                 "weeks": SYNTHETIC_WEEKS,
                 "start": SYNTHETIC_START.isoformat(),
-                "rows": "facts after each lead's last event",
-                "n_train": len(train_ids),
+                "rows": f"facts after {CUTS_PER_LEAD} random events of each training lead",
+                "n_train_leads": len(train_ids),
+                "n_test_leads": len(test_ids),
             },
         )
         bar("fitting", 1, 1)
-    metrics = evaluate(fitted.model, [facts[i] for i in test_ids], [data.outcomes[i] for i in test_ids])
+    labels = [data.outcomes[i] for i in test_ids]
+    as_served = evaluate(fitted.model, [snapshots[i][served[i]] for i in test_ids], labels)
+    at_last = evaluate(fitted.model, [snapshots[i][counts[i] - 1] for i in test_ids], labels)
     model = fitted.model
-    training = {**model.training, "holdout": {k: v for k, v in metrics.items() if k != "calibration"}}
-    model = Model(model.name, model.intercept, model.features, model.weights, training)
+    holdout = {
+        "random_event": {k: v for k, v in as_served.items() if k != "calibration"},
+        "last_event": {k: v for k, v in at_last.items() if k != "calibration"},
+    }
+    model = Model(model.name, model.intercept, model.features, model.weights, {**model.training, "holdout": holdout})
     if out is not None:
         write_model(model, out)
     report = TrainReport(
@@ -168,10 +198,13 @@ def train_synthetic(
         n_test=len(test_ids),
         n_events=len(data.events),
         base_rate=sum(data.outcomes.values()) / max(1, len(data.outcomes)),
-        auc=metrics["auc"],
-        brier=metrics["brier"],
-        log_loss=metrics["log_loss"],
-        calibration=tuple(CalibrationBin(**b) for b in metrics["calibration"]),
+        auc=as_served["auc"],
+        brier=as_served["brier"],
+        log_loss=as_served["log_loss"],
+        calibration=tuple(CalibrationBin(**b) for b in as_served["calibration"]),
+        auc_last=at_last["auc"],
+        brier_last=at_last["brier"],
+        calibration_last=tuple(CalibrationBin(**b) for b in at_last["calibration"]),
         path=out,
         seconds=time.perf_counter() - t0,
     )
@@ -207,29 +240,45 @@ def _progress(show: bool) -> Iterator[_Bar]:
         yield _Bar(progress)
 
 
-def replay(events: Iterable[Mapping[str, Any]], bar: _Bar | None = None) -> dict[str, dict[str, object]]:
-    """Each lead's facts after its last event, exactly as the worker would build them.
+def replay(
+    events: Iterable[Mapping[str, Any]], at: Mapping[str, Iterable[int]] | None = None, bar: _Bar | None = None
+) -> dict[str, dict[int, dict[str, object]]]:
+    """Each lead's facts after some of its events, exactly as the worker builds them when it scores.
 
-    Every event is serialised and goes through ``parse_event`` → ``apply_event`` → ``build_facts``.
+    ``at`` maps a lead to the 0-based positions (in the lead's own order) to snapshot; by default, its last
+    event. Every event is serialised and goes through ``parse_event`` → ``apply_event`` → ``build_facts``.
     """
     events = list(events)
+    if at is None:
+        counts = Counter(str(e["lead_id"]) for e in events)
+        at = {lead_id: (n - 1,) for lead_id, n in counts.items()}
+    wanted = {lead_id: set(positions) for lead_id, positions in at.items()}
     states: dict[str, dict[str, Any]] = {}
-    last: dict[str, Any] = {}
+    seen: Counter[str] = Counter()
+    out: dict[str, dict[int, dict[str, object]]] = {}
     step = max(1, len(events) // 100)
     for i, raw in enumerate(events):
-        key = str(raw["lead_id"]).encode()
-        event = parse_event(key, orjson.dumps(raw))
+        lead_id = str(raw["lead_id"])
+        event = parse_event(lead_id.encode(), orjson.dumps(raw))
         now = event.occurred_at.timestamp()
-        state = states.get(event.lead_id)
+        state = states.get(lead_id)
         if state is None:
-            state = states[event.lead_id] = new_state(event.lead_id, now)
+            state = states[lead_id] = new_state(lead_id, now)
         apply_event(state, event, event_digest(event.event_id), now, DEDUPE_WINDOW)
-        last[event.lead_id] = (event, now)
+        position = seen[lead_id]
+        seen[lead_id] += 1
+        if position in wanted.get(lead_id, ()):
+            out.setdefault(lead_id, {})[position] = build_facts(state, now, event)
         if bar is not None and i % step == 0:
             bar("replaying", i, len(events))
     if bar is not None:
         bar("replaying", len(events), len(events))
-    return {lead_id: build_facts(state, last[lead_id][1], last[lead_id][0]) for lead_id, state in states.items()}
+    return out
+
+
+def final_facts(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, object]]:
+    """Each lead's facts after its last event."""
+    return {lead_id: facts[max(facts)] for lead_id, facts in replay(events).items()}
 
 
 def matrix(features: Sequence[Feature], rows: Sequence[Mapping[str, object]]) -> npt.NDArray[np.float64]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -40,7 +41,7 @@ def facts(**values: Any) -> dict[str, object]:
     return out
 
 
-def matches(when: dict[str, Any], fact_values: dict[str, object] | None = None, **top: Any) -> bool:
+def matches(when: dict[str, Any], fact_values: Mapping[str, object] | None = None, **top: Any) -> bool:
     """Whether the condition ``when`` holds for ``facts(**fact_values)``."""
     ruleset = make_ruleset(qualification=[{"id": "q", "when": when, "status": "Contacted"}], **top)
     return ruleset.evaluate(facts(**(fact_values or {}))).qualification is not None

@@ -42,8 +42,7 @@ def test_a_converting_rule_without_overrides_gets_the_defaults() -> None:
 def test_rule_overrides_merge_over_conversion_defaults() -> None:
     ruleset = converting(
         {"stage": "Needs Analysis", "close_in_days": 45, "queue": "Enterprise AEs", "amount": 12000},
-        conversion={"stage": "Qualification", "close_in_days": 14, "amount": 5000, "queue": "Pool",
-                    "name": "$company"},
+        conversion={"stage": "Qualification", "close_in_days": 14, "amount": 5000, "queue": "Pool", "name": "$company"},
     )
     spec = spec_of(ruleset)
     assert (spec.stage.name, spec.stage.probability) == ("Needs Analysis", 20)
@@ -69,7 +68,13 @@ def test_a_non_converting_rule_has_no_opportunity() -> None:
 
 @pytest.mark.parametrize(
     ("revenue", "expected"),
-    [(50_000_000.0, 50_000.0), (1_000_000.0, 5_000.0), (10**12, 250_000.0), (123_456_789.0, 123_456.79), (None, 7_500.0)],
+    [
+        (50_000_000.0, 50_000.0),
+        (1_000_000.0, 5_000.0),
+        (10**12, 250_000.0),
+        (123_456_789.0, 123_456.79),
+        (None, 7_500.0),
+    ],
 )
 def test_amount_from_a_field_scaled_and_clamped(revenue: float | None, expected: float) -> None:
     ruleset = converting(

@@ -45,8 +45,14 @@ def test_max_caps_negative_points_by_size() -> None:
 
 def test_per_with_when_needs_both() -> None:
     ruleset = make_ruleset(
-        scoring=[{"id": "clicks-from-vps", "when": {"field": "title", "op": "contains_ci", "value": "vp"},
-                  "per": "activity.email_click.count", "points": 3}]
+        scoring=[
+            {
+                "id": "clicks-from-vps",
+                "when": {"field": "title", "op": "contains_ci", "value": "vp"},
+                "per": "activity.email_click.count",
+                "points": 3,
+            }
+        ]
     )
     assert ruleset.evaluate(facts(**{"title": "VP", "activity.email_click.count": 2})).points == 6
     assert ruleset.evaluate(facts(**{"title": "Intern", "activity.email_click.count": 2})).points == 0
@@ -80,8 +86,11 @@ def test_points_are_stored_in_the_facts_before_qualification() -> None:
 def test_qualification_is_first_match_wins_in_file_order() -> None:
     ruleset = make_ruleset(
         qualification=[
-            {"id": "unsubscribed", "when": {"field": "activity.unsubscribe.count", "op": "gte", "value": 1},
-             "status": "Unqualified"},
+            {
+                "id": "unsubscribed",
+                "when": {"field": "activity.unsubscribe.count", "op": "gte", "value": 1},
+                "status": "Unqualified",
+            },
             {"id": "demo", "when": DEMO, "status": "Qualified", "convert": True},
             {"id": "any-demo", "when": DEMO, "status": "Contacted"},
         ]

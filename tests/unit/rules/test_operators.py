@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.rules.helpers import DAY, NOW, facts, make_ruleset, matches
+from tests.unit.rules.helpers import DAY, NOW, make_ruleset, matches
 from worker.rules import OPERATORS
 
 

@@ -18,7 +18,7 @@ import pytest
 from worker.events import Factor
 from worker.exceptions import ModelError
 from worker.scoring import Model, Score, default_model_path, generate, load_model
-from worker.scoring.train import Fitted, fit, matrix, replay, write_model
+from worker.scoring.train import Fitted, final_facts, fit, matrix, write_model
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
@@ -31,7 +31,7 @@ def default_model() -> Model:
 @pytest.fixture(scope="module")
 def leads() -> tuple[list[dict[str, object]], list[bool]]:
     data = generate(900, seed=21, start=START)
-    facts = replay(data.events)
+    facts = final_facts(data.events)
     ids = sorted(facts)
     return [facts[i] for i in ids], [data.outcomes[i] for i in ids]
 

@@ -26,6 +26,8 @@ def test_train_synthetic_is_fast_and_learns(trained: tuple[TrainReport, float]) 
     assert 0.1 < report.base_rate < 0.3
     assert report.n_train + report.n_test == report.n_leads == 1500
     assert sum(b.n for b in report.calibration) == report.n_test
+    assert sum(b.n for b in report.calibration_last) == report.n_test
+    assert report.auc_last > 0.75
     assert all(b.lo <= b.predicted <= b.hi for b in report.calibration)
 
 
@@ -35,7 +37,8 @@ def test_the_written_model_is_the_reported_one(trained: tuple[TrainReport, float
     model = load_model(report.path)
     assert model.version == report.version
     assert model.version.startswith("synthetic-s3-")
-    assert model.training["holdout"]["auc"] == report.auc
+    assert model.training["holdout"]["random_event"]["auc"] == report.auc
+    assert model.training["holdout"]["last_event"]["auc"] == report.auc_last
     text = str(report)
     assert f"AUC {report.auc:.3f}" in text
     assert str(report.path) in text
