@@ -22,6 +22,8 @@ __all__ = ["LeadflowTransport", "fetch_highwaters"]
 
 logger = logging.getLogger(__name__)
 
+_FETCH_WAIT_MS = 10
+
 
 async def fetch_highwaters(consumer: Any, partitions: Iterable[Any]) -> dict[Any, int]:
     """End offsets of ``partitions``: the larger of ListOffsets and the high watermark of a Fetch."""
@@ -38,13 +40,18 @@ async def fetch_highwaters(consumer: Any, partitions: Iterable[Any]) -> dict[Any
             continue
         by_node[node][tp.topic].append((tp.partition, listed[tp], 64 * 1024))
     by_key = {(tp.topic, tp.partition): tp for tp in tps}
+    answered: set[Any] = set()
     for node, topics in by_node.items():
-        request = FetchRequest(0, 0, 1024 * 1024, 0, list(topics.items()))
+        # max_wait 0 makes tansu answer with no partitions at all; 10 ms with min_bytes 0 returns at once anyway
+        request = FetchRequest(_FETCH_WAIT_MS, 0, 1024 * 1024, 0, list(topics.items()))
         response = await client.send(node, request)
         for topic, parts in response.topics:
             for partition, error_code, highwater, *_ in parts:
                 tp = by_key.get((topic, partition))
-                if tp is not None and error_code == 0 and highwater > result[tp]:
+                if tp is None or error_code != 0:
+                    continue
+                answered.add(tp)
+                if highwater > result[tp]:
                     logger.info(
                         "high watermark of %s[%d] is %d (ListOffsets said %d)",
                         topic,
@@ -53,6 +60,12 @@ async def fetch_highwaters(consumer: Any, partitions: Iterable[Any]) -> dict[Any
                         result[tp],
                     )
                     result[tp] = highwater
+    unanswered = [f"{tp.topic}[{tp.partition}]" for tp in tps if tp not in answered]
+    if unanswered:
+        logger.warning(
+            "no high watermark in the Fetch response for %s; using ListOffsets, which may be short on tansu",
+            ", ".join(unanswered),
+        )
     return result
 
 

@@ -13,12 +13,14 @@ import asyncio
 import datetime as dt
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.streams import _current_event  # the context variable Faust's RocksDB store reads
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
@@ -75,7 +77,7 @@ class BatchHandler:
             await self.sender.producer.stop()
             self.sender = None
 
-    async def handle(self, stream: Any, events: Sequence[Any]) -> None:
+    async def handle(self, events: Sequence[Any]) -> None:
         """Process ``events`` (Faust events of the leads topic); never raises for bad data."""
         store = self.table.data
         records: list[Record] = []
@@ -87,7 +89,7 @@ class BatchHandler:
             key = msg.key
             if key is not None:
                 if key not in stored:
-                    stream._set_current_event(event)  # RocksDB picks the partition's database from it
+                    _use_partition_of(event)
                     stored[key] = store.get(key)
                 last_event[key] = event
         started = time.perf_counter()
@@ -102,7 +104,7 @@ class BatchHandler:
         for lead_id, state in result.states.items():
             key = lead_id.encode()
             source = last_event[key]
-            stream._set_current_event(source)
+            _use_partition_of(source)
             store[key] = state
             updates.append(Message(changelog, key, state, source.message.partition))
         if updates:
@@ -206,13 +208,24 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
         metrics.up.set(1)
         try:
             async for events in stream.take_events(s.batch_size, within=s.batch_within):
-                await handler.handle(stream, events)
+                await handler.handle(events)
         finally:
             metrics.up.set(0)
             await handler.stop()
 
     app.agent(leads, name="leadflow.process")(process)
     return app
+
+
+def _use_partition_of(event: Any) -> None:
+    """Make the RocksDB store read and write the database of ``event``'s partition.
+
+    The store finds the partition through Faust's ``current_event`` context variable. Only the variable is set,
+    in this task's context: ``Stream._set_current_event`` would also overwrite ``stream.current_event``, which
+    ``take_events`` reads from another task to collect the *next* batch, and a batch then held one event twice
+    and lost another.
+    """
+    _current_event.set(weakref.ref(event))
 
 
 def _sasl(settings: Settings) -> dict[str, Any]:

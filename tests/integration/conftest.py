@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from worker.broker import EmbeddedBroker, free_port, running_broker
 from worker.settings import Settings
@@ -176,6 +177,14 @@ class Flow:
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5) as response:
             return response.read().decode()  # type: ignore[no-any-return]
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The value of one sample on the worker's /metrics page, or None when it is not there."""
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        return None
 
     def close(self) -> None:
         for process in self.workers:

@@ -103,7 +103,7 @@ def test_a_replay_converts_nothing_twice(flow: Flow, rules_file: Path) -> None:
 
     opportunities = flow.quiet_read(flow.settings.topic_opportunities, 3.0)
     assert len(opportunities) == 1
-    assert "leadflow_duplicate_events_total 3.0" in flow.metrics()
+    assert flow.metric("leadflow_duplicate_events_total") == 3
 
 
 BAD_INPUTS: list[tuple[str, bytes | None, bytes | None]] = [
@@ -161,9 +161,8 @@ def test_every_bad_input_goes_to_the_dead_letter_topic_and_later_events_are_proc
     decisions = [o.json for o in flow.read(flow.settings.topic_decisions, 3)]
     assert [d["event_id"] for d in decisions] == ["L-bad-e1", "L-bad-e2", "L-bad-e3"]
     assert len(flow.read(flow.settings.topic_opportunities, 1)) == 1
-    metrics = flow.metrics()
-    assert 'leadflow_dead_letters_total{reason="key_mismatch"} 2.0' in metrics
-    assert 'leadflow_dead_letters_total{reason="not_json"} 2.0' in metrics
+    assert flow.metric("leadflow_dead_letters_total", reason="key_mismatch") == 2
+    assert flow.metric("leadflow_dead_letters_total", reason="not_json") == 2
 
 
 def test_a_broken_ruleset_stops_start_up_with_every_problem_named(flow: Flow, tmp_path: Path) -> None:
@@ -204,12 +203,13 @@ def test_metrics_count_what_the_worker_did(flow: Flow, rules_file: Path) -> None
     flow.produce([(b"L-m2", b"nope")])
     flow.read(flow.settings.topic_decisions, 3)
     flow.read(flow.settings.topic_dlq, 1)
-    metrics = flow.metrics()
-    assert 'leadflow_events_consumed_total{event_type="lead.upserted"} 1.0' in metrics
-    assert 'leadflow_events_consumed_total{event_type="lead.activity"} 2.0' in metrics
-    assert "leadflow_opportunities_created_total 1.0" in metrics
-    assert 'leadflow_decisions_total{status="Qualified",action="converted"} 1.0' in metrics
-    assert 'leadflow_dead_letters_total{reason="not_json"} 1.0' in metrics
-    assert "leadflow_worker_up 1.0" in metrics
-    assert "leadflow_event_latency_seconds_count 3.0" in metrics
-    assert 'leadflow_ruleset_info{version="it-1+' in metrics
+    m = flow.metric
+    assert m("leadflow_events_consumed_total", event_type="lead.upserted") == 1
+    assert m("leadflow_events_consumed_total", event_type="lead.activity") == 2
+    assert m("leadflow_opportunities_created_total") == 1
+    assert m("leadflow_decisions_total", status="Qualified", action="converted") == 1
+    assert m("leadflow_decisions_total", status="Contacted", action="status_changed") == 1
+    assert m("leadflow_dead_letters_total", reason="not_json") == 1
+    assert m("leadflow_worker_up") == 1
+    assert m("leadflow_event_latency_seconds_count") == 3
+    assert 'leadflow_ruleset_info{version="it-1+' in flow.metrics()
