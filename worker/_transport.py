@@ -18,6 +18,8 @@ from typing import Any
 from aiokafka.protocol.fetch import FetchRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from worker.settings import Settings
+
 __all__ = ["LeadflowTransport", "fetch_highwaters"]
 
 logger = logging.getLogger(__name__)
@@ -69,24 +71,29 @@ async def fetch_highwaters(consumer: Any, partitions: Iterable[Any]) -> dict[Any
     return result
 
 
-class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]  # untyped base
+def _settings(app: Any) -> Settings:
+    settings: Settings = app.leadflow_settings  # set by worker.app.build_app on every LeadflowApp
+    return settings
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.app.leadflow_settings.fetch_max_wait_ms  # read when the consumer starts
+        consumer._fetch_max_wait_ms = _settings(self.app).fetch_max_wait_ms  # read when the consumer starts
         return consumer
 
     async def _highwaters(self, partitions: list[Any]) -> Mapping[Any, int]:
-        if self.consumer.in_transaction or not self.app.leadflow_settings.highwater_from_fetch:
-            return await super()._highwaters(partitions)  # type: ignore[no-any-return]
+        if self.consumer.in_transaction or not _settings(self.app).highwater_from_fetch:
+            return await super()._highwaters(partitions)
         return await fetch_highwaters(self._ensure_consumer(), partitions)
 
 
-class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]  # untyped base
+class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class LeadflowTransport(faust_aiokafka.Transport):  # type: ignore[misc]  # untyped base
+class LeadflowTransport(faust_aiokafka.Transport):
     """The aiokafka transport with the two fixes above."""
 
     Consumer = _Consumer

@@ -34,11 +34,10 @@ __all__ = ["LeadflowApp", "build_app"]
 
 logger = logging.getLogger(__name__)
 
-_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 _MAX_BACKOFF = 10.0
 
 
-class LeadflowApp(faust.App):  # type: ignore[misc]  # faust is untyped
+class LeadflowApp(faust.App):
     """A Faust app that uses :class:`LeadflowTransport` and carries leadflow's settings."""
 
     leadflow_settings: Settings
@@ -200,7 +199,14 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="leadflow_faust")
     handler = BatchHandler(app, s, engine, metrics)
 
-    leads = app.topic(s.topic_leads, partitions=s.partitions, **_RAW)
+    leads = app.topic(
+        s.topic_leads,
+        partitions=s.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     handler.table = app.Table("lead-state", default=None, partitions=s.partitions, key_type=bytes, value_type=bytes)
 
     async def process(stream: Any) -> None:
