@@ -98,6 +98,9 @@ def main() -> None:
         f"{n:,} events of {args.leads:,} leads; best of {args.repeat} runs; one core (Python {sys.version.split()[0]})"
     )
     print(f"ruleset {ruleset.version}, model {model.version}")
+    # The inputs prepared above are millions of long-lived objects that a worker would not hold; freezing them
+    # keeps the garbage collector from rescanning them, as it would not have them to scan in the worker.
+    gc.freeze()
     for name, fn in [
         ("parse", run_parse),
         ("rules", run_rules),

@@ -244,13 +244,16 @@ def process_batch(
 ) -> BatchResult:
     """Run a batch of raw records through the core, in order.
 
-    ``load_state`` returns a lead's stored state (JSON bytes) or None. A lead's state is carried from one event
-    to the next inside the batch and returned once in ``states``; a bad record becomes a dead letter and an
-    unexpected error on one event leaves that lead's state as it was before the event.
+    ``load_state`` returns a lead's stored state (JSON bytes) or None; it is called once per lead and batch. The
+    states are carried in memory from one event to the next and serialised once, into ``states``. A bad record
+    becomes a dead letter; an unexpected error on one event also does, and leaves that lead's state as it was
+    before the event (rebuilt by re-deciding the lead's earlier events of the batch: decisions are pure).
     """
     result = BatchResult()
-    states = result.states
     dumps, loads = orjson.dumps, orjson.loads
+    original: dict[str, bytes | None] = {}
+    live: dict[str, LeadState | None] = {}
+    applied: dict[str, list[LeadUpserted | LeadActivity]] = {}
     for record in records:
         try:
             event = parse_event(record.key, record.value, engine.max_event_bytes)
@@ -258,30 +261,44 @@ def process_batch(
             result.dead_letters.append((record, exc))
             continue
         lead_id = event.lead_id
-        stored = states.get(lead_id)
-        if stored is None:
-            stored = load_state(lead_id)
+        if lead_id in live:
+            state = live[lead_id]
+        else:
+            stored = original[lead_id] = load_state(lead_id)
+            state = live[lead_id] = None if stored is None else loads(stored)
         try:
-            state, decided = decide(engine, None if stored is None else loads(stored), event, decided_at)
+            state, decided = decide(engine, state, event, decided_at)
             decision_bytes = dumps(decided.decision)
-            opportunity_bytes = None if decided.opportunity is None else dumps(decided.opportunity)
-            new_stored = dumps(state)
+            opportunity = decided.opportunity
+            opportunity_bytes = None if opportunity is None else dumps(opportunity)
         except Exception as exc:  # a bug must not stop the stream: the event goes to the dead-letter topic
             error = EventError(f"{type(exc).__name__}: {exc}", reason="processing_error")
             result.dead_letters.append((record, error))
+            live[lead_id] = _replay(engine, original[lead_id], applied.get(lead_id, ()), decided_at)
             continue
-        key = lead_id.encode()
-        result.events_by_type[event.event_type] += 1
+        live[lead_id] = state
         decision = decided.decision
+        result.events_by_type[event.event_type] += 1
+        result.decisions.append((lead_id.encode(), decision_bytes))
+        result.decisions_by[decision["status"], decision["action"]] += 1
         if decision["duplicate"]:
             result.duplicates += 1
         else:
-            states[lead_id] = new_stored
+            applied.setdefault(lead_id, []).append(event)
             result.scores.append(decision["score"])
-        result.decisions.append((key, decision_bytes))
-        result.decisions_by[decision["status"], decision["action"]] += 1
-        if opportunity_bytes is not None and decided.opportunity is not None:
-            result.opportunities.append((decided.opportunity["opportunity_id"].encode(), opportunity_bytes))
+        if opportunity is not None and opportunity_bytes is not None:
+            result.opportunities.append((opportunity["opportunity_id"].encode(), opportunity_bytes))
         if record.timestamp is not None:
             result.record_times.append(record.timestamp)
+    result.states = {lead_id: dumps(state) for lead_id, state in live.items() if lead_id in applied}
     return result
+
+
+def _replay(
+    engine: Engine, stored: bytes | None, events: Sequence[LeadUpserted | LeadActivity], decided_at: float
+) -> LeadState | None:
+    """The state after ``events``, starting again from the stored one."""
+    state: LeadState | None = None if stored is None else orjson.loads(stored)
+    for event in events:
+        state, _ = decide(engine, state, event, decided_at)
+    return state

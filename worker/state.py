@@ -13,7 +13,7 @@ Layout (``STATE_VERSION`` 1)::
      "status": str | None,                 # None until a rule or a producer sets one
      "points": float, "score": float | None,
      "converted": bool, "opportunity_id": str | None, "converted_at": float | None,
-     "recent": [digest, ...],              # digests of the last N event ids, for replay detection
+     "recent": " d1 d2 ...",               # digests of the last N event ids, for replay detection
      "events": int, "first_seen_at": float, "updated_at": float}
 """
 
@@ -56,21 +56,28 @@ def new_state(lead_id: str, now: float) -> LeadState:
         "converted": False,
         "opportunity_id": None,
         "converted_at": None,
-        "recent": [],
+        "recent": "",
         "events": 0,
         "first_seen_at": now,
         "updated_at": now,
     }
 
 
+_DIGEST_CHARS = 12
+
+
 def event_digest(event_id: str) -> str:
     """A short, stable digest of an event id (48 bits: collisions within one lead are negligible)."""
-    return hashlib.blake2b(event_id.encode(), digest_size=6).hexdigest()
+    return hashlib.blake2b(event_id.encode(), digest_size=_DIGEST_CHARS // 2).hexdigest()
 
 
 def seen(state: LeadState, digest: str) -> bool:
-    """Whether the event with this digest was already applied to the state."""
-    return digest in state["recent"]
+    """Whether the event with this digest was already applied to the state.
+
+    ``recent`` is one string of space-led, fixed-width digests (cheaper to store and load than a list); a space
+    followed by 12 hex characters can only match a whole digest.
+    """
+    return " " + digest in state["recent"]
 
 
 def apply_event(state: LeadState, event: LeadUpserted | LeadActivity, digest: str, now: float, window: int) -> None:
@@ -93,10 +100,9 @@ def apply_event(state: LeadState, event: LeadUpserted | LeadActivity, digest: st
         last = state["last_activity_at"]
         if last is None or now > last:
             state["last_activity_at"] = now
-    recent: list[str] = state["recent"]
-    recent.append(digest)
-    if len(recent) > window:
-        del recent[: len(recent) - window]
+    recent: str = state["recent"] + " " + digest
+    keep = window * (_DIGEST_CHARS + 1)
+    state["recent"] = recent if len(recent) <= keep else recent[-keep:]
     state["events"] += 1
     state["updated_at"] = now
 

@@ -66,7 +66,7 @@ def test_replays_are_recognised_within_the_window() -> None:
     assert seen(state, event_digest("a4"))
     assert seen(state, event_digest("a2"))
     assert not seen(state, event_digest("a1"))
-    assert len(state["recent"]) == 3
+    assert len(state["recent"].split()) == 3
 
 
 def test_facts_are_the_flat_view_rules_and_the_model_read() -> None:
