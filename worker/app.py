@@ -41,6 +41,7 @@ class LeadflowApp(faust.App):
     """A Faust app that uses :class:`LeadflowTransport` and carries leadflow's settings."""
 
     leadflow_settings: Settings
+    leadflow_handler: BatchHandler
 
     def _new_transport(self) -> Any:
         return LeadflowTransport(self.conf.broker_consumer, self)
@@ -76,21 +77,21 @@ class BatchHandler:
             await self.sender.producer.stop()
             self.sender = None
 
-    async def handle(self, events: Sequence[Any]) -> None:
-        """Process ``events`` (Faust events of the leads topic); never raises for bad data."""
+    async def handle(self, messages: Sequence[Any]) -> None:
+        """Process ``messages`` (Faust consumer messages of the leads topic); never raises for bad data."""
         store = self.table.data
         records: list[Record] = []
         stored: dict[bytes, bytes | None] = {}
-        last_event: dict[bytes, Any] = {}
-        for event in events:
-            msg = event.message
+        partition_of: dict[bytes, int] = {}
+        holders = _PartitionHolders()
+        for msg in messages:
             records.append(Record(msg.key, msg.value, msg.topic, msg.partition, msg.offset, msg.timestamp))
             key = msg.key
             if key is not None:
                 if key not in stored:
-                    _use_partition_of(event)
+                    holders.use(msg.partition)
                     stored[key] = store.get(key)
-                last_event[key] = event
+                partition_of[key] = msg.partition
         started = time.perf_counter()
         result = process_batch(self.engine, records, lambda lead_id: stored.get(lead_id.encode()), time.time())
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -102,10 +103,10 @@ class BatchHandler:
         updates = []
         for lead_id, state in result.states.items():
             key = lead_id.encode()
-            source = last_event[key]
-            _use_partition_of(source)
+            partition = partition_of[key]
+            holders.use(partition)
             store[key] = state
-            updates.append(Message(changelog, key, state, source.message.partition))
+            updates.append(Message(changelog, key, state, partition))
         if updates:
             offsets = await self._send(updates)
             for (topic, partition), offset in offsets.items():
@@ -198,6 +199,7 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
     metrics.set_versions(engine.ruleset.version, engine.model.version, engine.ruleset.statuses)
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="leadflow_faust")
     handler = BatchHandler(app, s, engine, metrics)
+    app.leadflow_handler = handler
 
     leads = app.topic(
         s.topic_leads,
@@ -210,11 +212,13 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
     handler.table = app.Table("lead-state", default=None, partitions=s.partitions, key_type=bytes, value_type=bytes)
 
     async def process(stream: Any) -> None:
+        # The agent subscribes the leads topic and owns the handler's lifetime; the messages themselves go
+        # from the consumer straight to the handler in batches (see worker._transport), not through the stream.
         await handler.start()
         metrics.up.set(1)
         try:
-            async for events in stream.take_events(s.batch_size, within=s.batch_within):
-                await handler.handle(events)
+            async for _event in stream:
+                logger.warning("an event reached the agent's stream; the batch path should have taken it")
         finally:
             metrics.up.set(0)
             await handler.stop()
@@ -223,15 +227,31 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
     return app
 
 
-def _use_partition_of(event: Any) -> None:
-    """Make the RocksDB store read and write the database of ``event``'s partition.
+class _PartitionOf:
+    """Stands in for a Faust event where the RocksDB store only needs ``event.message.partition``."""
 
-    The store finds the partition through Faust's ``current_event`` context variable. Only the variable is set,
-    in this task's context: ``Stream._set_current_event`` would also overwrite ``stream.current_event``, which
-    ``take_events`` reads from another task to collect the *next* batch, and a batch then held one event twice
-    and lost another.
+    __slots__ = ("__weakref__", "message", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.message = self
+
+
+class _PartitionHolders:
+    """Points Faust's RocksDB store at one partition's database at a time, for one batch.
+
+    The store finds the partition through Faust's ``current_event`` context variable, which holds a weak
+    reference: the stand-ins are kept here so that they live as long as the batch.
     """
-    _current_event.set(weakref.ref(event))
+
+    def __init__(self) -> None:
+        self._by_partition: dict[int, _PartitionOf] = {}
+
+    def use(self, partition: int) -> None:
+        holder = self._by_partition.get(partition)
+        if holder is None:
+            holder = self._by_partition[partition] = _PartitionOf(partition)
+        _current_event.set(weakref.ref(holder))  # type: ignore[arg-type]  # the store reads .message.partition
 
 
 def _sasl(settings: Settings) -> dict[str, Any]:
