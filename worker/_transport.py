@@ -112,7 +112,9 @@ class _Consumer(faust_aiokafka.Consumer):
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
-        track, ack = self.track_message, self.ack
+        # Consumer.track_message without its per-message sensor calls (leadflow counts its own events): the
+        # message is pending until acked, which is what graceful shutdown and commits look at.
+        track, ack = self._unacked_messages.add, self.ack
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
