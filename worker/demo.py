@@ -37,6 +37,16 @@ from worker.topics import ensure_topics
 __all__ = ["collect", "run_demo", "start_worker_process"]
 
 _TRICKLE = 60
+_BAD_AT: dict[int, tuple[bytes, bytes]] = {
+    100: (b"L000001", b"{not json"),
+    5_000: (b"L000002", b'{"schema_version": 1, "event_type": "lead.activity", "lead_id": "L000002"}'),
+    20_000: (b"L000003", b'{"schema_version": 1, "event_type": "lead.deleted", "lead_id": "L000003"}'),
+    40_000: (
+        b"someone-else",
+        b'{"schema_version": 1, "event_id": "x", "event_type": "lead.activity", '
+        b'"occurred_at": "2026-11-02T09:00:00Z", "lead_id": "L000004", "activity": {"type": "chat"}}',
+    ),
+}
 
 
 def start_worker_process(settings_env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -143,9 +153,12 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
                 sent_task = progress.add_task("produced ", total=len(events))
                 done_task = progress.add_task("decided  ", total=len(events) + _TRICKLE)
                 t0 = time.time()
-                for event in events:
+                for i, event in enumerate(events):
                     producer.send(settings.topic_leads, key=event["lead_id"].encode(), value=orjson.dumps(event))
                     progress.advance(sent_task)
+                    if i in _BAD_AT:  # what a misbehaving producer sends: it must not stop anything
+                        key, value = _BAD_AT[i]
+                        producer.send(settings.topic_leads, key=key, value=value)
                 producer.flush()
                 got = collect(consumer, len(events), timeout, progress, done_task, process, log)
                 bulk_seconds = time.time() - t0
@@ -198,6 +211,11 @@ def _trickle(
         out.setdefault(topic, []).extend(rows)
     progress.advance(task, _TRICKLE)
     return out
+
+
+def _label(sample: str, name: str) -> str:
+    """The value of label ``name`` in a sample name such as ``m{reason="not_json"}``."""
+    return sample.split(f'{name}="', 1)[1].split('"', 1)[0]
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -296,9 +314,15 @@ def _summary(
         f"[bold]latency[/] (one event every 50 ms, event time → decision): p50 {p50:.0f} ms, p99 {p99:.0f} ms"
     )
     dead = sum(v for k, v in metrics.items() if k.startswith("leadflow_dead_letters_total"))
+    reasons = ", ".join(
+        f"{_label(k, 'reason')} {v:,.0f}"
+        for k, v in sorted(metrics.items())
+        if k.startswith("leadflow_dead_letters_total{")
+    )
     consumed = sum(v for k, v in metrics.items() if k.startswith("leadflow_events_consumed_total"))
     console.print(
         f"[bold]/metrics[/]: events consumed {consumed:,.0f}, "
-        f"opportunities {metrics.get('leadflow_opportunities_created_total', 0):,.0f}, dead letters {dead:,.0f}"
+        f"opportunities {metrics.get('leadflow_opportunities_created_total', 0):,.0f}, "
+        f"dead letters {dead:,.0f} ({reasons or 'none'}: bad records sent on purpose, see topic leads-dlq)"
     )
     console.print("[green]demo complete[/]: every event has its decision; broker and worker stopped.")
