@@ -14,10 +14,11 @@ import datetime as dt
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import faust
+import rocksdict
 from aiokafka import AIOKafkaProducer
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.streams import _current_event  # the context variable Faust's RocksDB store reads
@@ -79,38 +80,28 @@ class BatchHandler:
 
     async def handle(self, messages: Sequence[Any]) -> None:
         """Process ``messages`` (Faust consumer messages of the leads topic); never raises for bad data."""
-        store = self.table.data
+        states = _LeadStates(self.table)
         records: list[Record] = []
-        stored: dict[bytes, bytes | None] = {}
         partition_of: dict[bytes, int] = {}
-        holders = _PartitionHolders()
         for msg in messages:
             records.append(Record(msg.key, msg.value, msg.topic, msg.partition, msg.offset, msg.timestamp))
-            key = msg.key
-            if key is not None:
-                if key not in stored:
-                    holders.use(msg.partition)
-                    stored[key] = store.get(key)
-                partition_of[key] = msg.partition
+            if msg.key is not None:
+                partition_of[msg.key] = msg.partition
+        stored = states.get_many(partition_of)
         started = time.perf_counter()
         result = process_batch(self.engine, records, lambda lead_id: stored.get(lead_id.encode()), time.time())
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(records))
         # 1. outputs first: a crash after this re-processes the events and re-sends the same ids
         await self._send(self._outputs(result))
-        # 2. then the state: its changelog goes to the partition of the lead's source record
+        # 2. then the state: locally, and in the changelog on the partition of the lead's source record
         changelog = self.table.changelog_topic.get_topic_name()
-        updates = []
-        for lead_id, state in result.states.items():
-            key = lead_id.encode()
-            partition = partition_of[key]
-            holders.use(partition)
-            store[key] = state
-            updates.append(Message(changelog, key, state, partition))
+        updates = [(key, state, partition_of[key]) for key, state in _encoded(result.states)]
         if updates:
-            offsets = await self._send(updates)
+            states.put_many(updates)
+            offsets = await self._send([Message(changelog, k, v, p) for k, v, p in updates])
             for (topic, partition), offset in offsets.items():
-                store.set_persisted_offset(TP(topic, partition), offset)
+                states.store.set_persisted_offset(TP(topic, partition), offset)
         self._count(result)
 
     def _outputs(self, result: BatchResult) -> list[Message]:
@@ -227,8 +218,13 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
     return app
 
 
+def _encoded(states: dict[str, bytes]) -> Iterator[tuple[bytes, bytes]]:
+    for lead_id, state in states.items():
+        yield lead_id.encode(), state
+
+
 class _PartitionOf:
-    """Stands in for a Faust event where the RocksDB store only needs ``event.message.partition``."""
+    """Stands in for a Faust event where the store only needs ``event.message.partition``."""
 
     __slots__ = ("__weakref__", "message", "partition")
 
@@ -237,20 +233,50 @@ class _PartitionOf:
         self.message = self
 
 
-class _PartitionHolders:
-    """Points Faust's RocksDB store at one partition's database at a time, for one batch.
+class _LeadStates:
+    """The lead-state table's store, read and written a batch at a time.
 
-    The store finds the partition through Faust's ``current_event`` context variable, which holds a weak
-    reference: the stand-ins are kept here so that they live as long as the batch.
+    With RocksDB each partition has its own database: reads go straight to it and writes go in one write batch
+    per partition. Other stores (memory, in tests) are used through Faust's mapping interface, which finds the
+    partition through Faust's ``current_event`` context variable; that variable holds a weak reference, so the
+    stand-ins are kept here for as long as the batch.
     """
 
-    def __init__(self) -> None:
-        self._by_partition: dict[int, _PartitionOf] = {}
+    def __init__(self, table: Any) -> None:
+        self.store = table.data
+        self._rocksdb = hasattr(self.store, "_db_for_partition")
+        self._holders: dict[int, _PartitionOf] = {}
 
-    def use(self, partition: int) -> None:
-        holder = self._by_partition.get(partition)
+    def get_many(self, partition_of: dict[bytes, int]) -> dict[bytes, bytes | None]:
+        if self._rocksdb:
+            db_for = self.store._db_for_partition
+            return {key: db_for(partition).get(key) for key, partition in partition_of.items()}
+        out: dict[bytes, bytes | None] = {}
+        for key, partition in partition_of.items():
+            self._use(partition)
+            out[key] = self.store.get(key)
+        return out
+
+    def put_many(self, updates: Sequence[tuple[bytes, bytes, int]]) -> None:
+        """Store ``(key, state, partition)`` triples."""
+        if self._rocksdb:
+            batches: dict[int, Any] = {}
+            for key, value, partition in updates:
+                batch = batches.get(partition)
+                if batch is None:
+                    batch = batches[partition] = rocksdict.WriteBatch(raw_mode=True)
+                batch.put(key, value)
+            for partition, batch in batches.items():
+                self.store._db_for_partition(partition).write(batch)
+            return
+        for key, value, partition in updates:
+            self._use(partition)
+            self.store[key] = value
+
+    def _use(self, partition: int) -> None:
+        holder = self._holders.get(partition)
         if holder is None:
-            holder = self._by_partition[partition] = _PartitionOf(partition)
+            holder = self._holders[partition] = _PartitionOf(partition)
         _current_event.set(weakref.ref(holder))  # type: ignore[arg-type]  # the store reads .message.partition
 
 
