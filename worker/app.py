@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
 import time
 import weakref
@@ -30,6 +31,7 @@ from worker._transport import LeadflowTransport
 from worker.core import BatchResult, Engine, Record, process_batch
 from worker.metrics import Metrics
 from worker.settings import Settings
+from worker.state import LeadState
 
 __all__ = ["LeadflowApp", "build_app"]
 
@@ -58,6 +60,8 @@ class BatchHandler:
         self.metrics = metrics
         self.table: Any = None
         self.sender: BatchSender | None = None
+        self._state_cache: dict[str, LeadState] = {}
+        self._cache_generation: int | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -87,9 +91,14 @@ class BatchHandler:
             records.append(Record(msg.key, msg.value, msg.topic, msg.partition, msg.offset, msg.timestamp))
             if msg.key is not None:
                 partition_of[msg.key] = msg.partition
-        stored = states.get_many(partition_of)
+        cache = self._cache() if self.settings.state_cache_size else None
+
+        def load_state(lead_id: str) -> bytes | None:
+            key = lead_id.encode()
+            return states.get(key, partition_of[key])
+
         started = time.perf_counter()
-        result = process_batch(self.engine, records, lambda lead_id: stored.get(lead_id.encode()), time.time())
+        result = process_batch(self.engine, records, load_state, time.time(), cache)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(records))
         # 1. outputs first: a crash after this re-processes the events and re-sends the same ids
@@ -103,6 +112,22 @@ class BatchHandler:
             for (topic, partition), offset in offsets.items():
                 states.store.set_persisted_offset(TP(topic, partition), offset)
         self._count(result)
+
+    def _cache(self) -> dict[str, LeadState]:
+        """Decoded lead states as stored, valid while the partition assignment stays the same.
+
+        A rebalance may hand a lead to another worker and back, so the cache starts empty in every consumer
+        generation; it is also bounded (oldest entries go first).
+        """
+        generation = self.app.consumer_generation_id
+        if generation != self._cache_generation or len(self._state_cache) > self.settings.state_cache_size:
+            if generation != self._cache_generation:
+                self._state_cache.clear()
+            else:
+                for key in list(itertools.islice(self._state_cache, len(self._state_cache) // 2)):
+                    del self._state_cache[key]
+            self._cache_generation = generation
+        return self._state_cache
 
     def _outputs(self, result: BatchResult) -> list[Message]:
         s = self.settings
@@ -247,15 +272,13 @@ class _LeadStates:
         self._rocksdb = hasattr(self.store, "_db_for_partition")
         self._holders: dict[int, _PartitionOf] = {}
 
-    def get_many(self, partition_of: dict[bytes, int]) -> dict[bytes, bytes | None]:
+    def get(self, key: bytes, partition: int) -> bytes | None:
         if self._rocksdb:
-            db_for = self.store._db_for_partition
-            return {key: db_for(partition).get(key) for key, partition in partition_of.items()}
-        out: dict[bytes, bytes | None] = {}
-        for key, partition in partition_of.items():
-            self._use(partition)
-            out[key] = self.store.get(key)
-        return out
+            value: bytes | None = self.store._db_for_partition(partition).get(key)
+            return value
+        self._use(partition)
+        stored: bytes | None = self.store.get(key)
+        return stored
 
     def put_many(self, updates: Sequence[tuple[bytes, bytes, int]]) -> None:
         """Store ``(key, state, partition)`` triples."""

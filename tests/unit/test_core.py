@@ -273,3 +273,25 @@ def test_parse_and_core_agree_on_the_contract_examples(engine: Engine) -> None:
     _, out = run(engine, events)
     for d in out:
         Decision.model_validate(d.decision)
+
+
+def test_a_cached_state_is_used_kept_current_and_restored_after_an_error(engine: Engine) -> None:
+    broken = dataclasses.replace(engine, model=cast(Model, _ExplodingModel(engine.model)))
+    store: dict[str, bytes | None] = {}
+    cache: dict[str, Any] = {}
+    first = process_batch(broken, [_record(0, b"L1", _bytes(upsert("e1", company="Fine")))], store.get, 1.0, cache)
+    store.update(first.states)
+    assert cache["L1"] == orjson.loads(store["L1"] or b"null")
+
+    def no_reads(_lead_id: str) -> bytes | None:
+        raise AssertionError("a cached lead must not be loaded")
+
+    second = process_batch(broken, [_record(1, b"L1", _bytes(act("e2", "page_view")))], no_reads, 2.0, cache)
+    store.update(second.states)
+    assert cache["L1"]["activity"]["page_view"][0] == 1
+
+    third = process_batch(broken, [_record(2, b"L1", _bytes(upsert("e3", company="Boom")))], store.get, 3.0, cache)
+    assert [e.reason for _, e in third.dead_letters] == ["processing_error"]
+    assert third.states == {}
+    assert cache["L1"] == orjson.loads(store["L1"] or b"null")  # the failed event left no trace in the cache
+    assert cache["L1"]["profile"]["company"] == "Fine"

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from worker.exceptions import ModelError
 from worker.scoring._features import (
@@ -49,8 +49,7 @@ _CACHEABLE = (str, int, float)  # hashable fact values whose factor label can be
 _second = operator.itemgetter(1)
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
+class Score(NamedTuple):  # built once per event: a tuple is cheaper than a frozen dataclass
     """One lead's score: the probability, its log-odds and how each feature group moved it from the baseline."""
 
     probability: float
