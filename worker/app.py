@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from worker._sender import BatchSender, Message
 from worker._transport import LeadflowTransport
-from worker.core import BatchResult, Engine, Record, process_batch
+from worker.core import BatchResult, Engine, process_batch
 from worker.metrics import Metrics
 from worker.settings import Settings
 from worker.state import LeadState
@@ -85,10 +85,8 @@ class BatchHandler:
     async def handle(self, messages: Sequence[Any]) -> None:
         """Process ``messages`` (Faust consumer messages of the leads topic); never raises for bad data."""
         states = _LeadStates(self.table)
-        records: list[Record] = []
         partition_of: dict[bytes, int] = {}
         for msg in messages:
-            records.append(Record(msg.key, msg.value, msg.topic, msg.partition, msg.offset, msg.timestamp))
             if msg.key is not None:
                 partition_of[msg.key] = msg.partition
         cache = self._cache() if self.settings.state_cache_size else None
@@ -98,9 +96,9 @@ class BatchHandler:
             return states.get(key, partition_of[key])
 
         started = time.perf_counter()
-        result = process_batch(self.engine, records, load_state, time.time(), cache)
+        result = process_batch(self.engine, messages, load_state, time.time(), cache)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_size.observe(len(records))
+        self.metrics.batch_size.observe(len(messages))
         # 1. outputs first: a crash after this re-processes the events and re-sends the same ids
         await self._send(self._outputs(result))
         # 2. then the state: locally, and in the changelog on the partition of the lead's source record
@@ -214,6 +212,7 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
     metrics = Metrics(registry)
     metrics.set_versions(engine.ruleset.version, engine.model.version, engine.ruleset.statuses)
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="leadflow_faust")
+    _track_end_offsets_on_change(app.monitor)
     handler = BatchHandler(app, s, engine, metrics)
     app.leadflow_handler = handler
 
@@ -241,6 +240,20 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
 
     app.agent(leads, name="leadflow.process")(process)
     return app
+
+
+def _track_end_offsets_on_change(monitor: Any) -> None:
+    """Faust's Prometheus monitor sets a labelled gauge for every message it fetches; the end offset it sets
+    changes once per fetch at most, so skip the calls that would set the same value again."""
+    track = monitor.track_tp_end_offset
+    last: dict[Any, int] = {}
+
+    def track_on_change(tp: Any, offset: int) -> None:
+        if last.get(tp) != offset:
+            last[tp] = offset
+            track(tp, offset)
+
+    monitor.track_tp_end_offset = track_on_change
 
 
 def _encoded(states: dict[str, bytes]) -> Iterator[tuple[bytes, bytes]]:

@@ -11,7 +11,7 @@ import functools
 from collections import Counter
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -28,6 +28,7 @@ __all__ = [
     "Decided",
     "Engine",
     "Record",
+    "RecordLike",
     "decide",
     "process_batch",
 ]
@@ -53,7 +54,24 @@ class Decided(NamedTuple):
     opportunity: dict[str, Any] | None
 
 
-class Record(NamedTuple):  # a tuple: built once per event, and a frozen dataclass costs ~1 µs to build
+class RecordLike(Protocol):
+    """What the core reads of a raw record: Faust's consumer messages have these attributes too."""
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> float | None: ...
+
+
+class Record(NamedTuple):
     """One raw record of the ``leads`` topic with its position."""
 
     key: bytes | None
@@ -70,7 +88,7 @@ class BatchResult:
 
     decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
     opportunities: list[tuple[bytes, bytes]] = field(default_factory=list)
-    dead_letters: list[tuple[Record, EventError]] = field(default_factory=list)
+    dead_letters: list[tuple[RecordLike, EventError]] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)
     events_by_type: Counter[str] = field(default_factory=Counter)
     decisions_by: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -236,7 +254,7 @@ def _convert(
 
 def process_batch(
     engine: Engine,
-    records: Sequence[Record],
+    records: Sequence[RecordLike],
     load_state: Callable[[str], bytes | None],
     decided_at: float,
     cache: MutableMapping[str, LeadState] | None = None,
