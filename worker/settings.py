@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     batch_within: float = Field(default=0.02, gt=0, description="Seconds to wait for a batch to fill")
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
     state_cache_size: int = Field(
-        default=200_000, ge=0, description="Decoded lead states kept in memory between batches (0: none)"
+        default=50_000,
+        ge=0,
+        description="Decoded lead states kept in memory between batches, about 3.5 KB each (0: none)",
     )
     dedupe_window: int = Field(default=64, ge=1, le=10_000, description="Event ids remembered per lead")
     top_factors: int = Field(default=5, ge=0, le=50)
