@@ -1,8 +1,10 @@
-"""The thin Faust shell: topics, the lead-state table and one agent that hands batches to the core.
+"""The thin Faust shell: topics, the lead-state table, and the batch handler that feeds the core.
 
-Nothing here decides anything. The agent takes up to ``batch_size`` events at a time, loads the leads' states,
-calls :func:`worker.core.process_batch`, sends every output and waits for the broker to have them, then writes
-the states; Faust acks the batch only after that, and commits offsets only after the producer is flushed. So a
+Nothing here decides anything. Faust runs the consumer group, partition assignment, table recovery, offset
+commits and the web server. The messages of the leads topic go from Faust's fetch loop to
+:class:`BatchHandler` a fetch at a time (see :mod:`worker._transport`): it calls
+:func:`worker.core.process_batch`, sends every output and waits for the broker to have them, then writes the
+states (RocksDB and the changelog); only then are the messages acked, and Faust commits only acked offsets. So a
 crash anywhere re-processes events (at-least-once) and never loses one; deterministic ids make the re-sent
 outputs harmless to consumers.
 """

@@ -40,8 +40,7 @@ class Settings(BaseSettings):
     web_host: str = "0.0.0.0"  # noqa: S104  # the metrics endpoint must be reachable by Prometheus
     web_port: int = Field(default=6066, ge=1, le=65535)
 
-    batch_size: int = Field(default=500, ge=1, le=10_000, description="Events taken per batch")
-    batch_within: float = Field(default=0.02, gt=0, description="Seconds to wait for a batch to fill")
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Most events handed to the core at once")
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
     state_cache_size: int = Field(
         default=50_000,
