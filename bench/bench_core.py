@@ -2,10 +2,12 @@
 
 Stages, each timed over the same events:
   parse      bytes -> validated event (pydantic, JSON)
+  merge      the event merged into the lead's state, and the flat facts built from it
   rules      Ruleset.evaluate on precomputed facts
   score      Model.score + Model.factors on precomputed facts
   decide     state merge + facts + score + rules + decision/opportunity dicts (events already parsed)
-  batch      process_batch: bytes in, JSON bytes out (what the worker runs per batch), states carried in memory
+  batch      process_batch as the worker runs it: bytes in, JSON bytes out, 500 events a batch, states serialised
+             at the end of each batch and kept decoded in the worker's state cache between batches
 
     python bench/bench_core.py [--leads 2000] [--repeat 3]
 """
@@ -72,6 +74,16 @@ def main() -> None:
         for k, v in raw:
             parse_event(k, v)
 
+    def run_merge() -> None:
+        live: dict[str, dict[str, object]] = {}
+        for event in parsed:
+            now = event.occurred_at.timestamp()
+            state = live.get(event.lead_id)
+            if state is None:
+                state = live[event.lead_id] = new_state(event.lead_id, now)
+            apply_event(state, event, event_digest(event.event_id), now, 64)
+            build_facts(state, now, event)
+
     def run_rules() -> None:
         for facts in facts_list:
             ruleset.evaluate(dict(facts))
@@ -90,8 +102,9 @@ def main() -> None:
 
     def run_batch() -> None:
         store: dict[str, bytes] = {}
+        cache: dict[str, dict[str, object]] = {}
         for start in range(0, n, 500):
-            result = process_batch(engine, records[start : start + 500], store.get, 1.0)
+            result = process_batch(engine, records[start : start + 500], store.get, 1.0, cache)
             store.update(result.states)
 
     print(
@@ -103,6 +116,7 @@ def main() -> None:
     gc.freeze()
     for name, fn in [
         ("parse", run_parse),
+        ("merge", run_merge),
         ("rules", run_rules),
         ("score", run_score),
         ("decide", run_decide),

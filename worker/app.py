@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 from worker._sender import BatchSender, Message
 from worker._transport import LeadflowTransport
 from worker.core import BatchResult, Engine, process_batch
-from worker.metrics import Metrics
+from worker.metrics import Metrics, observe_many
 from worker.settings import Settings
 from worker.state import LeadState
 
@@ -177,11 +177,9 @@ class BatchHandler:
             m.dead_letters.labels(error.reason).inc()
         if result.duplicates:
             m.duplicates.inc(result.duplicates)
-        for score in result.scores:
-            m.score.observe(score)
+        observe_many(m.score, result.scores)
         now = time.time()
-        for ts in result.record_times:
-            m.latency.observe(max(0.0, now - ts))
+        observe_many(m.latency, [max(0.0, now - ts) for ts in result.record_times])
 
 
 def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -> LeadflowApp:
