@@ -129,6 +129,17 @@ def _merge_fields(state: LeadState, fields: LeadFields) -> None:
                 custom[key] = value
 
 
+_ACTIVITY_KEYS: dict[str, tuple[str, str]] = {}
+_MAX_CACHED_KINDS = 10_000  # activity types are open-ended: do not let producers grow this without bound
+
+
+def _activity_keys(kind: str) -> tuple[str, str]:
+    keys = (f"activity.{kind}.count", f"activity.{kind}.last_at")
+    if len(_ACTIVITY_KEYS) < _MAX_CACHED_KINDS:
+        _ACTIVITY_KEYS[kind] = keys
+    return keys
+
+
 def build_facts(state: LeadState, now: float, event: LeadUpserted | LeadActivity | None) -> dict[str, object]:
     """The flat ``path -> value`` view of a state that rules and the model read.
 
@@ -141,9 +152,11 @@ def build_facts(state: LeadState, now: float, event: LeadUpserted | LeadActivity
     for key, value in state["custom"].items():
         facts["custom." + key] = value
     total = 0
+    keys_of = _ACTIVITY_KEYS.get
     for kind, (count, last_at) in state["activity"].items():
-        facts[f"activity.{kind}.count"] = count
-        facts[f"activity.{kind}.last_at"] = last_at
+        keys = keys_of(kind) or _activity_keys(kind)
+        facts[keys[0]] = count
+        facts[keys[1]] = last_at
         total += count
     facts["activity.total"] = total
     last = state["last_activity_at"]
