@@ -99,8 +99,9 @@ class _Consumer(faust_aiokafka.Consumer):
         Faust hands every message to its conductor, a channel queue, an event and a stream, which costs more
         than deciding the event. Here each fetch's messages of the leads topic are tracked and handed over as one
         batch, and acked only once the handler has sent every output and stored every state: offsets are
-        committed (by Faust's commit loop) only for acked messages, so delivery stays at-least-once. Messages
-        of any other topic take Faust's usual path.
+        committed (by Faust's commit loop) only for acked messages, so delivery stays at-least-once. While one
+        batch is being committed (waiting for the broker), the next one is fetched and decided. Messages of any
+        other topic take Faust's usual path.
         """
         handler = getattr(self.app, "leadflow_handler", None)
         if handler is None:
@@ -115,6 +116,15 @@ class _Consumer(faust_aiokafka.Consumer):
         # Consumer.track_message without its per-message sensor calls (leadflow counts its own events): the
         # message is pending until acked, which is what graceful shutdown and commits look at.
         track, ack = self._unacked_messages.add, self.ack
+        pending: asyncio.Future[None] | None = None
+
+        async def flush(batch: list[Any]) -> None:
+            nonlocal pending
+            prepared = handler.prepare(batch)
+            if pending is not None:
+                await pending
+            pending = asyncio.ensure_future(self._commit_batch(handler, prepared, batch, ack))
+
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
@@ -136,10 +146,13 @@ class _Consumer(faust_aiokafka.Consumer):
                     track(message)
                     batch.append(message)
                     if len(batch) >= batch_size:
-                        await self._handle(handler, batch, ack)
+                        await flush(batch)
                         batch = []
                 if batch:
-                    await self._handle(handler, batch, ack)
+                    await flush(batch)
+                elif pending is not None:
+                    await pending  # idle: finish the last commit now rather than with the next batch
+                    pending = None
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -148,10 +161,14 @@ class _Consumer(faust_aiokafka.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+        finally:
+            if pending is not None and not pending.done():
+                # stopping: let the batch being committed finish, so that it is acked and not re-processed
+                await asyncio.wait([pending], timeout=10)
 
     @staticmethod
-    async def _handle(handler: Any, batch: list[Any], ack: Any) -> None:
-        await handler.handle(batch)
+    async def _commit_batch(handler: Any, prepared: Any, batch: list[Any], ack: Any) -> None:
+        await handler.commit(prepared)
         for message in batch:
             ack(message)
 

@@ -18,7 +18,7 @@ import logging
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 import rocksdict
@@ -52,6 +52,14 @@ class LeadflowApp(faust.App):
         return LeadflowTransport(self.conf.broker_consumer, self)
 
 
+class Prepared(NamedTuple):
+    """A decided batch waiting to be committed."""
+
+    result: BatchResult
+    states: _LeadStates
+    partition_of: dict[bytes, int]
+
+
 class BatchHandler:
     """Moves one batch of Faust events through the core and its outputs out to Kafka."""
 
@@ -64,6 +72,7 @@ class BatchHandler:
         self.sender: BatchSender | None = None
         self._state_cache: dict[str, LeadState] = {}
         self._cache_generation: int | None = None
+        self._inflight: list[Prepared] = []
 
     async def start(self) -> None:
         s = self.settings
@@ -86,6 +95,14 @@ class BatchHandler:
 
     async def handle(self, messages: Sequence[Any]) -> None:
         """Process ``messages`` (Faust consumer messages of the leads topic); never raises for bad data."""
+        await self.commit(self.prepare(messages))
+
+    def prepare(self, messages: Sequence[Any]) -> Prepared:
+        """Decide a batch (CPU only, nothing is sent or stored yet).
+
+        Batches are prepared and committed in the same order; the next batch may be prepared while the previous
+        one is being committed, since its leads' states are in the cache until they are stored.
+        """
         states = _LeadStates(self.table)
         partition_of: dict[bytes, int] = {}
         for msg in messages:
@@ -101,33 +118,46 @@ class BatchHandler:
         result = process_batch(self.engine, messages, load_state, time.time(), cache)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(messages))
-        # 1. outputs first: a crash after this re-processes the events and re-sends the same ids
-        await self._send(self._outputs(result))
-        # 2. then the state: locally, and in the changelog on the partition of the lead's source record
-        changelog = self.table.changelog_topic.get_topic_name()
-        updates = [(key, state, partition_of[key]) for key, state in _encoded(result.states)]
-        if updates:
-            states.put_many(updates)
-            offsets = await self._send([Message(changelog, k, v, p) for k, v, p in updates])
-            for (topic, partition), offset in offsets.items():
-                states.store.set_persisted_offset(TP(topic, partition), offset)
+        prepared = Prepared(result, states, partition_of)
+        self._inflight.append(prepared)
+        return prepared
+
+    async def commit(self, prepared: Prepared) -> None:
+        """Send a prepared batch's outputs, then store its states; when this returns, its messages may be acked."""
+        result, states, partition_of = prepared.result, prepared.states, prepared.partition_of
+        try:
+            # 1. outputs first: a crash after this re-processes the events and re-sends the same ids
+            await self._send(self._outputs(result))
+            # 2. then the state: locally, and in the changelog on the partition of the lead's source record
+            changelog = self.table.changelog_topic.get_topic_name()
+            updates = [(key, state, partition_of[key]) for key, state in _encoded(result.states)]
+            if updates:
+                states.put_many(updates)
+                offsets = await self._send([Message(changelog, k, v, p) for k, v, p in updates])
+                for (topic, partition), offset in offsets.items():
+                    states.store.set_persisted_offset(TP(topic, partition), offset)
+        finally:
+            self._inflight.remove(prepared)
         self._count(result)
 
     def _cache(self) -> dict[str, LeadState]:
-        """Decoded lead states as stored, valid while the partition assignment stays the same.
+        """Decoded lead states as stored (or about to be), valid while the partition assignment stays the same.
 
-        A rebalance may hand a lead to another worker and back, so the cache starts empty in every consumer
-        generation; it is also bounded (oldest entries go first).
+        A rebalance may hand a lead to another worker and back, so the cache starts afresh in every consumer
+        generation; it is also bounded (oldest entries go first). The states of batches still being committed
+        are never dropped: the store does not have them yet.
         """
+        cache = self._state_cache
         generation = self.app.consumer_generation_id
-        if generation != self._cache_generation or len(self._state_cache) > self.settings.state_cache_size:
-            if generation != self._cache_generation:
-                self._state_cache.clear()
-            else:
-                for key in list(itertools.islice(self._state_cache, len(self._state_cache) // 2)):
-                    del self._state_cache[key]
+        changed = generation != self._cache_generation
+        if changed or len(cache) > self.settings.state_cache_size:
+            keep = {lead_id for p in self._inflight for lead_id in p.result.states}
+            drop = list(cache) if changed else list(itertools.islice(cache, len(cache) // 2))
+            for lead_id in drop:
+                if lead_id not in keep:
+                    del cache[lead_id]
             self._cache_generation = generation
-        return self._state_cache
+        return cache
 
     def _outputs(self, result: BatchResult) -> list[Message]:
         s = self.settings
