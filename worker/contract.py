@@ -8,9 +8,17 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from worker.core import Engine, decide
 from worker.events import DeadLetterHeaders, Decision, LeadEvent, OpportunityCreated
+from worker.parse import parse_event
+from worker.rules import default_ruleset_path, load_ruleset
+from worker.scoring import default_model_path, load_model
 
-__all__ = ["SCHEMAS", "render_schemas", "write_schemas"]
+__all__ = ["SCHEMAS", "render_examples", "render_schemas", "write_schemas"]
+
+EXAMPLE_EVENTS = ("lead-upserted", "lead-activity", "lead-activity-demo-request")
+"""The lead events in ``examples/`` that, in this order, produce the decision and opportunity examples."""
+_EXAMPLE_DECIDED_AT = 1_794_130_400.0  # 2026-11-08T09:33:20Z: fixed, so that the examples are reproducible
 
 SCHEMAS: dict[str, Any] = {
     "lead-event.schema.json": TypeAdapter(LeadEvent),
@@ -34,11 +42,30 @@ def render_schemas() -> dict[str, str]:
     return out
 
 
+def render_examples(examples: Path) -> dict[str, str]:
+    """``decision.json`` and ``opportunity.json``: what the default ruleset and model make of the lead examples."""
+    engine = Engine(load_ruleset(default_ruleset_path()), load_model(default_model_path()))
+    state = None
+    decided = None
+    for name in EXAMPLE_EVENTS:
+        raw = (examples / f"{name}.json").read_bytes()
+        event = parse_event(json.loads(raw)["lead_id"].encode(), raw)
+        state, decided = decide(engine, state, event, _EXAMPLE_DECIDED_AT)
+    if decided is None or decided.opportunity is None:
+        msg = f"the example lead in {examples} no longer converts under the default ruleset; adjust the examples"
+        raise ValueError(msg)
+    return {
+        "decision.json": json.dumps(decided.decision, indent=2, ensure_ascii=False) + "\n",
+        "opportunity.json": json.dumps(decided.opportunity, indent=2, ensure_ascii=False) + "\n",
+    }
+
+
 def write_schemas(directory: Path, *, check: bool = False) -> list[str]:
-    """Write (or with ``check`` only compare) the schema files; returns the names that differ."""
+    """Write (or with ``check`` only compare) the schema files and the output examples; returns those that differ."""
     directory.mkdir(parents=True, exist_ok=True)
     changed = []
-    for name, text in render_schemas().items():
+    outputs = {f"examples/{name}": text for name, text in render_examples(directory / "examples").items()}
+    for name, text in {**render_schemas(), **outputs}.items():
         path = directory / name
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             changed.append(name)

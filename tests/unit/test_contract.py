@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from pydantic import TypeAdapter
 
-from worker.contract import render_schemas
+from worker.contract import render_examples, render_schemas
 from worker.events import LeadEvent
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -17,6 +17,7 @@ EXAMPLES = sorted((SCHEMAS / "examples").glob("*.json"))
 SCHEMA_OF = {
     "lead-upserted": "lead-event.schema.json",
     "lead-activity": "lead-event.schema.json",
+    "lead-activity-demo-request": "lead-event.schema.json",
     "decision": "decision.schema.json",
     "opportunity": "opportunity.schema.json",
 }
@@ -42,3 +43,19 @@ def test_examples_validate_against_their_schema(path: Path) -> None:
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if p.stem.startswith("lead-")], ids=lambda p: p.stem)
 def test_lead_examples_are_accepted_by_the_worker(path: Path) -> None:
     TypeAdapter(LeadEvent).validate_json(path.read_bytes())
+
+
+@pytest.mark.parametrize("name", ["decision.json", "opportunity.json"])
+def test_output_examples_are_what_the_core_makes_of_the_lead_examples(name: str) -> None:
+    on_disk = (SCHEMAS / "examples" / name).read_text(encoding="utf-8")
+    assert on_disk == render_examples(SCHEMAS / "examples")[name], "stale: run 'leadflow schema --out schemas'"
+
+
+def test_the_readme_shows_the_current_examples() -> None:
+    readme = (SCHEMAS.parent / "README.md").read_text(encoding="utf-8")
+    decision = json.loads((SCHEMAS / "examples" / "decision.json").read_text(encoding="utf-8"))
+    opportunity = json.loads((SCHEMAS / "examples" / "opportunity.json").read_text(encoding="utf-8"))
+    for value in (decision["decision_id"], decision["ruleset_version"], decision["model_version"]):
+        assert value in readme
+    assert f'"stage_name": "{opportunity["stage_name"]}"' in readme
+    assert f'"amount": {opportunity["amount"]}' in readme
