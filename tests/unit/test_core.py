@@ -8,6 +8,7 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from tests.builders import activity, upsert
 from worker.core import Engine, Record, decide, process_batch
 from worker.events import Decision, LeadActivity, LeadUpserted, OpportunityCreated
 from worker.parse import parse_event
@@ -61,24 +62,6 @@ def engine() -> Engine:
     return Engine(parse_ruleset(RULES, "unit.yaml"), load_model(default_model_path()))
 
 
-def upsert(event_id: str, at: str = "2026-11-02T09:00:00+00:00", lead_id: str = "L1", **lead: Any) -> LeadUpserted:
-    return LeadUpserted.model_validate(
-        {"event_id": event_id, "event_type": "lead.upserted", "occurred_at": at, "lead_id": lead_id, "lead": lead}
-    )
-
-
-def act(event_id: str, kind: str, at: str = "2026-11-03T10:00:00+00:00", count: int = 1) -> LeadActivity:
-    return LeadActivity.model_validate(
-        {
-            "event_id": event_id,
-            "event_type": "lead.activity",
-            "occurred_at": at,
-            "lead_id": "L1",
-            "activity": {"type": kind, "count": count},
-        }
-    )
-
-
 def run(engine: Engine, events: list[LeadUpserted | LeadActivity]) -> tuple[LeadState | None, list[Any]]:
     state: LeadState | None = None
     out = []
@@ -93,10 +76,10 @@ def test_a_hot_lead_converts_once_with_the_default_stage_and_the_conversion_queu
         engine,
         [
             upsert("e1", company="Acme", first_name="Ann", last_name="Lee", lead_source="Web"),
-            act("e2", "page_view", count=6),
-            act("e3", "demo_request", at="2026-11-04T23:30:00-05:00"),
-            act("e4", "meeting"),
-            act("e5", "demo_request"),
+            activity("e2", "page_view", count=6),
+            activity("e3", "demo_request", when="2026-11-04T23:30:00-05:00"),
+            activity("e4", "meeting"),
+            activity("e5", "demo_request"),
         ],
     )
     assert [d.decision["action"] for d in out] == ["none", "status_changed", "converted", "none", "none"]
@@ -123,7 +106,7 @@ def test_the_first_matching_qualification_rule_decides_stage_amount_and_owner(en
         engine,
         [
             upsert("e1", company="Globex", number_of_employees=5000, annual_revenue=40_000_000, owner_id="005-x"),
-            act("e2", "demo_request"),
+            activity("e2", "demo_request"),
         ],
     )
     opp = out[1].opportunity
@@ -138,7 +121,7 @@ def test_the_first_matching_qualification_rule_decides_stage_amount_and_owner(en
 
 
 def test_without_a_rule_owner_the_lead_owner_keeps_the_opportunity(engine: Engine) -> None:
-    _, out = run(engine, [upsert("e1", company="Initech", owner_id="005-rep"), act("e2", "demo_request")])
+    _, out = run(engine, [upsert("e1", company="Initech", owner_id="005-rep"), activity("e2", "demo_request")])
     opp = out[1].opportunity
     assert opp is not None
     assert opp["owner_id"] == "005-rep"
@@ -146,17 +129,19 @@ def test_without_a_rule_owner_the_lead_owner_keeps_the_opportunity(engine: Engin
 
 
 def test_an_unsubscribe_disqualifies_and_never_converts(engine: Engine) -> None:
-    _, out = run(engine, [upsert("e1", company="Umbrella"), act("e2", "unsubscribe"), act("e3", "demo_request")])
+    _, out = run(
+        engine, [upsert("e1", company="Umbrella"), activity("e2", "unsubscribe"), activity("e3", "demo_request")]
+    )
     assert [d.decision["action"] for d in out] == ["none", "disqualified", "none"]
     assert out[2].decision["status"] == "Unqualified"
     assert all(d.opportunity is None for d in out)
 
 
 def test_a_replayed_event_changes_nothing_and_keeps_its_decision_id(engine: Engine) -> None:
-    state, out = run(engine, [upsert("e1", company="Acme"), act("e2", "page_view", count=3)])
+    state, out = run(engine, [upsert("e1", company="Acme"), activity("e2", "page_view", count=3)])
     assert state is not None
     before = orjson.dumps(state)
-    state, again = decide(engine, state, act("e2", "page_view", count=3), decided_at=1_800_000_100.0)
+    state, again = decide(engine, state, activity("e2", "page_view", count=3), decided_at=1_800_000_100.0)
     assert orjson.dumps(state) == before
     assert again.decision["duplicate"] is True
     assert again.decision["decision_id"] == out[1].decision["decision_id"]
@@ -165,7 +150,7 @@ def test_a_replayed_event_changes_nothing_and_keeps_its_decision_id(engine: Engi
 
 
 def test_a_replay_of_the_converting_event_does_not_convert_twice(engine: Engine) -> None:
-    events: list[LeadUpserted | LeadActivity] = [upsert("e1", company="Acme"), act("e2", "demo_request")]
+    events: list[LeadUpserted | LeadActivity] = [upsert("e1", company="Acme"), activity("e2", "demo_request")]
     state, out = run(engine, events)
     assert out[1].opportunity is not None
     for event in events:
@@ -177,8 +162,8 @@ def test_a_replay_of_the_converting_event_does_not_convert_twice(engine: Engine)
 def test_decisions_are_reproducible_and_match_the_contract(engine: Engine) -> None:
     events: list[LeadUpserted | LeadActivity] = [
         upsert("e1", company="Acme", title="VP Sales", lead_source="Referral", email="a@acme.example"),
-        act("e2", "email_click", count=2),
-        act("e3", "webinar_attended"),
+        activity("e2", "email_click", count=2),
+        activity("e3", "webinar_attended"),
     ]
     _, first = run(engine, events)
     _, second = run(engine, events)
@@ -192,7 +177,7 @@ def test_decisions_are_reproducible_and_match_the_contract(engine: Engine) -> No
 
 
 def test_points_fall_with_negative_rules_and_caps_hold(engine: Engine) -> None:
-    _, out = run(engine, [act("e1", "page_view", count=40), act("e2", "email_bounced")])
+    _, out = run(engine, [activity("e1", "page_view", count=40), activity("e2", "email_bounced")])
     assert out[0].decision["points"] == 10  # capped
     assert out[1].decision["points"] == -10
 
@@ -209,8 +194,8 @@ def test_a_batch_sends_bad_records_to_dead_letters_and_carries_state_between_eve
     records = [
         _record(0, b"L1", _bytes(upsert("e1", company="Acme"))),
         _record(1, b"L1", b"{oops"),
-        _record(2, b"L1", _bytes(act("e2", "demo_request"))),
-        _record(3, b"L2", _bytes(act("e3", "demo_request"))),  # key does not match lead_id L1
+        _record(2, b"L1", _bytes(activity("e2", "demo_request"))),
+        _record(3, b"L2", _bytes(activity("e3", "demo_request"))),  # key does not match lead_id L1
     ]
     result = process_batch(engine, records, lambda _lead: None, 1_800_000_000.0)
     assert [(r.offset, e.reason) for r, e in result.dead_letters] == [(1, "not_json"), (3, "key_mismatch")]
@@ -249,7 +234,7 @@ def test_an_unexpected_error_dead_letters_the_event_and_leaves_the_state_as_it_w
         broken,
         [
             _record(1, b"L1", _bytes(upsert("e2", company="Boom"))),
-            _record(2, b"L1", _bytes(act("e3", "page_view"))),
+            _record(2, b"L1", _bytes(activity("e3", "page_view"))),
         ],
         {"L1": before}.get,
         2.0,
@@ -286,7 +271,7 @@ def test_a_cached_state_is_used_kept_current_and_restored_after_an_error(engine:
     def no_reads(_lead_id: str) -> bytes | None:
         raise AssertionError("a cached lead must not be loaded")
 
-    second = process_batch(broken, [_record(1, b"L1", _bytes(act("e2", "page_view")))], no_reads, 2.0, cache)
+    second = process_batch(broken, [_record(1, b"L1", _bytes(activity("e2", "page_view")))], no_reads, 2.0, cache)
     store.update(second.states)
     assert cache["L1"]["activity"]["page_view"][0] == 1
 

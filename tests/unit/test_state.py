@@ -4,30 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from worker.events import Activity, LeadActivity, LeadFields, LeadUpserted
+from tests.builders import T0, activity, upsert
+from worker.events import LeadActivity, LeadUpserted
 from worker.state import apply_event, build_facts, event_digest, new_state, seen
-
-T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
-
-
-def upsert(event_id: str, **fields: object) -> LeadUpserted:
-    return LeadUpserted(
-        event_id=event_id,
-        event_type="lead.upserted",
-        occurred_at=T0,
-        lead_id="L1",
-        lead=LeadFields.model_validate(fields),
-    )
-
-
-def activity(event_id: str, kind: str, when: dt.datetime = T0, count: int = 1) -> LeadActivity:
-    return LeadActivity(
-        event_id=event_id,
-        event_type="lead.activity",
-        occurred_at=when,
-        lead_id="L1",
-        activity=Activity(type=kind, count=count),
-    )
 
 
 def apply(state: dict[str, object], event: LeadUpserted | LeadActivity, window: int = 64) -> None:

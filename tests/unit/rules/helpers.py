@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from worker.events import Activity, LeadActivity, LeadFields, LeadUpserted
+from tests.builders import T0
+from worker.events import LeadActivity, LeadUpserted
 from worker.rules import Ruleset, parse_ruleset
 from worker.state import LeadState, apply_event, build_facts, event_digest, new_state
 
-T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 NOW = T0.timestamp()
 DAY = 86400.0
 
@@ -45,26 +44,6 @@ def matches(when: dict[str, Any], fact_values: Mapping[str, object] | None = Non
     """Whether the condition ``when`` holds for ``facts(**fact_values)``."""
     ruleset = make_ruleset(qualification=[{"id": "q", "when": when, "status": "Contacted"}], **top)
     return ruleset.evaluate(facts(**(fact_values or {}))).qualification is not None
-
-
-def upsert(event_id: str, when: dt.datetime = T0, **fields: object) -> LeadUpserted:
-    return LeadUpserted(
-        event_id=event_id,
-        event_type="lead.upserted",
-        occurred_at=when,
-        lead_id="L1",
-        lead=LeadFields.model_validate(fields),
-    )
-
-
-def activity(event_id: str, kind: str, when: dt.datetime = T0, count: int = 1) -> LeadActivity:
-    return LeadActivity(
-        event_id=event_id,
-        event_type="lead.activity",
-        occurred_at=when,
-        lead_id="L1",
-        activity=Activity(type=kind, count=count),
-    )
 
 
 def lead_facts(events: list[LeadUpserted | LeadActivity], score: float) -> dict[str, object]:

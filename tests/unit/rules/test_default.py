@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from tests.unit.rules.helpers import T0, activity, lead_facts, upsert
+from tests.builders import T0, activity, upsert
+from tests.unit.rules.helpers import lead_facts
 from worker.rules import Ruleset, default_ruleset_path, load_ruleset
 
 
