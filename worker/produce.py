@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from kafka import KafkaProducer
 
+from worker.exceptions import ConfigError
 from worker.settings import Settings
 
 __all__ = ["key_of", "make_producer", "produce_file", "produce_lines"]
@@ -68,6 +69,9 @@ def produce_file(settings: Settings, path: Path) -> int:
     """``leadflow produce FILE``: send a JSON-lines file, with a progress bar."""
     from rich.progress import Progress
 
+    if str(path) != "-" and not path.is_file():
+        msg = f"cannot read {str(path)!r}: no such file; expected JSON lines, one lead event per line ('-' for stdin)"
+        raise ConfigError(msg)
     total = None if str(path) == "-" else path.stat().st_size
     with Progress(transient=True) as progress:
         task = progress.add_task(f"sending {path}", total=total)

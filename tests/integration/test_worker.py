@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -213,3 +215,24 @@ def test_metrics_count_what_the_worker_did(flow: Flow, rules_file: Path) -> None
     assert m("leadflow_worker_up") == 1
     assert m("leadflow_event_latency_seconds_count") == 3
     assert 'leadflow_ruleset_info{version="it-1+' in flow.metrics()
+
+
+def test_leadflow_produce_sends_json_lines_keyed_by_lead(flow: Flow, rules_file: Path, tmp_path: Path) -> None:
+    flow.start_worker(LEADFLOW_RULES=str(rules_file))
+    lines = tmp_path / "events.jsonl"
+    events = _qualifying_lead("L-cli")
+    lines.write_bytes(b"\n".join([orjson.dumps(events[0]), b"{broken", b"", *map(orjson.dumps, events[1:])]) + b"\n")
+    s = flow.settings
+    cli = [sys.executable, "-m", "worker", "produce", str(lines), "--broker", s.broker_url, "--topic", s.topic_leads]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "sent 4 events" in done.stdout  # the blank line is skipped, the broken one is sent for the DLQ
+    decisions = [o.json for o in flow.read(s.topic_decisions, 3)]
+    assert [d["event_id"] for d in decisions] == ["L-cli-e1", "L-cli-e2", "L-cli-e3"]
+    (dead,) = flow.read(s.topic_dlq, 1)
+    assert dead.value == b"{broken"
+
+    missing = subprocess.run([*cli[:4], str(tmp_path / "nope.jsonl")], capture_output=True, text=True, check=False)
+    assert missing.returncode == 2
+    assert "nope.jsonl" in missing.stderr
+    assert "Traceback" not in missing.stderr
