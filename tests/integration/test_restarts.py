@@ -106,3 +106,17 @@ def test_a_restart_with_a_backlog_skips_nothing(flow: Flow, counting_rules: Path
         for e in events:
             expected[e["lead_id"]] += 1
         assert _latest_points(flow, produced) == expected, f"round {round_}"
+
+
+def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(flow: Flow, counting_rules: Path) -> None:
+    leads = [f"K{n:03d}" for n in range(50)]
+    events = _views(leads, 0, per_lead=60)  # 3,000 events; fewer per lead than the replay window (64)
+    flow.produce(events)
+    worker = flow.start_worker(LEADFLOW_RULES=str(counting_rules))
+    decided_before = len(flow.read(flow.settings.topic_decisions, 100))
+    worker.kill()  # SIGKILL in the middle of the backlog: no chance to commit or flush anything
+    worker.wait(timeout=30)
+    assert decided_before < len(events), "the worker finished before it could be killed: make the backlog longer"
+    flow.start_worker(LEADFLOW_RULES=str(counting_rules))
+    points = _latest_points(flow, {e["event_id"] for e in events})
+    assert points == dict.fromkeys(leads, 60)
