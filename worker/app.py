@@ -110,7 +110,14 @@ class BatchHandler:
                 partition_of[msg.key] = msg.partition
         cache = self._cache() if self.settings.state_cache_size else None
 
+        inflight = list(reversed(self._inflight))
+
         def load_state(lead_id: str) -> bytes | None:
+            # the newest state: a batch still being committed has not stored its states yet
+            for pending in inflight:
+                stored = pending.result.states.get(lead_id)
+                if stored is not None:
+                    return stored
             key = lead_id.encode()
             return states.get(key, partition_of[key])
 
