@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport with two fixes leadflow needs.
+"""Faust's aiokafka transport with what leadflow needs changed.
 
 1. High watermarks from a Fetch. Table recovery asks for each changelog partition's end offset with ListOffsets;
    some Kafka-protocol brokers (tansu 0.6, the embedded one) answer with the offset of the last *batch* rather
@@ -6,6 +6,8 @@
    watermark inside a Fetch response is right everywhere, so we ask both and take the larger.
 2. A bounded fetch wait. Faust hard-codes ``fetch_max_wait_ms=1500``; an idle stream then waits up to 1.5 s
    for each new event. ``LEADFLOW_FETCH_MAX_WAIT_MS`` (default 100) bounds it.
+3. A batch path. The leads topic's messages go from the fetch loop to leadflow's batch handler a fetch at a
+   time, instead of one by one through Faust's conductor, channels and streams (see ``_drain_messages``).
 """
 
 from __future__ import annotations
@@ -174,6 +176,6 @@ class _Consumer(faust_aiokafka.Consumer):
 
 
 class LeadflowTransport(faust_aiokafka.Transport):
-    """The aiokafka transport with the two fixes above."""
+    """The aiokafka transport with the changes above."""
 
     Consumer = _Consumer
