@@ -61,7 +61,7 @@ class Prepared(NamedTuple):
 
 
 class BatchHandler:
-    """Moves one batch of Faust events through the core and its outputs out to Kafka."""
+    """Decides batches of leads messages with the core (``prepare``), then sends and stores the result (``commit``)."""
 
     def __init__(self, app: LeadflowApp, settings: Settings, engine: Engine, metrics: Metrics) -> None:
         self.app = app
@@ -92,10 +92,6 @@ class BatchHandler:
         if self.sender is not None:
             await self.sender.producer.stop()
             self.sender = None
-
-    async def handle(self, messages: Sequence[Any]) -> None:
-        """Process ``messages`` (Faust consumer messages of the leads topic); never raises for bad data."""
-        await self.commit(self.prepare(messages))
 
     def prepare(self, messages: Sequence[Any]) -> Prepared:
         """Decide a batch (CPU only, nothing is sent or stored yet).

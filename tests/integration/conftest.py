@@ -233,11 +233,16 @@ qualification:
 """
 
 
+def write_rules(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
+    """A ruleset file for a worker under test."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def rules_file(tmp_path: Path) -> Path:
-    path = tmp_path / "rules.yaml"
-    path.write_text(RULES, encoding="utf-8")
-    return path
+    return write_rules(tmp_path, RULES)
 
 
 def upsert(lead_id: str, event_id: str, occurred_at: str = "2026-11-02T09:00:00Z", **lead: Any) -> dict[str, Any]:

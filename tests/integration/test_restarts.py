@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Flow, activity
+from tests.integration.conftest import Flow, activity, write_rules
 
 pytestmark = pytest.mark.integration
 
@@ -32,9 +32,7 @@ qualification:
 
 @pytest.fixture
 def counting_rules(tmp_path: Path) -> Path:
-    path = tmp_path / "count.yaml"
-    path.write_text(COUNTING_RULES, encoding="utf-8")
-    return path
+    return write_rules(tmp_path, COUNTING_RULES, "count.yaml")
 
 
 def _views(leads: list[str], round_: int, per_lead: int) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.integration.conftest import Flow, activity, upsert
+from tests.integration.conftest import Flow, activity, upsert, write_rules
 
 pytestmark = pytest.mark.integration
 
@@ -168,8 +168,8 @@ def test_every_bad_input_goes_to_the_dead_letter_topic_and_later_events_are_proc
 
 
 def test_a_broken_ruleset_stops_start_up_with_every_problem_named(flow: Flow, tmp_path: Path) -> None:
-    rules = tmp_path / "broken.yaml"
-    rules.write_text(
+    rules = write_rules(
+        tmp_path,
         'version: "1"\n'
         "scoring:\n"
         "  - id: revenue\n"
@@ -179,7 +179,7 @@ def test_a_broken_ruleset_stops_start_up_with_every_problem_named(flow: Flow, tm
         "  - id: hot\n"
         "    when: {field: points, op: greater_than, value: 50}\n"
         "    status: Qualifed\n",
-        encoding="utf-8",
+        "broken.yaml",
     )
     result = flow.run_worker_to_exit(timeout=60, LEADFLOW_RULES=str(rules))
     assert result.returncode == 2
