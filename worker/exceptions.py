@@ -8,7 +8,9 @@ Hierarchy::
     ├── ModelError(ValueError)             a model file that is not a valid leadflow model
     ├── EventError(ValueError)             an input record that is not a valid lead event
     │                                      (``.reason`` is the bounded dead-letter reason)
-    └── BrokerError(RuntimeError)          the embedded broker could not be found or started
+    ├── BrokerError(RuntimeError)          the embedded broker could not be found or started
+    └── BacktestError(ValueError)          a backtest input that cannot be read (events file, topic, broker,
+                                           ruleset, outcomes CSV); ``.source`` names it
 
 Errors in the stream are data, not exceptions that escape: the worker turns an :class:`EventError` into a
 dead-letter record and goes on.
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "BacktestError",
     "BrokerError",
     "ConfigError",
     "EventError",
@@ -79,3 +82,11 @@ class EventError(LeadflowError, ValueError):
 
 class BrokerError(LeadflowError, RuntimeError):
     """The embedded broker binary could not be found or did not start."""
+
+
+class BacktestError(LeadflowError, ValueError):
+    """An input of ``leadflow backtest`` cannot be used; ``source`` names it (a file, a topic, a broker URL)."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        self.source = source
+        super().__init__(message)
