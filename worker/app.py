@@ -30,8 +30,11 @@ from prometheus_client import CollectorRegistry
 
 from worker._sender import BatchSender, Message
 from worker._transport import LeadflowTransport
+from worker.control import ControlSnapshot, follow_control
 from worker.core import BatchResult, Engine, process_batch
+from worker.exceptions import ConfigError
 from worker.metrics import Metrics, observe_many
+from worker.reload import FileWatch, Reloader
 from worker.settings import Settings
 from worker.state import LeadState
 
@@ -83,7 +86,7 @@ class BatchHandler:
             linger_ms=0,  # we hand over whole batches; nothing to wait for
             max_batch_size=512 * 1024,
             max_request_size=s.max_event_bytes + 256 * 1024,
-            **_sasl(s),
+            **s.kafka_auth(),
         )
         await producer.start()
         self.sender = BatchSender(producer)
@@ -215,8 +218,17 @@ class BatchHandler:
         observe_many(m.latency, [max(0.0, now - ts) for ts in result.record_times])
 
 
-def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -> LeadflowApp:
-    """The Faust app of one worker, with its agent, table and ``/metrics`` page."""
+def build_app(
+    settings: Settings,
+    engine: Engine,
+    registry: CollectorRegistry,
+    control: ControlSnapshot | None = None,
+) -> LeadflowApp:
+    """The Faust app of one worker, with its agent, table, ``/metrics`` page and ruleset reloads.
+
+    ``control`` is what the control topic held at start-up (see :func:`start_engine`): the worker follows the topic
+    from there. Without it the control topic is not followed.
+    """
     s = settings
     app = LeadflowApp(
         s.app_id,
@@ -272,7 +284,34 @@ def build_app(settings: Settings, engine: Engine, registry: CollectorRegistry) -
             await handler.stop()
 
     app.agent(leads, name="leadflow.process")(process)
+    _reloads(app, s, Reloader(handler, metrics), control)
     return app
+
+
+def _reloads(app: LeadflowApp, settings: Settings, reloader: Reloader, control: ControlSnapshot | None) -> None:
+    """Watch the rules file and follow the control topic, offering what changes to the reloader."""
+    if settings.rules is not None and settings.reload_interval > 0:
+        watch = FileWatch(settings.rules)
+        name = str(settings.rules)
+
+        async def check_rules_file() -> None:
+            try:
+                text = watch.changed()
+            except ConfigError as exc:
+                reloader.refuse("file", str(exc))
+                return
+            if text is not None:
+                reloader.offer(text, name, "file")
+
+        app.timer(settings.reload_interval, name="leadflow.rules_file")(check_rules_file)
+
+    if control is not None:
+        start = control.next_offsets
+
+        async def follow() -> None:
+            await follow_control(settings, start, reloader.offer_record)
+
+        app.task(follow)
 
 
 def _track_end_offsets_on_change(monitor: Any) -> None:
@@ -347,18 +386,6 @@ class _LeadStates:
         if holder is None:
             holder = self._holders[partition] = _PartitionOf(partition)
         _current_event.set(weakref.ref(holder))  # type: ignore[arg-type]  # the store reads .message.partition
-
-
-def _sasl(settings: Settings) -> dict[str, Any]:
-    if settings.broker_username is None:
-        return {}
-    password = settings.broker_password.get_secret_value() if settings.broker_password else ""
-    return {
-        "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": "PLAIN",
-        "sasl_plain_username": settings.broker_username,
-        "sasl_plain_password": password,
-    }
 
 
 def _credentials(settings: Settings) -> Any:

@@ -94,6 +94,12 @@ class Metrics:
             registry=registry,
         )
         self.ruleset = Info("leadflow_ruleset", "The ruleset in force", registry=registry)
+        self.ruleset_reloads = Counter(
+            "leadflow_ruleset_reloads_total",
+            "Rulesets offered to the running worker, by where they came from and what happened",
+            ["origin", "result"],
+            registry=registry,
+        )
         self.model = Info("leadflow_model", "The model in force", registry=registry)
         self.up = Gauge("leadflow_worker_up", "1 while the worker processes events", registry=registry)
         self._statuses: frozenset[str] = frozenset()

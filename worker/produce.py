@@ -25,6 +25,7 @@ def make_producer(settings: Settings) -> KafkaProducer:
         batch_size=256 * 1024,
         max_request_size=max(settings.max_event_bytes * 2, 1024 * 1024),
         client_id=f"{settings.app_id}-producer",
+        **settings.kafka_auth(),
     )
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from prometheus_client import CollectorRegistry
 
 from worker.app import build_app
+from worker.control import read_control
 from worker.engine import load_engine
 from worker.settings import Settings
-from worker.topics import ensure_topics
+from worker.topics import ensure_control_topic, ensure_topics
 
 __all__ = ["run_worker"]
 
@@ -21,9 +23,27 @@ def run_worker(settings: Settings) -> int:
     import faust  # importing faust is slow; only the worker needs it
 
     engine = load_engine(settings)
-    logger.info("ruleset %s, model %s", engine.ruleset.version, engine.model.version)
     ensure_topics(settings)
-    app = build_app(settings, engine, CollectorRegistry())
+    control = None
+    refused: list[str] = []
+    if settings.reload_from_control:
+        ensure_control_topic(settings)
+        control = read_control(settings)
+        record, ruleset, refused = control.newest_valid_ruleset()
+        for why in refused:
+            logger.error("refused a ruleset on the control topic %r: %s", settings.topic_control, why)
+        if record is not None and ruleset is not None:
+            logger.info(
+                "the control topic's ruleset %s (%s, offset %d) takes precedence over the rules file",
+                ruleset.version,
+                record.name,
+                record.offset,
+            )
+            engine = dataclasses.replace(engine, ruleset=ruleset)
+    logger.info("ruleset %s, model %s", engine.ruleset.version, engine.model.version)
+    app = build_app(settings, engine, CollectorRegistry(), control)
+    for _ in refused:
+        app.leadflow_handler.metrics.ruleset_reloads.labels("control", "refused").inc()
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

@@ -28,10 +28,20 @@ class Settings(BaseSettings):
     topic_decisions: str = "lead-decisions"
     topic_opportunities: str = "opportunities"
     topic_dlq: str = "leads-dlq"
+    topic_control: str = Field(
+        default="leadflow-control",
+        description="Compacted topic of rulesets published with 'leadflow rules publish' (every worker reads it all)",
+    )
     partitions: int = Field(default=4, ge=1, description="Partitions of the leads topic and the state table")
 
     rules: Path | None = Field(default=None, description="Ruleset YAML; default: the shipped ruleset")
     model: Path | None = Field(default=None, description="Model JSON; default: the shipped model")
+    reload_interval: float = Field(
+        default=2.0, ge=0, description="Seconds between checks of the rules file for changes (0: never reload it)"
+    )
+    reload_from_control: bool = Field(
+        default=True, description="Switch to rulesets published on the control topic without a restart"
+    )
 
     state_dir: Path = Field(default=Path("leadflow-data"), description="Where RocksDB keeps lead state")
     store: Literal["rocksdb", "memory"] = Field(
@@ -75,6 +85,18 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> list[str]:
         """``host:port`` list for plain Kafka clients."""
         return [h.split("://", 1)[1] for h in self.broker_url.split(";")]
+
+    def kafka_auth(self) -> dict[str, str]:
+        """SASL keyword arguments for kafka-python and aiokafka clients (empty without a username)."""
+        if self.broker_username is None:
+            return {}
+        password = self.broker_password.get_secret_value() if self.broker_password else ""
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_plain_username": self.broker_username,
+            "sasl_plain_password": password,
+        }
 
     def dump(self) -> dict[str, object]:
         """All settings as printable values; secrets stay hidden."""

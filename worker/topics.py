@@ -12,14 +12,29 @@ from kafka.errors import TopicAlreadyExistsError
 from worker.exceptions import ConfigError
 from worker.settings import Settings
 
-__all__ = ["ensure_topics", "topic_names"]
+__all__ = ["ensure_control_topic", "ensure_topics", "topic_names"]
 
 logger = logging.getLogger(__name__)
 
 
 def topic_names(settings: Settings) -> list[str]:
-    """The leads topic and the three output topics."""
+    """The leads topic and the three output topics (the control topic is created on its own, compacted)."""
     return [settings.topic_leads, settings.topic_decisions, settings.topic_opportunities, settings.topic_dlq]
+
+
+def ensure_control_topic(settings: Settings) -> None:
+    """Create the control topic if it is missing: one partition (one order for every worker), compacted."""
+    admin = _admin(settings)
+    try:
+        if settings.topic_control not in set(admin.list_topics()):
+            topic = NewTopic(settings.topic_control, 1, 1, topic_configs={"cleanup.policy": "compact"})
+            try:
+                admin.create_topics([topic])
+                logger.info("created control topic %r (compacted)", settings.topic_control)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
 
 
 def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> None:
@@ -28,7 +43,7 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> Non
     The lead-state table is co-partitioned with the leads topic, so their partition counts must match.
     """
     wanted = list(names) if names is not None else topic_names(settings)
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin")
+    admin = _admin(settings)
     try:
         existing = set(admin.list_topics())
         missing = [n for n in wanted if n not in existing]
@@ -49,3 +64,9 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> Non
                 raise ConfigError(msg)
     finally:
         admin.close()
+
+
+def _admin(settings: Settings) -> KafkaAdminClient:
+    return KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin", **settings.kafka_auth()
+    )

@@ -72,6 +72,7 @@ class Flow:
             topic_decisions=f"decisions-{self.suffix}",
             topic_opportunities=f"opportunities-{self.suffix}",
             topic_dlq=f"dlq-{self.suffix}",
+            topic_control=f"control-{self.suffix}",
         )
 
     def env(self) -> dict[str, str]:
@@ -83,6 +84,7 @@ class Flow:
             "LEADFLOW_TOPIC_DECISIONS": s.topic_decisions,
             "LEADFLOW_TOPIC_OPPORTUNITIES": s.topic_opportunities,
             "LEADFLOW_TOPIC_DLQ": s.topic_dlq,
+            "LEADFLOW_TOPIC_CONTROL": s.topic_control,
             "LEADFLOW_STATE_DIR": str(self.tmp / "state"),
             "LEADFLOW_WEB_PORT": str(self.web_port),
             "LEADFLOW_WEB_HOST": "127.0.0.1",
@@ -174,17 +176,33 @@ class Flow:
                 )
         return list(self._read[topic])
 
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5) as response:
+    def metrics(self, port: int | None = None) -> str:
+        url = f"http://127.0.0.1:{port or self.web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
             return response.read().decode()  # type: ignore[no-any-return]
 
-    def metric(self, name: str, **labels: str) -> float | None:
-        """The value of one sample on the worker's /metrics page, or None when it is not there."""
-        for family in text_string_to_metric_families(self.metrics()):
+    def metric(self, name: str, port: int | None = None, **labels: str) -> float | None:
+        """The value of one sample on a worker's /metrics page (default: the first worker's), or None."""
+        for family in text_string_to_metric_families(self.metrics(port)):
             for sample in family.samples:
                 if sample.name == name and sample.labels == labels:
                     return float(sample.value)
         return None
+
+    def wait_metric(self, name: str, value: float, port: int | None = None, timeout: float = 30, **labels: str) -> None:
+        """Wait until a worker's metric sample reaches ``value``."""
+        deadline = time.monotonic() + timeout
+        seen: float | None = None
+        while time.monotonic() < deadline:
+            try:
+                seen = self.metric(name, port, **labels)
+            except OSError:  # the worker's web server is not up yet
+                seen = None
+            if seen is not None and seen >= value:
+                return
+            time.sleep(0.1)
+        msg = f"{name}{labels} is {seen}, not {value}, after {timeout}s\n--- worker log ---\n{self.log()[-4000:]}"
+        raise AssertionError(msg)
 
     def close(self) -> None:
         for process in self.workers:

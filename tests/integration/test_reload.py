@@ -1,0 +1,118 @@
+"""Hot reload on a real broker: a new ruleset from the file or the control topic, atomically; broken ones refused."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from kafka import KafkaProducer
+
+from tests.integration.conftest import RULES, Flow, activity, write_rules
+from worker.broker import free_port
+from worker.control import RULESET_KEY, encode_ruleset, publish_ruleset
+
+# Version 2 gives 10 points per page view instead of 1: every decision shows which version made it.
+RULES_V2 = RULES.replace('version: "it-1"', 'version: "it-2"').replace(
+    "    points: 1\n    per: activity.page_view.count", "    points: 10\n    per: activity.page_view.count"
+)
+RULES_V3 = RULES_V2.replace('version: "it-2"', 'version: "it-3"').replace("max: 20", "max: 30").replace(
+    "points: 10\n", "points: 3\n"
+)
+BROKEN = RULES_V2.replace("op: gte", "op: greater_than_or_maybe", 1).replace('"it-2"', '"it-broken"')
+POINTS = {"it-1": 1.0, "it-2": 10.0, "it-3": 3.0}
+
+
+def _views(prefix: str, n: int) -> list[dict[str, object]]:
+    return [activity(f"{prefix}-{i}", f"{prefix}-{i}-e1", "page_view") for i in range(n)]
+
+
+def _version(decision: dict[str, object]) -> str:
+    return str(decision["ruleset_version"]).split("+", 1)[0]
+
+
+def test_a_changed_rules_file_switches_every_following_decision_atomically(flow: Flow, tmp_path: Path) -> None:
+    assert "points: 10\n" in RULES_V2
+    rules = write_rules(tmp_path, RULES)
+    flow.start_worker(LEADFLOW_RULES=str(rules), LEADFLOW_RELOAD_INTERVAL="0.2")
+    topic = flow.settings.topic_decisions
+    flow.produce(_views("before", 20))
+    before = [o.json for o in flow.read(topic, 20)]
+    assert {_version(d) for d in before} == {"it-1"}
+    assert {d["points"] for d in before} == {1.0}
+
+    # the file changes while events stream in: each decision is made wholly by one version
+    producing = threading.Thread(target=flow.produce, args=(_views("during", 400),))
+    producing.start()
+    write_rules(tmp_path, RULES_V2)
+    producing.join()
+    flow.wait_metric("leadflow_ruleset_reloads_total", 1, origin="file", result="applied")
+    flow.produce(_views("after", 20))
+    decisions = [o.json for o in flow.read(topic, 440)]
+    for d in decisions:
+        assert d["points"] == POINTS[_version(d)], d
+    assert {_version(d) for d in decisions[-20:]} == {"it-2"}
+    assert f'leadflow_ruleset_info{{version="{decisions[-1]["ruleset_version"]}"}} 1.0' in flow.metrics()
+    # per partition, once version 2 decided, version 1 never decides again
+    last_seen: dict[int, str] = {}
+    for output in flow.read(topic, 440):
+        version = _version(output.json)
+        assert not (last_seen.get(output.partition) == "it-2" and version == "it-1")
+        last_seen[output.partition] = version
+
+    # a broken file is refused, counted, and changes nothing
+    write_rules(tmp_path, BROKEN)
+    flow.wait_metric("leadflow_ruleset_reloads_total", 1, origin="file", result="refused")
+    flow.produce(_views("broken", 5))
+    after_broken = [o.json for o in flow.read(topic, 445)][-5:]
+    assert {(_version(d), d["points"]) for d in after_broken} == {("it-2", 10.0)}
+    assert "greater_than_or_maybe" in flow.log()  # the log says what was wrong
+    assert flow.metric("leadflow_ruleset_reloads_total", origin="file", result="applied") == 1
+
+    # deleting the file is refused too, once, and the worker goes on
+    rules.unlink()
+    flow.wait_metric("leadflow_ruleset_reloads_total", 2, origin="file", result="refused")
+    flow.produce(_views("deleted", 3))
+    assert {_version(o.json) for o in flow.read(topic, 448)[-3:]} == {"it-2"}
+
+
+def test_every_worker_follows_the_control_topic_and_a_restarted_one_starts_with_it(
+    flow: Flow, tmp_path: Path
+) -> None:
+    rules = write_rules(tmp_path, RULES)
+    second_port = free_port()
+    flow.start_worker(LEADFLOW_RULES=str(rules))
+    flow.start_worker(LEADFLOW_RULES=str(rules), LEADFLOW_WEB_PORT=str(second_port))
+    ports = [flow.web_port, second_port]
+    for port in ports:
+        flow.wait_metric("leadflow_worker_up", 1, port=port, timeout=60)
+
+    v3 = write_rules(tmp_path, RULES_V3, "v3.yaml")
+    version = publish_ruleset(flow.settings, v3)
+    assert version.startswith("it-3+")
+    for port in ports:
+        flow.wait_metric("leadflow_ruleset_reloads_total", 1, port=port, origin="control", result="applied")
+        assert f'leadflow_ruleset_info{{version="{version}"}} 1.0' in flow.metrics(port)
+    flow.produce(_views("cluster", 40))  # spread over the partitions of both workers
+    decided = [o.json for o in flow.read(flow.settings.topic_decisions, 40)]
+    assert {(d["ruleset_version"], d["points"]) for d in decided} == {(version, 3.0)}
+
+    # a broken ruleset on the control topic (not through `publish`, which refuses it) is refused by every worker
+    producer = KafkaProducer(bootstrap_servers=flow.settings.bootstrap_servers, acks="all")
+    producer.send(flow.settings.topic_control, key=RULESET_KEY, value=encode_ruleset(BROKEN, "broken.yaml"))
+    producer.send(flow.settings.topic_control, key=RULESET_KEY, value=b"not json")
+    producer.flush()
+    producer.close()
+    for port in ports:
+        flow.wait_metric("leadflow_ruleset_reloads_total", 2, port=port, origin="control", result="refused")
+        assert f'leadflow_ruleset_info{{version="{version}"}} 1.0' in flow.metrics(port)
+
+    # a worker that restarts takes the newest valid ruleset of the control topic over its rules file
+    first = flow.workers[0]
+    flow.stop_worker(first)
+    flow.start_worker(LEADFLOW_RULES=str(rules))
+    flow.wait_metric("leadflow_worker_up", 1, timeout=60)
+    assert f'leadflow_ruleset_info{{version="{version}"}} 1.0' in flow.metrics()
+    assert flow.metric("leadflow_ruleset_reloads_total", origin="control", result="refused") == 2
+    flow.produce(_views("restarted", 40))
+    decided = [o.json for o in flow.read(flow.settings.topic_decisions, 80)][40:]
+    assert {d["ruleset_version"] for d in decided} == {version}

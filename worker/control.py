@@ -1,0 +1,249 @@
+"""The control topic: rulesets published once and picked up by every worker of a cluster.
+
+``leadflow rules publish FILE`` validates a ruleset and writes its text to the control topic (one partition,
+compacted, key ``ruleset``). Each worker reads the whole topic itself, without a consumer group, so that every
+worker sees every record in the same order: at start-up it takes the newest valid ruleset there (it wins over the
+rules file), then it follows the topic and switches as new records arrive (see :mod:`worker.reload`).
+
+A record's value is JSON::
+
+    {"kind": "ruleset", "name": "rules.yaml", "text": "<the YAML>", "sha256": "<of text>",
+     "published_at": "2026-11-23T10:00:00+00:00"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from worker.exceptions import ConfigError, RulesetError
+from worker.rules import Ruleset, parse_ruleset
+from worker.settings import Settings
+
+__all__ = [
+    "RULESET_KEY",
+    "ControlRecord",
+    "ControlSnapshot",
+    "decode_record",
+    "encode_ruleset",
+    "follow_control",
+    "publish_ruleset",
+    "read_control",
+]
+
+logger = logging.getLogger(__name__)
+
+RULESET_KEY = b"ruleset"
+_KINDS = frozenset({"ruleset"})
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRecord:
+    """One decoded control record: what it carries and where it sits in the topic."""
+
+    kind: str
+    name: str
+    text: str
+    offset: int
+
+
+def encode_ruleset(text: str, name: str, published_at: dt.datetime | None = None) -> bytes:
+    """The value of a control record that carries a ruleset's text."""
+    at = published_at or dt.datetime.now(dt.UTC)
+    return orjson.dumps(
+        {
+            "kind": "ruleset",
+            "name": name,
+            "text": text,
+            "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "published_at": at.isoformat(),
+        }
+    )
+
+
+def decode_record(value: bytes | None, offset: int) -> ControlRecord:
+    """Decode a control record's value; a record that is not one raises ConfigError saying what is wrong."""
+    where = f"control record at offset {offset}"
+    if value is None:
+        msg = f"{where} has no value"
+        raise ConfigError(msg)
+    try:
+        data: Any = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        msg = f"{where} is not JSON: {exc}"
+        raise ConfigError(msg) from exc
+    if not isinstance(data, dict):
+        msg = f"{where} must be a JSON object, got {type(data).__name__}"
+        raise ConfigError(msg)
+    kind, text, name = data.get("kind"), data.get("text"), data.get("name", "<control>")
+    if kind not in _KINDS:
+        msg = f"{where} has kind {kind!r}; expected one of {sorted(_KINDS)}"
+        raise ConfigError(msg)
+    if not isinstance(text, str) or not isinstance(name, str):
+        msg = f"{where} needs 'text' and 'name' as strings"
+        raise ConfigError(msg)
+    digest = data.get("sha256")
+    if digest is not None and digest != hashlib.sha256(text.encode()).hexdigest():
+        msg = f"{where}: 'sha256' does not match its text (the record was altered or truncated)"
+        raise ConfigError(msg)
+    return ControlRecord(kind, name, text, offset)
+
+
+def publish_ruleset(settings: Settings, path: Path) -> str:
+    """Validate the ruleset at ``path`` and publish it on the control topic; returns its version.
+
+    A ruleset that does not validate is never published: :class:`~worker.exceptions.RulesetError` says why.
+    """
+    from worker.topics import ensure_control_topic
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"cannot read the ruleset file {str(path)!r}: {exc}"
+        raise ConfigError(msg) from exc
+    version = parse_ruleset(text, str(path)).version
+    ensure_control_topic(settings)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        client_id=f"{settings.app_id}-publisher",
+        max_request_size=max(len(text) * 2 + 4096, 1024 * 1024),
+        **settings.kafka_auth(),
+    )
+    try:
+        producer.send(settings.topic_control, key=RULESET_KEY, value=encode_ruleset(text, path.name)).get(timeout=30)
+    finally:
+        producer.close()
+    return version
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSnapshot:
+    """What the control topic held at start-up: the ruleset records in order and where to follow on from."""
+
+    records: list[ControlRecord | ConfigError]
+    next_offsets: dict[int, int]
+
+    def newest_valid_ruleset(self) -> tuple[ControlRecord | None, Ruleset | None, list[str]]:
+        """The newest ruleset record that compiles (with its ruleset), and why each newer one was refused."""
+        refused: list[str] = []
+        for record in reversed(self.records):
+            if isinstance(record, ConfigError):
+                refused.append(str(record))
+                continue
+            try:
+                ruleset = parse_ruleset(record.text, f"{record.name} (control offset {record.offset})")
+            except RulesetError as exc:
+                refused.append(str(exc))
+                continue
+            return record, ruleset, refused
+        return None, None, refused
+
+
+def read_control(settings: Settings, quiet_ms: int = 300, timeout: float = 30.0) -> ControlSnapshot:
+    """Read the control topic from the beginning to its end (no consumer group, nothing committed)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        client_id=f"{settings.app_id}-control",
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+        **settings.kafka_auth(),
+    )
+    try:
+        partitions = consumer.partitions_for_topic(settings.topic_control) or set()
+        tps = [TopicPartition(settings.topic_control, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps) if tps else {}
+        records: list[ControlRecord | ConfigError] = []
+        next_offsets = {tp.partition: 0 for tp in tps}
+        give_up = time.monotonic() + timeout
+        # Some brokers (tansu) under-report end offsets, so read on until the end is passed AND a poll comes back
+        # empty, not just until the reported end.
+        while tps:
+            polled = consumer.poll(timeout_ms=quiet_ms)
+            for tp, batch in polled.items():
+                for r in batch:
+                    records.append(_decoded(r.value, r.offset))
+                    next_offsets[tp.partition] = r.offset + 1
+            reached = all(consumer.position(tp) >= ends.get(tp, 0) for tp in tps)
+            if (reached and not polled) or time.monotonic() > give_up:
+                break
+        return ControlSnapshot(records, next_offsets)
+    finally:
+        _close_quietly(consumer)
+
+
+def _close_quietly(consumer: KafkaConsumer) -> None:
+    """Close a kafka-python consumer; it logs a metadata refresh it cancels itself on close as an ERROR."""
+    cluster_log = logging.getLogger("kafka.cluster")
+    level = cluster_log.level
+    cluster_log.setLevel(logging.CRITICAL)
+    try:
+        consumer.close()
+    finally:
+        cluster_log.setLevel(level)
+
+
+def _decoded(value: bytes | None, offset: int) -> ControlRecord | ConfigError:
+    try:
+        return decode_record(value, offset)
+    except ConfigError as exc:
+        return exc
+
+
+async def follow_control(
+    settings: Settings,
+    start: dict[int, int],
+    on_record: Callable[[ControlRecord | ConfigError], object],
+) -> None:
+    """Read control records from ``start`` on, for ever, handing each to ``on_record`` in order."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition as AioTP
+
+    backoff = 0.5
+    offsets = dict(start)
+    while True:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=f"{settings.app_id}-control",
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            **settings.kafka_auth(),
+        )
+        try:
+            await consumer.start()
+            partitions = consumer.partitions_for_topic(settings.topic_control) or set()
+            tps = [AioTP(settings.topic_control, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, offsets.get(tp.partition, 0))
+            backoff = 0.5
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for tp, batch in batches.items():
+                    for r in batch:
+                        on_record(_decoded(r.value, r.offset))
+                        offsets[tp.partition] = r.offset + 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("reading the control topic %r failed; retrying in %.1fs", settings.topic_control, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+        finally:
+            await consumer.stop()
