@@ -15,8 +15,10 @@ from worker.control import RULESET_KEY, encode_ruleset, publish_ruleset
 RULES_V2 = RULES.replace('version: "it-1"', 'version: "it-2"').replace(
     "    points: 1\n    per: activity.page_view.count", "    points: 10\n    per: activity.page_view.count"
 )
-RULES_V3 = RULES_V2.replace('version: "it-2"', 'version: "it-3"').replace("max: 20", "max: 30").replace(
-    "points: 10\n", "points: 3\n"
+RULES_V3 = (
+    RULES_V2.replace('version: "it-2"', 'version: "it-3"')
+    .replace("max: 20", "max: 30")
+    .replace("points: 10\n", "points: 3\n")
 )
 BROKEN = RULES_V2.replace("op: gte", "op: greater_than_or_maybe", 1).replace('"it-2"', '"it-broken"')
 POINTS = {"it-1": 1.0, "it-2": 10.0, "it-3": 3.0}
@@ -75,9 +77,7 @@ def test_a_changed_rules_file_switches_every_following_decision_atomically(flow:
     assert {_version(o.json) for o in flow.read(topic, 448)[-3:]} == {"it-2"}
 
 
-def test_every_worker_follows_the_control_topic_and_a_restarted_one_starts_with_it(
-    flow: Flow, tmp_path: Path
-) -> None:
+def test_every_worker_follows_the_control_topic_and_a_restarted_one_starts_with_it(flow: Flow, tmp_path: Path) -> None:
     rules = write_rules(tmp_path, RULES)
     second_port = free_port()
     flow.start_worker(LEADFLOW_RULES=str(rules))

@@ -101,7 +101,7 @@ def test_file_watch_reports_content_changes_once(tmp_path: Path) -> None:
     os.utime(path, ns=(1, 1))  # touched, same content: nothing to offer
     assert watch.changed() is None
     path.unlink()
-    with pytest.raises(ConfigError, match="cannot read the rules file .*rules.yaml.*No such file"):
+    with pytest.raises(ConfigError, match=r"cannot read the rules file .*rules\.yaml.*No such file"):
         watch.changed()
     assert watch.changed() is None  # reported once, not every interval
     path.write_text(V1)
@@ -133,8 +133,10 @@ def test_the_newest_valid_ruleset_of_the_control_topic_wins() -> None:
         {0: 4},
     )
     record, ruleset, refused = snapshot.newest_valid_ruleset()
-    assert record is not None and record.offset == 1
-    assert ruleset is not None and ruleset.version.startswith("v2+")
+    assert record is not None
+    assert record.offset == 1
+    assert ruleset is not None
+    assert ruleset.version.startswith("v2+")
     assert len(refused) == 2
     assert "offset 3 is not JSON" in refused[0]
     assert "unknown op 'bigger'" in refused[1]
