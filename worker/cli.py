@@ -63,6 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--topic")
     p.set_defaults(func=_cmd_produce)
 
+    p = sub.add_parser("backtest", help="replay a history of lead events through a ruleset (and compare to another)")
+    p.add_argument("--rules", type=Path, required=True, help="the ruleset to try (YAML)")
+    p.add_argument("--against", type=Path, help="the ruleset to compare with, e.g. the one in production")
+    history = p.add_mutually_exclusive_group(required=True)
+    history.add_argument("--events", type=Path, help="JSON lines, one lead event per line (as 'produce' takes)")
+    history.add_argument("--topic", help="a topic read from its beginning to its end, without a consumer group")
+    p.add_argument("--broker", dest="broker_url", help="bootstrap servers for --topic (LEADFLOW_BROKER_URL)")
+    p.add_argument("--model", type=Path, help="model JSON (LEADFLOW_MODEL)")
+    p.add_argument("--outcomes", type=Path, help="CSV of known outcomes: a lead id and a converted/won column")
+    p.add_argument("--html", type=Path, help="write a self-contained HTML report with charts")
+    p.add_argument("--json", dest="json_out", type=Path, help="write every number as JSON")
+    p.set_defaults(func=_cmd_backtest)
+
     p = sub.add_parser("demo", help="embedded broker + worker + a realistic sample, end to end, with a summary")
     p.add_argument("--leads", type=int, default=2000)
     p.add_argument("--seed", type=int, default=42)
@@ -126,6 +139,23 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     settings = _settings(args)
     sent = produce_file(settings, args.file)
     print(f"sent {sent:,} events to {settings.topic_leads!r}")
+    return 0
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from worker.backtest import run_backtest
+
+    run_backtest(
+        settings=_settings(args),
+        rules=args.rules,
+        against=args.against,
+        events=args.events,
+        topic=args.topic,
+        model=args.model,
+        outcomes=args.outcomes,
+        html=args.html,
+        json_out=args.json_out,
+    )
     return 0
 
 
