@@ -6,6 +6,8 @@ Hierarchy::
     ├── ConfigError(ValueError)            settings that cannot work (bad URL, missing file)
     ├── RulesetError(ValueError)           a ruleset that cannot be loaded; ``.problems`` lists every one
     ├── ModelError(ValueError)             a model file that is not a valid leadflow model
+    ├── TrainingError(ValueError)          training data or a column mapping that cannot be used; ``.source``
+    │                                      names the file, ``.column`` and ``.key`` what in it
     ├── EventError(ValueError)             an input record that is not a valid lead event
     │                                      (``.reason`` is the bounded dead-letter reason)
     ├── BrokerError(RuntimeError)          the embedded broker could not be found or started
@@ -30,6 +32,7 @@ __all__ = [
     "ModelError",
     "Problem",
     "RulesetError",
+    "TrainingError",
 ]
 
 
@@ -70,6 +73,16 @@ class RulesetError(LeadflowError, ValueError):
 
 class ModelError(LeadflowError, ValueError):
     """A model file is not a valid leadflow model (wrong format, version or features)."""
+
+
+class TrainingError(LeadflowError, ValueError):
+    """Training data or its column mapping cannot be used; ``source``, ``column`` and ``key`` say where."""
+
+    def __init__(self, message: str, *, source: str, column: str | None = None, key: str | None = None) -> None:
+        self.source = source
+        self.column = column
+        self.key = key
+        super().__init__(message)
 
 
 class EventError(LeadflowError, ValueError):
