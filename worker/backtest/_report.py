@@ -169,7 +169,9 @@ def _changed(new: Run, old: Run, changes: RuleChanges | None) -> dict[str, Any]:
     rows.sort(key=lambda r: (-counts[r["transition"]], r["transition"], -abs(r["points_delta"]), r["lead_id"]))
     return {
         "total": len(rows),
-        "by_transition": [{"transition": t, "leads": n} for t, n in sorted(counts.items(), key=lambda kv: -kv[1])],
+        "by_transition": [
+            {"transition": t, "leads": n} for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
         "leads": rows,
     }
 

@@ -7,6 +7,7 @@ offsets at the start, so that production consumers and their offsets are untouch
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,7 +60,7 @@ def open_events_file(path: Path, batch_size: int = 500) -> Iterator[EventSource]
     except OSError as exc:
         msg = f"cannot read events file {name!r} (line {total + 1}): {exc.strerror or exc}"
         raise BacktestError(msg, source=name) from exc
-    yield EventSource("file", name, total, _file_batches(path, batch_size))
+    yield EventSource("file", f"events file {name!r}", total, _file_batches(path, batch_size))
 
 
 def _file_batches(path: Path, batch_size: int) -> Iterator[list[Record]]:
@@ -84,12 +85,15 @@ def _file_batches(path: Path, batch_size: int) -> Iterator[list[Record]]:
 
 
 @contextmanager
-def open_topic(settings: Settings, topic: str, batch_size: int = 500) -> Iterator[EventSource]:
+def open_topic(
+    settings: Settings, topic: str, batch_size: int = 500, connect_timeout: float = 10.0
+) -> Iterator[EventSource]:
     """The records of ``topic`` from its beginning to its end offsets now, read without a consumer group."""
     from kafka import KafkaConsumer, TopicPartition  # only a topic backtest needs a client
     from kafka.errors import KafkaError
 
     url = settings.broker_url
+    _check_reachable(settings, topic, connect_timeout)
     try:
         consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
@@ -97,6 +101,7 @@ def open_topic(settings: Settings, topic: str, batch_size: int = 500) -> Iterato
             group_id=None,  # no group: nothing joined, nothing committed
             enable_auto_commit=False,
             request_timeout_ms=30_000,
+            bootstrap_timeout_ms=int(connect_timeout * 1000),
             **_sasl(settings),
         )
     except KafkaError as exc:
@@ -122,6 +127,23 @@ def open_topic(settings: Settings, topic: str, batch_size: int = 500) -> Iterato
         raise BacktestError(msg, source=topic) from exc
     finally:
         consumer.close(autocommit=False)
+
+
+def _check_reachable(settings: Settings, topic: str, timeout: float) -> None:
+    """Fail fast, and without a client left half-open, when no bootstrap server accepts a connection."""
+    errors = []
+    for server in settings.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError) as exc:
+            errors.append(f"{server}: {exc}")
+    msg = (
+        f"cannot reach the broker at {settings.broker_url!r} to read topic {topic!r} ({'; '.join(errors)}); "
+        "start it, or pass --broker URL (default: LEADFLOW_BROKER_URL)"
+    )
+    raise BacktestError(msg, source=settings.broker_url)
 
 
 def _sasl(settings: Settings) -> dict[str, Any]:
