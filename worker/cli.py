@@ -94,7 +94,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("schemas"))
     p.add_argument("--check", action="store_true", help="exit 1 if the files on disk differ")
     p.set_defaults(func=_cmd_schema)
+
+    _rules_parser(sub)
     return parser
+
+
+def _rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``leadflow rules check|test|explain`` (docs/RULES-TOOLING.md)."""
+    rules = sub.add_parser("rules", help="check, test and explain a ruleset (docs/RULES-TOOLING.md)")
+    rules.set_defaults(func=_cmd_rules)
+    actions = rules.add_subparsers(dest="rules_action", required=True)
+    p = actions.add_parser("check", help="validate a ruleset, then lint it; exit 0 clean, 1 warnings, 2 invalid")
+    p.add_argument("file", type=Path, help="ruleset YAML")
+    p.add_argument("--sample", type=Path, help="JSON-lines lead events: report rule fields that none of them sets")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--strict", action="store_true", help="exit 1 on info findings too (overlaps, too complex)")
+    p = actions.add_parser("test", help="run the YAML test cases of a ruleset; exit 1 on a failure, 2 if invalid")
+    p.add_argument("rules", type=Path, nargs="?", help="ruleset YAML (default: the shipped default ruleset)")
+    p.add_argument("--cases", type=Path, help="test cases YAML (default: <rules>.tests.yaml next to the ruleset)")
+    p.add_argument("--model", type=Path, help="model JSON for cases without a fixed score (default: shipped model)")
+    p = actions.add_parser("explain", help="show rule by rule why a lead got its points, status and action")
+    p.add_argument(
+        "--lead",
+        type=Path,
+        required=True,
+        help="the lead: YAML/JSON (as in test cases, or a stored "
+        "state) or JSON lines of its events (the last one is explained)",
+    )
+    p.add_argument("--rules", type=Path, help="ruleset YAML (default: the shipped default ruleset)")
+    p.add_argument("--event", help="the event to decide: a file or inline YAML such as '{activity: demo_request}'")
+    p.add_argument("--score", type=float, help="use this model score (0 to 1) instead of the model's")
+    p.add_argument("--model", type=Path, help="model JSON (default: the shipped model)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
@@ -184,3 +215,9 @@ def _cmd_schema(args: argparse.Namespace) -> int:
         print(f"leadflow: schemas out of date: {', '.join(changed)}; run 'leadflow schema --out {args.out}'")
         return 1
     return 0
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from worker.rules.tools import run_cli
+
+    return run_cli(args)

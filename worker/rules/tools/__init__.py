@@ -6,6 +6,24 @@ See ``docs/RULES-TOOLING.md``.
 
 from __future__ import annotations
 
+from worker.rules.tools._casetest import TestRun, cases_path_for, format_run, run_cases
+from worker.rules.tools._cli import run as run_cli
+from worker.rules.tools._explain import explain, format_explanation
 from worker.rules.tools._lint import CheckReport, Finding, check_text, read_sample
+from worker.rules.tools._source import ParsedRuleset, parse_for_tools
 
-__all__ = ["CheckReport", "Finding", "check_text", "read_sample"]
+__all__ = [
+    "CheckReport",
+    "Finding",
+    "ParsedRuleset",
+    "TestRun",
+    "cases_path_for",
+    "check_text",
+    "explain",
+    "format_explanation",
+    "format_run",
+    "parse_for_tools",
+    "read_sample",
+    "run_cases",
+    "run_cli",
+]
