@@ -168,15 +168,18 @@ def _topic_batches(
     """
     ends = dict(end)
     confirmed: set[Any] = set()
-    last_progress = time.monotonic()
-    while True:
-        for tp in [tp for tp in ends if tp not in confirmed]:
-            highwater = consumer.highwater(tp)
+
+    def confirm() -> None:
+        for tp in ends:
+            highwater = None if tp in confirmed else consumer.highwater(tp)
             if highwater is not None:
                 confirmed.add(tp)
                 if highwater > ends[tp]:
                     source.total += highwater - ends[tp]
                     ends[tp] = highwater
+
+    last_progress = time.monotonic()
+    while True:
         remaining = [tp for tp in ends if consumer.position(tp) < ends[tp] or tp not in confirmed]
         done = [tp for tp in ends if tp not in remaining]
         if done:
@@ -187,14 +190,16 @@ def _topic_batches(
             if all(consumer.position(tp) >= ends[tp] for tp in remaining):
                 return  # no fetch response said otherwise: ListOffsets stands
             left = {f"{tp.topic}[{tp.partition}]": ends[tp] - consumer.position(tp) for tp in remaining}
-            msg = f"topic {source.name}: no record for {_STALL_SECONDS:.0f}s with records left to read: {left}"
+            msg = f"{source.name}: no record for {_STALL_SECONDS:.0f}s with records left to read: {left}"
             raise BacktestError(msg, source=source.name)
-        batch: list[Record] = []
-        for tp, records in consumer.poll(timeout_ms=500, max_records=batch_size).items():
-            limit = ends[tp]
-            batch.extend(
-                Record(r.key, r.value, tp.topic, tp.partition, r.offset, None) for r in records if r.offset < limit
-            )
+        polled = consumer.poll(timeout_ms=500, max_records=batch_size)
+        confirm()  # before filtering: the fetch that brought these records also brought the true end
+        batch = [
+            Record(r.key, r.value, tp.topic, tp.partition, r.offset, None)
+            for tp, rows in polled.items()
+            for r in rows
+            if r.offset < ends[tp]
+        ]
         if batch:
             last_progress = time.monotonic()
             yield batch
