@@ -26,6 +26,7 @@ from worker.rules.tools._lead import (
     activities,
     build_event,
     build_state,
+    check_activity_type,
     check_fields,
 )
 from worker.rules.tools._lead import validate as validate_doc
@@ -228,6 +229,8 @@ def _case(
     if event is not None:
         if (event.upsert is None) == (event.activity is None):
             src.add((*loc, "event"), "an event is either 'upsert: {fields...}' or 'activity: <type>', exactly one")
+        elif event.activity is not None:
+            check_activity_type(event.activity, (*loc, "event", "activity"), src)
         elif event.upsert is not None:
             upsert = check_fields(event.upsert, (*loc, "event", "upsert"), src, nested=True)
             if "count" in case.event:

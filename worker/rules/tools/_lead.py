@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from worker import ids
-from worker.events import Activity, LeadActivity, LeadFields, LeadUpserted
+from worker.events import KNOWN_ACTIVITY_TYPES, Activity, LeadActivity, LeadFields, LeadUpserted
 from worker.rules._loader import Loc, Source
 from worker.state import LeadState, new_state
 
@@ -23,6 +23,7 @@ __all__ = [
     "activities",
     "build_event",
     "build_state",
+    "check_activity_type",
     "check_fields",
     "validate",
 ]
@@ -127,6 +128,11 @@ def activities(given: GivenDoc, loc: Loc, src: Source) -> dict[str, ActivityDoc]
     out: dict[str, ActivityDoc] = {}
     for kind, raw in given.activity.items():
         where = (*loc, kind)
+        if not check_activity_type(kind, where, src):
+            continue
+        if raw.__class__ is int and raw < 1:
+            src.add(where, f"an activity count is 1 or more (leave the type out for none), got {raw!r}")
+            continue
         if raw.__class__ is int:
             raw = {"count": raw}
         if not isinstance(raw, dict):
@@ -138,6 +144,17 @@ def activities(given: GivenDoc, loc: Loc, src: Source) -> dict[str, ActivityDoc]
         elif item is not None:
             out[kind] = item
     return out if len(out) == len(given.activity) else None
+
+
+def check_activity_type(kind: str, loc: Loc, src: Source) -> bool:
+    """False (with a problem) for a type one typo away from a standard one, such as ``demo_requests``."""
+    if kind in KNOWN_ACTIVITY_TYPES:
+        return True
+    close = difflib.get_close_matches(kind, KNOWN_ACTIVITY_TYPES, n=1, cutoff=0.8)
+    if close:
+        src.add(loc, f"unknown activity type {kind!r}", suggestion=close[0])
+        return False
+    return True
 
 
 def build_state(

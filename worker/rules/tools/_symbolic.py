@@ -487,9 +487,12 @@ class Solver:
         witness: dict[str, object] = {}
         undecided = False
         for name, lits in sorted(fields.items()):
-            verdict, value = self._field(name, lits)
+            domain = self.domain_of(name)
+            verdict, value = self._field(lits, domain)
             if verdict is Verdict.UNSAT:
-                return Result(Verdict.UNSAT, why=self._why(name, lits))
+                # name what the field can hold only when that is part of the reason
+                needs_note = domain.note is not None and self._field(lits, Domain())[0] is not Verdict.UNSAT
+                return Result(Verdict.UNSAT, why=self._why(lits, domain.note if needs_note else None))
             if verdict is Verdict.UNKNOWN:
                 undecided = True
             else:
@@ -501,16 +504,16 @@ class Solver:
             return Result(Verdict.SAT, witness)
         return Result(Verdict.UNKNOWN)
 
-    def _why(self, name: str, lits: Sequence[Lit]) -> str:
+    @staticmethod
+    def _why(lits: Sequence[Lit], note: str | None) -> str:
         tests = " and ".join(sorted(f"`{lit.describe()}`" for lit in lits))
-        note = self.domain_of(name).note
         if len(lits) == 1:
             return f"{tests} is never true" + (f" ({note})" if note else "")
         return f"{tests} cannot all be true" + (f" ({note})" if note else "")
 
-    def _field(self, name: str, lits: Sequence[Lit]) -> tuple[Verdict, object]:
-        """Whether one value of field ``name`` satisfies all of ``lits``, trying each kind of value it may hold."""
-        domain = self.domain_of(name)
+    def _field(self, lits: Sequence[Lit], domain: Domain) -> tuple[Verdict, object]:
+        """Whether one value in ``domain`` satisfies all of ``lits`` (tests of one field), kind by kind."""
+        name = lits[0].leaf.field
         pure = [lit for lit in lits if lit.leaf.pure]
         # other tests that read more than their field are not used here; the witness is checked against them
         relative = [lit for lit in lits if not lit.leaf.pure and lit.op == "within_days"]
