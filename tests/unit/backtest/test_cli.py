@@ -15,6 +15,11 @@ from worker.exceptions import BacktestError
 from worker.settings import Settings
 
 
+def _backtest(files: dict[str, Path], *args: str) -> int:
+    """``leadflow backtest`` of the hand-made history with the old rules, plus ``args``."""
+    return main(["backtest", "--rules", str(files["old"]), "--events", str(files["events"]), *args])
+
+
 def test_a_comparison_prints_the_tables_and_writes_json_and_html(
     hand_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -53,20 +58,7 @@ def test_one_ruleset_alone_is_reported_without_a_change_column(
     hand_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_json = tmp_path / "out.json"
-    assert (
-        main(
-            [
-                "backtest",
-                "--rules",
-                str(hand_files["old"]),
-                "--events",
-                str(hand_files["events"]),
-                "--json",
-                str(out_json),
-            ]
-        )
-        == 0
-    )
+    assert _backtest(hand_files, "--json", str(out_json)) == 0
     printed = capsys.readouterr().out
     assert "change" not in printed
     assert "outcome changed" not in printed
@@ -119,16 +111,7 @@ def test_an_outcomes_file_without_an_outcome_column_names_the_columns_it_has(
 ) -> None:
     crm = tmp_path / "crm.csv"
     crm.write_text("Lead,Stage\nL1,Closed Won\n", encoding="utf-8")
-    args = [
-        "backtest",
-        "--rules",
-        str(hand_files["old"]),
-        "--events",
-        str(hand_files["events"]),
-        "--outcomes",
-        str(crm),
-    ]
-    assert main(args) == 2
+    assert _backtest(hand_files, "--outcomes", str(crm)) == 2
     assert "found columns 'Lead', 'Stage'" in capsys.readouterr().err
 
 

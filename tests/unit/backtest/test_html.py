@@ -39,7 +39,7 @@ def test_the_report_embeds_both_charts_and_lists_the_changed_leads(hand_files: d
     assert "<td>~page-views</td>" in changed
     assert "<td>+form</td>" in changed
     assert "<td>-chat</td>" in changed
-    assert "added: <code>form</code>; removed: <code>chat</code>; changed: <code>page-views</code>" in html
+    assert "Rules, new vs old: added: form; removed: chat; changed: page-views." in html
 
     outcomes = html.split("against known outcomes", 1)[1].split("<h2>", 1)[0]
     # new converts L1 (won) and L2 (not won), misses L4 (won): precision 50 %, recall 50 %
