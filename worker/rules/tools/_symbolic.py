@@ -480,7 +480,7 @@ class Solver:
         for lit in conj:
             seen = by_key.setdefault(lit.leaf.key, lit.positive)
             if seen != lit.positive:
-                return Result(Verdict.UNSAT, why=f"{lit.leaf.describe()} cannot be both true and false")
+                return Result(Verdict.UNSAT, why=f"`{lit.leaf.describe()}` cannot be both true and false")
         fields: dict[str, list[Lit]] = {}
         for lit in conj:
             fields.setdefault(lit.leaf.field, []).append(lit)
@@ -570,4 +570,6 @@ class Solver:
             number = int(value) if domain.integer or float(value).is_integer() else value
             if test(number):
                 return Verdict.SAT, number
+        if all(lo == hi for lo, _, hi, _ in allowed):  # a few numbers, and each was tried
+            return Verdict.UNSAT, None
         return Verdict.UNKNOWN, None  # the set is not empty, but no sample passed every test
