@@ -97,7 +97,7 @@ def _outcomes(summaries: Sequence[dict[str, Any]], info: dict[str, Any]) -> Side
             ("recall", "recall", share),
         )
     ]
-    return SideBySide(f"“qualified” against known outcomes ({info['path']}: {info['outcome_column']!r})", "", rows)
+    return SideBySide(f"“qualified” against known outcomes ({info['path']})", "", rows)
 
 
 def side_by_side_tables(report: dict[str, Any]) -> dict[str, SideBySide]:

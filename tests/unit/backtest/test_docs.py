@@ -1,0 +1,41 @@
+"""The example of docs/BACKTEST.md runs as written and prints what the page shows."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from worker.cli import main
+from worker.rules import default_ruleset_path
+
+DOC = Path(__file__).parents[3] / "docs" / "BACKTEST.md"
+
+
+def test_backtest_md_example_prints_what_the_page_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    (script,) = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    (commands,) = re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
+    shown = text.split("It prints", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    copy, sed, backtest = commands.strip().splitlines()
+    assert copy == "cp worker/rules/default.yaml default.yaml"
+    old, new = re.fullmatch(r"sed 's/(.*)/(.*)/' default.yaml > hot60.yaml", sed).groups()  # type: ignore[union-attr]
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "100")
+    exec(compile(script, str(DOC), "exec"), {})  # noqa: S102  # our own documentation
+    shutil.copy(default_ruleset_path(), "default.yaml")
+    rules = Path("default.yaml").read_text(encoding="utf-8")
+    assert rules.count(old) == 1, "the sed command must change exactly one line of the default ruleset"
+    Path("hot60.yaml").write_text(rules.replace(old, new), encoding="utf-8")
+    assert main(shlex.split(backtest)[1:]) == 0
+
+    printed = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    assert printed == shown.rstrip("\n").splitlines(), "docs/BACKTEST.md: re-run the example and paste its output"
+    assert Path("report.html").is_file()
+    assert Path("report.json").is_file()
