@@ -141,8 +141,8 @@ def decide(
         )
         return state, Decided(base, None)
 
-    apply_event(state, event, digest, now, engine.dedupe_window)
-    facts = build_facts(state, now, event)
+    changed = apply_event(state, event, digest, now, engine.dedupe_window)
+    facts = build_facts(state, now, event, changed)
     score = model.score(facts)
     facts["score"] = score.probability
     outcome = ruleset.evaluate(facts)
@@ -198,6 +198,7 @@ def _convert(
     opp_id = ids.opportunity_id(lead_id)
     amount = spec.amount(facts)
     stage = spec.stage
+    probability = stage.probability if spec.probability is None else spec.probability
     owner_id = spec.owner_id
     queue = spec.queue
     if owner_id is None and queue is None:
@@ -234,10 +235,10 @@ def _convert(
             "title": profile.get("title"),
         },
         "stage_name": stage.name,
-        "probability": stage.probability,
-        "forecast_category": stage.forecast_category,
+        "probability": probability,
+        "forecast_category": spec.forecast_category or stage.forecast_category,
         "amount": amount,
-        "expected_revenue": None if amount is None else round(amount * stage.probability / 100, 2),
+        "expected_revenue": None if amount is None else round(amount * probability / 100, 2),
         "close_date": close_date.isoformat(),
         "lead_source": profile.get("lead_source"),
         "owner_id": owner_id,

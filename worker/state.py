@@ -9,22 +9,32 @@ Layout (``STATE_VERSION`` 1)::
      "profile": {field: value},            # standard lead fields that are set (never None)
      "custom": {name: scalar},             # org-specific fields that are set
      "activity": {type: [count, last_at]}, # engagement counters with the last time seen
+     "history": {type: [[day, count], ...]},  # per-UTC-day counts, oldest first, the last HISTORY_DAYS days
      "last_activity_at": float | None,
      "status": str | None,                 # None until a rule or a producer sets one
      "points": float, "score": float | None,
      "converted": bool, "opportunity_id": str | None, "converted_at": float | None,
      "recent": " d1 d2 ...",               # digests of the last N event ids, for replay detection
      "events": int, "first_seen_at": float, "updated_at": float}
+
+``history`` was added without changing the version: a stored state without it loads as a lead with no history
+(windows over it count 0 until new activities arrive). ``day`` is ``int(epoch seconds // 86400)``, the event's
+UTC day; days are kept relative to the newest day seen for the type, never the wall clock, so replays agree.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+from collections.abc import Collection
 from typing import Any
 
 from worker.events import LeadActivity, LeadFields, LeadUpserted
 
 __all__ = [
+    "CHANGED_FACT",
+    "HISTORY_DAYS",
+    "HISTORY_FACT",
     "PROFILE_FIELDS",
     "LeadState",
     "apply_event",
@@ -36,6 +46,16 @@ __all__ = [
 
 STATE_VERSION = 1
 LeadState = dict[str, Any]
+
+HISTORY_DAYS = 90
+"""Days of per-day activity counts kept per activity type (the longest ``count_in_days`` window)."""
+HISTORY_FACT = "activity.history"
+"""The facts key of the state's ``history`` (read by windowed counts; not a fact rules name)."""
+CHANGED_FACT = "event.changed"
+"""The facts key of the paths the event changed (read by ``changed``; not a fact rules name)."""
+_DAY = 86400.0
+_NO_HISTORY: dict[str, list[list[int]]] = {}
+_NOTHING_CHANGED: frozenset[str] = frozenset()
 
 PROFILE_FIELDS: tuple[str, ...] = tuple(f for f in LeadFields.model_fields if f != "custom")
 _BLANK_PROFILE: dict[str, object] = dict.fromkeys(PROFILE_FIELDS)
@@ -49,6 +69,7 @@ def new_state(lead_id: str, now: float) -> LeadState:
         "profile": {},
         "custom": {},
         "activity": {},
+        "history": {},
         "last_activity_at": None,
         "status": None,
         "points": 0.0,
@@ -80,53 +101,99 @@ def seen(state: LeadState, digest: str) -> bool:
     return " " + digest in state["recent"]
 
 
-def apply_event(state: LeadState, event: LeadUpserted | LeadActivity, digest: str, now: float, window: int) -> None:
+def apply_event(state: LeadState, event: LeadUpserted | LeadActivity, digest: str, now: float, window: int) -> set[str]:
     """Merge one event into ``state`` in place (partial update semantics; counters add up).
 
     ``now`` is the event's time in epoch seconds; ``window`` bounds how many event digests are remembered.
+    Returns the fact paths the event changed: fields set to a different value (or cleared), and for an activity
+    its counter, ``activity.total`` and the last-activity times it moved.
     """
+    changed: set[str] = set()
     if isinstance(event, LeadUpserted):
-        _merge_fields(state, event.lead)
+        _merge_fields(state, event.lead, changed)
     else:
         activity = event.activity
+        kind = activity.type
+        count_key, last_key = _ACTIVITY_KEYS.get(kind) or _activity_keys(kind)
+        changed.add(count_key)
+        changed.add("activity.total")
         counters: dict[str, list[Any]] = state["activity"]
-        entry = counters.get(activity.type)
+        entry = counters.get(kind)
         if entry is None:
-            counters[activity.type] = [activity.count, now]
+            counters[kind] = [activity.count, now]
+            changed.add(last_key)
         else:
             entry[0] += activity.count
             if entry[1] is None or now > entry[1]:
                 entry[1] = now
+                changed.add(last_key)
+        _count_day(state, kind, int(now // _DAY), activity.count)
         last = state["last_activity_at"]
         if last is None or now > last:
             state["last_activity_at"] = now
+            changed.add("last_activity_at")
     recent: str = state["recent"] + " " + digest
     keep = window * (_DIGEST_CHARS + 1)
     state["recent"] = recent if len(recent) <= keep else recent[-keep:]
     state["events"] += 1
     state["updated_at"] = now
+    return changed
 
 
-def _merge_fields(state: LeadState, fields: LeadFields) -> None:
+def _count_day(state: LeadState, kind: str, day: int, count: int) -> None:
+    """Add ``count`` to the type's bucket of ``day``, dropping buckets that fall out of the kept history."""
+    history: dict[str, list[list[int]]] | None = state.get("history")
+    if history is None:  # a state stored before the history existed
+        history = state["history"] = {}
+    buckets = history.get(kind)
+    if buckets is None:
+        history[kind] = [[day, count]]
+        return
+    newest = buckets[-1]
+    if newest[0] == day:
+        newest[1] += count
+    elif newest[0] < day:
+        buckets.append([day, count])
+        oldest_kept = day - HISTORY_DAYS + 1
+        if buckets[0][0] < oldest_kept:
+            del buckets[: bisect.bisect_left(buckets, oldest_kept, key=lambda b: b[0])]
+    elif day > newest[0] - HISTORY_DAYS:  # a late event within the kept history
+        at = bisect.bisect_left(buckets, day, key=lambda b: b[0])
+        if at < len(buckets) and buckets[at][0] == day:
+            buckets[at][1] += count
+        else:
+            buckets.insert(at, [day, count])
+
+
+def _merge_fields(state: LeadState, fields: LeadFields, changed: set[str]) -> None:
     profile: dict[str, object] = state["profile"]
     for name in fields.model_fields_set:
         if name == "custom":
             continue
         value = getattr(fields, name)
         if name == "status":
-            state["status"] = value
+            if state["status"] != value:
+                state["status"] = value
+                changed.add(name)
             continue
         if value is None:
-            profile.pop(name, None)
-        else:
+            if profile.pop(name, None) is not None:
+                changed.add(name)
+        elif profile.get(name) != value:
             profile[name] = value
+            changed.add(name)
     if fields.custom is not None:
         custom: dict[str, object] = state["custom"]
         for key, value in fields.custom.items():
             if value is None:
-                custom.pop(key, None)
-            else:
+                if custom.pop(key, None) is not None:
+                    changed.add("custom." + key)
+            elif custom.get(key, _ABSENT) != value or type(custom[key]) is not type(value):
                 custom[key] = value
+                changed.add("custom." + key)
+
+
+_ABSENT = object()
 
 
 _ACTIVITY_KEYS: dict[str, tuple[str, str]] = {}
@@ -140,12 +207,19 @@ def _activity_keys(kind: str) -> tuple[str, str]:
     return keys
 
 
-def build_facts(state: LeadState, now: float, event: LeadUpserted | LeadActivity | None) -> dict[str, object]:
+def build_facts(
+    state: LeadState,
+    now: float,
+    event: LeadUpserted | LeadActivity | None,
+    changed: Collection[str] = _NOTHING_CHANGED,
+) -> dict[str, object]:
     """The flat ``path -> value`` view of a state that rules and the model read.
 
     Paths: the standard lead fields, ``custom.<name>``, ``activity.<type>.count`` and ``.last_at``,
     ``activity.total``, ``last_activity_at``, ``days_since_last_activity``, ``status``, ``points``, ``score``,
-    ``converted``, ``event.type``, ``event.activity_type`` and ``now`` (the event's time).
+    ``converted``, ``event.type``, ``event.activity_type`` and ``now`` (the event's time); plus, for the rules'
+    windows and ``changed``, the per-day history (``HISTORY_FACT``) and what the event changed (``changed``, as
+    returned by :func:`apply_event`, under ``CHANGED_FACT``).
     """
     facts: dict[str, object] = dict(_BLANK_PROFILE)
     facts.update(state["profile"])
@@ -173,4 +247,6 @@ def build_facts(state: LeadState, now: float, event: LeadUpserted | LeadActivity
         facts["event.type"] = event.event_type
         facts["event.activity_type"] = event.activity.type if isinstance(event, LeadActivity) else None
     facts["now"] = now
+    facts[HISTORY_FACT] = state.get("history") or _NO_HISTORY
+    facts[CHANGED_FACT] = changed
     return facts

@@ -12,11 +12,14 @@ from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from worker.rules._fields import Kind, check_field
+from worker.rules._derived import derived_fact
+from worker.rules._fields import FIXED_FIELDS, KINDS, FieldCheck, Kind, activity_part, can_change, check_field
+from worker.rules._limits import MAX_CONDITIONS, MAX_DEPTH, MAX_FIELDS, MAX_RULES
 from worker.rules._loader import Loc, Source
 from worker.rules._model import (
     Condition,
     ConversionDefaults,
+    Decay,
     Facts,
     OpportunitySpec,
     QualificationRule,
@@ -25,11 +28,22 @@ from worker.rules._model import (
     StageDef,
     StatusDef,
 )
-from worker.rules._ops import OP_ALIASES, OPERATORS, Operator, Takes, Test, ValueProblem, prepare_value
+from worker.rules._ops import (
+    OP_ALIASES,
+    OPERATORS,
+    Operator,
+    Takes,
+    Test,
+    ValueProblem,
+    leaf_condition,
+    prepare_value,
+    typed_test,
+)
 from worker.rules._schema import (
     PATTERN_HINTS,
     AmountDoc,
     ConversionDoc,
+    DecayDoc,
     OpportunityDoc,
     QualificationDoc,
     RulesetDoc,
@@ -71,6 +85,23 @@ FORECAST_CATEGORIES = ("Pipeline", "BestCase", "Forecast", "MostLikely", "Omitte
 _NUMBER: frozenset[type[float]] = frozenset({int, float})
 _GROUPS = ("all", "any", "not")
 _LEAF = ("field", "op", "value")
+_TYPED_OPS = {"eq": False, "in": False, "ne": True, "not_in": True}
+"""Operators made strict about a declared custom field's kind, and whether each is a negated one."""
+_KIND_ALIASES = {
+    "string": "text",
+    "str": "text",
+    "int": "number",
+    "integer": "number",
+    "float": "number",
+    "decimal": "number",
+    "bool": "yes/no",
+    "boolean": "yes/no",
+    "true": "yes/no",
+    "yes": "yes/no",
+    "date": "time",
+    "datetime": "time",
+    "timestamp": "time",
+}
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -121,13 +152,31 @@ class _Context:
 
     src: Source
     activity_types: frozenset[str] = frozenset()
+    custom: Mapping[str, Kind] = field(default_factory=dict)
+    """The declared ``custom.*`` fields and their kinds."""
+    read: set[str] = field(default_factory=set)
+    """The fields read by the rule being compiled."""
+    derived: dict[str, Callable[[Facts], object]] = field(default_factory=dict)
+    """The derived facts the ruleset reads, by name."""
     statuses: Mapping[str, StatusDef] = field(default_factory=dict)
     stages: dict[str, StageDef] = field(default_factory=dict)
     conversion: ConversionDefaults | None = None
+    decay: Decay | None = None
+    """The ruleset's default decay for engagement scoring rules."""
     in_scoring: bool = False
 
     def add(self, loc: Loc, message: str, rule_id: str | None = None, suggestion: str | None = None) -> None:
         self.src.add(loc, message, rule_id, suggestion)
+
+    def field(self, name: object, expect: Kind = Kind.TEXT) -> FieldCheck:
+        """Check a field a rule reads, and remember it (for decay, and derived facts to compute)."""
+        checked = check_field(name, self.activity_types, self.custom, expect)
+        if checked.kind is not None and isinstance(name, str):
+            self.read.add(name)
+            compute = derived_fact(name)
+            if compute is not None:
+                self.derived.setdefault(name, compute)
+        return checked
 
     def validate(
         self,
@@ -193,7 +242,7 @@ class _Context:
             self.add(loc, msg, rule_id)
             return
         for ident in compiled.get_identifiers():
-            checked = check_field(ident, self.activity_types)
+            checked = self.field(ident)
             if checked.kind is None:
                 self.add(loc, f"name template {template!r}: {checked.message}", rule_id, checked.suggestion)
 
@@ -371,6 +420,19 @@ def compile_condition(raw: object, loc: Loc, ctx: _Context, rule_id: str | None)
     return None if broken else leaf
 
 
+def _expected_kind(op: object, value: object) -> Kind:
+    """The kind of field that an operator and its value suggest (to show how to declare a custom field)."""
+    operator = OPERATORS.get(op) if isinstance(op, str) else None
+    if operator is not None and Kind.TEXT not in operator.fields:
+        return Kind.TIME if Kind.NUMBER not in operator.fields else Kind.NUMBER
+    sample = value[0] if isinstance(value, list) and value else value
+    if isinstance(sample, bool):
+        return Kind.BOOL
+    if isinstance(sample, int | float):
+        return Kind.NUMBER
+    return Kind.TEXT
+
+
 def _compile_leaf(
     raw: dict[str, Any], loc: Loc, ctx: _Context, rule_id: str | None, meant: Collection[str] = ()
 ) -> Compiled | None:
@@ -380,7 +442,7 @@ def _compile_leaf(
             ctx.add(loc, f"condition is missing {' and '.join(repr(k) for k in missing)}", rule_id)
         return None
     name, op = raw["field"], raw["op"]
-    checked = check_field(name, ctx.activity_types)
+    checked = ctx.field(name, _expected_kind(op, raw.get("value")))
     if checked.kind is None:
         ctx.add((*loc, "field"), checked.message or f"unknown field {name!r}", rule_id, checked.suggestion)
     elif ctx.in_scoring and name == "points":
@@ -399,11 +461,18 @@ def _compile_leaf(
     if kind not in operator.fields:
         ctx.add((*loc, "op"), _kind_mismatch(operator.name, name, kind), rule_id)
         return None
+    if operator.name == "changed" and not can_change(name):
+        msg = (
+            f"op 'changed' tests what an event sends (lead fields, custom fields, activity counts and times),"
+            f" but field {name!r} is computed by leadflow"
+        )
+        ctx.add((*loc, "field"), msg, rule_id)
+        return None
     if operator.takes is Takes.NOTHING:
         if "value" in raw:
             ctx.add((*loc, "value"), f"op {op!r} takes no value, got {raw['value']!r}", rule_id)
             return None
-        return _leaf(operator, name, None)
+        return _leaf(operator, name, None, kind)
     if "value" not in raw:
         if "value" not in meant:
             ctx.add(loc, f"op {op!r} needs a 'value' ({operator.takes.value})", rule_id)
@@ -413,12 +482,41 @@ def _compile_leaf(
     except ValueProblem as exc:
         ctx.add((*loc, "value"), exc.message, rule_id, exc.suggestion)
         return None
-    return _leaf(operator, name, prepared)
+    return _leaf(operator, name, prepared, kind)
 
 
-def _leaf(operator: Operator, name: str, prepared: object) -> Compiled:
+def _leaf(operator: Operator, name: str, prepared: object, kind: Kind) -> Compiled:
     condition, test = operator.compile(name, prepared)
+    negated = _TYPED_OPS.get(operator.name)
+    if test is not None and negated is not None and name.startswith("custom."):
+        test = typed_test(test, kind, negated)
+        condition = leaf_condition(name, test)
     return Compiled(condition, name if operator.none_is_false else None, None if test is None else (name, test))
+
+
+def _measure(raw: object, depth: int = 1) -> tuple[int, int]:
+    """``(depth, tests)`` of a condition tree as written (the YAML reader already bounds its nesting)."""
+    if isinstance(raw, dict):
+        for group in _GROUPS:
+            sub = raw.get(group)
+            if sub is None:
+                continue
+            items = sub if isinstance(sub, list) else [sub]
+            measured = [_measure(item, depth + 1) for item in items]
+            return max((d for d, _ in measured), default=depth), sum(n for _, n in measured)
+    return depth, 1
+
+
+def _within_limits(raw: object, loc: Loc, ctx: _Context, rule_id: str | None) -> bool:
+    """Whether a rule's condition is within MAX_DEPTH and MAX_CONDITIONS (a problem is recorded when not)."""
+    depth, tests = _measure(raw)
+    if depth > MAX_DEPTH:
+        ctx.add(loc, f"the condition is nested {depth} levels deep; the limit is {MAX_DEPTH}", rule_id)
+        return False
+    if tests > MAX_CONDITIONS:
+        ctx.add(loc, f"the condition has {tests} tests; the limit is {MAX_CONDITIONS}", rule_id)
+        return False
+    return True
 
 
 # --- statuses, stages, conversion ------------------------------------------------------------------------------
@@ -472,14 +570,7 @@ def _stages(raw: list[Any], ctx: _Context) -> dict[str, StageDef]:
             ctx.add(loc, f"new stage {doc.name!r} needs {keys}")
             continue
         category = doc.forecast_category if doc.forecast_category is not None else base and base.forecast_category
-        if category not in FORECAST_CATEGORIES:
-            hint = "Forecast" if str(category).casefold() == "commit" else _suggest(category, FORECAST_CATEGORIES)
-            allowed = ", ".join(FORECAST_CATEGORIES)
-            ctx.add(
-                (*loc, "forecast_category"),
-                f"unknown forecast category {category!r}; use one of {allowed}",
-                suggestion=hint,
-            )
+        if not isinstance(category, str) or not _forecast_category(category, (*loc, "forecast_category"), ctx):
             continue
         closed = doc.closed if doc.closed is not None else bool(base and base.closed)
         won = doc.won if doc.won is not None else bool(base and base.won)
@@ -488,6 +579,49 @@ def _stages(raw: list[Any], ctx: _Context) -> dict[str, StageDef]:
         probability = doc.probability if doc.probability is not None else (base.probability if base else 0)
         stages[doc.name] = StageDef(doc.name, probability, category, closed, won)
     return stages
+
+
+def _forecast_category(category: str, loc: Loc, ctx: _Context, rule_id: str | None = None) -> bool:
+    """Whether ``category`` is a forecast category (a problem is recorded when not)."""
+    if category in FORECAST_CATEGORIES:
+        return True
+    hint = "Forecast" if category.casefold() == "commit" else _suggest(category, FORECAST_CATEGORIES)
+    allowed = ", ".join(FORECAST_CATEGORIES)
+    ctx.add(loc, f"unknown forecast category {category!r}; use one of {allowed}", rule_id, hint)
+    return False
+
+
+def _declared_fields(raw: object, ctx: _Context) -> dict[str, Kind]:
+    """The ``fields:`` declarations: ``custom.<name>: kind``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        msg = f"'fields' needs a mapping of custom fields to kinds, e.g. {{custom.plan: text}}, got {_describe(raw)}"
+        ctx.add(("fields",), msg)
+        return {}
+    if len(raw) > MAX_FIELDS:
+        ctx.add(("fields",), f"'fields' declares {len(raw)} fields; the limit is {MAX_FIELDS}")
+        return {}
+    declared: dict[str, Kind] = {}
+    for name, kind_raw in raw.items():
+        loc: Loc = ("fields", name)
+        if not name.startswith("custom.") or len(name) == len("custom.") or len(name) > len("custom.") + 100:
+            if name in FIXED_FIELDS or activity_part(name) is not None:
+                ctx.add(loc, f"{name!r} is a standard field with a fixed kind; only custom.<name> fields are declared")
+            else:
+                hint = f"custom.{name}" if name and "." not in name else None
+                msg = f"declared fields are org-specific fields written 'custom.<name>', got {name!r}"
+                ctx.add(loc, msg, None, hint)
+            continue
+        kind = KINDS.get(kind_raw) if isinstance(kind_raw, str) else None
+        if kind is None:
+            word = str(kind_raw).casefold()
+            hint = _KIND_ALIASES.get(word) or _suggest(kind_raw, KINDS)
+            kinds = ", ".join(KINDS)
+            ctx.add(loc, f"field {name!r} has an unknown kind {kind_raw!r}; kinds are: {kinds}", None, hint)
+            continue
+        declared[name] = kind
+    return declared
 
 
 def _conversion(raw: object, ctx: _Context) -> ConversionDefaults:
@@ -516,10 +650,12 @@ def _scoring_rule(raw: object, index: int, ctx: _Context) -> ScoringRule | None:
     if doc is None:
         return None
     ctx.in_scoring = True
+    ctx.read = set()
     compiled: Compiled | None = None
     broken = bool(bad)
     if doc.when is not None:
-        compiled = compile_condition(doc.when, (*loc, "when"), ctx, rule_id)
+        if _within_limits(doc.when, (*loc, "when"), ctx, rule_id):
+            compiled = compile_condition(doc.when, (*loc, "when"), ctx, rule_id)
         broken = broken or compiled is None
     elif isinstance(raw, dict) and "when" in raw:
         ctx.add((*loc, "when"), "'when' is empty; give a condition or leave 'when' out", rule_id)
@@ -527,7 +663,7 @@ def _scoring_rule(raw: object, index: int, ctx: _Context) -> ScoringRule | None:
     ctx.in_scoring = False
     per: str | None = None
     if doc.per is not None:
-        checked = check_field(doc.per, ctx.activity_types)
+        checked = ctx.field(doc.per, Kind.NUMBER)
         if checked.kind is None:
             ctx.add((*loc, "per"), checked.message or "unknown field", rule_id, checked.suggestion)
             broken = True
@@ -545,12 +681,67 @@ def _scoring_rule(raw: object, index: int, ctx: _Context) -> ScoringRule | None:
     if doc.max is not None and doc.per is None and "per" not in bad:
         ctx.add((*loc, "max"), "'max' only limits rules with 'per'; for a fixed rule set 'points'", rule_id)
         broken = True
-    if broken:
+    decayed = _rule_decay(doc.decay, (*loc, "decay"), ctx, rule_id)
+    if broken or decayed is None:
         return None
-    if compiled is None:
-        return ScoringRule(doc.id, doc.points, None, per, doc.max, doc.description)
-    leaf = compiled.leaf if compiled.leaf is not None and compiled.leaf[0] == compiled.guard else None
-    return ScoringRule(doc.id, doc.points, compiled.condition, per, doc.max, doc.description, compiled.guard, leaf)
+    decay, decay_from = decayed
+    condition = guard = leaf = None
+    if compiled is not None:
+        condition, guard = compiled.condition, compiled.guard
+        leaf = compiled.leaf if compiled.leaf is not None and compiled.leaf[0] == compiled.guard else None
+    return ScoringRule(doc.id, doc.points, condition, per, doc.max, doc.description, guard, leaf, decay, decay_from)
+
+
+def _engagement_times(read: Collection[str]) -> tuple[str, ...]:
+    """The time facts of the activity counts among ``read``: what a decaying rule's age is measured from."""
+    times: set[str] = set()
+    for name in read:
+        if name == "activity.total":
+            times.add("last_activity_at")
+            continue
+        part = activity_part(name)
+        if part is not None and part[1] in ("count", "count_in_days"):
+            times.add(f"activity.{part[0]}.last_at")
+    return tuple(sorted(times))
+
+
+def _decay_doc(raw: object, loc: Loc, ctx: _Context, rule_id: str | None) -> Decay | bool:
+    """A ``decay:`` value: a Decay, False for ``decay: false``; True (with a problem recorded) when broken."""
+    if raw is False:
+        return False
+    if not isinstance(raw, dict):
+        msg = f"'decay' needs a mapping {{percent, days}} (e.g. {{percent: 50, days: 30}}) or false, got {raw!r}"
+        ctx.add(loc, msg, rule_id)
+        return True
+    doc, bad = ctx.validate(DecayDoc, raw, loc, "'decay'", rule_id)
+    if doc is None or bad:
+        return True
+    return Decay(doc.percent, doc.days)
+
+
+def _rule_decay(
+    raw: object, loc: Loc, ctx: _Context, rule_id: str | None
+) -> tuple[Decay | None, tuple[str, ...]] | None:
+    """The rule's decay (its own, or the ruleset's for engagement rules) and the times it ages from.
+
+    None when the rule's ``decay`` is broken (a problem was recorded).
+    """
+    times = _engagement_times(ctx.read)
+    if raw is None:
+        return (ctx.decay if times else None), times
+    decay = _decay_doc(raw, loc, ctx, rule_id)
+    if decay is True:
+        return None
+    if decay is False:
+        return None, ()
+    if not times:
+        msg = (
+            "the rule reads no activity count, so there is nothing to decay (decay applies to rules on"
+            " activity.<type>.count, activity.<type>.count_in_days(N) or activity.total)"
+        )
+        ctx.add(loc, msg, rule_id)
+        return None
+    return decay, times
 
 
 def _amount(
@@ -570,7 +761,7 @@ def _amount(
     doc, bad = ctx.validate(AmountDoc, raw, loc, "'amount'", rule_id)
     if doc is None or bad:
         return None
-    checked = check_field(doc.field, ctx.activity_types)
+    checked = ctx.field(doc.field, Kind.NUMBER)
     if checked.kind is None:
         ctx.add((*loc, "field"), checked.message or "unknown field", rule_id, checked.suggestion)
         return None
@@ -617,6 +808,15 @@ def _opportunity(raw: object, loc: Loc, ctx: _Context, rule_id: str | None) -> O
     if doc.owner_id is not None and doc.queue is not None:
         ctx.add((*loc, "owner_id"), "give either 'owner_id' or 'queue', not both", rule_id)
         broken = True
+    if doc.forecast_category is not None and not _forecast_category(
+        doc.forecast_category, (*loc, "forecast_category"), ctx, rule_id
+    ):
+        broken = True
+    if stage.closed and (doc.probability is not None or doc.forecast_category is not None):
+        key = "probability" if doc.probability is not None else "forecast_category"
+        msg = f"stage {stage.name!r} is closed: its probability and forecast category cannot be overridden"
+        ctx.add((*loc, key), msg, rule_id)
+        broken = True
     given = raw if isinstance(raw, dict) else {}
     amount_raw = doc.amount if "amount" in given else conversion.amount
     amount = _amount(amount_raw, (*loc, "amount"), ctx, rule_id, conversion.amount)
@@ -637,6 +837,8 @@ def _opportunity(raw: object, loc: Loc, ctx: _Context, rule_id: str | None) -> O
         name_template=template,
         amount_of=amount,
         name_of=compile_name(template),
+        probability=doc.probability,
+        forecast_category=doc.forecast_category,
     )
 
 
@@ -650,7 +852,8 @@ def _qualification_rule(raw: object, index: int, ctx: _Context, default_status: 
     broken = bool(bad)
     compiled: Compiled | None = None
     if doc.when is not None:
-        compiled = compile_condition(doc.when, (*loc, "when"), ctx, rule_id)
+        if _within_limits(doc.when, (*loc, "when"), ctx, rule_id):
+            compiled = compile_condition(doc.when, (*loc, "when"), ctx, rule_id)
     elif "when" not in bad:
         ctx.add((*loc, "when"), "'when' is empty; a qualification rule needs a condition", rule_id)
     status = ctx.statuses.get(doc.status)
@@ -693,7 +896,15 @@ def compile_ruleset(data: object, text: str, src: Source) -> Ruleset | None:
     doc, _ = ctx.validate(RulesetDoc, data, (), "the ruleset", placeholders={"version": "0"})
     if doc is None:
         return None
+    rules = len(doc.scoring) + len(doc.qualification)
+    if rules > MAX_RULES:
+        ctx.add((), f"the ruleset has {rules} rules (scoring and qualification); the limit is {MAX_RULES}")
+        return None
     ctx.activity_types = frozenset(doc.activity_types)
+    ctx.custom = _declared_fields(doc.fields, ctx)
+    if doc.decay is not None:
+        decay = _decay_doc(doc.decay, ("decay",), ctx, None)
+        ctx.decay = decay if isinstance(decay, Decay) else None
     statuses, default_status = _statuses(doc.statuses, ctx)
     ctx.statuses = statuses
     ctx.stages = _stages(doc.stages, ctx)
@@ -732,4 +943,5 @@ def compile_ruleset(data: object, text: str, src: Source) -> Ruleset | None:
         conversion=ctx.conversion,
         scoring_rules=tuple(scoring),
         qualification_rules=tuple(qualification),
+        derived_facts=tuple(ctx.derived.items()),
     )

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "Condition",
     "ConversionDefaults",
+    "Decay",
     "Facts",
     "OpportunitySpec",
     "QualificationRule",
@@ -26,6 +27,7 @@ Condition = Callable[[Facts], bool]
 """A compiled ``when``: a pure function of the facts."""
 
 _NUMBER: frozenset[type[float]] = frozenset({int, float})
+_DAY = 86400.0
 _ALWAYS_SET = frozenset({"points", "score", "converted", "activity.total", "now"})
 """Facts that the core always sets: a guard on them is never worth checking."""
 _WHOLE_FACTS = frozenset({"activity.total", "number_of_employees"})
@@ -73,6 +75,10 @@ class OpportunitySpec:
     name_template: str
     amount_of: Callable[[Facts], float | None] = field(repr=False, compare=False)
     name_of: Callable[[Facts], str] = field(repr=False, compare=False)
+    probability: int | None = None
+    """The rule's own probability (0-100) for the opportunity; None: the stage's."""
+    forecast_category: str | None = None
+    """The rule's own forecast category; None: the stage's."""
 
     def amount(self, facts: Facts) -> float | None:
         """The opportunity amount for a lead with these facts (None when unknown)."""
@@ -81,6 +87,37 @@ class OpportunitySpec:
     def name(self, facts: Facts) -> str:
         """The opportunity name rendered from the template over these facts."""
         return self.name_of(facts)
+
+
+@dataclass(frozen=True, slots=True)
+class Decay:
+    """Linear score decay: a rule's points lose ``percent`` % per ``days`` days of age, down to 0."""
+
+    percent: float
+    days: float
+
+    def factor(self, age_days: float) -> float:
+        """What is left of the points after ``age_days`` days (1 for age 0 or less, never below 0)."""
+        if age_days <= 0:
+            return 1.0
+        return max(0.0, 1.0 - self.percent / 100.0 * age_days / self.days)
+
+
+def _decay_factor(decay: Decay, times: tuple[str, ...]) -> Callable[[Facts], float]:
+    """The factor for a rule's points: the age is from the newest of the ``times`` facts to ``now``."""
+
+    def factor(facts: Facts) -> float:
+        now: Any = facts.get("now")
+        newest: Any = None
+        for name in times:
+            t: Any = facts.get(name)
+            if t.__class__ in _NUMBER and (newest is None or t > newest):
+                newest = t
+        if newest is None or now.__class__ not in _NUMBER:
+            return 1.0  # nothing to age by: no activity time, no decay
+        return decay.factor((now - newest) / _DAY)
+
+    return factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +134,10 @@ class ScoringRule:
     """A field that, when missing (None), makes the condition False: checked before calling it."""
     leaf: tuple[str, Callable[[Any], bool]] | None = field(default=None, repr=False, compare=False)
     """``(field, test)`` when the condition is one test of one fact, False when it is missing: called directly."""
+    decay: Decay | None = None
+    """How the points decay with the age of the activity the rule reads (engagement rules only)."""
+    decay_from: tuple[str, ...] = ()
+    """The time facts of that activity (``activity.<type>.last_at``, ``last_activity_at``): the newest sets the age."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +162,23 @@ class RuleOutcome(NamedTuple):
     qualification: QualificationRule | None
 
 
-_Step = tuple[str | None, Callable[[Any], bool] | None, float, str | None, float | None, str]
+_Step = tuple[
+    str | None, Callable[[Any], bool] | None, float, str | None, float | None, str, Callable[[Facts], float] | None
+]
 _Check = tuple[str | None, Condition, "QualificationRule"]
 
 
 def _step(rule: ScoringRule) -> _Step:
-    """The scoring loop's form of a rule: ``(field, test, points, per, cap, id)``.
+    """The scoring loop's form of a rule: ``(field, test, points, per, cap, id, decay factor)``.
 
     With a field, ``test`` takes that fact's value (a missing fact skips the rule); without one, ``test`` is the
     whole condition (or None: always) and takes the facts.
     """
+    factor = None if rule.decay is None else _decay_factor(rule.decay, rule.decay_from)
     if rule.leaf is not None and rule.per is None:
         field_name, test = rule.leaf
-        return field_name, test, rule.points, None, None, rule.id
-    return None, rule.condition, rule.points, rule.per, rule.max, rule.id
+        return field_name, test, rule.points, None, None, rule.id, factor
+    return None, rule.condition, rule.points, rule.per, rule.max, rule.id, factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +193,8 @@ class Ruleset:
     conversion: ConversionDefaults
     scoring_rules: tuple[ScoringRule, ...]
     qualification_rules: tuple[QualificationRule, ...]
+    derived_facts: tuple[tuple[str, Callable[[Facts], object]], ...] = ()
+    """Facts computed from others before the rules run (windowed counts, days since an activity type)."""
     _steps: tuple[_Step, ...] = field(init=False, repr=False, compare=False)
     _checks: tuple[_Check, ...] = field(init=False, repr=False, compare=False)
     _whole: bool = field(init=False, repr=False, compare=False)
@@ -159,7 +205,8 @@ class Ruleset:
         object.__setattr__(self, "_checks", checks)
         # whole points times counts always add up to a whole number: no rounding needed on the hot path
         whole = all(
-            float(r.points).is_integer()
+            r.decay is None
+            and float(r.points).is_integer()
             and (r.max is None or float(r.max).is_integer())
             and (r.per is None or r.per in _WHOLE_FACTS or (r.per.startswith("activity.") and r.per.endswith(".count")))
             for r in self.scoring_rules
@@ -172,11 +219,13 @@ class Ruleset:
         Adds up the scoring rules, stores the total in ``facts["points"]`` (so qualification rules can read it),
         then returns the first qualification rule that matches, if any. Never raises on odd fact values.
         """
+        for name, compute in self.derived_facts:
+            facts[name] = compute(facts)
         get = facts.get
         total = 0.0
         matched: list[str] = []
         append = matched.append
-        for field_name, test, points, per, cap, rule_id in self._steps:
+        for field_name, test, points, per, cap, rule_id, decay in self._steps:
             if field_name is not None:
                 x = get(field_name)
                 if x is None or not test(x):  # type: ignore[misc]  # a step with a field always has a test
@@ -193,6 +242,10 @@ class Ruleset:
                         points = cap
                     elif points < -cap:
                         points = -cap
+                if not points:
+                    continue
+            if decay is not None:
+                points *= decay(facts)
                 if not points:
                     continue
             total += points

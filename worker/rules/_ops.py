@@ -1,8 +1,8 @@
 """Operators: how each one checks its value at compile time and the closure it compiles to.
 
 No compiled test ever raises: a missing (None) fact or a fact of the wrong type makes a test False, and the
-negated forms (``ne``, ``not_in``, ``ne_ci``, ``not_in_ci``, ``not_within_days``) are the exact opposite of their
-positive forms, so they are True then.
+negated forms (``ne``, ``not_in``, ``ne_ci``, ``not_in_ci``, ``not_within_days``, ``is_not_free_email``) are the
+exact opposite of their positive forms, so they are True then.
 """
 
 from __future__ import annotations
@@ -13,10 +13,26 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeGuard
 
-from worker.rules._fields import Kind
-from worker.rules._model import Condition, Facts
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
-__all__ = ["OPERATORS", "OP_ALIASES", "Operator", "Takes", "Test", "ValueProblem", "leaf_condition", "prepare_value"]
+from worker.rules._fields import Kind
+from worker.rules._freemail import FREE_EMAIL_DOMAINS
+from worker.rules._limits import MAX_LIST_VALUES, MAX_PATTERN_CHARS
+from worker.rules._model import Condition, Facts
+from worker.state import CHANGED_FACT
+
+__all__ = [
+    "OPERATORS",
+    "OP_ALIASES",
+    "Operator",
+    "Takes",
+    "Test",
+    "ValueProblem",
+    "domain_of",
+    "leaf_condition",
+    "prepare_value",
+    "typed_test",
+]
 
 Test = Callable[[Any], bool]
 """A compiled test of one fact value."""
@@ -37,9 +53,14 @@ class Takes(Enum):
     TEXTS = "a text or a list of texts"
     TEXT_LIST = "a list of texts"
     DAYS = "a number of days"
+    PATTERN = "a regular expression (a text)"
+    DOMAINS = "a domain or a list of domains"
 
 
-_TRUE_ON_NONE = frozenset({"ne", "not_in", "ne_ci", "not_in_ci", "is_null", "not_within_days"})
+_TRUE_ON_NONE = frozenset(
+    {"ne", "not_in", "ne_ci", "not_in_ci", "is_null", "not_within_days", "is_not_free_email", "changed"}
+)
+"""Operators that can hold for a missing fact (``changed`` does when the event cleared the field)."""
 _ALL = frozenset(Kind)
 _NUMERIC = frozenset({Kind.NUMBER, Kind.TIME, Kind.ANY})
 _TEXTUAL = frozenset({Kind.TEXT, Kind.ANY})
@@ -236,6 +257,103 @@ def _is_not_null(_: object) -> Test:
     return is_not_null
 
 
+def _matches(regex: Any) -> Test:
+    search = regex.search
+
+    def matches(x: object) -> bool:
+        return isinstance(x, str) and search(x) is not None
+
+    return matches
+
+
+def domain_of(text: str) -> str:
+    """The domain of an email address (after the last '@') or the host of a website (no scheme, path, port or
+    ``www.``), in lower case: ``Bob@Mail.Acme.com`` -> ``mail.acme.com``, ``https://www.acme.com:8080/x`` ->
+    ``acme.com``."""
+    host = text.strip()
+    scheme = host.find("://")
+    if scheme >= 0:
+        host = host[scheme + 3 :]
+    for sep in "/?#":
+        cut = host.find(sep)
+        if cut >= 0:
+            host = host[:cut]
+    at = host.rfind("@")
+    if at >= 0:
+        host = host[at + 1 :]
+    colon = host.find(":")
+    if colon >= 0:
+        host = host[:colon]
+    host = host.rstrip(".").lower()
+    return host[4:] if host.startswith("www.") else host
+
+
+def _domain_in(domains: frozenset[str]) -> Test:
+    def domain_in(x: object) -> bool:
+        if not isinstance(x, str):
+            return False
+        host = domain_of(x)
+        while host:  # the domain itself, then each parent domain: a listed domain covers its subdomains
+            if host in domains:
+                return True
+            dot = host.find(".")
+            if dot < 0:
+                return False
+            host = host[dot + 1 :]
+        return False
+
+    return domain_in
+
+
+def _is_free_email(_: object) -> Test:
+    def is_free_email(x: object) -> bool:
+        return isinstance(x, str) and domain_of(x) in FREE_EMAIL_DOMAINS
+
+    return is_free_email
+
+
+def _is_not_free_email(_: object) -> Test:
+    def is_not_free_email(x: object) -> bool:
+        return not isinstance(x, str) or domain_of(x) not in FREE_EMAIL_DOMAINS
+
+    return is_not_free_email
+
+
+def typed_test(test: Test, kind: Kind, negated: bool) -> Test:
+    """``test`` made strict about the kind of a declared custom field: a value of another kind never equals.
+
+    (Python has ``True == 1``: without this, a producer's ``1`` would pass ``eq: true`` on a yes/no field.)
+    """
+    if kind is Kind.BOOL:
+        classes: frozenset[type] = frozenset({bool})
+    elif kind in (Kind.NUMBER, Kind.TIME):
+        classes = _NUMBER
+    else:
+        return test
+    if negated:
+
+        def typed_negated(x: object) -> bool:
+            return x.__class__ not in classes or test(x)
+
+        return typed_negated
+
+    def typed(x: object) -> bool:
+        return x.__class__ in classes and test(x)
+
+    return typed
+
+
+# changed reads what the event changed, not the fact's value: a condition over the facts.
+
+
+def _changed(field: str, _: object) -> Condition:
+    def changed(facts: Facts) -> bool:
+        paths: Any = facts.get(CHANGED_FACT)
+        return paths is not None and field in paths
+
+    return changed
+
+
 # within_days compares two facts (the field and ``now``), so it compiles to a condition over the facts directly.
 
 
@@ -332,6 +450,11 @@ OPERATORS: Mapping[str, Operator] = dict(
         _op("is_not_null", Takes.NOTHING, _ALL, _is_not_null),
         ("within_days", Operator("within_days", Takes.DAYS, _TIMES, condition=_within_days)),
         ("not_within_days", Operator("not_within_days", Takes.DAYS, _TIMES, condition=_not_within_days)),
+        _op("matches", Takes.PATTERN, _TEXTUAL, _matches),
+        _op("domain_in", Takes.DOMAINS, _TEXTUAL, _domain_in),
+        _op("is_free_email", Takes.NOTHING, _TEXTUAL, _is_free_email),
+        _op("is_not_free_email", Takes.NOTHING, _TEXTUAL, _is_not_free_email),
+        ("changed", Operator("changed", Takes.NOTHING, _ALL, condition=_changed)),
     ]
 )
 
@@ -374,6 +497,16 @@ OP_ALIASES: Mapping[str, str] = {
     "exists": "is_not_null",
     "not_null": "is_not_null",
     "within": "within_days",
+    "regex": "matches",
+    "like": "matches",
+    "rlike": "matches",
+    "domain": "domain_in",
+    "domain_is": "domain_in",
+    "in_domain": "domain_in",
+    "free_email": "is_free_email",
+    "is_freemail": "is_free_email",
+    "has_changed": "changed",
+    "is_changed": "changed",
 }
 """Spellings from other rule languages, used only to suggest the right operator name."""
 
@@ -409,6 +542,63 @@ def _scalar_for(op: str, field: str, kind: Kind, value: object) -> object:
     return value
 
 
+def _check_size(op: str, field: str, value: object) -> None:
+    if isinstance(value, list) and len(value) > MAX_LIST_VALUES:
+        msg = f"op {op!r} has {len(value)} values for field {field!r}; the limit is {MAX_LIST_VALUES}"
+        raise ValueProblem(msg)
+
+
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def _is_domain(text: str) -> bool:
+    return 0 < len(text) <= 253 and all(_LABEL.fullmatch(label) for label in text.split("."))
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_OPTIONS.max_mem = 8 << 20  # bytes for the compiled program: far above what MAX_PATTERN_CHARS can need
+
+
+def _pattern(field: str, value: object) -> object:
+    if not isinstance(value, str) or not value:
+        msg = f"op 'matches' needs a regular expression (a text), got {value!r} for field {field!r}"
+        raise ValueProblem(msg)
+    if len(value) > MAX_PATTERN_CHARS:
+        msg = (
+            f"op 'matches' has a pattern of {len(value)} characters for field {field!r};"
+            f" the limit is {MAX_PATTERN_CHARS}"
+        )
+        raise ValueProblem(msg)
+    try:
+        return re2.compile(value, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        msg = (
+            f"op 'matches' cannot use the pattern {value!r} for field {field!r}: {reason}"
+            " (patterns run in linear time: no look-around such as (?=...) and no back-references such as \\1)"
+        )
+        raise ValueProblem(msg) from exc
+
+
+def _domains(field: str, value: object) -> frozenset[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        msg = f"op 'domain_in' needs {Takes.DOMAINS.value}, got {value!r} for field {field!r}"
+        raise ValueProblem(msg)
+    domains: set[str] = set()
+    for item in items:
+        if not isinstance(item, str):
+            msg = f"op 'domain_in' needs a domain like 'example.com', got {item!r} for field {field!r}"
+            raise ValueProblem(msg)
+        domain = domain_of(item)
+        if not _is_domain(domain):
+            msg = f"op 'domain_in' needs a domain like 'example.com', got {item!r} for field {field!r}"
+            raise ValueProblem(msg)
+        domains.add(domain)
+    return frozenset(domains)
+
+
 def _texts(op: str, field: str, value: object, *, fold: bool, list_only: bool) -> tuple[str, ...]:
     items = value if isinstance(value, list) else [value]
     if (list_only and not isinstance(value, list)) or not items:
@@ -426,8 +616,13 @@ def prepare_value(operator: Operator, field: str, kind: Kind, value: object) -> 
     """Check ``value`` for ``operator`` on a field of ``kind`` and return what the closure builder takes."""
     op = operator.name
     takes = operator.takes
+    _check_size(op, field, value)
     if takes is Takes.NOTHING:
         return None
+    if takes is Takes.PATTERN:
+        return _pattern(field, value)
+    if takes is Takes.DOMAINS:
+        return _domains(field, value)
     if takes is Takes.SCALAR:
         return _scalar_for(op, field, kind, value)
     if takes is Takes.SCALARS:

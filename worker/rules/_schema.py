@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 __all__ = [
     "AmountDoc",
     "ConversionDoc",
+    "DecayDoc",
     "OpportunityDoc",
     "QualificationDoc",
     "RulesetDoc",
@@ -46,6 +47,8 @@ class RulesetDoc(_Doc):
     name: Name | None = None
     description: Text | None = None
     activity_types: list[ActivityType] = Field(default_factory=list)
+    fields: Any = None
+    decay: Any = None
     statuses: list[Any] | None = None
     stages: list[Any] = Field(default_factory=list)
     conversion: Any = None
@@ -92,6 +95,7 @@ class ScoringDoc(_Doc):
     per: Any = None
     points: float
     max: Annotated[float, Field(gt=0)] | None = None
+    decay: Any = None
 
 
 class QualificationDoc(_Doc):
@@ -114,6 +118,15 @@ class OpportunityDoc(_Doc):
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
     queue: Name | None = None
     owner_id: Name | None = None
+    probability: Annotated[int, Field(ge=0, le=100)] | None = None
+    forecast_category: Name | None = None
+
+
+class DecayDoc(_Doc):
+    """Linear decay of engagement points: ``percent`` % of them per ``days`` days."""
+
+    percent: Annotated[float, Field(gt=0, le=100)]
+    days: Annotated[float, Field(gt=0, le=3650)]
 
 
 class AmountDoc(_Doc):

@@ -15,6 +15,17 @@ from worker.state import LeadState, apply_event, build_facts, event_digest, new_
 NOW = T0.timestamp()
 DAY = 86400.0
 
+FIELDS: dict[str, str] = {
+    "custom.tier": "text",
+    "custom.plan": "text",
+    "custom.seats": "number",
+    "custom.deal_size": "number",
+    "custom.vip": "yes/no",
+    "custom.seen": "time",
+    **{f"custom.f{i}": "number" for i in range(5)},
+}
+"""The custom fields the tests' rulesets declare unless a test gives its own ``fields``."""
+
 
 def make_ruleset(
     scoring: list[dict[str, Any]] | None = None,
@@ -22,7 +33,7 @@ def make_ruleset(
     **top: Any,
 ) -> Ruleset:
     """A ruleset from Python data (dumped to YAML, so it goes through the real loader)."""
-    doc: dict[str, Any] = {"version": "1", **top}
+    doc: dict[str, Any] = {"version": "1", "fields": FIELDS, **top}
     if scoring is not None:
         doc["scoring"] = scoring
     if qualification is not None:

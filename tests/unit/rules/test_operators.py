@@ -65,17 +65,59 @@ CASES: list[tuple[str, str, Any, object, bool]] = [
     ("custom.tier", "eq", "gold", "gold", True),
     ("custom.seats", "gte", 10, 12, True),
     ("custom.vip", "eq", True, True, True),
+    ("custom.vip", "eq", True, 1, False),  # a declared yes/no field: 1 is not yes
+    ("custom.seats", "eq", 1, True, False),  # a declared number field: yes is not 1
+    ("custom.seats", "in", [0, 1], False, False),
+    ("custom.seats", "ne", 1, True, True),
+    ("title", "matches", r"^(vp|head) of", "vp of Sales", True),
+    ("title", "matches", r"^(vp|head) of", "SVP of Sales", False),
+    ("title", "matches", r"(?i)\bcto\b", "Founder & CTO", True),
+    ("email", "domain_in", "acme.com", "Jo@ACME.com", True),
+    ("email", "domain_in", "acme.com", "jo@eu.mail.acme.com", True),  # subdomains count
+    ("email", "domain_in", "acme.com", "jo@notacme.com", False),
+    ("email", "domain_in", ["globex.com", "acme.com"], "jo@acme.com.evil.io", False),
+    ("website", "domain_in", "acme.com", "https://www.Acme.com:8443/pricing?x=1", True),
+    ("website", "domain_in", "acme.com", "acme.com/about", True),
+    ("website", "domain_in", "www.acme.com", "http://acme.com", True),  # 'www.' is ignored on both sides
+    ("website", "domain_in", "acme.com", "https://acme.co", False),
+    ("email", "is_free_email", None, "jo@gmail.com", True),
+    ("email", "is_free_email", None, "Jo@GMX.DE", True),
+    ("email", "is_free_email", None, "jo@acme.com", False),
+    ("email", "is_not_free_email", None, "jo@acme.com", True),
+    ("email", "is_not_free_email", None, "jo@yahoo.com", False),
 ]
+
+NO_VALUE = {"is_free_email", "is_not_free_email"}
 
 
 @pytest.mark.parametrize(("field", "op", "value", "fact", "expected"), CASES)
 def test_operator(field: str, op: str, value: Any, fact: object, expected: bool) -> None:
-    assert matches(leaf(field, op, value), {field: fact}) is expected
+    assert matches(leaf(field, op, value, no_value=op in NO_VALUE), {field: fact}) is expected
 
 
 def test_every_operator_is_covered() -> None:
-    covered = {case[1] for case in CASES} | {"is_null", "is_not_null", "within_days", "not_within_days"}
+    covered = {case[1] for case in CASES} | {"is_null", "is_not_null", "within_days", "not_within_days", "changed"}
     assert covered == set(OPERATORS)
+
+
+def test_missing_emails_are_not_free_and_not_not_free_the_same_way() -> None:
+    # is_not_free_email is the exact opposite of is_free_email, like every negated operator
+    assert matches(leaf("email", "is_free_email", no_value=True), {"email": None}) is False
+    assert matches(leaf("email", "is_not_free_email", no_value=True), {"email": None}) is True
+    assert matches(leaf("email", "domain_in", "acme.com"), {"email": None}) is False
+
+
+@pytest.mark.parametrize(
+    ("changed", "fact", "expected"),
+    [
+        (frozenset({"email"}), "jo@acme.com", True),
+        (frozenset({"email"}), None, True),  # cleared in this event
+        (frozenset({"phone"}), "jo@acme.com", False),
+        (frozenset(), "jo@acme.com", False),
+    ],
+)
+def test_changed_reads_what_the_event_changed(changed: frozenset[str], fact: object, expected: bool) -> None:
+    assert matches(leaf("email", "changed", no_value=True), {"email": fact, "event.changed": changed}) is expected
 
 
 @pytest.mark.parametrize(
