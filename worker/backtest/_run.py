@@ -132,10 +132,10 @@ def run_backtest(
     print_report(report, console)
     if json_out is not None:
         _write(json_out, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-        console.print(f"wrote {json_out}")
+        console.print(f"wrote {json_out}", markup=False)
     if html is not None:
         write_html(report, html)
-        console.print(f"wrote {html}")
+        console.print(f"wrote {html}", markup=False)
     return report
 
 

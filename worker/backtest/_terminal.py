@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from worker.backtest._views import SideBySide, count, delta, rule_changes_text, side_by_side_tables
 
@@ -18,7 +20,7 @@ _BAR = 24
 
 def _table(view: SideBySide, summaries: Sequence[dict[str, Any]]) -> Table:
     """One row per label, one column per ruleset, and the change when there are two."""
-    table = Table(title=view.title, title_justify="left")
+    table = Table(title=Text(view.title), title_justify="left")
     table.add_column(view.first)
     for summary in summaries:
         table.add_column(summary["role"], justify="right")
@@ -28,13 +30,13 @@ def _table(view: SideBySide, summaries: Sequence[dict[str, Any]]) -> Table:
         cells = [row.fmt(v) for v in row.values]
         if len(summaries) == 2:
             cells.append(delta(row)[0])
-        table.add_row(row.label, *cells)
+        table.add_row(*(Text(cell) for cell in (row.label, *cells)))
     return table
 
 
 def _headline(console: Console, report: dict[str, Any]) -> None:
     source = report["source"]
-    console.print(f"[bold]leadflow backtest[/] of {source['name']}: {source['records']:,} records", markup=True)
+    console.print(f"[bold]leadflow backtest[/] of {escape(source['name'])}: {source['records']:,} records")
     for s in report["rulesets"]:
         console.print(f"  {s['role']}: {s['path']} (ruleset {s['name']!r} {s['version']})", markup=False)
     console.print(f"  model {report['model']['version']}; every decision stamped {report['decided_at']}")
@@ -61,7 +63,7 @@ def _changed(console: Console, report: dict[str, Any]) -> None:
     changed = report["changed"]
     if changed is None:
         return
-    console.print(f"[bold]rules[/] new vs old: {rule_changes_text(report['rule_changes'])}")
+    console.print(f"[bold]rules[/] new vs old: {escape(rule_changes_text(report['rule_changes']) or '')}")
     if not changed["total"]:
         console.print("[bold]no lead's outcome changed[/] (final status and converted flag are the same)")
         return
@@ -69,7 +71,7 @@ def _changed(console: Console, report: dict[str, Any]) -> None:
     transitions.add_column("old → new")
     transitions.add_column("leads", justify="right")
     for row in changed["by_transition"]:
-        transitions.add_row(row["transition"], f"{row['leads']:,}")
+        transitions.add_row(Text(row["transition"]), f"{row['leads']:,}")
     console.print(transitions)
     shown = changed["leads"][:_CHANGED_SHOWN]
     more = f" (first {len(shown)}; all in --json / --html)" if changed["total"] > len(shown) else ""
@@ -78,13 +80,14 @@ def _changed(console: Console, report: dict[str, Any]) -> None:
         table.add_column(column, justify="right" if column == "points" else "left")
     for row in shown:
         old, new = row["old"], row["new"]
-        table.add_row(
+        cells = (
             row["lead_id"],
             row["transition"],
             f"{count(old['points'])} → {count(new['points'])}",
             f"{old['decided_by'] or '–'} → {new['decided_by'] or '–'}",
             " ".join(row["scoring_rules"]) or "–",
         )
+        table.add_row(*(Text(cell) for cell in cells))  # ids and names are data, not markup
     console.print(table)
 
 
