@@ -1,4 +1,4 @@
-"""The ``leadflow`` command line: broker, run, produce, demo, train, schema."""
+"""The ``leadflow`` command line: broker, run, produce, demo, train, score, schema."""
 
 from __future__ import annotations
 
@@ -87,8 +87,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", action="store_true", help="train on the seeded synthetic generator")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--leads", type=int, default=4000)
-    p.add_argument("--out", type=Path, required=True, help="model JSON to write")
+    p.add_argument("--data", type=Path, help="a CRM export of leads with their outcome (CSV, or Parquet)")
+    p.add_argument("--mapping", type=Path, help="the export's column mapping (YAML; see docs/MODEL.md)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="with --synthetic: the model JSON; with --data: a directory"
+    )
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("score", help="score one lead with a model and show the factors behind the score")
+    p.add_argument("--lead", type=Path, required=True, help="JSON (fields, an event or a state) or JSON-lines events")
+    p.add_argument("--model", type=Path, help="model JSON (default: the shipped model)")
+    p.add_argument("--top", type=int, default=5, help="how many factors to show (default 5)")
+    p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("schema", help="write the JSON Schemas of the event contract")
     p.add_argument("--out", type=Path, default=Path("schemas"))
@@ -126,6 +136,13 @@ def _rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--score", type=float, help="use this model score (0 to 1) instead of the model's")
     p.add_argument("--model", type=Path, help="model JSON (default: the shipped model)")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    p = actions.add_parser(
+        "publish", help="validate a ruleset and publish it on the control topic: every running worker switches to it"
+    )
+    p.add_argument("file", type=Path, help="ruleset YAML")
+    p.add_argument("--broker", dest="broker_url", help="bootstrap servers (LEADFLOW_BROKER_URL)")
+    p.add_argument("--control-topic", dest="topic_control", help="control topic (LEADFLOW_TOPIC_CONTROL)")
+    p.set_defaults(func=_cmd_rules_publish)
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
@@ -145,7 +162,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
     overrides = {
         k: v
-        for k in ("broker_url", "rules", "model", "state_dir", "store", "web_port", "topic")
+        for k in ("broker_url", "rules", "model", "state_dir", "store", "web_port", "topic", "topic_control")
         if (v := getattr(args, k, None)) is not None
     }
     if "topic" in overrides:
@@ -197,13 +214,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from worker.scoring import train_synthetic
+    from worker.scoring import train_synthetic, train_table
 
-    if not args.synthetic:
-        print("leadflow: error: only --synthetic training is available in this version", file=sys.stderr)
+    if args.synthetic == (args.data is not None):
+        print("leadflow: error: train needs either --synthetic or --data FILE --mapping MAPPING.yaml", file=sys.stderr)
         return 2
+    if args.data is not None:
+        if args.mapping is None:
+            print("leadflow: error: --data needs --mapping MAPPING.yaml (see docs/MODEL.md)", file=sys.stderr)
+            return 2
+        print(train_table(args.data, args.mapping, args.out))
+        return 0
     report = train_synthetic(seed=args.seed, n_leads=args.leads, out=args.out)
     print(report)
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from worker.scoring import default_model_path, explain_lead
+
+    print(explain_lead(args.lead, args.model or default_model_path(), top=args.top))
     return 0
 
 
@@ -221,3 +251,12 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     from worker.rules.tools import run_cli
 
     return run_cli(args)
+
+
+def _cmd_rules_publish(args: argparse.Namespace) -> int:
+    from worker.control import publish_ruleset
+
+    settings = _settings(args)
+    version = publish_ruleset(settings, args.file)
+    print(f"published ruleset {version} on {settings.topic_control!r}: running workers switch to it")
+    return 0

@@ -3,17 +3,26 @@
 Importing this package is cheap: scikit-learn and numpy are imported only when training.
 """
 
+from worker.scoring._lead import explain_lead
+from worker.scoring._mapping import Mapping, load_mapping, parse_mapping
 from worker.scoring._model import Model, Score, default_model_path, load_model
 from worker.scoring.synth import SynthData, generate
+from worker.scoring.tabular import TableReport, train_table
 from worker.scoring.train import TrainReport, train_synthetic
 
 __all__ = [
+    "Mapping",
     "Model",
     "Score",
     "SynthData",
+    "TableReport",
     "TrainReport",
     "default_model_path",
+    "explain_lead",
     "generate",
+    "load_mapping",
     "load_model",
+    "parse_mapping",
     "train_synthetic",
+    "train_table",
 ]

@@ -9,8 +9,12 @@ very same :meth:`value`, which is what keeps training and serving in step.
 Kinds:
 
 - ``numeric``: a number; missing or non-numeric → ``missing`` (a raw value), then clipped to ``clip`` and
-  transformed (``identity`` or ``log1p``); with ``missing_indicator`` a second 0/1 column says it was missing.
+  transformed (``identity`` or ``log1p``); with ``missing_indicator`` a second 0/1 column says it was missing;
+  with ``bins`` (ascending edges on the clipped raw value) one more 0/1 column per bin, so that the
+  contribution can bend where a straight line cannot (a number's group stays one factor).
 - ``categorical``: text normalised with strip + lowercase; one column per learned level, plus ``(other)`` and
+  ``(missing)``; values in ``missing_values`` (placeholders such as "Select" or "N/A") count as missing.
+- ``flag``: yes/no, from a boolean, 1/0 or text (yes/no, y/n, true/false, 1/0); one-hot over yes, no and
   ``(missing)``.
 - ``free_email``: 1 when the email's domain is in ``domains`` (a free-mail provider), else 0.
 - ``keyword``: the first of ``keywords`` (ordered ``[keyword, level]`` pairs) found as whole words in the text,
@@ -19,6 +23,7 @@ Kinds:
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -37,19 +42,24 @@ __all__ = [
     "SENIORITY_KEYWORDS",
     "Categorical",
     "Feature",
+    "Flag",
     "FreeEmail",
     "Keyword",
     "Numeric",
     "columns_of",
     "default_features",
     "feature_from_dict",
+    "flag_level",
     "format_number",
     "normalise_text",
 ]
 
 MISSING = "(missing)"
 OTHER = "(other)"
-FEATURE_KINDS = ("numeric", "categorical", "free_email", "keyword")
+FEATURE_KINDS = ("numeric", "categorical", "free_email", "keyword", "flag")
+YES, NO = "yes", "no"
+_YES_TEXT = frozenset({"yes", "y", "true", "t", "1"})
+_NO_TEXT = frozenset({"no", "n", "false", "f", "0"})
 
 FREE_EMAIL_DOMAINS: tuple[str, ...] = (
     "aol.com",
@@ -142,30 +152,44 @@ class Numeric:
     clip: tuple[float, float] = (0.0, 1e12)
     missing: float = 0.0
     missing_indicator: bool = False
+    bins: tuple[float, ...] = ()
     kind: Literal["numeric"] = field(default="numeric", init=False)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        if self.missing_indicator:
-            return (self.name, self.name + "|missing")
-        return (self.name,)
+        columns = [self.name, self.name + "|missing"] if self.missing_indicator else [self.name]
+        if self.bins:
+            columns += [f"{self.name}|bin{k}" for k in range(len(self.bins) + 1)]
+        return tuple(columns)
 
-    def value(self, facts: Mapping[str, object]) -> tuple[float, bool]:
-        """(transformed value, whether the fact was missing)."""
+    def clipped(self, facts: Mapping[str, object]) -> tuple[float, bool]:
+        """(raw value clipped to ``clip``, or ``missing`` when absent; whether the fact was missing)."""
         raw = facts.get(self.path)
         if isinstance(raw, int | float) and not isinstance(raw, bool) and raw == raw:  # raw == raw: not NaN
             x, missing = float(raw), False
         else:
             x, missing = self.missing, True
         lo, hi = self.clip
-        x = lo if x < lo else hi if x > hi else x
+        return (lo if x < lo else hi if x > hi else x), missing
+
+    def value(self, facts: Mapping[str, object]) -> tuple[float, bool]:
+        """(transformed value, whether the fact was missing)."""
+        x, missing = self.clipped(facts)
         if self.transform == "log1p":
             x = math.log1p(x)
         return x, missing
 
+    def bin_of(self, x: float) -> int:
+        """Which bin a clipped raw value falls in: the number of edges <= x."""
+        return bisect.bisect_right(self.bins, x)
+
     def encode(self, facts: Mapping[str, object]) -> list[float]:
         x, missing = self.value(facts)
-        return [x, 1.0 if missing else 0.0] if self.missing_indicator else [x]
+        out = [x, 1.0 if missing else 0.0] if self.missing_indicator else [x]
+        if self.bins:
+            hit = self.bin_of(self.clipped(facts)[0])
+            out += [1.0 if k == hit else 0.0 for k in range(len(self.bins) + 1)]
+        return out
 
     def describe(self, facts: Mapping[str, object]) -> str:
         raw = facts.get(self.path)
@@ -185,6 +209,7 @@ class Numeric:
             "clip": [self.clip[0], self.clip[1]],
             "missing": self.missing,
             "missing_indicator": self.missing_indicator,
+            **({"bins": list(self.bins)} if self.bins else {}),
         }
 
 
@@ -197,6 +222,7 @@ class Categorical:
     label: str
     levels: tuple[str, ...] = ()
     display: tuple[str, ...] = ()  # how each level is shown in a factor, e.g. "Referral" for "referral"
+    missing_values: frozenset[str] = frozenset()  # normalised placeholders that mean "not given": "select", "n/a"
     kind: Literal["categorical"] = field(default="categorical", init=False)
 
     @property
@@ -209,7 +235,7 @@ class Categorical:
 
     def value(self, facts: Mapping[str, object]) -> str:
         text = normalise_text(facts.get(self.path))
-        if text is None:
+        if text is None or text in self.missing_values:
             return MISSING
         return text if text in self.levels else OTHER
 
@@ -233,7 +259,54 @@ class Categorical:
             "label": self.label,
             "levels": list(self.levels),
             "display": list(self.display),
+            **({"missing_values": sorted(self.missing_values)} if self.missing_values else {}),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """Yes or no read from ``path``: a boolean, 1/0, or text such as "Yes"/"No"; one-hot with (missing)."""
+
+    name: str
+    path: str
+    label: str
+    kind: Literal["flag"] = field(default="flag", init=False)
+
+    @property
+    def all_levels(self) -> tuple[str, ...]:
+        return (YES, NO, MISSING)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}={level}" for level in self.all_levels)
+
+    def value(self, facts: Mapping[str, object]) -> str:
+        return flag_level(facts.get(self.path))
+
+    def encode(self, facts: Mapping[str, object]) -> list[float]:
+        hit = self.value(facts)
+        return [1.0 if level == hit else 0.0 for level in self.all_levels]
+
+    def describe(self, facts: Mapping[str, object]) -> str:
+        level = self.value(facts)
+        return f"{self.label}: {'unknown' if level == MISSING else level}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "path": self.path, "label": self.label}
+
+
+def flag_level(raw: object) -> str:
+    """``yes``, ``no`` or ``(missing)`` for a boolean, a 1/0 number or a yes/no, y/n, true/false, 1/0 text."""
+    if isinstance(raw, bool):
+        return YES if raw else NO
+    if isinstance(raw, int | float):
+        return YES if raw == 1 else NO if raw == 0 else MISSING
+    text = normalise_text(raw)
+    if text in _YES_TEXT:
+        return YES
+    if text in _NO_TEXT:
+        return NO
+    return MISSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +414,7 @@ class Keyword:
         }
 
 
-Feature = Numeric | Categorical | FreeEmail | Keyword
+Feature = Numeric | Categorical | FreeEmail | Keyword | Flag
 
 
 def default_features() -> list[Feature]:
@@ -411,6 +484,10 @@ def feature_from_dict(data: object, where: str) -> Feature:
         if not isinstance(indicator, bool):
             msg = f"{where}: missing_indicator must be true or false, got {indicator!r}"
             raise ModelError(msg)
+        bins = data.get("bins", [])
+        if not (isinstance(bins, list) and all(_is_number(b) for b in bins) and bins == sorted(set(bins))):
+            msg = f"{where}: bins must be a list of strictly ascending finite numbers, got {bins!r:.120}"
+            raise ModelError(msg)
         return Numeric(
             name,
             path,
@@ -419,6 +496,7 @@ def feature_from_dict(data: object, where: str) -> Feature:
             clip=(float(clip[0]), float(clip[1])),
             missing=float(missing),
             missing_indicator=indicator,
+            bins=tuple(float(b) for b in bins),
         )
     if kind == "categorical":
         levels = _texts(data, "levels", where)
@@ -433,7 +511,17 @@ def feature_from_dict(data: object, where: str) -> Feature:
                 f"got {list(bad or levels)!r}"
             )
             raise ModelError(msg)
-        return Categorical(name, path, label, levels=levels, display=display)
+        placeholders = _texts(data, "missing_values", where) if "missing_values" in data else ()
+        return Categorical(
+            name,
+            path,
+            label,
+            levels=levels,
+            display=display,
+            missing_values=frozenset(filter(None, map(normalise_text, placeholders))),
+        )
+    if kind == "flag":
+        return Flag(name, path, label)
     if kind == "free_email":
         return FreeEmail(name, path, label, domains=frozenset(d.lower() for d in _texts(data, "domains", where)))
     pairs = data.get("keywords")

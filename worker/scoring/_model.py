@@ -28,6 +28,7 @@ from worker.scoring._features import (
     MISSING,
     Categorical,
     Feature,
+    Flag,
     FreeEmail,
     Keyword,
     Numeric,
@@ -272,6 +273,8 @@ def _compile(feature: Feature, weights: Weights) -> _Compiled:
     slopes = [c / s for c, s in zip(weights.coef, weights.scale, strict=True)]
     offsets = [-w * m for w, m in zip(slopes, weights.mean, strict=True)]  # contribution of a column at x = 0
     if isinstance(feature, Numeric):
+        if feature.bins:
+            return _compile_binned(feature, slopes, offsets)
         return _compile_numeric(feature, slopes, offsets)
     if isinstance(feature, FreeEmail):
         return _compile_free_email(feature, slopes[0] + offsets[0], offsets[0])
@@ -356,7 +359,7 @@ def _bounded_put(cache: dict[str, float], key: str, value: float) -> None:
     cache[key] = value
 
 
-def _compile_one_hot(feature: Categorical | Keyword, table: dict[str, float]) -> _Compiled:
+def _compile_one_hot(feature: Categorical | Keyword | Flag, table: dict[str, float]) -> _Compiled:
     path, level_of = feature.path, feature.value
     cache: dict[str, float] = {}  # raw text -> contribution; text repeats (sources, industries, titles)
 
@@ -408,3 +411,21 @@ def _compile_numeric(feature: Numeric, slopes: list[float], offsets: list[float]
         line=(lo, hi, slope, when_present),
         log1p=feature.transform == "log1p",
     )
+
+
+def _compile_binned(feature: Numeric, slopes: list[float], offsets: list[float]) -> _Compiled:
+    """A number with bins: one line per bin (the linear column plus that bin's constant), missing as its own."""
+    n_bins = len(feature.bins) + 1
+    first_bin = 2 if feature.missing_indicator else 1
+    slope = slopes[0]
+    base = math.fsum(offsets)  # every column at 0
+    on_bin = [slopes[first_bin + k] for k in range(n_bins)]
+    indicator_on = slopes[1] if feature.missing_indicator else 0.0
+    value, clipped, bin_of = feature.value, feature.clipped, feature.bin_of
+
+    def binned(facts: Mapping[str, object]) -> float:
+        x, missing = value(facts)
+        contribution = base + slope * x + on_bin[bin_of(clipped(facts)[0])]
+        return contribution + indicator_on if missing else contribution
+
+    return _Compiled(feature.name, feature.path, binned, binned({}))

@@ -290,17 +290,26 @@ def matrix(features: Sequence[Feature], rows: Sequence[Mapping[str, object]]) ->
     )
 
 
-def learn_features(rows: Sequence[Mapping[str, object]], features: Sequence[Feature] | None = None) -> list[Feature]:
-    """Fill in what the data decides: categorical levels (by frequency) and missing numbers (the median)."""
+def learn_features(
+    rows: Sequence[Mapping[str, object]],
+    features: Sequence[Feature] | None = None,
+    *,
+    min_share: float = MIN_LEVEL_SHARE,
+    min_count: int = MIN_LEVEL_COUNT,
+) -> list[Feature]:
+    """Fill in what the data decides: categorical levels (by frequency) and missing numbers (the median).
+
+    A level needs ``min_share`` of the rows and at least ``min_count`` of them; rarer ones score as (other).
+    """
     out: list[Feature] = []
-    min_count = max(MIN_LEVEL_COUNT, round(MIN_LEVEL_SHARE * len(rows)))
+    min_count = max(min_count, round(min_share * len(rows)))
     for feature in default_features() if features is None else features:
         if isinstance(feature, Categorical):
             counts: dict[str, dict[str, int]] = {}
             for facts in rows:
                 raw = facts.get(feature.path)
                 level = normalise_text(raw)
-                if level is not None:
+                if level is not None and level not in feature.missing_values:
                     spellings = counts.setdefault(level, {})
                     shown = str(raw).strip()
                     spellings[shown] = spellings.get(shown, 0) + 1
@@ -324,25 +333,28 @@ def learn_features(rows: Sequence[Mapping[str, object]], features: Sequence[Feat
 
 def fit(
     rows: Sequence[Mapping[str, object]],
-    labels: Sequence[bool],
+    labels: Sequence[bool] | Sequence[int],
     *,
     name: str,
     features: Sequence[Feature] | None = None,
     c: float = 1.0,
     training: Mapping[str, Any] | None = None,
+    min_share: float = MIN_LEVEL_SHARE,
+    min_count: int = MIN_LEVEL_COUNT,
+    tol: float = 1e-8,
 ) -> Fitted:
     """Standardise, fit an L2 logistic regression (no class weights: probabilities stay calibrated), export."""
     import numpy as np
     import sklearn
     from sklearn.linear_model import LogisticRegression
 
-    learned = learn_features(rows, features)
+    learned = learn_features(rows, features, min_share=min_share, min_count=min_count)
     x = matrix(learned, rows)
     y = np.array(labels, dtype=np.int64)
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-12] = 1.0
-    estimator = LogisticRegression(C=c, max_iter=2000, tol=1e-8)
+    estimator = LogisticRegression(C=c, max_iter=2000, tol=tol)
     estimator.fit((x - mean) / scale, y)
     coef = estimator.coef_[0]
     weights: list[Weights] = []

@@ -1,0 +1,616 @@
+"""Train on a CRM export (CSV, or Parquet with pyarrow installed): mapping → facts → leakage check → fit → calibrate.
+
+Each row becomes the lead fields a producer would send (``lead_source``, ``custom.lead_origin``...; placeholders
+such as "Select" left out), goes through the worker's own event code to become facts (:mod:`._lead`), and the
+features read those facts with the code that serves them: a producer that sends the same fields gets the same
+score. The evaluation compares the model with two baselines (:mod:`._baselines`) on the same held-out rows.
+
+scikit-learn and numpy are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from worker.exceptions import EventError, TrainingError
+from worker.scoring._baselines import NaiveBayes, Points, discretiser
+from worker.scoring._features import Categorical, Feature, Flag, FreeEmail, Numeric, flag_level
+from worker.scoring._lead import REFERENCE_TIME, facts_from_fields
+from worker.scoring._mapping import Column, load_mapping
+from worker.scoring._mapping import Mapping as ColumnMapping
+from worker.scoring._metrics import calibration_bins, expected_calibration_error, metrics
+from worker.scoring._model import Model, Weights
+from worker.scoring.train import _Bar, _progress, fit, matrix, write_model
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["Table", "TableReport", "calibrate", "neutral_unseen", "read_table", "single_feature_auc", "train_table"]
+
+logger = logging.getLogger(__name__)
+
+FOLDS = 5
+TOL = 1e-5  # the optimiser's tolerance: tighter changes the 4th decimal of no metric, and costs 10x the time
+_YES_NO = frozenset({"yes", "no", "y", "n", "true", "false"})
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """An export as text cells: the header, one dict per row, and the file's SHA-256."""
+
+    path: Path
+    header: tuple[str, ...]
+    rows: list[dict[str, str]]
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One fitted model and what it scores on the held-out rows."""
+
+    model: Model
+    uncalibrated: Model
+    p: list[float]
+    p_uncalibrated: list[float]
+
+
+@dataclass(slots=True)
+class TableReport:
+    """What ``train`` measured and wrote; ``str()`` is what the command prints."""
+
+    name: str
+    version: str
+    data: str
+    n_rows: int
+    n_skipped: int
+    n_train: int
+    n_test: int
+    split: str
+    base_rate: float
+    metrics: dict[str, dict[str, Any]]
+    leakage: list[dict[str, Any]]
+    calibration: dict[str, Any]
+    features: list[str]
+    other_variant: dict[str, Any] | None
+    model: Model | None = field(default=None, repr=False)
+    files: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    curves: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        lines = [
+            f"model {self.version}: {self.n_rows:,} leads from {self.data} ({self.n_skipped:,} skipped: no outcome), "
+            f"{self.n_train:,} train / {self.n_test:,} held out ({self.split}), base rate {self.base_rate:.1%}",
+        ]
+        flagged = [f for f in self.leakage if f["flagged"]]
+        for f in flagged:
+            lines.append(
+                f"LEAKAGE? column {f['column']!r} ({f['feature']}) alone reaches AUC {f['auc']:.3f} "
+                f"(>= {self.calibration['max_auc']:.2f}); "
+                + ("left out of the model" if not f["kept"] else "kept (leakage.drop_flagged: false)")
+                + "; exclude it in the mapping if it is recorded after the outcome"
+            )
+        lines.append(_table(self.metrics))
+        if self.other_variant is not None:
+            lines.append(f"{self.other_variant['label']}:")
+            lines.append(_table(self.other_variant["metrics"]))
+        c = self.calibration
+        if c.get("method") == "platt":
+            lines.append(
+                f"calibration (Platt, out-of-fold): ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} on the held-out "
+                f"rows; logit' = {c['a']:.3f} x logit {c['b']:+.3f}"
+            )
+        lines += [f"wrote {path}" for path in self.files]
+        lines.append(f"took {self.seconds:.1f}s")
+        return "\n".join(lines)
+
+
+def _table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    head = f"  {'':<22}{'ROC AUC':>8}{'PR AUC':>8}{'log loss':>9}{'Brier':>8}{'ECE':>8}{'lift@10%':>9}"
+    out = [head]
+    for name, m in rows.items():
+        out.append(
+            f"  {name:<22}{m['roc_auc']:>8.4f}{m['pr_auc']:>8.4f}{m['log_loss']:>9.4f}{m['brier']:>8.4f}"
+            f"{m['ece']:>8.4f}{m['lift'][0]:>9.2f}"
+        )
+    return "\n".join(out)
+
+
+def read_table(path: str | Path) -> Table:
+    """Read a CSV (UTF-8, header row) or a Parquet file into text cells; raise TrainingError naming the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        msg = f"{path}: data file not found"
+        raise TrainingError(msg, source=str(path)) from None
+    except OSError as exc:
+        msg = f"{path}: cannot read the data file: {exc}"
+        raise TrainingError(msg, source=str(path)) from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if path.suffix.lower() in (".parquet", ".pq"):
+        header, rows = _read_parquet(path)
+        return Table(path, header, rows, digest)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        msg = f"{path}: not UTF-8 text ({exc}); export the CSV as UTF-8"
+        raise TrainingError(msg, source=str(path)) from None
+    reader = csv.reader(text.splitlines())
+    try:
+        header = tuple(h.strip() for h in next(reader))
+    except StopIteration:
+        msg = f"{path}: the file is empty; expected a header row and one row per lead"
+        raise TrainingError(msg, source=str(path)) from None
+    rows = []
+    for line, cells in enumerate(reader, start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            msg = f"{path}:{line}: {len(cells)} cells for {len(header)} columns in the header"
+            raise TrainingError(msg, source=str(path))
+        row = dict(zip(header, cells, strict=True))
+        row[_LINE] = str(line)
+        rows.append(row)
+    return Table(path, header, rows, digest)
+
+
+_LINE = "\x00line"  # where a row came from, for messages; not a column
+
+
+def _read_parquet(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
+    try:
+        import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]  # optional dependency
+    except ImportError:
+        msg = f"{path}: reading Parquet needs pyarrow ('pip install pyarrow'), or export the data as CSV"
+        raise TrainingError(msg, source=str(path)) from None
+    records = pq.read_table(path).to_pylist()
+    header = tuple(str(k) for k in (records[0] if records else {}))
+    rows = []
+    for i, record in enumerate(records, start=1):
+        row = {str(k): "" if v is None else str(v) for k, v in record.items()}
+        row[_LINE] = f"row {i}"
+        rows.append(row)
+    return header, rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    facts: list[dict[str, object]]
+    labels: list[int]
+    times: list[float] | None
+    columns: tuple[Column, ...]  # with kinds resolved
+    skipped: int
+
+
+def _prepare(table: Table, mapping: ColumnMapping, bar: _Bar) -> _Prepared:
+    """Cells → outcome, typed lead fields → facts (through the worker's event code)."""
+    data = str(table.path)
+    missing = mapping.missing_values
+    columns = tuple(_resolve_kind(c, table.rows, missing, data) for c in mapping.columns)
+    facts: list[dict[str, object]] = []
+    labels: list[int] = []
+    times: list[float] | None = [] if mapping.date is not None else None
+    skipped = 0
+    step = max(1, len(table.rows) // 50)
+    for i, row in enumerate(table.rows):
+        where = f"{data}:{row[_LINE]}" if row[_LINE].isdigit() else f"{data} {row[_LINE]}"
+        label = _outcome(row[mapping.outcome].strip().lower(), mapping, where)
+        if label is None:
+            skipped += 1
+            continue
+        fields: dict[str, Any] = {}
+        custom: dict[str, Any] = {}
+        for column in columns:
+            value = _cell(row[column.column], column, missing, where)
+            if value is None:
+                continue
+            if column.field.startswith("custom."):
+                custom[column.field.removeprefix("custom.")] = value
+            else:
+                fields[column.field] = value
+        if custom:
+            fields["custom"] = custom
+        when = REFERENCE_TIME
+        if mapping.date is not None and times is not None:
+            when = _date(row[mapping.date], mapping.date, where)
+            times.append(when.timestamp())
+        lead_id = (row[mapping.id].strip() if mapping.id else "") or f"row-{row[_LINE]}"
+        try:
+            facts.append(facts_from_fields(fields, lead_id[:200], when))
+        except EventError as exc:
+            msg = f"{where}: this row is not a valid lead once mapped: {exc}"
+            raise TrainingError(msg, source=data) from None
+        labels.append(label)
+        if i % step == 0:
+            bar("reading", i, len(table.rows))
+    bar("reading", len(table.rows), len(table.rows))
+    positives = sum(labels)
+    if min(positives, len(labels) - positives) < 10:
+        seen = sorted({r[mapping.outcome].strip() for r in table.rows})[:10]
+        msg = (
+            f"{data}: outcome column {mapping.outcome!r} gives {positives} converted and {len(labels) - positives} "
+            f"not converted leads; training needs at least 10 of each (positive values {sorted(mapping.positive)!r}, "
+            f"seen {seen!r})"
+        )
+        raise TrainingError(msg, source=data, column=mapping.outcome, key="outcome.positive")
+    return _Prepared(facts, labels, times, columns, skipped)
+
+
+def _outcome(cell: str, mapping: ColumnMapping, where: str) -> int | None:
+    if cell in mapping.positive:
+        return 1
+    if cell in mapping.missing_values:
+        return None
+    if mapping.negative is None or cell in mapping.negative:
+        return 0
+    msg = (
+        f"{where}: outcome {mapping.outcome!r} is {cell!r}, neither positive {sorted(mapping.positive)!r} "
+        f"nor negative {sorted(mapping.negative)!r}"
+    )
+    raise TrainingError(msg, source=mapping.source, column=mapping.outcome, key="outcome")
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text.replace(",", "")) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _resolve_kind(column: Column, rows: Sequence[Mapping[str, str]], missing: frozenset[str], data: str) -> Column:
+    """A column without ``kind``: numeric if every given cell is a number, yes_no if every one is yes/no, else text."""
+    if column.kind is not None:
+        return column
+    given = [c for r in rows if (c := r[column.column].strip()) and c.lower() not in missing]
+    if given and all(_number(c) is not None for c in given):
+        kind = "numeric"
+    elif given and all(c.lower() in _YES_NO for c in given):
+        kind = "yes_no"
+    else:
+        kind = "categorical"
+    logger.info("%s: column %r read as %s", data, column.column, kind)
+    return dataclasses.replace(column, kind=kind)  # type: ignore[arg-type]  # one of COLUMN_KINDS
+
+
+def _cell(raw: str, column: Column, missing: frozenset[str], where: str) -> object:
+    text = raw.strip()
+    if text.lower() in missing:
+        return None
+    if column.kind == "numeric":
+        value = _number(text)
+        if value is None:
+            msg = (
+                f"{where}: column {column.column!r} is numeric but holds {text!r}; add it to 'missing_values' "
+                f"if it means 'not given', or map the column with kind: categorical"
+            )
+            raise TrainingError(msg, source=where, column=column.column, key="kind")
+        if column.field == "number_of_employees" or value.is_integer():
+            return int(value)
+        return value
+    if column.kind in ("yes_no", "boolean") and flag_level(text) not in ("yes", "no"):
+        msg = f"{where}: column {column.column!r} is {column.kind} but holds {text!r}; expected yes/no, true/false, 1/0"
+        raise TrainingError(msg, source=where, column=column.column, key="kind")
+    return text[:255]
+
+
+def _date(raw: str, column: str, where: str) -> dt.datetime:
+    text = raw.strip()
+    for parse in (dt.datetime.fromisoformat, lambda t: dt.datetime.strptime(t, "%d/%m/%Y")):  # noqa: DTZ007
+        try:
+            value = parse(text)
+        except ValueError:
+            continue
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    msg = f"{where}: date column {column!r} holds {text!r}; expected an ISO date such as 2024-03-01 or 2024-03-01T10:00"
+    raise TrainingError(msg, source=where, column=column, key="date")
+
+
+def _features(
+    columns: Sequence[Column], train: Sequence[Mapping[str, object]], missing: frozenset[str]
+) -> list[Feature]:
+    """One feature per mapped column, reading the fact the column became; numbers get bins from the training rows."""
+    out: list[Feature] = []
+    for column in columns:
+        name, path, label = column.field, column.field, column.label
+        if column.kind == "numeric":
+            values = sorted(
+                float(v) for f in train if isinstance(v := f.get(path), int | float) and not isinstance(v, bool)
+            )
+            if not values:
+                values = [0.0]
+            lo, hi = values[0], values[-1]
+            log = column.transform == "log1p" or (column.transform == "auto" and lo >= 0)
+            edges = (
+                sorted({values[len(values) * k // column.bins] for k in range(1, column.bins)}) if column.bins else []
+            )
+            edges = [e for e in edges if lo < e <= hi]
+            out.append(
+                Numeric(
+                    name,
+                    path,
+                    label,
+                    transform="log1p" if log else "identity",
+                    clip=(lo, max(hi, lo)),
+                    missing=values[len(values) // 2],
+                    missing_indicator=len(values) < len(train),
+                    bins=tuple(edges),
+                )
+            )
+        elif column.kind in ("yes_no", "boolean"):
+            out.append(Flag(name, path, label))
+        elif column.kind == "free_email":
+            out.append(FreeEmail(name, path, label))
+        else:
+            out.append(Categorical(name, path, label, missing_values=missing))
+    return out
+
+
+def _split(prepared: _Prepared, mapping: ColumnMapping) -> tuple[list[int], list[int], str]:
+    n = len(prepared.labels)
+    n_test = max(1, round(n * mapping.holdout))
+    if prepared.times is not None:
+        times = prepared.times
+        order = sorted(range(n), key=lambda i: (times[i], i))
+        return (
+            sorted(order[: n - n_test]),
+            sorted(order[n - n_test :]),
+            f"latest {mapping.holdout:.0%} by {mapping.date!r}",
+        )
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(
+        list(range(n)), test_size=n_test, stratify=prepared.labels, random_state=mapping.seed
+    )
+    return sorted(train), sorted(test), f"stratified {mapping.holdout:.0%}, seed {mapping.seed}"
+
+
+def single_feature_auc(
+    features: Sequence[Feature], rows: Sequence[Mapping[str, object]], labels: Sequence[int], seed: int = 0
+) -> dict[str, float]:
+    """Each feature's out-of-fold ROC AUC on its own (a logistic regression on its columns, 5 folds)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    out: dict[str, float] = {}
+    folds = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
+    for feature in features:
+        x = _standardised(matrix([feature], rows))
+        p = cross_val_predict(LogisticRegression(max_iter=1000), x, list(labels), cv=folds, method="predict_proba")
+        out[feature.name] = round(float(roc_auc_score(labels, p[:, 1])), 4)
+    return out
+
+
+def _standardised(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    scale = x.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    result: npt.NDArray[np.float64] = (x - x.mean(axis=0)) / scale
+    return result
+
+
+def neutral_unseen(model: Model, rows: Sequence[Mapping[str, object]]) -> Model:
+    """A level that no training row has (a yes/no never missing, a (missing) never seen) contributes exactly 0.
+
+    Its column is constant 0 in training, so the fit leaves its coefficient at 0 and its contribution at minus
+    the group's weighted mean, which can be large for a near-constant group; the data says nothing about such a
+    value, so it scores as the average lead. Training predictions do not change (the column is never 1).
+    """
+    weights = []
+    for feature, w in zip(model.features, model.weights, strict=True):
+        if isinstance(feature, Numeric | FreeEmail):
+            weights.append(w)
+            continue
+        seen = Counter(feature.value(r) for r in rows)
+        base = math.fsum(-c / s * m for c, s, m in zip(w.coef, w.scale, w.mean, strict=True))
+        coef = tuple(
+            -base * s if not seen[level] and m == 0.0 else c
+            for level, c, s, m in zip(feature.all_levels, w.coef, w.scale, w.mean, strict=True)
+        )
+        weights.append(Weights(w.mean, w.scale, coef))
+    return Model(model.name, model.intercept, model.features, tuple(weights), model.training)
+
+
+def calibrate(model: Model, logits: Sequence[float], labels: Sequence[int]) -> tuple[Model, float, float]:
+    """Platt scaling folded into the weights: logit' = a·logit + b, so factors still add up to the logit exactly.
+
+    ``logits`` must be held out from what fitted ``model`` (here: out-of-fold). Returns the model and (a, b).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    platt = LogisticRegression(C=1e6, max_iter=1000).fit([[v] for v in logits], list(labels))
+    a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
+    weights = tuple(Weights(w.mean, w.scale, tuple(a * c for c in w.coef)) for w in model.weights)
+    training = {**model.training, "calibration": {"method": "platt", "a": a, "b": b}}
+    return Model(model.name, a * model.intercept + b, model.features, weights, training), a, b
+
+
+def _fit_variant(
+    features: Sequence[Feature],
+    train: Sequence[Mapping[str, object]],
+    y_train: Sequence[int],
+    test: Sequence[Mapping[str, object]],
+    mapping: ColumnMapping,
+    bar: _Bar,
+    label: str,
+) -> Variant:
+    """Fit on the training rows; calibrate on out-of-fold logits; score the held-out rows."""
+    from sklearn.model_selection import StratifiedKFold
+
+    kwargs: dict[str, Any] = {
+        "c": mapping.c,
+        "min_share": mapping.min_share,
+        "min_count": mapping.min_count,
+        "tol": TOL,
+    }
+    fitted = fit(train, y_train, name=mapping.name, features=features, **kwargs)
+    model = neutral_unseen(fitted.model, train)
+    if mapping.calibration == "platt":
+        oof = [0.0] * len(train)
+        folds = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=mapping.seed)
+        for k, (inner, outer) in enumerate(folds.split(list(range(len(train))), list(y_train))):
+            bar(f"calibrating {label}", k, FOLDS)
+            rows = [train[i] for i in inner]
+            fold = neutral_unseen(
+                fit(rows, [y_train[i] for i in inner], name="fold", features=features, **kwargs).model, rows
+            )
+            for i in outer:
+                oof[i] = fold.score(train[i]).logit
+        bar(f"calibrating {label}", FOLDS, FOLDS)
+        model, _, _ = calibrate(model, oof, y_train)
+    uncalibrated = neutral_unseen(fitted.model, train)
+    return Variant(
+        model=model,
+        uncalibrated=uncalibrated,
+        p=[model.score(f).probability for f in test],
+        p_uncalibrated=[uncalibrated.score(f).probability for f in test],
+    )
+
+
+def train_table(
+    data: str | Path, mapping: ColumnMapping | str | Path, out: Path | None = None, *, progress: bool | None = None
+) -> TableReport:
+    """Train, evaluate against the baselines and, with ``out``, write ``model.json``, the model card and charts."""
+    import sklearn
+
+    t0 = time.perf_counter()
+    show = sys.stderr.isatty() if progress is None else progress
+    if not isinstance(mapping, ColumnMapping):
+        mapping = load_mapping(mapping)
+    table = read_table(data)
+    mapping.check_columns(table.header, str(table.path))
+    with _progress(show) as bar:
+        prepared = _prepare(table, mapping, bar)
+        train_i, test_i, split = _split(prepared, mapping)
+        train = [prepared.facts[i] for i in train_i]
+        test = [prepared.facts[i] for i in test_i]
+        y_train = [prepared.labels[i] for i in train_i]
+        y_test = [prepared.labels[i] for i in test_i]
+        all_features = _features(prepared.columns, train, mapping.missing_values)
+        bar("leakage check", 0, 1)
+        aucs = single_feature_auc(all_features, train, y_train, mapping.seed)
+        bar("leakage check", 1, 1)
+        flagged = {name for name, auc in aucs.items() if auc >= mapping.max_auc}
+        clean = [f for f in all_features if f.name not in flagged]
+        if flagged and not clean:
+            msg = f"{table.path}: every feature is flagged as leakage (single-feature AUC >= {mapping.max_auc})"
+            raise TrainingError(msg, source=mapping.source, key="leakage.max_auc")
+        chosen = clean if mapping.drop_flagged else all_features
+        main = _fit_variant(chosen, train, y_train, test, mapping, bar, "model")
+        other: Variant | None = None
+        if flagged:
+            other_features = all_features if mapping.drop_flagged else clean
+            other = _fit_variant(other_features, train, y_train, test, mapping, bar, "variant")
+        bar("baselines", 0, 1)
+        discrete = discretiser(chosen, train)
+        d_train = [discrete(f) for f in train]
+        d_test = [discrete(f) for f in test]
+        nb = NaiveBayes.fit(d_train, y_train)
+        points = Points.fit(d_train, y_train, min_count=mapping.min_count)
+        p_nb = [nb.predict(r) for r in d_test]
+        p_points = [points.predict(r) for r in d_test]
+        bar("baselines", 1, 1)
+    results = {
+        "model": metrics(y_test, main.p),
+        "model, uncalibrated": metrics(y_test, main.p_uncalibrated),
+        "naive Bayes (Odoo)": metrics(y_test, p_nb),
+        "points": metrics(y_test, p_points),
+    }
+    by_column = {c.field: c.column for c in prepared.columns}
+    leakage = [
+        {
+            "column": by_column[name],
+            "feature": name,
+            "auc": auc,
+            "flagged": name in flagged,
+            "kept": name in flagged and not mapping.drop_flagged,
+        }
+        for name, auc in sorted(aucs.items(), key=lambda kv: -kv[1])
+    ]
+    other_report = None
+    if other is not None:
+        label = "with the flagged columns" if mapping.drop_flagged else "without the flagged columns"
+        other_report = {
+            "label": label,
+            "columns": sorted(by_column[n] for n in flagged),
+            "metrics": {"model": metrics(y_test, other.p)},
+        }
+    calibration: dict[str, Any] = {"method": mapping.calibration, "max_auc": mapping.max_auc}
+    if mapping.calibration == "platt":
+        cal = main.model.training["calibration"]
+        calibration.update(
+            a=round(cal["a"], 6),
+            b=round(cal["b"], 6),
+            ece_before=round(expected_calibration_error(y_test, main.p_uncalibrated), 4),
+            ece_after=round(expected_calibration_error(y_test, main.p), 4),
+        )
+    training = {
+        "data": {
+            "file": table.path.name,
+            "sha256": table.sha256,
+            "rows": len(table.rows),
+            "used": len(prepared.labels),
+        },
+        "mapping": json.loads(json.dumps(dict(mapping.raw), default=str)),
+        "split": {"method": split, "train": len(train_i), "test": len(test_i)},
+        "features": [{"feature": f.name, "column": by_column[f.name], "kind": f.kind} for f in chosen],
+        "leakage": leakage,
+        "metrics": results,
+        "other_variant": other_report,
+        "calibration": {**main.model.training.get("calibration", {}), **calibration},
+        "estimator": "sklearn.linear_model.LogisticRegression",
+        "sklearn_version": sklearn.__version__,
+        "C": mapping.c,
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    model = Model(main.model.name, main.model.intercept, main.model.features, main.model.weights, training)
+    report = TableReport(
+        name=mapping.name,
+        version=model.version,
+        data=str(table.path),
+        n_rows=len(prepared.labels),
+        n_skipped=prepared.skipped,
+        n_train=len(train_i),
+        n_test=len(test_i),
+        split=split,
+        base_rate=sum(prepared.labels) / len(prepared.labels),
+        metrics=results,
+        leakage=leakage,
+        calibration=calibration,
+        features=[f.name for f in chosen],
+        other_variant=other_report,
+        model=model,
+        curves={
+            "y": y_test,
+            "scores": {"model": main.p, "naive Bayes (Odoo)": p_nb, "points": p_points},
+            "uncalibrated": main.p_uncalibrated,
+            "calibration_bins": calibration_bins(y_test, main.p),
+        },
+    )
+    if out is not None:
+        from worker.scoring._card import write_card
+
+        out.mkdir(parents=True, exist_ok=True)
+        write_model(model, out / "model.json")
+        report.files = [out / "model.json", *write_card(model, report, out, train)]
+    report.seconds = time.perf_counter() - t0
+    logger.info("trained %s on %s: held-out ROC AUC %.4f", model.version, table.path, results["model"]["roc_auc"])
+    return report
