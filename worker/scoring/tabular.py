@@ -360,7 +360,7 @@ def _features(
         elif column.kind == "free_email":
             out.append(FreeEmail(name, path, label))
         else:
-            out.append(Categorical(name, path, label, missing_values=missing))
+            out.append(Categorical(name, path, label, missing_values=frozenset(v for v in missing if v)))
     return out
 
 
