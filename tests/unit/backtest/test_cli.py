@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
 import orjson
 import pytest
+from rich.console import Console
 
-from tests.unit.backtest.conftest import RULES, variant, write_lines
-from worker.backtest import open_topic
+from tests.unit.backtest.conftest import HAND_HISTORY, RULES, variant, write_lines
+from worker.backtest import open_topic, run_backtest
 from worker.broker import free_port
 from worker.cli import main
 from worker.exceptions import BacktestError
@@ -131,3 +134,19 @@ def test_an_unreachable_broker_is_an_error_naming_its_url() -> None:
         pass
     assert f"cannot reach the broker at {settings.broker_url!r} to read topic 'leads'" in str(caught.value)
     assert caught.value.source == settings.broker_url
+
+
+def test_the_progress_bar_shows_events_read_of_the_total_and_the_rate(hand_files: dict[str, Path]) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    run_backtest(
+        settings=Settings(batch_size=2),
+        rules=hand_files["new"],
+        events=hand_files["events"],
+        console=Console(file=out),
+        progress_console=Console(file=err, force_terminal=True, width=120),
+    )
+    shown = err.getvalue()
+    assert "replaying" in shown
+    assert f"{len(HAND_HISTORY)}/{len(HAND_HISTORY)}" in shown
+    assert re.search(r"\d events/s", shown)
+    assert "leads by final status" in out.getvalue()
