@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from worker.exceptions import ConfigError, RulesetError
 from worker.rules import Ruleset, parse_ruleset
@@ -104,7 +105,7 @@ def publish_ruleset(settings: Settings, path: Path) -> str:
 
     A ruleset that does not validate is never published: :class:`~worker.exceptions.RulesetError` says why.
     """
-    from worker.topics import ensure_control_topic
+    from worker.topics import ensure_control_topic, unreachable
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -112,18 +113,28 @@ def publish_ruleset(settings: Settings, path: Path) -> str:
         msg = f"cannot read the ruleset file {str(path)!r}: {exc}"
         raise ConfigError(msg) from exc
     version = parse_ruleset(text, str(path)).version
-    ensure_control_topic(settings)
-    producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        acks="all",
-        client_id=f"{settings.app_id}-publisher",
-        max_request_size=max(len(text) * 2 + 4096, 1024 * 1024),
-        **settings.kafka_auth(),
-    )
+    where = f"the control topic {settings.topic_control!r} at {settings.broker_url}"
+    why = unreachable(settings)
+    if why is not None:
+        msg = f"cannot publish to {where}: no broker answers ({why}); check LEADFLOW_BROKER_URL (or --broker)"
+        raise ConfigError(msg)
     try:
-        producer.send(settings.topic_control, key=RULESET_KEY, value=encode_ruleset(text, path.name)).get(timeout=30)
-    finally:
-        producer.close()
+        ensure_control_topic(settings)
+        producer = KafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            acks="all",
+            client_id=f"{settings.app_id}-publisher",
+            max_request_size=max(len(text) * 2 + 4096, 1024 * 1024),
+            **settings.kafka_auth(),
+        )
+        try:
+            value = encode_ruleset(text, path.name)
+            producer.send(settings.topic_control, key=RULESET_KEY, value=value).get(timeout=30)
+        finally:
+            producer.close()
+    except KafkaError as exc:
+        msg = f"cannot publish to {where}: {exc!r}; check LEADFLOW_BROKER_URL (or --broker)"
+        raise ConfigError(msg) from exc
     return version
 
 

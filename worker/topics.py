@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
@@ -12,7 +13,7 @@ from kafka.errors import TopicAlreadyExistsError
 from worker.exceptions import ConfigError
 from worker.settings import Settings
 
-__all__ = ["ensure_control_topic", "ensure_topics", "topic_names"]
+__all__ = ["ensure_control_topic", "ensure_topics", "topic_names", "unreachable"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,3 +71,19 @@ def _admin(settings: Settings) -> KafkaAdminClient:
     return KafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin", **settings.kafka_auth()
     )
+
+
+def unreachable(settings: Settings, timeout: float = 3.0) -> str | None:
+    """Why no bootstrap server accepts a TCP connection, or None when one does.
+
+    Checked before creating a Kafka client, which otherwise retries for a long time and leaves sockets open.
+    """
+    errors = []
+    for server in settings.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return None
+        except (OSError, ValueError) as exc:
+            errors.append(f"{server}: {exc}")
+    return "; ".join(errors)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
+import pytest
 from kafka import KafkaProducer
 
 from tests.integration.conftest import RULES, Flow, activity, write_rules
 from worker.broker import free_port
 from worker.control import RULESET_KEY, encode_ruleset, publish_ruleset
+from worker.exceptions import ConfigError
+from worker.settings import Settings
 
 # Version 2 gives 10 points per page view instead of 1: every decision shows which version made it.
 RULES_V2 = RULES.replace('version: "it-1"', 'version: "it-2"').replace(
@@ -86,8 +91,17 @@ def test_every_worker_follows_the_control_topic_and_a_restarted_one_starts_with_
     for port in ports:
         flow.wait_metric("leadflow_worker_up", 1, port=port, timeout=60)
 
+    s = flow.settings
+    publish = [sys.executable, "-m", "worker", "rules", "publish", "--broker", s.broker_url]
+    publish += ["--control-topic", s.topic_control]
+    broken = write_rules(tmp_path, BROKEN, "broken.yaml")
+    refused = subprocess.run([*publish, str(broken)], capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2  # publish refuses what a worker would refuse
+    assert "unknown op 'greater_than_or_maybe'" in refused.stderr
     v3 = write_rules(tmp_path, RULES_V3, "v3.yaml")
-    version = publish_ruleset(flow.settings, v3)
+    done = subprocess.run([*publish, str(v3)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    version = done.stdout.split("published ruleset ", 1)[1].split()[0]
     assert version.startswith("it-3+")
     for port in ports:
         flow.wait_metric("leadflow_ruleset_reloads_total", 1, port=port, origin="control", result="applied")
@@ -116,3 +130,12 @@ def test_every_worker_follows_the_control_topic_and_a_restarted_one_starts_with_
     flow.produce(_views("restarted", 40))
     decided = [o.json for o in flow.read(flow.settings.topic_decisions, 80)][40:]
     assert {d["ruleset_version"] for d in decided} == {version}
+
+
+def test_publish_names_the_broker_it_cannot_reach(tmp_path: Path) -> None:
+    rules = write_rules(tmp_path, RULES)
+    settings = Settings(broker_url=f"127.0.0.1:{free_port()}", topic_control="control-nowhere")
+    with pytest.raises(
+        ConfigError, match=r"cannot publish to the control topic 'control-nowhere' at kafka://127\.0\.0\.1"
+    ):
+        publish_ruleset(settings, rules)
