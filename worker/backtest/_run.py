@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from worker.scoring import default_model_path, load_model
 from worker.settings import Settings
 
 __all__ = ["run_backtest"]
-
-logger = logging.getLogger(__name__)
 
 
 class _RateColumn(ProgressColumn):
@@ -63,10 +60,12 @@ def _check_read(source: EventSource, run: Run) -> None:
         msg = f"{source.name} holds no events; nothing to replay"
         raise BacktestError(msg, source=source.name)
     first = run.bad_examples[0]
-    msg = (
-        f"{source.name} holds no valid lead event; {first.where}: {first.reason}: {first.error}; expected "
+    expected = (
         "JSON lines, one lead event per line, as 'leadflow produce' takes them"
+        if source.kind == "file"
+        else "lead events as the worker reads them (schemas/README.md)"
     )
+    msg = f"{source.name} holds no valid lead event; {first.where}: {first.reason}: {first.error}; expected {expected}"
     raise BacktestError(msg, source=source.name)
 
 

@@ -6,7 +6,6 @@ offsets at the start, so that production consumers and their offsets are untouch
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -21,8 +20,6 @@ from worker.produce import key_of
 from worker.settings import Settings
 
 __all__ = ["EventSource", "open_events_file", "open_topic"]
-
-logger = logging.getLogger(__name__)
 
 _EXPECTED = "expected JSON lines, one lead event per line, as 'leadflow produce' takes them"
 _STALL_SECONDS = 30.0  # no record for this long while offsets remain: the topic cannot be read to its end
