@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any, cast
 
 import orjson
 import pytest
 
-from tests.builders import activity, upsert
+from tests.builders import T0, activity, upsert
 from worker.core import Engine, Record, decide, process_batch
 from worker.events import Decision, LeadActivity, LeadUpserted, OpportunityCreated
 from worker.parse import parse_event
@@ -280,3 +281,111 @@ def test_a_cached_state_is_used_kept_current_and_restored_after_an_error(engine:
     assert third.states == {}
     assert cache["L1"] == orjson.loads(store["L1"] or b"null")  # the failed event left no trace in the cache
     assert cache["L1"]["profile"]["company"] == "Fine"
+
+
+# --- the rule language's event-time features through decide ---------------------------------------------------
+
+LANGUAGE_RULES = """
+version: "lang-1"
+fields: {custom.seats: number}
+decay: {percent: 50, days: 30}
+scoring:
+  - id: demo-this-fortnight
+    when: {field: activity.demo_request.count_in_days(14), op: gte, value: 1}
+    points: 40
+    decay: false
+  - id: meetings
+    per: activity.meeting.count
+    points: 10
+  - id: seats
+    when: {field: custom.seats, op: gte, value: 10}
+    points: 5
+qualification:
+  - id: email-cleared
+    when:
+      all:
+        - {field: email, op: changed}
+        - {field: email, op: is_null}
+    status: Unqualified
+  - id: partner
+    when: {field: lead_source, op: eq, value: Partner}
+    status: Qualified
+    convert: true
+    opportunity: {stage: Needs Analysis, amount: 10000, probability: 40, forecast_category: BestCase}
+  - id: warm
+    when: {field: points, op: gte, value: 5}
+    status: Contacted
+"""
+
+
+@pytest.fixture(scope="module")
+def language() -> Engine:
+    return Engine(parse_ruleset(LANGUAGE_RULES, "lang.yaml"), load_model(default_model_path()))
+
+
+def days_after(days: float) -> dt.datetime:
+    return T0 + dt.timedelta(days=days)
+
+
+def test_windows_and_decay_are_counted_at_the_event_time(language: Engine) -> None:
+    events: list[LeadUpserted | LeadActivity] = [
+        activity("a1", "demo_request", days_after(0)),
+        activity("a2", "meeting", days_after(1), count=2),
+        upsert("e1", days_after(13), title="CTO"),  # demo 13 days ago: in the window; meetings 12 days old
+        upsert("e2", days_after(14), title="CEO"),  # 14 days: the demo's day has left the 14-day window
+        upsert("e3", days_after(61), title="CFO"),  # meetings 60 days old: decayed to nothing
+    ]
+    _, out = run(language, events)
+    points = [d.decision["points"] for d in out]
+    # points are rounded to 4 decimals
+    assert points == [40, 60, round(40 + 20 * (1 - 0.5 * 12 / 30), 4), round(20 * (1 - 0.5 * 13 / 30), 4), 0]
+    assert out[2].decision["matched_rules"] == ["demo-this-fortnight", "meetings", "warm"]
+    assert out[4].decision["matched_rules"] == []
+
+
+def test_a_replay_gives_the_same_decisions_whenever_it_runs(language: Engine) -> None:
+    events: list[LeadUpserted | LeadActivity] = [
+        activity("a1", "demo_request", days_after(0)),
+        activity("a2", "meeting", days_after(5)),
+        upsert("e1", days_after(9), email="jo@acme.com"),
+        upsert("e2", days_after(40), email=None),
+    ]
+    first = [decide_all(language, events, decided_at) for decided_at in (1_800_000_000.0, 1_900_000_000.0)]
+    strip = [[{k: v for k, v in d.items() if k != "decided_at"} for d in run_] for run_ in first]
+    assert strip[0] == strip[1]
+    assert [d["status"] for d in strip[0]] == ["Contacted", "Contacted", "Contacted", "Unqualified"]
+
+
+def decide_all(engine: Engine, events: list[LeadUpserted | LeadActivity], decided_at: float) -> list[dict[str, Any]]:
+    state: LeadState | None = None
+    out = []
+    for event in events:
+        state, decided = decide(engine, state, event, decided_at)
+        out.append(decided.decision)
+    return out
+
+
+def test_changed_sees_only_what_this_event_changed(language: Engine) -> None:
+    _, out = run(
+        language,
+        [
+            upsert("e1", email="jo@acme.com"),
+            upsert("e2", email=None),  # cleared now: the rule matches
+            upsert("e3", email=None, title="CTO"),  # already cleared: nothing changed
+        ],
+    )
+    assert ["email-cleared" in d.decision["matched_rules"] for d in out] == [False, True, False]
+
+
+def test_a_custom_value_of_the_wrong_kind_is_simply_false(language: Engine) -> None:
+    _, out = run(language, [upsert("e1", custom={"seats": "12"}), upsert("e2", custom={"seats": 12})])
+    assert [d.decision["points"] for d in out] == [0, 5]
+
+
+def test_a_rule_can_override_the_stage_probability_and_forecast_category(language: Engine) -> None:
+    _, out = run(language, [upsert("e1", company="Acme", lead_source="Partner")])
+    opp = out[0].opportunity
+    assert opp is not None
+    OpportunityCreated.model_validate(opp)
+    assert (opp["stage_name"], opp["probability"], opp["forecast_category"]) == ("Needs Analysis", 40, "BestCase")
+    assert opp["expected_revenue"] == 4000

@@ -6,7 +6,7 @@ import datetime as dt
 
 from tests.builders import T0, activity, upsert
 from worker.events import LeadActivity, LeadUpserted
-from worker.state import apply_event, build_facts, event_digest, new_state, seen
+from worker.state import HISTORY_DAYS, apply_event, build_facts, event_digest, new_state, seen
 
 
 def apply(state: dict[str, object], event: LeadUpserted | LeadActivity, window: int = 64) -> None:
@@ -64,3 +64,66 @@ def test_facts_are_the_flat_view_rules_and_the_model_read() -> None:
     assert facts["event.type"] == "lead.activity"
     assert facts["event.activity_type"] == "email_click"
     assert facts["now"] == now
+
+
+def test_an_event_reports_what_it_changed() -> None:
+    state = new_state("L1", T0.timestamp())
+    first = apply_event(state, upsert("e1", company="Acme", custom={"tier": "gold"}), "d1", T0.timestamp(), 64)
+    assert first == {"company", "custom.tier"}
+    same = upsert("e2", company="Acme", title="CTO", custom={"tier": "gold"})
+    assert apply_event(state, same, "d2", T0.timestamp(), 64) == {"title"}  # the same value changes nothing
+    cleared = upsert("e3", company=None, status="Contacted", custom={"tier": None})
+    assert apply_event(state, cleared, "d3", T0.timestamp(), 64) == {"company", "status", "custom.tier"}
+    kind_only = upsert("e4", custom={"seats": 1})
+    apply_event(state, kind_only, "d4", T0.timestamp(), 64)
+    assert apply_event(state, upsert("e5", custom={"seats": True}), "d5", T0.timestamp(), 64) == {"custom.seats"}
+
+
+def test_an_activity_changes_its_counter_and_the_times_it_moves() -> None:
+    state = new_state("L1", T0.timestamp())
+    later = T0 + dt.timedelta(days=1)
+    assert apply_event(state, activity("a1", "page_view", later), "d1", later.timestamp(), 64) == {
+        "activity.page_view.count",
+        "activity.page_view.last_at",
+        "activity.total",
+        "last_activity_at",
+    }
+    late = apply_event(state, activity("a2", "page_view", T0), "d2", T0.timestamp(), 64)
+    assert late == {"activity.page_view.count", "activity.total"}  # an older event moves no time
+
+
+def test_facts_carry_what_changed_for_the_changed_operator() -> None:
+    state = new_state("L1", T0.timestamp())
+    event = upsert("e1", email="jo@acme.com")
+    changed = apply_event(state, event, "d1", T0.timestamp(), 64)
+    assert build_facts(state, T0.timestamp(), event, changed)["event.changed"] == {"email"}
+    assert build_facts(state, T0.timestamp(), event)["event.changed"] == frozenset()
+
+
+def day(when: dt.datetime) -> int:
+    return int(when.timestamp() // 86400)
+
+
+def test_history_counts_per_day_and_drops_days_beyond_the_kept_history() -> None:
+    state = new_state("L1", T0.timestamp())
+    apply(state, activity("a1", "page_view", T0, count=2))
+    apply(state, activity("a2", "page_view", T0 + dt.timedelta(hours=1)))
+    apply(state, activity("a3", "page_view", T0 + dt.timedelta(days=1)))
+    apply(state, activity("a4", "page_view", T0 - dt.timedelta(days=3)))  # late, within the history: inserted
+    assert state["history"]["page_view"] == [[day(T0) - 3, 1], [day(T0), 3], [day(T0) + 1, 1]]
+    apply(state, activity("a5", "page_view", T0 + dt.timedelta(days=HISTORY_DAYS)))  # the last 90 days are kept
+    assert state["history"]["page_view"] == [[day(T0) + 1, 1], [day(T0) + HISTORY_DAYS, 1]]
+    apply(state, activity("a6", "page_view", T0 - dt.timedelta(days=10)))  # older than the history: not kept
+    assert len(state["history"]["page_view"]) == 2
+    assert state["activity"]["page_view"][0] == 7  # the all-time counter still counts every activity
+
+
+def test_a_state_stored_without_history_loads_and_starts_one() -> None:
+    state = new_state("L1", T0.timestamp())
+    apply(state, activity("a1", "demo_request"))
+    del state["history"]  # as stored by a leadflow before the history existed (still "v": 1)
+    facts = build_facts(state, T0.timestamp(), None)
+    assert facts["activity.history"] == {}
+    assert facts["activity.demo_request.count"] == 1
+    apply(state, activity("a2", "demo_request"))
+    assert state["history"] == {"demo_request": [[day(T0), 1]]}

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
 
+from tests.builders import activity, upsert
+from worker.core import Engine, decide
+from worker.events import LeadActivity, LeadUpserted
 from worker.exceptions import RulesetError
 from worker.rules import OPERATORS, parse_ruleset
 from worker.rules._fields import FIXED_FIELDS
+from worker.scoring import default_model_path, load_model
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "RULES.md"
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -71,3 +76,24 @@ def test_the_python_example_runs(
     monkeypatch.chdir(tmp_path)
     exec(compile(code, str(DOC), "exec"), {})  # noqa: S102  # our own documentation example
     assert capsys.readouterr().out.strip() == "40.0 ('demo-request', 'warm') Contacted"
+
+
+def test_the_decay_example_gives_the_points_shown() -> None:
+    (text,) = [body for body, _ in EXAMPLES if body.startswith('version: "1.0"\ndecay: {percent: 50, days: 30}')]
+    engine = Engine(parse_ruleset(text, "rules.yaml"), load_model(default_model_path()))
+    march = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
+    events: list[LeadUpserted | LeadActivity] = [
+        upsert("e1", march, number_of_employees=2000),
+        activity("a1", "demo_request", march),
+        activity("a2", "page_view", march + dt.timedelta(days=15), count=5),
+        upsert("e2", march + dt.timedelta(days=30), title="CTO"),
+    ]
+    state = None
+    points = []
+    for event in events:
+        state, decided = decide(engine, state, event, decided_at=0.0)
+        points.append(decided.decision["points"])
+    assert points[2:] == [65, 42.5]
+    doc = DOC.read_text(encoding="utf-8")
+    assert "The lead's points are 42.5; on 16 March" in doc
+    assert "= 65." in doc

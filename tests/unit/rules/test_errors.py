@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from worker.exceptions import Problem, RulesetError
 from worker.rules import load_ruleset, parse_ruleset
+from worker.rules._limits import MAX_CONDITIONS, MAX_DEPTH, MAX_FIELDS, MAX_LIST_VALUES, MAX_PATTERN_CHARS, MAX_RULES
 
 
 def problems(text: str) -> list[Problem]:
@@ -407,3 +409,263 @@ def test_an_alias_bomb_is_refused_quickly() -> None:
     lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 12)]
     found = problems("\n".join(lines) + "\n")
     assert any("nested too deeply or is too large" in p.message for p in found)
+
+
+# --- custom fields, new operators, windows, decay, overrides, limits -----------------------------------------
+
+
+def with_fields(fields: str, when: str, extra: str = "points: 5") -> str:
+    return f"""\
+        version: "1"
+        fields: {fields}
+        scoring:
+          - id: r1
+            when: {when}
+            {extra}
+        """
+
+
+def test_an_undeclared_custom_field_says_how_to_declare_it() -> None:
+    problem = only(scoring_rule("{field: custom.seats, op: gte, value: 10}"))
+    assert problem.line == 4
+    assert problem.message == (
+        "scoring[0].when.field: unknown field 'custom.seats'; declare it under 'fields:' with its kind"
+        " (text, number, yes/no or time), e.g. fields: {custom.seats: number}"
+    )
+    assert "fields: {custom.plan: text}" in only(scoring_rule("{field: custom.plan, op: eq, value: pro}")).message
+
+
+def test_a_near_miss_of_a_declared_custom_field_is_suggested() -> None:
+    problem = only(with_fields("{custom.plan: text}", "{field: custom.pln, op: eq, value: pro}"))
+    assert problem.message == "scoring[0].when.field: unknown field 'custom.pln'; it is not declared under 'fields:'"
+    assert problem.suggestion == "custom.plan"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message", "suggestion"),
+    [
+        ("{custom.plan: string}", "field 'custom.plan' has an unknown kind 'string'; kinds are:", "text"),
+        ("{custom.trial: bool}", "field 'custom.trial' has an unknown kind 'bool'", "yes/no"),
+        ("{custom.trial: yes}", "field 'custom.trial' has an unknown kind True", "yes/no"),
+        ("{custom.budget: numbr}", "unknown kind 'numbr'; kinds are: text, number, yes/no, time", "number"),
+        ("{plan: text}", "declared fields are org-specific fields written 'custom.<name>', got 'plan'", "custom.plan"),
+        ("{company: text}", "'company' is a standard field with a fixed kind", None),
+        ("[custom.plan]", "'fields' needs a mapping of custom fields to kinds, e.g. {custom.plan: text}", None),
+    ],
+)
+def test_bad_field_declarations(fields: str, message: str, suggestion: str | None) -> None:
+    problem = only(with_fields(fields, "{field: company, op: is_null}"))
+    assert message in problem.message
+    assert problem.suggestion == suggestion
+    assert problem.line == 2
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ("{field: custom.budget, op: contains, value: '1'}", "op 'contains' works on text, but field 'custom.budget'"),
+        (
+            "{field: custom.budget, op: gte, value: lots}",
+            "op 'gte' needs a number, got 'lots' for field 'custom.budget'",
+        ),
+        ("{field: custom.budget, op: between, value: [9, 1]}", "op 'between' needs low <= high, got [9, 1]"),
+        ("{field: custom.trial, op: eq, value: 'yes'}", "op 'eq' needs true or false, got 'yes'"),
+        ("{field: custom.plan, op: gt, value: 3}", "op 'gt' compares numbers, but field 'custom.plan' holds text"),
+        ("{field: custom.plan, op: eq, value: 3}", "op 'eq' needs a text, got 3 for field 'custom.plan'"),
+        ("{field: custom.signup_at, op: eq_ci, value: x}", "op 'eq_ci' works on text, but field 'custom.signup_at'"),
+    ],
+)
+def test_declared_custom_fields_are_checked_like_standard_ones(when: str, message: str) -> None:
+    fields = "{custom.budget: number, custom.plan: text, custom.trial: yes/no, custom.signup_at: time}"
+    assert message in only(with_fields(fields, when)).message
+
+
+@pytest.mark.parametrize(
+    ("when", "message", "suggestion"),
+    [
+        (
+            r"{field: title, op: matches, value: '(\w+) \1'}",
+            r"op 'matches' cannot use the pattern '(\\w+) \\1' for field 'title': invalid escape sequence: \1"
+            r" (patterns run in linear time: no look-around such as (?=...) and no back-references such as \1)",
+            None,
+        ),
+        (
+            "{field: title, op: matches, value: '(?=vp)'}",
+            "op 'matches' cannot use the pattern '(?=vp)' for field 'title': invalid perl operator: (?=",
+            None,
+        ),
+        ("{field: title, op: matches, value: '(vp'}", "missing )", None),
+        ("{field: title, op: matches, value: ''}", "op 'matches' needs a regular expression (a text), got ''", None),
+        ("{field: title, op: matches, value: [vp]}", "op 'matches' needs a regular expression (a text)", None),
+        ("{field: annual_revenue, op: matches, value: '1'}", "op 'matches' works on text", None),
+        ("{field: email, op: domain_in, value: []}", "op 'domain_in' needs a domain or a list of domains", None),
+        ("{field: email, op: domain_in, value: [acme com]}", "needs a domain like 'example.com', got 'acme com'", None),
+        ("{field: email, op: domain_in, value: [3]}", "needs a domain like 'example.com', got 3", None),
+        ("{field: email, op: is_free_email, value: true}", "op 'is_free_email' takes no value, got True", None),
+        ("{field: email, op: regex, value: x}", "unknown op 'regex'", "matches"),
+        ("{field: email, op: free_email}", "unknown op 'free_email'", "is_free_email"),
+        ("{field: points, op: changed}", "scoring rules cannot read 'points'", None),
+        ("{field: score, op: changed}", "op 'changed' tests what an event sends", None),
+        (
+            "{field: activity.demo_request.count_in_days(7), op: changed}",
+            "field 'activity.demo_request.count_in_days(7)' is computed by leadflow",
+            None,
+        ),
+    ],
+)
+def test_new_operator_mistakes(when: str, message: str, suggestion: str | None) -> None:
+    problem = only(scoring_rule(when))
+    assert message in problem.message
+    assert problem.suggestion == suggestion
+
+
+@pytest.mark.parametrize(
+    ("field", "message", "suggestion"),
+    [
+        (
+            "activity.demo_request.count_in_days(120)",
+            "field 'activity.demo_request.count_in_days(120)': a window of 120 days is over the limit of 90 days"
+            " (leadflow keeps 90 days of activity history per lead)",
+            "activity.demo_request.count_in_days(90)",
+        ),
+        ("activity.demo_request.count_in_days(0)", "a window needs at least 1 day, got 0", None),
+        ("activity.demo_request.count_in_days", "a window is written count_in_days(N)", None),
+        ("activity.demo_request.count_in_days(1.5)", "a window is written count_in_days(N)", None),
+        (
+            "activity.demo_requests.count_in_days(7)",
+            "unknown activity type 'demo_requests'",
+            "activity.demo_request.count_in_days(7)",
+        ),
+    ],
+)
+def test_window_mistakes(field: str, message: str, suggestion: str | None) -> None:
+    problem = only(scoring_rule(f"{{field: '{field}', op: gte, value: 1}}"))
+    assert message in problem.message
+    assert problem.suggestion == suggestion
+
+
+@pytest.mark.parametrize(
+    ("decay", "when", "message"),
+    [
+        (
+            "{percent: 50, days: 30}",
+            "{field: title, op: eq, value: CTO}",
+            "scoring[0].decay: the rule reads no activity count, so there is nothing to decay",
+        ),
+        ("{percent: 150, days: 30}", DEMO_WHEN := "{field: activity.demo_request.count, op: gte, value: 1}", "100"),
+        ("{percent: 50}", DEMO_WHEN, "'decay' is missing the required key 'days'"),
+        ("{percent: 50, dayz: 30}", DEMO_WHEN, "unknown key 'dayz' in 'decay'"),
+        ("half", DEMO_WHEN, "'decay' needs a mapping {percent, days} (e.g. {percent: 50, days: 30}) or false"),
+        ("true", DEMO_WHEN, "'decay' needs a mapping {percent, days}"),
+    ],
+)
+def test_decay_mistakes(decay: str, when: str, message: str) -> None:
+    problem = only(scoring_rule(when, f"points: 5\n            decay: {decay}"))
+    assert message in problem.message
+    assert problem.rule_id == "r1"
+
+
+def test_a_broken_ruleset_decay_is_reported_at_its_line() -> None:
+    problem = only('version: "1"\ndecay: {percent: 0, days: 30}\n')
+    assert problem.line == 2
+    assert problem.message.startswith("decay.percent: input should be greater than 0")
+
+
+def converting(opportunity: str, stage: str = "Needs Analysis") -> str:
+    return f"""\
+        version: "1"
+        qualification:
+          - id: q1
+            when: {{field: points, op: gte, value: 1}}
+            status: Qualified
+            convert: true
+            opportunity: {{stage: {stage}, {opportunity}}}
+        """
+
+
+@pytest.mark.parametrize(
+    ("opportunity", "stage", "message", "suggestion"),
+    [
+        ("forecast_category: Commit", "Needs Analysis", "unknown forecast category 'Commit'; use one of", "Forecast"),
+        ("forecast_category: pipeline", "Needs Analysis", "unknown forecast category 'pipeline'", "Pipeline"),
+        (
+            "probability: 120",
+            "Needs Analysis",
+            "opportunity.probability: input should be less than or equal to 100",
+            None,
+        ),
+        ("probability: '40'", "Needs Analysis", "opportunity.probability: needs a whole number, got '40'", None),
+        (
+            "probability: 50",
+            "Closed Won",
+            "opportunity.probability: stage 'Closed Won' is closed: its probability and forecast category cannot be"
+            " overridden",
+            None,
+        ),
+    ],
+)
+def test_opportunity_override_mistakes(opportunity: str, stage: str, message: str, suggestion: str | None) -> None:
+    problem = only(converting(opportunity, stage))
+    assert message in problem.message
+    assert problem.suggestion == suggestion
+    assert problem.line == 7
+
+
+# --- limits -------------------------------------------------------------------------------------------------------
+
+
+def test_too_many_rules() -> None:
+    rules = "".join(
+        f"  - {{id: r{i}, when: {{field: company, op: is_null}}, points: 1}}\n" for i in range(MAX_RULES + 1)
+    )
+    problem = only('version: "1"\nscoring:\n' + rules)
+    assert (
+        problem.message
+        == f"the ruleset has {MAX_RULES + 1} rules (scoring and qualification); the limit is {MAX_RULES}"
+    )
+
+
+def test_a_condition_nested_too_deep() -> None:
+    when: dict[str, object] = {"field": "company", "op": "is_null"}
+    for _ in range(MAX_DEPTH):
+        when = {"not": when}
+    problem = only(scoring_rule(json.dumps(when)))
+    assert (
+        problem.message
+        == f"scoring[0].when: the condition is nested {MAX_DEPTH + 1} levels deep; the limit is {MAX_DEPTH}"
+    )
+    assert (problem.rule_id, problem.line) == ("r1", 4)
+    parse_ruleset(textwrap.dedent(scoring_rule(json.dumps(when["not"]))))  # at the limit: fine
+
+
+def test_a_condition_with_too_many_tests() -> None:
+    tests = [{"field": "company", "op": "eq", "value": str(i)} for i in range(MAX_CONDITIONS + 1)]
+    problem = only(scoring_rule(json.dumps({"any": tests})))
+    assert problem.message == (
+        f"scoring[0].when: the condition has {MAX_CONDITIONS + 1} tests; the limit is {MAX_CONDITIONS}"
+    )
+    assert problem.rule_id == "r1"
+
+
+def test_a_list_too_long() -> None:
+    values = [str(i) for i in range(MAX_LIST_VALUES + 1)]
+    problem = only(scoring_rule(json.dumps({"field": "country", "op": "in", "value": values})))
+    assert problem.message == (
+        f"scoring[0].when.value: op 'in' has {MAX_LIST_VALUES + 1} values for field 'country';"
+        f" the limit is {MAX_LIST_VALUES}"
+    )
+
+
+def test_a_pattern_too_long() -> None:
+    pattern = "a" * (MAX_PATTERN_CHARS + 1)
+    problem = only(scoring_rule(json.dumps({"field": "title", "op": "matches", "value": pattern})))
+    assert problem.message == (
+        f"scoring[0].when.value: op 'matches' has a pattern of {MAX_PATTERN_CHARS + 1} characters for field 'title';"
+        f" the limit is {MAX_PATTERN_CHARS}"
+    )
+
+
+def test_too_many_declared_fields() -> None:
+    fields = json.dumps({f"custom.f{i}": "number" for i in range(MAX_FIELDS + 1)})
+    problem = only(f'version: "1"\nfields: {fields}\n')
+    assert problem.message == f"fields: 'fields' declares {MAX_FIELDS + 1} fields; the limit is {MAX_FIELDS}"
