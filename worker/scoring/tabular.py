@@ -33,7 +33,7 @@ from worker.scoring._mapping import Column, load_mapping
 from worker.scoring._mapping import Mapping as ColumnMapping
 from worker.scoring._metrics import calibration_bins, expected_calibration_error, metrics
 from worker.scoring._model import Model, Weights
-from worker.scoring.train import _Bar, _progress, fit, matrix, write_model
+from worker.scoring.train import _Bar, _progress, fit, learn_features, matrix, write_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -196,6 +196,7 @@ class _Prepared:
     facts: list[dict[str, object]]
     labels: list[int]
     times: list[float] | None
+    lines: list[str]  # where each row came from (CSV line number)
     columns: tuple[Column, ...]  # with kinds resolved
     skipped: int
 
@@ -208,6 +209,7 @@ def _prepare(table: Table, mapping: ColumnMapping, bar: _Bar) -> _Prepared:
     facts: list[dict[str, object]] = []
     labels: list[int] = []
     times: list[float] | None = [] if mapping.date is not None else None
+    lines: list[str] = []
     skipped = 0
     step = max(1, len(table.rows) // 50)
     for i, row in enumerate(table.rows):
@@ -239,6 +241,7 @@ def _prepare(table: Table, mapping: ColumnMapping, bar: _Bar) -> _Prepared:
             msg = f"{where}: this row is not a valid lead once mapped: {exc}"
             raise TrainingError(msg, source=data) from None
         labels.append(label)
+        lines.append(row[_LINE])
         if i % step == 0:
             bar("reading", i, len(table.rows))
     bar("reading", len(table.rows), len(table.rows))
@@ -251,7 +254,7 @@ def _prepare(table: Table, mapping: ColumnMapping, bar: _Bar) -> _Prepared:
             f"seen {seen!r})"
         )
         raise TrainingError(msg, source=data, column=mapping.outcome, key="outcome.positive")
-    return _Prepared(facts, labels, times, columns, skipped)
+    return _Prepared(facts, labels, times, lines, columns, skipped)
 
 
 def _outcome(cell: str, mapping: ColumnMapping, where: str) -> int | None:
@@ -504,7 +507,12 @@ def train_table(
         test = [prepared.facts[i] for i in test_i]
         y_train = [prepared.labels[i] for i in train_i]
         y_test = [prepared.labels[i] for i in test_i]
-        all_features = _features(prepared.columns, train, mapping.missing_values)
+        all_features = learn_features(
+            train,
+            _features(prepared.columns, train, mapping.missing_values),
+            min_share=mapping.min_share,
+            min_count=mapping.min_count,
+        )
         bar("leakage check", 0, 1)
         aucs = single_feature_auc(all_features, train, y_train, mapping.seed)
         bar("leakage check", 1, 1)
@@ -600,6 +608,7 @@ def train_table(
         model=model,
         curves={
             "y": y_test,
+            "lines": [prepared.lines[i] for i in test_i],
             "scores": {"model": main.p, "naive Bayes (Odoo)": p_nb, "points": p_points},
             "uncalibrated": main.p_uncalibrated,
             "calibration_bins": calibration_bins(y_test, main.p),

@@ -1,0 +1,117 @@
+"""``leadflow train`` and ``leadflow score`` through ``worker.cli.main``: exit codes, output, files written."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.unit.scoring.tabular_data import MAPPING, write_export
+from worker.cli import main
+from worker.scoring import default_model_path, load_model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str, int]:
+    root = tmp_path_factory.mktemp("cli")
+    data = write_export(root / "leads.csv")
+    mapping = root / "mapping.yaml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+    out = root / "out"
+    buffer = io.StringIO()  # a module fixture cannot use capsys
+    with contextlib.redirect_stdout(buffer):
+        code = main(["train", "--data", str(data), "--mapping", str(mapping), "--out", str(out)])
+    return data, out, buffer.getvalue(), code
+
+
+def test_train_writes_the_model_the_card_and_charts_and_prints_the_comparison(
+    trained: tuple[Path, Path, str, int],
+) -> None:
+    _, out, printed, code = trained
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "calibration.png",
+        "factors.png",
+        "lift.png",
+        "model-card.html",
+        "model.json",
+        "roc.png",
+        "scores.png",
+    ]
+    model = load_model(out / "model.json")
+    assert printed.startswith(f"model {model.version}: 600 leads")
+    assert "naive Bayes (Odoo)" in printed
+    assert "LEAKAGE? column 'Sales Tag'" in printed
+
+
+def test_train_with_a_bad_mapping_exits_2_naming_the_column(
+    trained: tuple[Path, Path, str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = trained[0]
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(MAPPING.replace("Source: lead_source", "Sourse: lead_source"), encoding="utf-8")
+    assert main(["train", "--data", str(data), "--mapping", str(mapping), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "leadflow: error: " in err
+    assert "column 'Sourse' is not in" in err
+    assert "(did you mean 'Source'?)" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_train_needs_synthetic_or_data_with_a_mapping(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", str(tmp_path / "m")]) == 2
+    assert "train needs either --synthetic or --data FILE --mapping MAPPING.yaml" in capsys.readouterr().err
+    assert main(["train", "--data", "x.csv", "--out", str(tmp_path / "m")]) == 2
+    assert "--data needs --mapping MAPPING.yaml" in capsys.readouterr().err
+
+
+def test_score_prints_the_score_and_factors_that_add_up(
+    trained: tuple[Path, Path, str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = trained[1]
+    lead = tmp_path / "lead.json"
+    lead.write_text(json.dumps({"lead_source": "Referral", "custom": {"origin": "API", "visits": 9}}), encoding="utf-8")
+    assert main(["score", "--lead", str(lead), "--model", str(out / "model.json"), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    model = load_model(out / "model.json")
+    assert lines[0].startswith("score ")
+    assert model.version in lines[0]
+    assert "  Origin = API (+" in "\n".join(lines[2:4])
+    assert lines[4].startswith("  2 other factors (")
+    logit = float(lines[1].split()[1])
+    baseline = float(lines[1].split()[4])
+    parts = [float(line.rsplit("(", 1)[1].rstrip(")")) for line in lines[2:]]
+    assert logit == pytest.approx(baseline + sum(parts), abs=0.02)  # rounded to 2 decimals each
+
+
+def test_score_reads_json_lines_events_with_the_default_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = [
+        {"schema_version": 1, "event_id": "e1", "occurred_at": "2024-03-01T10:00:00+00:00", "lead_id": "L1",
+         "event_type": "lead.upserted", "lead": {"lead_source": "Referral", "title": "VP of Sales"}},
+        {"schema_version": 1, "event_id": "e2", "occurred_at": "2024-03-01T11:00:00+00:00", "lead_id": "L1",
+         "event_type": "lead.activity", "activity": {"type": "demo_request"}},
+    ]  # fmt: skip
+    lead = tmp_path / "events.jsonl"
+    lead.write_text("\n".join(json.dumps(e) for e in events) + "\n", encoding="utf-8")
+    assert main(["score", "--lead", str(lead)]) == 0
+    printed = capsys.readouterr().out
+    assert load_model(default_model_path()).version in printed
+    assert "demo requests: 1 (+" in printed
+
+
+def test_score_errors_exit_2_with_the_file_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["score", "--lead", str(tmp_path / "none.json")]) == 2
+    assert "none.json: lead file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"lead_source": 12', encoding="utf-8")
+    assert main(["score", "--lead", str(bad)]) == 2
+    assert "bad.json: not JSON or JSON lines" in capsys.readouterr().err
+    invalid = tmp_path / "invalid.json"
+    invalid.write_text('{"number_of_employees": -4}', encoding="utf-8")
+    assert main(["score", "--lead", str(invalid)]) == 2
+    assert "invalid.json: " in capsys.readouterr().err
