@@ -101,37 +101,48 @@ def seen(state: LeadState, digest: str) -> bool:
     return " " + digest in state["recent"]
 
 
-def apply_event(state: LeadState, event: LeadUpserted | LeadActivity, digest: str, now: float, window: int) -> set[str]:
+def apply_event(
+    state: LeadState, event: LeadUpserted | LeadActivity, digest: str, now: float, window: int
+) -> Collection[str]:
     """Merge one event into ``state`` in place (partial update semantics; counters add up).
 
     ``now`` is the event's time in epoch seconds; ``window`` bounds how many event digests are remembered.
     Returns the fact paths the event changed: fields set to a different value (or cleared), and for an activity
     its counter, ``activity.total`` and the last-activity times it moved.
     """
-    changed: set[str] = set()
+    changed: Collection[str]
     if isinstance(event, LeadUpserted):
+        changed = set()
         _merge_fields(state, event.lead, changed)
     else:
         activity = event.activity
-        kind = activity.type
-        count_key, last_key = _ACTIVITY_KEYS.get(kind) or _activity_keys(kind)
-        changed.add(count_key)
-        changed.add("activity.total")
+        kind, count = activity.type, activity.count
+        keys = _ACTIVITY_KEYS.get(kind) or _activity_keys(kind)
         counters: dict[str, list[Any]] = state["activity"]
         entry = counters.get(kind)
         if entry is None:
-            counters[kind] = [activity.count, now]
-            changed.add(last_key)
+            counters[kind] = [count, now]
+            moved = True
         else:
-            entry[0] += activity.count
-            if entry[1] is None or now > entry[1]:
+            entry[0] += count
+            moved = entry[1] is None or now > entry[1]
+            if moved:
                 entry[1] = now
-                changed.add(last_key)
-        _count_day(state, kind, int(now // _DAY), activity.count)
+        day = int(now // _DAY)
+        history = state.get("history")
+        buckets = None if history is None else history.get(kind)
+        if buckets is not None and buckets[-1][0] == day:  # another activity the same day
+            buckets[-1][1] += count
+        elif buckets is not None and buckets[-1][0] < day and buckets[0][0] > day - HISTORY_DAYS:
+            buckets.append([day, count])  # a new day, and nothing falls out of the history yet
+        else:
+            _count_day(state, kind, day, count)
         last = state["last_activity_at"]
         if last is None or now > last:
             state["last_activity_at"] = now
-            changed.add("last_activity_at")
+            changed = keys[2] if moved else keys[3]
+        else:
+            changed = keys[4] if moved else keys[5]
     recent: str = state["recent"] + " " + digest
     keep = window * (_DIGEST_CHARS + 1)
     state["recent"] = recent if len(recent) <= keep else recent[-keep:]
@@ -196,12 +207,24 @@ def _merge_fields(state: LeadState, fields: LeadFields, changed: set[str]) -> No
 _ABSENT = object()
 
 
-_ACTIVITY_KEYS: dict[str, tuple[str, str]] = {}
+_ActivityKeys = tuple[str, str, frozenset[str], frozenset[str], frozenset[str], frozenset[str]]
+_ACTIVITY_KEYS: dict[str, _ActivityKeys] = {}
 _MAX_CACHED_KINDS = 10_000  # activity types are open-ended: do not let producers grow this without bound
 
 
-def _activity_keys(kind: str) -> tuple[str, str]:
-    keys = (f"activity.{kind}.count", f"activity.{kind}.last_at")
+def _activity_keys(kind: str) -> _ActivityKeys:
+    """The type's fact keys (count, last_at), and what an activity of it changed, built once per type: with
+    both times moved, only the overall one, only the type's, neither."""
+    count, last_at = f"activity.{kind}.count", f"activity.{kind}.last_at"
+    base = frozenset({count, "activity.total"})
+    keys = (
+        count,
+        last_at,
+        base | {last_at, "last_activity_at"},
+        base | {"last_activity_at"},
+        base | {last_at},
+        base,
+    )
     if len(_ACTIVITY_KEYS) < _MAX_CACHED_KINDS:
         _ACTIVITY_KEYS[kind] = keys
     return keys
