@@ -18,10 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from worker.scoring._features import MISSING, Feature, FreeEmail, Numeric, normalise_text
+from worker.scoring._metrics import metrics
 
-__all__ = ["NaiveBayes", "Points", "discretiser"]
+__all__ = ["NaiveBayes", "Points", "compare", "discretiser"]
 
 SMOOTHING = 0.1
 Row = Mapping[str, str]
@@ -129,3 +131,30 @@ class Points:
     def predict(self, row: Row) -> float:
         z = self.a * self.total(row) + self.b
         return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def compare(
+    features: Sequence[Feature],
+    train: Sequence[Mapping[str, object]],
+    y_train: Sequence[int],
+    test: Sequence[Mapping[str, object]],
+    y_test: Sequence[int],
+    p_model: Sequence[float],
+    *,
+    min_count: int = 10,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[float]]]:
+    """The model's held-out metrics next to both baselines fitted on the same training rows over the same features.
+
+    Returns (metrics by scorer, held-out probabilities by scorer).
+    """
+    discrete = discretiser(features, train)
+    d_train = [discrete(f) for f in train]
+    d_test = [discrete(f) for f in test]
+    nb = NaiveBayes.fit(d_train, y_train)
+    points = Points.fit(d_train, y_train, min_count=min_count)
+    scores = {
+        "model": list(p_model),
+        "naive Bayes (Odoo)": [nb.predict(r) for r in d_test],
+        "points": [points.predict(r) for r in d_test],
+    }
+    return {name: metrics(y_test, p) for name, p in scores.items()}, scores

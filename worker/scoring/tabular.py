@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from worker.exceptions import EventError, TrainingError
-from worker.scoring._baselines import NaiveBayes, Points, discretiser
+from worker.scoring._baselines import compare
 from worker.scoring._features import Categorical, Feature, Flag, FreeEmail, Numeric, flag_level
 from worker.scoring._lead import REFERENCE_TIME, facts_from_fields
 from worker.scoring._mapping import Column, load_mapping
@@ -528,20 +528,9 @@ def train_table(
             other_features = all_features if mapping.drop_flagged else clean
             other = _fit_variant(other_features, train, y_train, test, mapping, bar, "variant")
         bar("baselines", 0, 1)
-        discrete = discretiser(chosen, train)
-        d_train = [discrete(f) for f in train]
-        d_test = [discrete(f) for f in test]
-        nb = NaiveBayes.fit(d_train, y_train)
-        points = Points.fit(d_train, y_train, min_count=mapping.min_count)
-        p_nb = [nb.predict(r) for r in d_test]
-        p_points = [points.predict(r) for r in d_test]
+        compared, scores = compare(chosen, train, y_train, test, y_test, main.p, min_count=mapping.min_count)
         bar("baselines", 1, 1)
-    results = {
-        "model": metrics(y_test, main.p),
-        "model, uncalibrated": metrics(y_test, main.p_uncalibrated),
-        "naive Bayes (Odoo)": metrics(y_test, p_nb),
-        "points": metrics(y_test, p_points),
-    }
+    results = {"model": compared.pop("model"), "model, uncalibrated": metrics(y_test, main.p_uncalibrated), **compared}
     by_column = {c.field: c.column for c in prepared.columns}
     leakage = [
         {
@@ -609,7 +598,7 @@ def train_table(
         curves={
             "y": y_test,
             "lines": [prepared.lines[i] for i in test_i],
-            "scores": {"model": main.p, "naive Bayes (Odoo)": p_nb, "points": p_points},
+            "scores": scores,
             "uncalibrated": main.p_uncalibrated,
             "calibration_bins": calibration_bins(y_test, main.p),
         },

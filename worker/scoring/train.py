@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from worker.parse import parse_event
+from worker.scoring._baselines import compare as compare_baselines
 from worker.scoring._features import (
     Categorical,
     Feature,
@@ -106,6 +107,7 @@ class TrainReport:
     calibration_last: tuple[CalibrationBin, ...]
     path: Path | None
     seconds: float
+    comparison: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # with compare=True
 
     def __str__(self) -> str:
         lines = [
@@ -120,6 +122,11 @@ class TrainReport:
             f"  [{b.lo:.1f}, {b.hi:.1f})  n={b.n:5d}  predicted {b.predicted:.3f}  observed {b.observed:.3f}"
             for b in self.calibration
         ]
+        for name, m in self.comparison.items():
+            lines.append(
+                f"  {name:<20} ROC AUC {m['roc_auc']:.3f}  PR AUC {m['pr_auc']:.3f}  log loss {m['log_loss']:.4f}  "
+                f"Brier {m['brier']:.4f}  ECE {m['ece']:.4f}  lift@10% {m['lift'][0]:.2f}"
+            )
         lines.append(f"written to {self.path}" if self.path is not None else "not written (no --out)")
         lines.append(f"took {self.seconds:.1f}s")
         return "\n".join(lines)
@@ -136,13 +143,19 @@ class Fitted:
 
 
 def train_synthetic(
-    *, seed: int = 7, n_leads: int = 4000, out: Path | None = None, progress: bool | None = None
+    *,
+    seed: int = 7,
+    n_leads: int = 4000,
+    out: Path | None = None,
+    progress: bool | None = None,
+    compare: bool = False,
 ) -> TrainReport:
     """Generate seeded synthetic leads, replay them, fit, evaluate on a seeded holdout and write ``out``.
 
     Rows are snapshots at random events of each lead (see the module docstring); the holdout is scored at one
     random event per lead (as served) and at its last event. ``progress`` shows a rich progress bar, by
-    default only when standard error is a terminal.
+    default only when standard error is a terminal. ``compare`` also fits both baselines on the same rows and
+    reports all three on the as-served holdout (not stored in the model file).
     """
     t0 = time.perf_counter()
     show = sys.stderr.isatty() if progress is None else progress
@@ -163,9 +176,11 @@ def train_synthetic(
     with _progress(show) as bar:
         snapshots = replay(data.events, at, bar)
         bar("fitting", 0, 1)
+        train_rows = [snapshots[i][k] for i in train_ids for k in at[i]]
+        train_labels = [data.outcomes[i] for i in train_ids for _ in at[i]]
         fitted = fit(
-            [snapshots[i][k] for i in train_ids for k in at[i]],
-            [data.outcomes[i] for i in train_ids for _ in at[i]],
+            train_rows,
+            train_labels,
             name=f"synthetic-s{seed}",
             training={
                 "data": "synthetic",
@@ -182,6 +197,17 @@ def train_synthetic(
     labels = [data.outcomes[i] for i in test_ids]
     as_served = evaluate(fitted.model, [snapshots[i][served[i]] for i in test_ids], labels)
     at_last = evaluate(fitted.model, [snapshots[i][counts[i] - 1] for i in test_ids], labels)
+    comparison: dict[str, dict[str, Any]] = {}
+    if compare:
+        served_rows = [snapshots[i][served[i]] for i in test_ids]
+        comparison, _ = compare_baselines(
+            fitted.model.features,
+            train_rows,
+            [int(v) for v in train_labels],
+            served_rows,
+            [int(v) for v in labels],
+            [fitted.model.score(f).probability for f in served_rows],
+        )
     model = fitted.model
     holdout = {
         "random_event": {k: v for k, v in as_served.items() if k != "calibration"},
@@ -207,6 +233,7 @@ def train_synthetic(
         calibration_last=tuple(CalibrationBin(**b) for b in at_last["calibration"]),
         path=out,
         seconds=time.perf_counter() - t0,
+        comparison=comparison,
     )
     logger.info("trained %s: holdout AUC %.3f, Brier %.4f", report.version, report.auc, report.brier)
     return report
