@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import Field
 
 from worker.core import Engine, decide
@@ -189,6 +190,13 @@ def _compare(expect: ExpectDoc, actual: dict[str, Any]) -> list[tuple[str, str, 
 
 
 def _read(text: str, src: Source, ruleset: Ruleset) -> list[_Case] | None:
+    try:
+        empty = yaml.safe_load(text) is None
+    except yaml.YAMLError:
+        empty = False  # read_yaml reports it with its line
+    if empty:
+        src.add((), "the test case file is empty; it needs a list of 'cases'")
+        return None
     data = read_yaml(text, src)
     if src.problems:
         return None

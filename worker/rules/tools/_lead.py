@@ -86,13 +86,20 @@ def validate(model: type[Doc], raw: object, loc: Loc, src: Source, what: str) ->
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
+        errors = exc.errors(include_url=False)
+        meant: set[str] = set()  # a missing key that an unknown key probably meant is not reported twice
+        for err in errors:
             where = tuple(err["loc"])
             if err["type"] == "extra_forbidden":
                 key = str(where[-1])
                 close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
+                meant.update(close)
                 src.add((*loc, *where), f"unknown key {key!r} in {what}", suggestion=close[0] if close else None)
-            elif err["type"] == "missing":
+        for err in errors:
+            where = tuple(err["loc"])
+            if err["type"] == "extra_forbidden" or (err["type"] == "missing" and where[-1] in meant):
+                continue
+            if err["type"] == "missing":
                 src.add(loc, f"{what} is missing the required key {where[-1]!r}")
             else:
                 src.add((*loc, *where), _plain(err))
