@@ -6,7 +6,7 @@ See ``docs/RULES-TOOLING.md``.
 
 from __future__ import annotations
 
-from worker.rules.tools._casetest import TestRun, cases_path_for, format_run, run_cases
+from worker.rules.tools._casetest import TestRun, cases_path_for, fixed_score, format_run, run_cases
 from worker.rules.tools._cli import run as run_cli
 from worker.rules.tools._explain import explain, format_explanation
 from worker.rules.tools._lint import CheckReport, Finding, check_text, read_sample
@@ -20,6 +20,7 @@ __all__ = [
     "cases_path_for",
     "check_text",
     "explain",
+    "fixed_score",
     "format_explanation",
     "format_run",
     "parse_for_tools",

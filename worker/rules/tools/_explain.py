@@ -21,7 +21,7 @@ from worker.core import Engine, decide
 from worker.events import LeadActivity, LeadEvent, LeadUpserted
 from worker.exceptions import ConfigError
 from worker.rules import QualificationRule, RuleOutcome, Ruleset, ScoringRule
-from worker.rules._loader import Source
+from worker.rules._loader import Source, read_yaml
 from worker.rules.tools._lead import (
     DEFAULT_AT,
     EventDoc,
@@ -84,6 +84,8 @@ def read_lead(path: Path) -> tuple[LeadState | None, list[LeadUpserted | LeadAct
     except yaml.YAMLError as exc:
         msg = f"the lead file {str(path)!r} is not YAML or JSON: {exc}"
         raise ConfigError(msg) from exc
+    if data is not None:
+        data = read_yaml(text, src)  # the same data, with the line of every key for the messages
     if isinstance(data, dict) and "event_type" in data:
         return None, [_event_line(text, path, 1)]
     if isinstance(data, dict) and "lead_id" in data and "v" in data:  # a state as the worker stores it
