@@ -18,6 +18,7 @@ import logging
 import time
 import weakref
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import faust
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from worker._sender import BatchSender, Message
 from worker._transport import LeadflowTransport
+from worker.artifacts import ArtifactKind
 from worker.control import ControlSnapshot, follow_control
 from worker.core import BatchResult, Engine, process_batch
 from worker.exceptions import ConfigError
@@ -289,22 +291,11 @@ def build_app(
 
 
 def _reloads(app: LeadflowApp, settings: Settings, reloader: Reloader, control: ControlSnapshot | None) -> None:
-    """Watch the rules file and follow the control topic, offering what changes to the reloader."""
-    if settings.rules is not None and settings.reload_interval > 0:
-        watch = FileWatch(settings.rules)
-        name = str(settings.rules)
-
-        async def check_rules_file() -> None:
-            try:
-                text = watch.changed()
-            except ConfigError as exc:
-                reloader.refuse("file", str(exc))
-                return
-            if text is not None:
-                reloader.offer(text, name, "file")
-
-        app.timer(settings.reload_interval, name="leadflow.rules_file")(check_rules_file)
-
+    """Watch the rules and model files and follow the control topic, offering what changes to the reloader."""
+    files: list[tuple[ArtifactKind, Path | None]] = [("ruleset", settings.rules), ("model", settings.model)]
+    for kind, path in files:
+        if path is not None and settings.reload_interval > 0:
+            _watch_file(app, settings.reload_interval, reloader, kind, path)
     if control is not None:
         start = control.next_offsets
 
@@ -312,6 +303,21 @@ def _reloads(app: LeadflowApp, settings: Settings, reloader: Reloader, control: 
             await follow_control(settings, start, reloader.offer_record)
 
         app.task(follow)
+
+
+def _watch_file(app: LeadflowApp, interval: float, reloader: Reloader, kind: ArtifactKind, path: Path) -> None:
+    watch = FileWatch(path)
+
+    async def check_file() -> None:
+        try:
+            text = watch.changed()
+        except ConfigError as exc:
+            reloader.refuse(kind, "file", str(exc))
+            return
+        if text is not None:
+            reloader.offer(kind, text, str(path), "file")
+
+    app.timer(interval, name=f"leadflow.{kind}_file")(check_file)
 
 
 def _track_end_offsets_on_change(monitor: Any) -> None:

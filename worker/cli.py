@@ -89,9 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--leads", type=int, default=4000)
     p.add_argument("--data", type=Path, help="a CRM export of leads with their outcome (CSV, or Parquet)")
     p.add_argument("--mapping", type=Path, help="the export's column mapping (YAML; see docs/MODEL.md)")
-    p.add_argument(
-        "--out", type=Path, required=True, help="with --synthetic: the model JSON; with --data: a directory"
-    )
+    p.add_argument("--out", type=Path, required=True, help="with --synthetic: the model JSON; with --data: a directory")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("score", help="score one lead with a model and show the factors behind the score")
@@ -106,7 +104,24 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_schema)
 
     _rules_parser(sub)
+    _model_parser(sub)
     return parser
+
+
+def _publish_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser], kind: str, what: str) -> None:
+    p = actions.add_parser(
+        "publish", help=f"validate a {kind} and publish it on the control topic: every running worker switches to it"
+    )
+    p.add_argument("file", type=Path, help=what)
+    p.add_argument("--broker", dest="broker_url", help="bootstrap servers (LEADFLOW_BROKER_URL)")
+    p.add_argument("--control-topic", dest="topic_control", help="control topic (LEADFLOW_TOPIC_CONTROL)")
+    p.set_defaults(func=_cmd_publish, kind=kind)
+
+
+def _model_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``leadflow model publish``."""
+    model = sub.add_parser("model", help="publish a model to running workers")
+    _publish_parser(model.add_subparsers(dest="model_action", required=True), "model", "model JSON")
 
 
 def _rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -136,13 +151,7 @@ def _rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--score", type=float, help="use this model score (0 to 1) instead of the model's")
     p.add_argument("--model", type=Path, help="model JSON (default: the shipped model)")
     p.add_argument("--format", choices=["text", "json"], default="text")
-    p = actions.add_parser(
-        "publish", help="validate a ruleset and publish it on the control topic: every running worker switches to it"
-    )
-    p.add_argument("file", type=Path, help="ruleset YAML")
-    p.add_argument("--broker", dest="broker_url", help="bootstrap servers (LEADFLOW_BROKER_URL)")
-    p.add_argument("--control-topic", dest="topic_control", help="control topic (LEADFLOW_TOPIC_CONTROL)")
-    p.set_defaults(func=_cmd_rules_publish)
+    _publish_parser(actions, "ruleset", "ruleset YAML")
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
@@ -253,10 +262,10 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
-def _cmd_rules_publish(args: argparse.Namespace) -> int:
-    from worker.control import publish_ruleset
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from worker.control import publish
 
     settings = _settings(args)
-    version = publish_ruleset(settings, args.file)
-    print(f"published ruleset {version} on {settings.topic_control!r}: running workers switch to it")
+    version = publish(settings, args.kind, args.file)
+    print(f"published {args.kind} {version} on {settings.topic_control!r}: running workers switch to it")
     return 0

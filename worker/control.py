@@ -1,13 +1,14 @@
-"""The control topic: rulesets published once and picked up by every worker of a cluster.
+"""The control topic: rulesets and models published once and picked up by every worker of a cluster.
 
-``leadflow rules publish FILE`` validates a ruleset and writes its text to the control topic (one partition,
-compacted, key ``ruleset``). Each worker reads the whole topic itself, without a consumer group, so that every
-worker sees every record in the same order: at start-up it takes the newest valid ruleset there (it wins over the
-rules file), then it follows the topic and switches as new records arrive (see :mod:`worker.reload`).
+``leadflow rules publish FILE`` (``leadflow model publish FILE``) validates a ruleset (a model) and writes its text
+to the control topic (one partition, compacted, key ``ruleset`` or ``model``). Each worker reads the whole topic
+itself, without a consumer group, so that every worker sees every record in the same order: at start-up it takes
+the newest valid ruleset and model there (they win over the files), then it follows the topic and switches as new
+records arrive (see :mod:`worker.reload`).
 
 A record's value is JSON::
 
-    {"kind": "ruleset", "name": "rules.yaml", "text": "<the YAML>", "sha256": "<of text>",
+    {"kind": "ruleset", "name": "rules.yaml", "text": "<the YAML or model JSON>", "sha256": "<of text>",
      "published_at": "2026-11-23T10:00:00+00:00"}
 """
 
@@ -27,43 +28,40 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from worker.exceptions import ConfigError, RulesetError
-from worker.rules import Ruleset, parse_ruleset
+from worker.artifacts import KINDS, Artifact, ArtifactKind, compile_artifact
+from worker.exceptions import ConfigError, ModelError, RulesetError
 from worker.settings import Settings
 
 __all__ = [
-    "RULESET_KEY",
     "ControlRecord",
     "ControlSnapshot",
     "decode_record",
-    "encode_ruleset",
+    "encode_record",
     "follow_control",
-    "publish_ruleset",
+    "publish",
     "read_control",
 ]
 
 logger = logging.getLogger(__name__)
 
-RULESET_KEY = b"ruleset"
-_KINDS = frozenset({"ruleset"})
 
 
 @dataclass(frozen=True, slots=True)
 class ControlRecord:
     """One decoded control record: what it carries and where it sits in the topic."""
 
-    kind: str
+    kind: ArtifactKind
     name: str
     text: str
     offset: int
 
 
-def encode_ruleset(text: str, name: str, published_at: dt.datetime | None = None) -> bytes:
-    """The value of a control record that carries a ruleset's text."""
+def encode_record(kind: ArtifactKind, text: str, name: str, published_at: dt.datetime | None = None) -> bytes:
+    """The value of a control record that carries a ruleset's or a model's text (its key is the kind)."""
     at = published_at or dt.datetime.now(dt.UTC)
     return orjson.dumps(
         {
-            "kind": "ruleset",
+            "kind": kind,
             "name": name,
             "text": text,
             "sha256": hashlib.sha256(text.encode()).hexdigest(),
@@ -87,8 +85,8 @@ def decode_record(value: bytes | None, offset: int) -> ControlRecord:
         msg = f"{where} must be a JSON object, got {type(data).__name__}"
         raise ConfigError(msg)
     kind, text, name = data.get("kind"), data.get("text"), data.get("name", "<control>")
-    if kind not in _KINDS:
-        msg = f"{where} has kind {kind!r}; expected one of {sorted(_KINDS)}"
+    if kind not in KINDS:
+        msg = f"{where} has kind {kind!r}; expected one of {list(KINDS)}"
         raise ConfigError(msg)
     if not isinstance(text, str) or not isinstance(name, str):
         msg = f"{where} needs 'text' and 'name' as strings"
@@ -100,19 +98,19 @@ def decode_record(value: bytes | None, offset: int) -> ControlRecord:
     return ControlRecord(kind, name, text, offset)
 
 
-def publish_ruleset(settings: Settings, path: Path) -> str:
-    """Validate the ruleset at ``path`` and publish it on the control topic; returns its version.
+def publish(settings: Settings, kind: ArtifactKind, path: Path) -> str:
+    """Validate the ruleset or model at ``path`` and publish it on the control topic; returns its version.
 
-    A ruleset that does not validate is never published: :class:`~worker.exceptions.RulesetError` says why.
+    What does not validate is never published: the RulesetError or ModelError says why.
     """
     from worker.topics import ensure_control_topic, unreachable
 
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        msg = f"cannot read the ruleset file {str(path)!r}: {exc}"
+        msg = f"cannot read the {kind} file {str(path)!r}: {exc}"
         raise ConfigError(msg) from exc
-    version = parse_ruleset(text, str(path)).version
+    version = compile_artifact(kind, text, str(path)).version
     where = f"the control topic {settings.topic_control!r} at {settings.broker_url}"
     why = unreachable(settings)
     if why is not None:
@@ -128,8 +126,8 @@ def publish_ruleset(settings: Settings, path: Path) -> str:
             **settings.kafka_auth(),
         )
         try:
-            value = encode_ruleset(text, path.name)
-            producer.send(settings.topic_control, key=RULESET_KEY, value=value).get(timeout=30)
+            value = encode_record(kind, text, path.name)
+            producer.send(settings.topic_control, key=kind.encode(), value=value).get(timeout=30)
         finally:
             producer.close()
     except KafkaError as exc:
@@ -140,25 +138,29 @@ def publish_ruleset(settings: Settings, path: Path) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ControlSnapshot:
-    """What the control topic held at start-up: the ruleset records in order and where to follow on from."""
+    """What the control topic held at start-up: its records in order, and where to follow on from."""
 
     records: list[ControlRecord | ConfigError]
     next_offsets: dict[int, int]
 
-    def newest_valid_ruleset(self) -> tuple[ControlRecord | None, Ruleset | None, list[str]]:
-        """The newest ruleset record that compiles (with its ruleset), and why each newer one was refused."""
+    def newest_valid(self, kind: ArtifactKind) -> tuple[ControlRecord | None, Artifact | None, list[str]]:
+        """The newest record of ``kind`` that compiles (and what it compiled to), and why newer ones were refused."""
         refused: list[str] = []
         for record in reversed(self.records):
-            if isinstance(record, ConfigError):
-                refused.append(str(record))
+            if isinstance(record, ConfigError) or record.kind != kind:
                 continue
             try:
-                ruleset = parse_ruleset(record.text, f"{record.name} (control offset {record.offset})")
-            except RulesetError as exc:
+                artifact = compile_artifact(kind, record.text, f"{record.name} (control offset {record.offset})")
+            except (RulesetError, ModelError) as exc:
                 refused.append(str(exc))
                 continue
-            return record, ruleset, refused
+            return record, artifact, refused
         return None, None, refused
+
+    @property
+    def undecodable(self) -> list[ConfigError]:
+        """The records that are not control records at all."""
+        return [r for r in self.records if isinstance(r, ConfigError)]
 
 
 def read_control(settings: Settings, quiet_ms: int = 300, timeout: float = 30.0) -> ControlSnapshot:

@@ -94,10 +94,10 @@ class Metrics:
             registry=registry,
         )
         self.ruleset = Info("leadflow_ruleset", "The ruleset in force", registry=registry)
-        self.ruleset_reloads = Counter(
-            "leadflow_ruleset_reloads_total",
-            "Rulesets offered to the running worker, by where they came from and what happened",
-            ["origin", "result"],
+        self.reloads = Counter(
+            "leadflow_reloads_total",
+            "Rulesets and models offered to the running worker: what (kind), where from (origin), what happened",
+            ["kind", "origin", "result"],
             registry=registry,
         )
         self.model = Info("leadflow_model", "The model in force", registry=registry)

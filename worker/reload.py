@@ -1,27 +1,27 @@
-"""Hot reload: a running worker switches to a new ruleset without a restart, atomically.
+"""Hot reload: a running worker switches to a new ruleset or model without a restart, atomically.
 
-Two sources offer rulesets: the rules file (checked every ``LEADFLOW_RELOAD_INTERVAL`` seconds, acted on only when
-its content changes) and the control topic (see :mod:`worker.control`). Whichever changes last wins. A ruleset that
-fails validation is refused: logged with every problem, counted, and the worker keeps the one it has.
+Two sources offer them: the files (``LEADFLOW_RULES``, ``LEADFLOW_MODEL``, checked every
+``LEADFLOW_RELOAD_INTERVAL`` seconds and acted on only when their content changes) and the control topic (see
+:mod:`worker.control`). Whichever changes last wins. What fails validation is refused: logged with every problem,
+counted, and the worker keeps what it has.
 
 The swap replaces the handler's whole :class:`~worker.core.Engine`; a batch reads the engine once, so every
-decision is made entirely by one version and carries it.
+decision is made entirely by one ruleset and one model, and carries both versions.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
 from pathlib import Path
 from typing import Literal, Protocol
 
+from worker.artifacts import ArtifactKind, compile_artifact, swap, version_in
 from worker.control import ControlRecord
 from worker.core import Engine
-from worker.exceptions import ConfigError, RulesetError
+from worker.exceptions import ConfigError, ModelError, RulesetError
 from worker.metrics import Metrics
-from worker.rules import parse_ruleset
 
 __all__ = ["FileWatch", "Origin", "Reloader", "Result"]
 
@@ -38,46 +38,42 @@ class HasEngine(Protocol):
 
 
 class Reloader:
-    """Offers new rulesets to a running worker; counts and logs every outcome."""
+    """Offers new rulesets and models to a running worker; counts and logs every outcome."""
 
     def __init__(self, target: HasEngine, metrics: Metrics) -> None:
         self.target = target
         self.metrics = metrics
 
-    def offer(self, text: str, name: str, origin: Origin) -> Result:
-        """Compile ``text`` and, if it is valid and new, make it the ruleset of every following decision."""
+    def offer(self, kind: ArtifactKind, text: str, name: str, origin: Origin) -> Result:
+        """Compile ``text`` and, if it is valid and new, use it for every following decision."""
+        current = version_in(self.target.engine, kind)
         try:
-            ruleset = parse_ruleset(text, name)
-        except RulesetError as exc:
-            logger.error("refused the ruleset from the %s %s; keeping %s. %s", origin, name, self.version, exc)
-            return self._count(origin, "refused")
-        if ruleset.version == self.version:
-            return self._count(origin, "unchanged")
-        old = self.version
-        self.target.engine = dataclasses.replace(self.target.engine, ruleset=ruleset)
-        engine = self.target.engine
-        self.metrics.set_versions(ruleset.version, engine.model.version, ruleset.statuses)
-        logger.info("switched ruleset %s -> %s (from the %s %s)", old, ruleset.version, origin, name)
-        return self._count(origin, "applied")
+            artifact = compile_artifact(kind, text, name)
+        except (RulesetError, ModelError) as exc:
+            logger.error("refused the %s from the %s %s; keeping %s. %s", kind, origin, name, current, exc)
+            return self._count(kind, origin, "refused")
+        if artifact.version == current:
+            return self._count(kind, origin, "unchanged")
+        engine = self.target.engine = swap(self.target.engine, artifact)
+        self.metrics.set_versions(engine.ruleset.version, engine.model.version, engine.ruleset.statuses)
+        logger.info("switched %s %s -> %s (from the %s %s)", kind, current, artifact.version, origin, name)
+        return self._count(kind, origin, "applied")
 
     def offer_record(self, record: ControlRecord | ConfigError) -> Result:
-        """A control record: a ruleset to offer, or one that could not be decoded (refused)."""
+        """A control record: a ruleset or model to offer, or one that could not be decoded (refused)."""
         if isinstance(record, ConfigError):
-            logger.error("refused a control record; keeping %s. %s", self.version, record)
-            return self._count("control", "refused")
-        return self.offer(record.text, f"{record.name} (control offset {record.offset})", "control")
+            logger.error("refused a control record. %s", record)
+            return self._count("unknown", "control", "refused")
+        return self.offer(record.kind, record.text, f"{record.name} (control offset {record.offset})", "control")
 
-    def refuse(self, origin: Origin, why: str) -> Result:
-        """Count and log a ruleset that could not even be read."""
-        logger.error("refused the ruleset from the %s; keeping %s. %s", origin, self.version, why)
-        return self._count(origin, "refused")
+    def refuse(self, kind: ArtifactKind, origin: Origin, why: str) -> Result:
+        """Count and log a ruleset or model that could not even be read."""
+        current = version_in(self.target.engine, kind)
+        logger.error("refused the %s from the %s; keeping %s. %s", kind, origin, current, why)
+        return self._count(kind, origin, "refused")
 
-    @property
-    def version(self) -> str:
-        return self.target.engine.ruleset.version
-
-    def _count(self, origin: Origin, result: Result) -> Result:
-        self.metrics.ruleset_reloads.labels(origin, result).inc()
+    def _count(self, kind: str, origin: Origin, result: Result) -> Result:
+        self.metrics.reloads.labels(kind, origin, result).inc()
         return result
 
 
@@ -105,7 +101,7 @@ class FileWatch:
         except (OSError, UnicodeDecodeError) as exc:
             self._digest = None
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            msg = f"cannot read the rules file {str(self.path)!r}: {reason}"
+            msg = f"cannot read {str(self.path)!r}: {reason}"
             raise ConfigError(msg) from exc
         digest = hashlib.sha256(data).hexdigest()
         if digest == self._digest:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from prometheus_client import CollectorRegistry
 
 from worker.app import build_app
-from worker.control import read_control
+from worker.artifacts import KINDS, ArtifactKind, swap
+from worker.control import ControlSnapshot, read_control
+from worker.core import Engine
 from worker.engine import load_engine
 from worker.settings import Settings
 from worker.topics import ensure_control_topic, ensure_topics
@@ -25,28 +26,41 @@ def run_worker(settings: Settings) -> int:
     engine = load_engine(settings)
     ensure_topics(settings)
     control = None
-    refused: list[str] = []
     if settings.reload_from_control:
         ensure_control_topic(settings)
         control = read_control(settings)
-        record, ruleset, refused = control.newest_valid_ruleset()
-        for why in refused:
-            logger.error("refused a ruleset on the control topic %r: %s", settings.topic_control, why)
-        if record is not None and ruleset is not None:
-            logger.info(
-                "the control topic's ruleset %s (%s, offset %d) takes precedence over the rules file",
-                ruleset.version,
-                record.name,
-                record.offset,
-            )
-            engine = dataclasses.replace(engine, ruleset=ruleset)
+        refused: dict[str, int] = {}
+        for artifact_kind in KINDS:
+            engine, refused[artifact_kind] = _newest_from_control(settings, control, artifact_kind, engine)
+        refused["unknown"] = len(control.undecodable)
     logger.info("ruleset %s, model %s", engine.ruleset.version, engine.model.version)
     app = build_app(settings, engine, CollectorRegistry(), control)
-    for _ in refused:
-        app.leadflow_handler.metrics.ruleset_reloads.labels("control", "refused").inc()
+    if control is not None:  # what start-up refused counts like what the running worker refuses
+        for kind, n in refused.items():
+            app.leadflow_handler.metrics.reloads.labels(kind, "control", "refused").inc(n)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 1
     return 0
+
+
+def _newest_from_control(
+    settings: Settings, control: ControlSnapshot, kind: ArtifactKind, engine: Engine
+) -> tuple[Engine, int]:
+    """The engine with the control topic's newest valid ruleset or model (it takes precedence over the file), and
+    how many newer ones were refused."""
+    record, artifact, refused = control.newest_valid(kind)
+    for why in refused:
+        logger.error("refused a %s on the control topic %r: %s", kind, settings.topic_control, why)
+    if record is None or artifact is None:
+        return engine, len(refused)
+    logger.info(
+        "the control topic's %s %s (%s, offset %d) takes precedence over the file",
+        kind,
+        artifact.version,
+        record.name,
+        record.offset,
+    )
+    return swap(engine, artifact), len(refused)

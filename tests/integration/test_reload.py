@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -12,8 +13,9 @@ from kafka import KafkaProducer
 
 from tests.integration.conftest import RULES, Flow, activity, write_rules
 from worker.broker import free_port
-from worker.control import RULESET_KEY, encode_ruleset, publish_ruleset
-from worker.exceptions import ConfigError
+from worker.control import encode_record, publish
+from worker.exceptions import ConfigError, ModelError
+from worker.scoring import default_model_path, load_model
 from worker.settings import Settings
 
 # Version 2 gives 10 points per page view instead of 1: every decision shows which version made it.
@@ -52,7 +54,7 @@ def test_a_changed_rules_file_switches_every_following_decision_atomically(flow:
     producing.start()
     write_rules(tmp_path, RULES_V2)
     producing.join()
-    flow.wait_metric("leadflow_ruleset_reloads_total", 1, origin="file", result="applied")
+    flow.wait_metric("leadflow_reloads_total", 1, kind="ruleset", origin="file", result="applied")
     flow.produce(_views("after", 20))
     decisions = [o.json for o in flow.read(topic, 440)]
     for d in decisions:
@@ -68,16 +70,16 @@ def test_a_changed_rules_file_switches_every_following_decision_atomically(flow:
 
     # a broken file is refused, counted, and changes nothing
     write_rules(tmp_path, BROKEN)
-    flow.wait_metric("leadflow_ruleset_reloads_total", 1, origin="file", result="refused")
+    flow.wait_metric("leadflow_reloads_total", 1, kind="ruleset", origin="file", result="refused")
     flow.produce(_views("broken", 5))
     after_broken = [o.json for o in flow.read(topic, 445)][-5:]
     assert {(_version(d), d["points"]) for d in after_broken} == {("it-2", 10.0)}
     assert "greater_than_or_maybe" in flow.log()  # the log says what was wrong
-    assert flow.metric("leadflow_ruleset_reloads_total", origin="file", result="applied") == 1
+    assert flow.metric("leadflow_reloads_total", kind="ruleset", origin="file", result="applied") == 1
 
     # deleting the file is refused too, once, and the worker goes on
     rules.unlink()
-    flow.wait_metric("leadflow_ruleset_reloads_total", 2, origin="file", result="refused")
+    flow.wait_metric("leadflow_reloads_total", 2, kind="ruleset", origin="file", result="refused")
     flow.produce(_views("deleted", 3))
     assert {_version(o.json) for o in flow.read(topic, 448)[-3:]} == {"it-2"}
 
@@ -104,7 +106,7 @@ def test_every_worker_follows_the_control_topic_and_a_restarted_one_starts_with_
     version = done.stdout.split("published ruleset ", 1)[1].split()[0]
     assert version.startswith("it-3+")
     for port in ports:
-        flow.wait_metric("leadflow_ruleset_reloads_total", 1, port=port, origin="control", result="applied")
+        flow.wait_metric("leadflow_reloads_total", 1, port=port, kind="ruleset", origin="control", result="applied")
         assert f'leadflow_ruleset_info{{version="{version}"}} 1.0' in flow.metrics(port)
     flow.produce(_views("cluster", 40))  # spread over the partitions of both workers
     decided = [o.json for o in flow.read(flow.settings.topic_decisions, 40)]
@@ -112,12 +114,13 @@ def test_every_worker_follows_the_control_topic_and_a_restarted_one_starts_with_
 
     # a broken ruleset on the control topic (not through `publish`, which refuses it) is refused by every worker
     producer = KafkaProducer(bootstrap_servers=flow.settings.bootstrap_servers, acks="all")
-    producer.send(flow.settings.topic_control, key=RULESET_KEY, value=encode_ruleset(BROKEN, "broken.yaml"))
-    producer.send(flow.settings.topic_control, key=RULESET_KEY, value=b"not json")
+    producer.send(flow.settings.topic_control, key=b"ruleset", value=encode_record("ruleset", BROKEN, "broken.yaml"))
+    producer.send(flow.settings.topic_control, key=b"ruleset", value=b"not json")
     producer.flush()
     producer.close()
     for port in ports:
-        flow.wait_metric("leadflow_ruleset_reloads_total", 2, port=port, origin="control", result="refused")
+        flow.wait_metric("leadflow_reloads_total", 1, port=port, kind="ruleset", origin="control", result="refused")
+        flow.wait_metric("leadflow_reloads_total", 1, port=port, kind="unknown", origin="control", result="refused")
         assert f'leadflow_ruleset_info{{version="{version}"}} 1.0' in flow.metrics(port)
 
     # a worker that restarts takes the newest valid ruleset of the control topic over its rules file
@@ -126,7 +129,8 @@ def test_every_worker_follows_the_control_topic_and_a_restarted_one_starts_with_
     flow.start_worker(LEADFLOW_RULES=str(rules))
     flow.wait_metric("leadflow_worker_up", 1, timeout=60)
     assert f'leadflow_ruleset_info{{version="{version}"}} 1.0' in flow.metrics()
-    assert flow.metric("leadflow_ruleset_reloads_total", origin="control", result="refused") == 2
+    assert flow.metric("leadflow_reloads_total", kind="ruleset", origin="control", result="refused") == 1
+    assert flow.metric("leadflow_reloads_total", kind="unknown", origin="control", result="refused") == 1
     flow.produce(_views("restarted", 40))
     decided = [o.json for o in flow.read(flow.settings.topic_decisions, 80)][40:]
     assert {d["ruleset_version"] for d in decided} == {version}
@@ -138,4 +142,42 @@ def test_publish_names_the_broker_it_cannot_reach(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError, match=r"cannot publish to the control topic 'control-nowhere' at kafka://127\.0\.0\.1"
     ):
-        publish_ruleset(settings, rules)
+        publish(settings, "ruleset", rules)
+
+
+def test_a_new_model_from_the_file_or_the_control_topic_scores_every_following_decision(
+    flow: Flow, tmp_path: Path
+) -> None:
+    shipped = json.loads(default_model_path().read_text())
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(shipped))
+    flow.start_worker(LEADFLOW_RULES=str(write_rules(tmp_path, RULES)), LEADFLOW_MODEL=str(model))
+    topic = flow.settings.topic_decisions
+    flow.produce(_views("m1", 5))
+    first = [o.json for o in flow.read(topic, 5)]
+    assert {d["model_version"] for d in first} == {load_model(model).version}
+
+    model.write_text(json.dumps({**shipped, "name": "shifted-up", "intercept": shipped["intercept"] + 3}))
+    flow.wait_metric("leadflow_reloads_total", 1, kind="model", origin="file", result="applied")
+    flow.produce(_views("m2", 5))
+    second = [o.json for o in flow.read(topic, 10)][5:]
+    assert {d["model_version"] for d in second} == {load_model(model).version}
+    assert min(d["score"] for d in second) > max(d["score"] for d in first)  # same leads, a higher baseline
+
+    # a model reading a column the stream does not have is refused by publish, and by the worker
+    unfit = {**shipped, "name": "raw-columns", "features": [dict(shipped["features"][0], path="Lead Origin")]}
+    unfit["features"][0]["name"] = "lead_origin"
+    (tmp_path / "unfit.json").write_text(json.dumps(unfit))
+    with pytest.raises(ModelError, match="feature reads 'Lead Origin'"):
+        publish(flow.settings, "model", tmp_path / "unfit.json")
+    model.write_text(json.dumps(unfit))
+    flow.wait_metric("leadflow_reloads_total", 1, kind="model", origin="file", result="refused")
+
+    down = tmp_path / "down.json"
+    down.write_text(json.dumps({**shipped, "name": "shifted-down", "intercept": shipped["intercept"] - 3}))
+    version = publish(flow.settings, "model", down)
+    flow.wait_metric("leadflow_reloads_total", 1, kind="model", origin="control", result="applied")
+    flow.produce(_views("m3", 5))
+    third = [o.json for o in flow.read(topic, 15)][10:]
+    assert {d["model_version"] for d in third} == {version}
+    assert max(d["score"] for d in third) < min(d["score"] for d in first)

@@ -1,14 +1,15 @@
-"""Hot reload without a broker: the reloader's swap and refusals, the file watch, control records."""
+"""Hot reload without a broker: swaps and refusals of rulesets and models, the file watch, control records."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.control import ControlRecord, ControlSnapshot, decode_record, encode_ruleset
+from worker.control import ControlRecord, ControlSnapshot, decode_record, encode_record
 from worker.core import Engine
 from worker.exceptions import ConfigError
 from worker.metrics import Metrics
@@ -45,14 +46,15 @@ def setup() -> tuple[Handler, Reloader, CollectorRegistry]:
     return handler, Reloader(handler, metrics), registry
 
 
-def _reloads(registry: CollectorRegistry, origin: str, result: str) -> float:
-    return registry.get_sample_value("leadflow_ruleset_reloads_total", {"origin": origin, "result": result}) or 0.0
+def _reloads(registry: CollectorRegistry, origin: str, result: str, kind: str = "ruleset") -> float:
+    labels = {"kind": kind, "origin": origin, "result": result}
+    return registry.get_sample_value("leadflow_reloads_total", labels) or 0.0
 
 
 def test_a_valid_new_ruleset_replaces_the_whole_engine(setup: tuple[Handler, Reloader, CollectorRegistry]) -> None:
     handler, reloader, registry = setup
     before = handler.engine
-    assert reloader.offer(V2, "rules.yaml", "file") == "applied"
+    assert reloader.offer("ruleset", V2, "rules.yaml", "file") == "applied"
     assert handler.engine is not before  # a new engine: a batch holding the old one decides wholly with it
     assert before.ruleset.version.startswith("v1+")
     assert handler.engine.ruleset.version.startswith("v2+")
@@ -65,7 +67,7 @@ def test_a_valid_new_ruleset_replaces_the_whole_engine(setup: tuple[Handler, Rel
 def test_the_same_text_again_is_unchanged(setup: tuple[Handler, Reloader, CollectorRegistry]) -> None:
     handler, reloader, registry = setup
     before = handler.engine
-    assert reloader.offer(V1, "rules.yaml", "control") == "unchanged"
+    assert reloader.offer("ruleset", V1, "rules.yaml", "control") == "unchanged"
     assert handler.engine is before
     assert _reloads(registry, "control", "unchanged") == 1
 
@@ -75,7 +77,7 @@ def test_a_broken_ruleset_is_refused_logged_and_counted(
 ) -> None:
     handler, reloader, registry = setup
     before = handler.engine
-    assert reloader.offer(BROKEN, "rules.yaml", "file") == "refused"
+    assert reloader.offer("ruleset", BROKEN, "rules.yaml", "file") == "refused"
     assert handler.engine is before
     assert _reloads(registry, "file", "refused") == 1
     assert "unknown op 'bigger'" in caplog.text
@@ -86,7 +88,7 @@ def test_an_undecodable_control_record_is_refused(setup: tuple[Handler, Reloader
     handler, reloader, registry = setup
     assert reloader.offer_record(ConfigError("control record at offset 3 is not JSON")) == "refused"
     assert reloader.offer_record(ControlRecord("ruleset", "r.yaml", V2, 4)) == "applied"
-    assert _reloads(registry, "control", "refused") == 1
+    assert _reloads(registry, "control", "refused", kind="unknown") == 1
     assert handler.engine.ruleset.version.startswith("v2+")
 
 
@@ -101,7 +103,7 @@ def test_file_watch_reports_content_changes_once(tmp_path: Path) -> None:
     os.utime(path, ns=(1, 1))  # touched, same content: nothing to offer
     assert watch.changed() is None
     path.unlink()
-    with pytest.raises(ConfigError, match=r"cannot read the rules file .*rules\.yaml.*No such file"):
+    with pytest.raises(ConfigError, match=r"cannot read .*rules\.yaml.*No such file"):
         watch.changed()
     assert watch.changed() is None  # reported once, not every interval
     path.write_text(V1)
@@ -109,15 +111,15 @@ def test_file_watch_reports_content_changes_once(tmp_path: Path) -> None:
 
 
 def test_control_records_round_trip_and_bad_ones_say_what_is_wrong() -> None:
-    record = decode_record(encode_ruleset(V1, "rules.yaml"), 7)
+    record = decode_record(encode_record("ruleset", V1, "rules.yaml"), 7)
     assert record == ControlRecord("ruleset", "rules.yaml", V1, 7)
     with pytest.raises(ConfigError, match="offset 1 is not JSON"):
         decode_record(b"{", 1)
     with pytest.raises(ConfigError, match="offset 2 has no value"):
         decode_record(None, 2)
-    with pytest.raises(ConfigError, match="kind 'model'; expected one of \\['ruleset'\\]"):
-        decode_record(b'{"kind": "model", "name": "m", "text": ""}', 3)
-    tampered = encode_ruleset(V1, "rules.yaml").replace(b"points: 1", b"points: 9")
+    with pytest.raises(ConfigError, match="kind 'rules'; expected one of \\['ruleset', 'model'\\]"):
+        decode_record(b'{"kind": "rules", "name": "m", "text": ""}', 3)
+    tampered = encode_record("ruleset", V1, "rules.yaml").replace(b"points: 1", b"points: 9")
     with pytest.raises(ConfigError, match="'sha256' does not match its text"):
         decode_record(tampered, 4)
 
@@ -132,12 +134,51 @@ def test_the_newest_valid_ruleset_of_the_control_topic_wins() -> None:
         ],
         {0: 4},
     )
-    record, ruleset, refused = snapshot.newest_valid_ruleset()
+    record, ruleset, refused = snapshot.newest_valid("ruleset")
     assert record is not None
     assert record.offset == 1
     assert ruleset is not None
     assert ruleset.version.startswith("v2+")
-    assert len(refused) == 2
-    assert "offset 3 is not JSON" in refused[0]
-    assert "unknown op 'bigger'" in refused[1]
-    assert ControlSnapshot([], {}).newest_valid_ruleset() == (None, None, [])
+    assert len(refused) == 1
+    assert "unknown op 'bigger'" in refused[0]
+    assert [str(e) for e in snapshot.undecodable] == ["control record at offset 3 is not JSON"]
+    assert snapshot.newest_valid("model") == (None, None, [])
+    assert ControlSnapshot([], {}).newest_valid("ruleset") == (None, None, [])
+
+
+def _model_text(**changes: object) -> str:
+    data = json.loads(default_model_path().read_text())
+    data.update(changes)
+    return json.dumps(data)
+
+
+def test_a_new_model_is_swapped_in_with_the_ruleset_kept(setup: tuple[Handler, Reloader, CollectorRegistry]) -> None:
+    handler, reloader, registry = setup
+    before = handler.engine
+    shifted = _model_text(name="shifted", intercept=2.5)
+    assert reloader.offer("model", shifted, "model.json", "control") == "applied"
+    assert handler.engine.ruleset is before.ruleset
+    assert handler.engine.model.version != before.model.version
+    assert handler.engine.model.version.startswith("shifted")
+    assert registry.get_sample_value("leadflow_model_info", {"version": handler.engine.model.version}) == 1
+    assert _reloads(registry, "control", "applied", kind="model") == 1
+    assert reloader.offer("model", shifted, "model.json", "file") == "unchanged"
+
+
+def test_a_model_the_stream_cannot_feed_is_refused_with_the_feature_named(
+    setup: tuple[Handler, Reloader, CollectorRegistry], caplog: pytest.LogCaptureFixture
+) -> None:
+    handler, reloader, registry = setup
+    before = handler.engine
+    data = json.loads(default_model_path().read_text())
+    data["name"] = "raw-columns"
+    data["features"][0]["path"] = "Lead Origin"  # a CSV column name, not a fact the worker has
+    data["features"][1]["path"] = "activity.demo_request.count_in_days(14)"  # rules compute it; facts lack it
+    assert reloader.offer("model", json.dumps(data), "model.json", "file") == "refused"
+    assert handler.engine is before
+    assert _reloads(registry, "file", "refused", kind="model") == 1
+    assert "the worker cannot provide what this model reads" in caplog.text
+    assert "feature reads 'Lead Origin': unknown field 'Lead Origin'" in caplog.text
+    assert "train on 'activity.demo_request.count'" in caplog.text
+    assert reloader.offer("model", "{not json", "model.json", "file") == "refused"
+    assert "model.json: model file is not JSON" in caplog.text
