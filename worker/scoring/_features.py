@@ -193,6 +193,11 @@ class Numeric:
 
     def describe(self, facts: Mapping[str, object]) -> str:
         raw = facts.get(self.path)
+        if self.path == "days_since_last_activity":  # read as a rep says it
+            if not (isinstance(raw, int | float) and not isinstance(raw, bool) and raw == raw):
+                return "no activity yet"
+            days = int(raw)
+            return "active in the last day" if days < 1 else f"no activity in {days:,} day{'s' if days > 1 else ''}"
         if isinstance(raw, int | float) and not isinstance(raw, bool) and raw == raw:
             return f"{self.label}: {format_number(float(raw))}"
         if self.missing_indicator:
@@ -245,8 +250,10 @@ class Categorical:
 
     def describe(self, facts: Mapping[str, object]) -> str:
         level = self.value(facts)
-        if level in (OTHER, MISSING):
-            shown = level if level == MISSING else str(facts.get(self.path)).strip()
+        if level == MISSING:
+            return f"{self.label}: unknown"
+        if level == OTHER:
+            shown = str(facts.get(self.path)).strip()
         else:
             shown = self.display[self.levels.index(level)] if self.display else level
         return f"{self.label} = {shown}"
@@ -401,7 +408,8 @@ class Keyword:
         return [1.0 if level == hit else 0.0 for level in self.all_levels]
 
     def describe(self, facts: Mapping[str, object]) -> str:
-        return f"{self.label} = {self.value(facts)}"
+        level = self.value(facts)
+        return f"{self.label}: unknown" if level == MISSING else f"{self.label} = {level}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -463,6 +463,7 @@ def _fit_variant(
         "min_share": mapping.min_share,
         "min_count": mapping.min_count,
         "tol": TOL,
+        "scale_indicators": False,
     }
     fitted = fit(train, y_train, name=mapping.name, features=features, **kwargs)
     model = neutral_unseen(fitted.model, train)

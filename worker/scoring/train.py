@@ -369,8 +369,13 @@ def fit(
     min_share: float = MIN_LEVEL_SHARE,
     min_count: int = MIN_LEVEL_COUNT,
     tol: float = 1e-8,
+    scale_indicators: bool = True,
 ) -> Fitted:
-    """Standardise, fit an L2 logistic regression (no class weights: probabilities stay calibrated), export."""
+    """Standardise, fit an L2 logistic regression (no class weights: probabilities stay calibrated), export.
+
+    With ``scale_indicators=False`` the 0/1 columns of text and yes/no features are centred but not scaled: a
+    value only a handful of rows have then gets a penalised, modest weight instead of one as large as its rarity.
+    """
     import numpy as np
     import sklearn
     from sklearn.linear_model import LogisticRegression
@@ -381,6 +386,13 @@ def fit(
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-12] = 1.0
+    if not scale_indicators:
+        i = 0
+        for feature in learned:
+            n = len(feature.columns)
+            if not isinstance(feature, Numeric):
+                scale[i : i + n] = 1.0
+            i += n
     estimator = LogisticRegression(C=c, max_iter=2000, tol=tol)
     estimator.fit((x - mean) / scale, y)
     coef = estimator.coef_[0]

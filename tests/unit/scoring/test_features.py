@@ -95,3 +95,24 @@ def test_bad_spec_names_the_feature() -> None:
             {"kind": "numeric", "name": "x", "path": "x", "label": "x", "transform": "log1p", "clip": [-5, 1]},
             "features[0]",
         )
+
+
+def test_factor_words_for_unknown_values_flags_and_inactivity() -> None:
+    from worker.scoring._features import Flag
+
+    source = Categorical(
+        "lead_source", "lead_source", "lead source", levels=("web",), missing_values=frozenset({"select"})
+    )
+    assert source.describe({"lead_source": "Select"}) == "lead source: unknown"
+    assert source.describe({"lead_source": "Fax"}) == "lead source = Fax"
+    flag = Flag("custom.do_not_call", "custom.do_not_call", "do not call")
+    assert [flag.describe({"custom.do_not_call": v}) for v in (True, "No", 1, "maybe")] == [
+        "do not call: yes",
+        "do not call: no",
+        "do not call: yes",
+        "do not call: unknown",
+    ]
+    idle = Numeric("idle", "days_since_last_activity", "days since last activity", clip=(0.0, 365.0))
+    assert idle.describe({"days_since_last_activity": 30.4}) == "no activity in 30 days"
+    assert idle.describe({"days_since_last_activity": 0.2}) == "active in the last day"
+    assert idle.describe({"days_since_last_activity": None}) == "no activity yet"
