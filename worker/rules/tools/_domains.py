@@ -86,6 +86,7 @@ def points_range(rules: Iterable[tuple[ScoringRule, bool]]) -> tuple[float, floa
     for rule, can_match in rules:
         whole = whole and float(rule.points).is_integer() and (rule.max is None or float(rule.max).is_integer())
         whole = whole and (rule.per is None or per_domain(rule.per).integer)
+        whole = whole and getattr(rule, "decay", None) is None  # decayed points are fractions
         if can_match:
             least, most = _contribution(rule, per_domain)
             low += least

@@ -180,6 +180,8 @@ def build_state(
         elif item.days_ago is not None:
             when = now - item.days_ago * 86400.0
         state["activity"][kind] = [item.count, when]
+        # the per-day history that windowed counts read: all of them on the day of the last one
+        state.setdefault("history", {})[kind] = [[int(when // 86400.0), item.count]]
         last = when if last is None else max(last, when)
     state["last_activity_at"] = last
     state["status"] = given.status

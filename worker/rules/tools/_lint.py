@@ -204,8 +204,9 @@ class _Linter:
                 rules.append((view.rule, can))
         low, high, whole = points_range(rules)
         self.points = (low, high)
-        slack = 0.0 if whole else 1e-4  # a total that is not whole is rounded to 4 decimals
-        self.bounded = Solver(domains((low - slack, high + slack)), base)
+        if not whole:  # evaluate rounds such totals to 4 decimals (monotonic; 1e-9 covers float sums)
+            low, high = round(low - 1e-9, 4), round(high + 1e-9, 4)
+        self.bounded = Solver(domains((low, high)), base)
         self.base = base
 
     def add(self, severity: str, code: str, view: RuleView, message: str) -> None:

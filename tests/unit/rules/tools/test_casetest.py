@@ -284,3 +284,22 @@ def test_every_mistake_of_a_file_is_reported_at_once() -> None:
     text = text.replace("{status: Contacted}", "{status: Nope}")
     result = run_cases(text, "cases.yaml", RULESET, MODEL)
     assert [p.line for p in result.problems] == [4, 5, 6, 9]
+
+
+def test_windowed_counts_see_the_given_activities() -> None:
+    window = "activity.demo_request.count_in_days(14)"
+    ruleset = parse_ruleset(ruleset_text([scoring_rule(leaf(window, "gte", 2), "recent-demos", 10)]), "r.yaml")
+    text = """
+cases:
+  - name: two demos three days ago count in a 14-day window
+    given: {activity: {demo_request: {count: 2, days_ago: 3}}}
+    event: {upsert: {title: CTO}}
+    expect: {points: 10}
+  - name: two demos a month ago do not
+    given: {activity: {demo_request: {count: 2, days_ago: 30}}}
+    event: {upsert: {title: CTO}}
+    expect: {points: 0}
+"""
+    result = run_cases(text, "cases.yaml", ruleset, MODEL)
+    assert result.problems == []
+    assert result.failed == []

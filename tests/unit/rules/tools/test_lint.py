@@ -358,3 +358,13 @@ def test_the_json_form_has_every_key() -> None:
             "(the score is a probability, from 0 to 1)",
         }
     ]
+
+
+def test_decayed_points_stay_within_the_range() -> None:
+    scoring = [scoring_rule(leaf("activity.demo_request.count", "gte", 1), "demo", 40)]
+    decayed = check(scoring, [q("q", leaf("points", "gt", 40))], decay={"percent": 50, "days": 30})
+    assert codes(decayed) == [("points-unreachable", "q")]
+    assert codes(check(scoring, [q("q", leaf("points", "gte", 40))], decay={"percent": 50, "days": 30})) == []
+    assert (
+        codes(check(scoring, [q("q", leaf("points", "between", [0.5, 39.5]))], decay={"percent": 50, "days": 30})) == []
+    )
