@@ -6,7 +6,6 @@ offsets at the start, so that production consumers and their offsets are untouch
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from worker.core import Record, RecordLike
 from worker.exceptions import BacktestError
 from worker.produce import key_of
 from worker.settings import Settings
+from worker.topics import unreachable
 
 __all__ = ["EventSource", "open_events_file", "open_topic"]
 
@@ -99,7 +99,7 @@ def open_topic(
             enable_auto_commit=False,
             request_timeout_ms=30_000,
             bootstrap_timeout_ms=int(connect_timeout * 1000),
-            **_sasl(settings),
+            **settings.kafka_auth(),
         )
     except KafkaError as exc:
         msg = f"cannot reach the broker at {url!r} to read topic {topic!r}: {exc}; start it, or pass --broker URL"
@@ -128,31 +128,13 @@ def open_topic(
 
 def _check_reachable(settings: Settings, topic: str, timeout: float) -> None:
     """Fail fast, and without a client left half-open, when no bootstrap server accepts a connection."""
-    errors = []
-    for server in settings.bootstrap_servers:
-        host, _, port = server.rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-                return
-        except (OSError, ValueError) as exc:
-            errors.append(f"{server}: {exc}")
-    msg = (
-        f"cannot reach the broker at {settings.broker_url!r} to read topic {topic!r} ({'; '.join(errors)}); "
-        "start it, or pass --broker URL (default: LEADFLOW_BROKER_URL)"
-    )
-    raise BacktestError(msg, source=settings.broker_url)
-
-
-def _sasl(settings: Settings) -> dict[str, Any]:
-    if settings.broker_username is None:
-        return {}
-    password = settings.broker_password.get_secret_value() if settings.broker_password is not None else ""
-    return {
-        "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": "PLAIN",
-        "sasl_plain_username": settings.broker_username,
-        "sasl_plain_password": password,
-    }
+    why = unreachable(settings, timeout)
+    if why is not None:
+        msg = (
+            f"cannot reach the broker at {settings.broker_url!r} to read topic {topic!r} ({why}); "
+            "start it, or pass --broker URL (default: LEADFLOW_BROKER_URL)"
+        )
+        raise BacktestError(msg, source=settings.broker_url)
 
 
 def _topic_batches(
