@@ -260,14 +260,18 @@ class _Linter:
         )
         return False
 
-    def _overlaps(self, first: RuleView, second: RuleView) -> bool:
-        if first.when is None or second.when is None:
-            return True
+    def _both(self, first: Node | None, second: Node | None) -> Result | None:
+        """Whether ``first`` and ``second`` can hold together; None when either is missing or too big."""
+        if first is None or second is None:
+            return None
         try:
-            result = self.bounded.check(All((first.when, second.when)))
+            return self.bounded.check(All((first, second)))
         except TooBig:
-            return True
-        return result.verdict is not Verdict.UNSAT
+            return None
+
+    def _overlaps(self, first: RuleView, second: RuleView) -> bool:
+        result = self._both(first.when, second.when)
+        return result is None or result.verdict is not Verdict.UNSAT
 
     def _shadowed(self, view: RuleView, earlier: Sequence[RuleView]) -> bool:
         if view.when is None:
@@ -290,24 +294,17 @@ class _Linter:
 
     def _covers(self, earlier: RuleView, view: RuleView) -> bool:
         """Whether ``earlier`` alone takes every lead ``view`` matches."""
-        if earlier.when is None or view.when is None:
-            return False
-        try:
-            return self.bounded.check(All((view.when, Not(earlier.when)))).verdict is Verdict.UNSAT
-        except TooBig:
-            return False
+        result = self._both(view.when, None if earlier.when is None else Not(earlier.when))
+        return result is not None and result.verdict is Verdict.UNSAT
 
     def _overlap(self, first: RuleView, second: RuleView) -> None:
         a, b = first.rule, second.rule
         if not isinstance(a, QualificationRule) or not isinstance(b, QualificationRule):
             return
-        if _outcome(a) == _outcome(b) or first.when is None or second.when is None:
+        if _outcome(a) == _outcome(b):
             return
-        try:
-            result = self.bounded.check(All((first.when, second.when)))
-        except TooBig:
-            return
-        if result.verdict is not Verdict.SAT or result.witness is None:
+        result = self._both(first.when, second.when)
+        if result is None or result.verdict is not Verdict.SAT or result.witness is None:
             return
         example = ", ".join(
             f"{name} = {describe_value(value)}"
