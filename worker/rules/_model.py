@@ -216,8 +216,9 @@ class Ruleset:
     def evaluate(self, facts: dict[str, object]) -> RuleOutcome:
         """Score and qualify one lead.
 
-        Adds up the scoring rules, stores the total in ``facts["points"]`` (so qualification rules can read it),
-        then returns the first qualification rule that matches, if any. Never raises on odd fact values.
+        Computes the derived facts the rules read (windows, days since) into ``facts``, adds up the scoring rules
+        (decayed where a rule decays), stores the total in ``facts["points"]`` (so qualification rules can read
+        it), then returns the first qualification rule that matches, if any. Never raises on odd fact values.
         """
         for name, compute in self.derived_facts:
             facts[name] = compute(facts)

@@ -7,6 +7,7 @@ exact opposite of their positive forms, so they are True then.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -266,6 +267,7 @@ def _matches(regex: Any) -> Test:
     return matches
 
 
+@functools.lru_cache(maxsize=4096)  # a lead's email and website come back with every event and every domain rule
 def domain_of(text: str) -> str:
     """The domain of an email address (after the last '@') or the host of a website (no scheme, path, port or
     ``www.``), in lower case: ``Bob@Mail.Acme.com`` -> ``mail.acme.com``, ``https://www.acme.com:8080/x`` ->
