@@ -164,14 +164,10 @@ def _node(node: Node, facts: Mapping[str, object]) -> dict[str, Any]:
     return {key: parts, "result": result}
 
 
-def _scoring_points(rule: ScoringRule, facts: Mapping[str, object]) -> float:
-    points = rule.points
-    if rule.per is not None:
-        value = facts.get(rule.per)
-        points = points * value if isinstance(value, int | float) else 0.0
-        if rule.max is not None:
-            points = max(-rule.max, min(rule.max, points))
-    return points
+def _scoring_points(ruleset: Ruleset, rule: ScoringRule, facts: Mapping[str, object]) -> float:
+    """What ``rule`` alone adds for ``facts``: the ruleset evaluated with only that rule (per, max, decay...)."""
+    alone = dataclasses.replace(ruleset, scoring_rules=(rule,), qualification_rules=())
+    return alone.evaluate(dict(facts)).points
 
 
 def explain(
@@ -207,7 +203,7 @@ def explain(
             "rule": view.id,
             "line": view.line,
             "matched": view.id in matched,
-            "points": _scoring_points(view.rule, facts) if view.id in matched else 0.0,
+            "points": _scoring_points(engine.ruleset, view.rule, facts) if view.id in matched else 0.0,
             "per": getattr(view.rule, "per", None),
             "condition": None if view.when is None else _node(view.when, facts),
         }

@@ -167,3 +167,16 @@ def test_explain_a_missing_lead_file(files: Path, capsys: pytest.CaptureFixture[
     code, _, err = _explain(capsys, "--lead", "nope.yaml")
     assert code == 2
     assert "cannot read the lead file 'nope.yaml'" in err
+
+
+def test_decayed_points_are_shown_as_added(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = ruleset_text(
+        [scoring_rule(leaf("activity.demo_request.count", "gte", 1), "demo", 40)], decay={"percent": 50, "days": 30}
+    )
+    (files / "rules.yaml").write_text(rules, encoding="utf-8")
+    (files / "lead.yaml").write_text("activity: {demo_request: {count: 1, days_ago: 30}}\n", encoding="utf-8")
+    code, out, _ = _explain(capsys, "--lead", "lead.yaml", "--score", "0.1")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1] == "score 0.1, points 20, status Open -> Open (action: none)"
+    assert lines[4] == "    +20  demo  line 6"
