@@ -489,6 +489,15 @@ def _fit_variant(
     )
 
 
+def _leadflow_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("leadflow")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"
+
+
 def train_table(
     data: str | Path, mapping: ColumnMapping | str | Path, out: Path | None = None, *, progress: bool | None = None
 ) -> TableReport:
@@ -576,6 +585,7 @@ def train_table(
         "calibration": {**main.model.training.get("calibration", {}), **calibration},
         "estimator": "sklearn.linear_model.LogisticRegression",
         "sklearn_version": sklearn.__version__,
+        "leadflow_version": _leadflow_version(),
         "C": mapping.c,
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

@@ -161,6 +161,7 @@ def test_the_model_file_round_trips_with_its_training_metadata(trained: tuple[Ta
     assert meta["metrics"]["model"]["roc_auc"] == report.metrics["model"]["roc_auc"]
     assert [f["column"] for f in meta["features"]] == ["Origin", "Source", "Visits", "Newsletter"]
     assert meta["sklearn_version"]
+    assert meta["leadflow_version"]
     dt.datetime.fromisoformat(meta["trained_at"])
     assert "pickle" not in (out / "model.json").read_text(encoding="utf-8")
     json.loads((out / "model.json").read_text(encoding="utf-8"))
