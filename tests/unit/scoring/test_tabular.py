@@ -16,9 +16,9 @@ from worker.events import LeadFields, LeadUpserted
 from worker.exceptions import TrainingError
 from worker.rules import default_ruleset_path, load_ruleset
 from worker.scoring import TableReport, load_model, parse_mapping, train_table
+from worker.scoring._export import read_table
 from worker.scoring._features import MISSING, OTHER, Categorical, Flag, Numeric
 from worker.scoring._lead import facts_from_fields
-from worker.scoring.tabular import read_table
 
 
 @pytest.fixture(scope="module")
