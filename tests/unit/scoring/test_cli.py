@@ -115,3 +115,25 @@ def test_score_errors_exit_2_with_the_file_named(tmp_path: Path, capsys: pytest.
     invalid.write_text('{"number_of_employees": -4}', encoding="utf-8")
     assert main(["score", "--lead", str(invalid)]) == 2
     assert "invalid.json: " in capsys.readouterr().err
+
+
+def test_score_reads_a_state_as_the_worker_stores_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.state import new_state
+
+    state = new_state("L7", 1_700_000_000.0)
+    state["profile"] = {"lead_source": "Referral", "title": "VP of Sales"}
+    state["activity"] = {"demo_request": [2, 1_700_000_100.0]}
+    del state["history"]  # a state stored before the history existed still reads
+    lead = tmp_path / "state.json"
+    lead.write_text(json.dumps(state), encoding="utf-8")
+    assert main(["score", "--lead", str(lead), "--top", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "demo requests: 2 (+" in printed
+    assert "lead source = Referral (+" in printed
+
+
+def test_train_synthetic_still_works_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "model.json"
+    assert main(["train", "--synthetic", "--seed", "3", "--leads", "300", "--out", str(out)]) == 0
+    assert load_model(out).version.startswith("synthetic-s3-")
+    assert f"written to {out}" in capsys.readouterr().out
