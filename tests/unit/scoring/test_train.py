@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,13 @@ from worker.scoring import TrainReport, load_model, train_synthetic
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainReport, float]:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainReport:
     out = tmp_path_factory.mktemp("train") / "model.json"
-    t0 = time.perf_counter()
-    report = train_synthetic(seed=3, n_leads=1500, out=out, progress=False)
-    return report, time.perf_counter() - t0
+    return train_synthetic(seed=3, n_leads=1500, out=out, progress=False)
 
 
-def test_train_synthetic_is_fast_and_learns(trained: tuple[TrainReport, float]) -> None:
-    report, seconds = trained
-    assert seconds < 10
+def test_train_synthetic_learns(trained: TrainReport) -> None:
+    report = trained
     assert report.auc > 0.75
     assert report.brier < 0.15
     assert 0.1 < report.base_rate < 0.3
@@ -31,8 +27,8 @@ def test_train_synthetic_is_fast_and_learns(trained: tuple[TrainReport, float]) 
     assert all(b.lo <= b.predicted <= b.hi for b in report.calibration)
 
 
-def test_the_written_model_is_the_reported_one(trained: tuple[TrainReport, float]) -> None:
-    report, _ = trained
+def test_the_written_model_is_the_reported_one(trained: TrainReport) -> None:
+    report = trained
     assert report.path is not None
     model = load_model(report.path)
     assert model.version == report.version
@@ -45,9 +41,9 @@ def test_the_written_model_is_the_reported_one(trained: tuple[TrainReport, float
 
 
 def test_training_is_deterministic_and_quiet(
-    trained: tuple[TrainReport, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained: TrainReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report, _ = trained
+    report = trained
     again = train_synthetic(seed=3, n_leads=1500, out=tmp_path / "again.json")  # progress: only on a terminal
     assert again.version == report.version
     assert (tmp_path / "again.json").read_bytes() == Path(str(report.path)).read_bytes()
