@@ -162,23 +162,38 @@ class RuleOutcome(NamedTuple):
     qualification: QualificationRule | None
 
 
-_Step = tuple[
-    str | None, Callable[[Any], bool] | None, float, str | None, float | None, str, Callable[[Facts], float] | None
-]
+_Step = tuple[str | None, Callable[[Any], bool] | None, float, str | None, float | None, str]
 _Check = tuple[str | None, Condition, "QualificationRule"]
 
 
 def _step(rule: ScoringRule) -> _Step:
-    """The scoring loop's form of a rule: ``(field, test, points, per, cap, id, decay factor)``.
+    """The scoring loop's form of a rule: ``(field, test, points, per, cap, id)``.
 
     With a field, ``test`` takes that fact's value (a missing fact skips the rule); without one, ``test`` is the
     whole condition (or None: always) and takes the facts.
     """
-    factor = None if rule.decay is None else _decay_factor(rule.decay, rule.decay_from)
     if rule.leaf is not None and rule.per is None:
         field_name, test = rule.leaf
-        return field_name, test, rule.points, None, None, rule.id, factor
-    return None, rule.condition, rule.points, rule.per, rule.max, rule.id, factor
+        return field_name, test, rule.points, None, None, rule.id
+    return None, rule.condition, rule.points, rule.per, rule.max, rule.id
+
+
+_Decaying = tuple[ScoringRule, Callable[[Facts], float]]
+
+
+def _rule_points(rule: ScoringRule, facts: Facts) -> float:
+    """What a scoring rule adds before decay (0 when it does not match): the plain reading of a rule."""
+    if rule.condition is not None and not rule.condition(facts):
+        return 0.0
+    if rule.per is None:
+        return rule.points
+    value: Any = facts.get(rule.per)
+    if value.__class__ not in _NUMBER:
+        return 0.0
+    points: float = rule.points * value
+    if rule.max is not None:
+        points = max(-rule.max, min(rule.max, points))
+    return points
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +211,20 @@ class Ruleset:
     derived_facts: tuple[tuple[str, Callable[[Facts], object]], ...] = ()
     """Facts computed from others before the rules run (windowed counts, days since an activity type)."""
     _steps: tuple[_Step, ...] = field(init=False, repr=False, compare=False)
+    _decaying: tuple[_Decaying, ...] = field(init=False, repr=False, compare=False)
+    """Rules whose points decay, with their decay factor: scored after the fast loop, which stays as it was."""
     _checks: tuple[_Check, ...] = field(init=False, repr=False, compare=False)
     _whole: bool = field(init=False, repr=False, compare=False)
+    _order: Mapping[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_steps", tuple(_step(r) for r in self.scoring_rules if r.points))
+        steps = tuple(_step(r) for r in self.scoring_rules if r.points and r.decay is None)
+        object.__setattr__(self, "_steps", steps)
+        decaying = tuple(
+            (r, _decay_factor(r.decay, r.decay_from)) for r in self.scoring_rules if r.points and r.decay is not None
+        )
+        object.__setattr__(self, "_decaying", decaying)
+        object.__setattr__(self, "_order", {r.id: i for i, r in enumerate(self.scoring_rules)})
         checks = tuple((None if r.guard in _ALWAYS_SET else r.guard, r.condition, r) for r in self.qualification_rules)
         object.__setattr__(self, "_checks", checks)
         # whole points times counts always add up to a whole number: no rounding needed on the hot path
@@ -226,7 +250,7 @@ class Ruleset:
         total = 0.0
         matched: list[str] = []
         append = matched.append
-        for field_name, test, points, per, cap, rule_id, decay in self._steps:
+        for field_name, test, points, per, cap, rule_id in self._steps:
             if field_name is not None:
                 x = get(field_name)
                 if x is None or not test(x):  # type: ignore[misc]  # a step with a field always has a test
@@ -245,12 +269,10 @@ class Ruleset:
                         points = -cap
                 if not points:
                     continue
-            if decay is not None:
-                points *= decay(facts)
-                if not points:
-                    continue
             total += points
             append(rule_id)
+        if self._decaying:
+            total += self._decayed_points(facts, matched)
         if not self._whole:
             total = round(total, 4)
         facts["points"] = total
@@ -261,3 +283,20 @@ class Ruleset:
                 matched.append(rule.id)
                 return RuleOutcome(total, tuple(matched), rule)
         return RuleOutcome(total, tuple(matched), None)
+
+    def _decayed_points(self, facts: Facts, matched: list[str]) -> float:
+        """The decaying rules' points; their ids join ``matched`` in file order."""
+        total = 0.0
+        decayed: list[str] = []
+        for rule, factor in self._decaying:
+            points = _rule_points(rule, facts)
+            if points:
+                points *= factor(facts)
+            if points:
+                total += points
+                decayed.append(rule.id)
+        if decayed:
+            order = self._order
+            matched.extend(decayed)
+            matched.sort(key=order.__getitem__)
+        return total
