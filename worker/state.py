@@ -9,7 +9,7 @@ Layout (``STATE_VERSION`` 1)::
      "profile": {field: value},            # standard lead fields that are set (never None)
      "custom": {name: scalar},             # org-specific fields that are set
      "activity": {type: [count, last_at]}, # engagement counters with the last time seen
-     "history": {type: [day, count, day, count, ...]},  # per-UTC-day counts, oldest first, HISTORY_DAYS days
+     "history": {type: [[day, count], ...]},  # per-UTC-day counts, oldest first, the last HISTORY_DAYS days
      "last_activity_at": float | None,
      "status": str | None,                 # None until a rule or a producer sets one
      "points": float, "score": float | None,
@@ -19,9 +19,7 @@ Layout (``STATE_VERSION`` 1)::
 
 ``history`` was added without changing the version: a stored state without it loads as a lead with no history
 (windows over it count 0 until new activities arrive). ``day`` is ``int(epoch seconds // 86400)``, the event's
-UTC day; days are kept relative to the newest day seen for the type, never the wall clock, so replays agree. The
-pairs are flat (one list of ints per type, not a list per day): fewer objects for the garbage collector to scan
-in a cache of tens of thousands of states, and shorter JSON.
+UTC day; days are kept relative to the newest day seen for the type, never the wall clock, so replays agree.
 """
 
 from __future__ import annotations
@@ -56,7 +54,7 @@ HISTORY_FACT = "activity.history"
 CHANGED_FACT = "event.changed"
 """The facts key of the paths the event changed (read by ``changed``; not a fact rules name)."""
 _DAY = 86400.0
-_NO_HISTORY: dict[str, list[int]] = {}
+_NO_HISTORY: dict[str, list[list[int]]] = {}
 _NOTHING_CHANGED: frozenset[str] = frozenset()
 
 PROFILE_FIELDS: tuple[str, ...] = tuple(f for f in LeadFields.model_fields if f != "custom")
@@ -133,10 +131,10 @@ def apply_event(
         day = int(now // _DAY)
         history = state.get("history")
         buckets = None if history is None else history.get(kind)
-        if buckets is not None and buckets[-2] == day:  # another activity the same day
-            buckets[-1] += count
-        elif buckets is not None and buckets[-2] < day and buckets[0] > day - HISTORY_DAYS:
-            buckets += (day, count)  # a new day, and nothing falls out of the history yet
+        if buckets is not None and buckets[-1][0] == day:  # another activity the same day
+            buckets[-1][1] += count
+        elif buckets is not None and buckets[-1][0] < day and buckets[0][0] > day - HISTORY_DAYS:
+            buckets.append([day, count])  # a new day, and nothing falls out of the history yet
         else:
             _count_day(state, kind, day, count)
         last = state["last_activity_at"]
@@ -154,28 +152,28 @@ def apply_event(
 
 
 def _count_day(state: LeadState, kind: str, day: int, count: int) -> None:
-    """Add ``count`` to the type's count of ``day``, dropping days that fall out of the kept history."""
-    history: dict[str, list[int]] | None = state.get("history")
+    """Add ``count`` to the type's bucket of ``day``, dropping buckets that fall out of the kept history."""
+    history: dict[str, list[list[int]]] | None = state.get("history")
     if history is None:  # a state stored before the history existed
         history = state["history"] = {}
     buckets = history.get(kind)
     if buckets is None:
-        history[kind] = [day, count]
+        history[kind] = [[day, count]]
         return
-    days = buckets[0::2]
-    newest = days[-1]
-    if newest == day:
-        buckets[-1] += count
-    elif newest < day:
-        buckets += (day, count)
-        cut = bisect.bisect_left(days, day - HISTORY_DAYS + 1)
-        del buckets[: 2 * cut]
-    elif day > newest - HISTORY_DAYS:  # a late event within the kept history
-        at = bisect.bisect_left(days, day)
-        if at < len(days) and days[at] == day:
-            buckets[2 * at + 1] += count
+    newest = buckets[-1]
+    if newest[0] == day:
+        newest[1] += count
+    elif newest[0] < day:
+        buckets.append([day, count])
+        oldest_kept = day - HISTORY_DAYS + 1
+        if buckets[0][0] < oldest_kept:
+            del buckets[: bisect.bisect_left(buckets, oldest_kept, key=lambda b: b[0])]
+    elif day > newest[0] - HISTORY_DAYS:  # a late event within the kept history
+        at = bisect.bisect_left(buckets, day, key=lambda b: b[0])
+        if at < len(buckets) and buckets[at][0] == day:
+            buckets[at][1] += count
         else:
-            buckets[2 * at : 2 * at] = [day, count]
+            buckets.insert(at, [day, count])
 
 
 def _merge_fields(state: LeadState, fields: LeadFields, changed: set[str]) -> None:

@@ -110,11 +110,11 @@ def test_history_counts_per_day_and_drops_days_beyond_the_kept_history() -> None
     apply(state, activity("a2", "page_view", T0 + dt.timedelta(hours=1)))
     apply(state, activity("a3", "page_view", T0 + dt.timedelta(days=1)))
     apply(state, activity("a4", "page_view", T0 - dt.timedelta(days=3)))  # late, within the history: inserted
-    assert state["history"]["page_view"] == [day(T0) - 3, 1, day(T0), 3, day(T0) + 1, 1]
+    assert state["history"]["page_view"] == [[day(T0) - 3, 1], [day(T0), 3], [day(T0) + 1, 1]]
     apply(state, activity("a5", "page_view", T0 + dt.timedelta(days=HISTORY_DAYS)))  # the last 90 days are kept
-    assert state["history"]["page_view"] == [day(T0) + 1, 1, day(T0) + HISTORY_DAYS, 1]
+    assert state["history"]["page_view"] == [[day(T0) + 1, 1], [day(T0) + HISTORY_DAYS, 1]]
     apply(state, activity("a6", "page_view", T0 - dt.timedelta(days=10)))  # older than the history: not kept
-    assert len(state["history"]["page_view"]) == 4
+    assert len(state["history"]["page_view"]) == 2
     assert state["activity"]["page_view"][0] == 7  # the all-time counter still counts every activity
 
 
@@ -126,4 +126,4 @@ def test_a_state_stored_without_history_loads_and_starts_one() -> None:
     assert facts["activity.history"] == {}
     assert facts["activity.demo_request.count"] == 1
     apply(state, activity("a2", "demo_request"))
-    assert state["history"] == {"demo_request": [day(T0), 1]}
+    assert state["history"] == {"demo_request": [[day(T0), 1]]}

@@ -32,14 +32,12 @@ def _count_in_days(activity_type: str, days: int) -> Callable[[Facts], object]:
         today = int(now // _DAY)
         first = today - days + 1
         total = 0
-        i = len(buckets) - 2  # flat [day, count, ...] pairs, oldest first: walk back from the newest day
-        while i >= 0:
-            day = buckets[i]
+        for day, count in reversed(buckets):  # newest first: stop at the first day before the window
+            if day > today:  # a later event already applied (a replay out of order): not in this window
+                continue
             if day < first:
                 break
-            if day <= today:  # a later day comes from a later event already applied (a replay out of order)
-                total += buckets[i + 1]
-            i -= 2
+            total += count
         return total
 
     return count_in_days

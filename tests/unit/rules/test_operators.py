@@ -271,15 +271,17 @@ TODAY = int(NOW // DAY)
 @pytest.mark.parametrize(
     ("days", "history", "expected"),
     [
-        (1, [TODAY, 2], 2),  # count_in_days(1) is the event's UTC day
-        (1, [TODAY - 1, 5], 0),
-        (7, [TODAY - 7, 1, TODAY - 6, 2, TODAY, 3], 5),  # the 7 days are today and the 6 before
-        (7, [TODAY - 6, 2, TODAY + 1, 4], 2),  # a later day (an event already applied) is not in the window
-        (90, [TODAY - 89, 1, TODAY - 40, 1], 2),
+        (1, [[TODAY, 2]], 2),  # count_in_days(1) is the event's UTC day
+        (1, [[TODAY - 1, 5]], 0),
+        (7, [[TODAY - 7, 1], [TODAY - 6, 2], [TODAY, 3]], 5),  # the 7 days are today and the 6 before
+        (7, [[TODAY - 6, 2], [TODAY + 1, 4]], 2),  # a later day (an event already applied) is not in the window
+        (90, [[TODAY - 89, 1], [TODAY - 40, 1]], 2),
         (14, [], 0),
     ],
 )
-def test_count_in_days_counts_the_days_ending_with_the_event_day(days: int, history: list[int], expected: int) -> None:
+def test_count_in_days_counts_the_days_ending_with_the_event_day(
+    days: int, history: list[list[int]], expected: int
+) -> None:
     field = f"activity.demo_request.count_in_days({days})"
     values = {"activity.history": {"demo_request": history} if history else {}}
     assert matches(leaf(field, "eq", expected), values) is True
@@ -287,7 +289,7 @@ def test_count_in_days_counts_the_days_ending_with_the_event_day(days: int, hist
 
 
 def test_windows_and_days_since_without_an_event_time_are_missing() -> None:
-    history = {"activity.history": {"demo_request": [TODAY, 1]}, "now": None}
+    history = {"activity.history": {"demo_request": [[TODAY, 1]]}, "now": None}
     assert matches(leaf("activity.demo_request.count_in_days(7)", "is_null", no_value=True), history) is True
     last = {"activity.demo_request.last_at": NOW - DAY, "now": None}
     assert matches(leaf("activity.demo_request.days_since", "is_null", no_value=True), last) is True

@@ -46,8 +46,8 @@ def fact(name: str, facts: dict[str, Any]) -> Any:
         if now is None:
             return None
         days, today = int(window.group(2)), int(now // DAY)
-        flat = facts.get(HISTORY_FACT, {}).get(window.group(1), [])
-        return sum(c for d, c in zip(flat[0::2], flat[1::2], strict=True) if today - days < d <= today)
+        buckets = facts.get(HISTORY_FACT, {}).get(window.group(1), [])
+        return sum(c for d, c in buckets if today - days < d <= today)
     if name.endswith(".days_since"):
         last = facts.get(name.replace(".days_since", ".last_at"))
         return None if last is None or now is None else max(0.0, (now - last) / DAY)
@@ -160,7 +160,7 @@ address = st.one_of(
 
 days = st.integers(int(NOW // DAY) - 16, int(NOW // DAY) + 1)
 history = st.lists(st.tuples(days, st.integers(1, 3)), max_size=10, unique_by=lambda p: p[0]).map(
-    lambda pairs: {"demo_request": [n for p in sorted(pairs) for n in p]} if pairs else {}
+    lambda pairs: {"demo_request": [list(p) for p in sorted(pairs)]} if pairs else {}
 )
 CHANGEABLE = ["company", "email", "custom.t", "custom.n", "activity.demo_request.count"]
 
