@@ -100,7 +100,7 @@ def test_every_operator_is_covered() -> None:
     assert covered == set(OPERATORS)
 
 
-def test_missing_emails_are_not_free_and_not_not_free_the_same_way() -> None:
+def test_a_missing_email_is_not_free_mail_and_the_negation_holds() -> None:
     # is_not_free_email is the exact opposite of is_free_email, like every negated operator
     assert matches(leaf("email", "is_free_email", no_value=True), {"email": None}) is False
     assert matches(leaf("email", "is_not_free_email", no_value=True), {"email": None}) is True
