@@ -45,7 +45,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True, slots=True)
 class ControlRecord:
     """One decoded control record: what it carries and where it sits in the topic."""
