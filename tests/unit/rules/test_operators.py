@@ -302,3 +302,18 @@ def test_days_since_an_activity_type(last_at: float | None, expected: float | No
         assert matches(leaf(field, "is_null", no_value=True), {"activity.demo_request.last_at": last_at}) is True
     else:
         assert matches(leaf(field, "eq", expected), {"activity.demo_request.last_at": last_at}) is True
+
+
+def test_matches_remembers_results_without_changing_them() -> None:
+    import re2  # type: ignore[import-untyped]
+
+    from worker.rules._ops import _MATCHES_MEMO, _MATCHES_MEMO_CHARS, _matches
+
+    pattern = r"(?i)\b(cto|vp)\b"
+    test = _matches(re2.compile(pattern))
+    texts = [f"{i} {'CTO' if i % 3 == 0 else 'director'}" for i in range(_MATCHES_MEMO * 2 + 7)]
+    texts += ["x" * _MATCHES_MEMO_CHARS + " vp", "x" * _MATCHES_MEMO_CHARS + " director"]  # too long to remember
+    for _ in range(2):  # the second pass reads what the first remembered (and what survived the clearing)
+        assert [test(t) for t in texts] == [re2.search(pattern, t) is not None for t in texts]
+    assert test(None) is False
+    assert test(3) is False
