@@ -16,7 +16,16 @@ from worker.rules import Ruleset, parse_ruleset
 from worker.rules._fields import activity_part, check_field
 from worker.scoring import Model
 
-__all__ = ["KINDS", "Artifact", "ArtifactKind", "compile_artifact", "parse_model", "swap", "version_in"]
+__all__ = [
+    "KINDS",
+    "Artifact",
+    "ArtifactKind",
+    "check_servable",
+    "compile_artifact",
+    "parse_model",
+    "swap",
+    "version_in",
+]
 
 ArtifactKind = Literal["ruleset", "model"]
 KINDS: tuple[ArtifactKind, ...] = ("ruleset", "model")
@@ -37,7 +46,11 @@ def parse_model(text: str, name: str) -> Model:
     except ValueError as exc:
         msg = f"{name}: model file is not JSON: {exc}"
         raise ModelError(msg) from None
-    model = Model.from_dict(data, source=name)
+    return check_servable(Model.from_dict(data, source=name), name)
+
+
+def check_servable(model: Model, name: str) -> Model:
+    """``model``, or ModelError when one of its features reads a fact that the worker's stream cannot provide."""
     problems = [p for p in (_unservable(f.path) for f in model.features) if p is not None]
     if problems:
         msg = f"{name}: the worker cannot provide what this model reads: " + "; ".join(problems)

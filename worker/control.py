@@ -162,17 +162,22 @@ class ControlSnapshot:
         return [r for r in self.records if isinstance(r, ConfigError)]
 
 
+def _consumer_options(settings: Settings) -> dict[str, Any]:
+    """A control-topic reader's options, the same for kafka-python and aiokafka: no group, nothing committed."""
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "group_id": None,
+        "enable_auto_commit": False,
+        "client_id": f"{settings.app_id}-control",
+        "max_partition_fetch_bytes": 16 * 1024 * 1024,
+        "fetch_max_bytes": 64 * 1024 * 1024,
+        **settings.kafka_auth(),
+    }
+
+
 def read_control(settings: Settings, quiet_ms: int = 300, timeout: float = 30.0) -> ControlSnapshot:
     """Read the control topic from the beginning to its end (no consumer group, nothing committed)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        client_id=f"{settings.app_id}-control",
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-        **settings.kafka_auth(),
-    )
+    consumer = KafkaConsumer(**_consumer_options(settings))
     try:
         partitions = consumer.partitions_for_topic(settings.topic_control) or set()
         tps = [TopicPartition(settings.topic_control, p) for p in sorted(partitions)]
@@ -228,15 +233,7 @@ async def follow_control(
     backoff = 0.5
     offsets = dict(start)
     while True:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            client_id=f"{settings.app_id}-control",
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-            **settings.kafka_auth(),
-        )
+        consumer = AIOKafkaConsumer(**_consumer_options(settings))
         try:
             await consumer.start()
             partitions = consumer.partitions_for_topic(settings.topic_control) or set()

@@ -182,3 +182,16 @@ def test_a_model_the_stream_cannot_feed_is_refused_with_the_feature_named(
     assert "train on 'activity.demo_request.count'" in caplog.text
     assert reloader.offer("model", "{not json", "model.json", "file") == "refused"
     assert "model.json: model file is not JSON" in caplog.text
+
+
+def test_a_worker_does_not_start_with_a_model_the_stream_cannot_feed(tmp_path: Path) -> None:
+    from worker.engine import load_engine
+    from worker.exceptions import ModelError
+    from worker.settings import Settings
+
+    data = json.loads(default_model_path().read_text())
+    data["features"][0]["path"] = "Lead Origin"
+    unfit = tmp_path / "unfit.json"
+    unfit.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=r"unfit\.json: the worker cannot provide .*feature reads 'Lead Origin'"):
+        load_engine(Settings(model=unfit))
