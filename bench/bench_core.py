@@ -7,9 +7,10 @@ Stages, each timed over the same events:
   score      Model.score + Model.factors on precomputed facts
   decide     state merge + facts + score + rules + decision/opportunity dicts (events already parsed)
   batch      process_batch as the worker runs it: bytes in, JSON bytes out, 500 events a batch, states serialised
-             at the end of each batch and kept decoded in the worker's state cache between batches
+             at the end of each batch and kept decoded in the worker's state cache between batches, with the
+             drift sample of the worker's default settings (features checked on 1 event in 10)
 
-    python bench/bench_core.py [--leads 2000] [--repeat 3]
+    python bench/bench_core.py [--leads 2000] [--repeat 3] [--drift-sample 10]
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--drift-sample", type=int, default=10, help="as LEADFLOW_DRIFT_SAMPLE (0: off)")
     args = parser.parse_args()
 
     data = generate(args.leads, seed=11, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
@@ -104,7 +106,9 @@ def main() -> None:
         store: dict[str, bytes] = {}
         cache: dict[str, dict[str, object]] = {}
         for start in range(0, n, 500):
-            result = process_batch(engine, records[start : start + 500], store.get, 1.0, cache)
+            result = process_batch(
+                engine, records[start : start + 500], store.get, 1.0, cache, drift_sample=args.drift_sample
+            )
             store.update(result.states)
 
     print(

@@ -123,7 +123,9 @@ class BatchHandler:
             return states.get(key, partition_of[key])
 
         started = time.perf_counter()
-        result = process_batch(self.engine, messages, load_state, time.time(), cache)
+        result = process_batch(
+            self.engine, messages, load_state, time.time(), cache, drift_sample=self.settings.drift_sample
+        )
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(messages))
         prepared = Prepared(result, states, partition_of)
@@ -216,6 +218,12 @@ class BatchHandler:
         if result.duplicates:
             m.duplicates.inc(result.duplicates)
         observe_many(m.score, result.scores)
+        for name, n in result.features_observed.items():
+            m.feature_observed.labels(name).inc(n)
+        for name, n in result.features_missing.items():
+            m.feature_missing.labels(name).inc(n)
+        for name, n in result.features_unseen.items():
+            m.feature_unseen.labels(name).inc(n)
         now = time.time()
         observe_many(m.latency, [max(0.0, now - ts) for ts in result.record_times])
 

@@ -1,4 +1,4 @@
-"""The ``leadflow`` command line: broker, run, produce, demo, train, score, schema."""
+"""The ``leadflow`` command line: broker, run, produce, backtest, drift, demo, train, score, schema."""
 
 from __future__ import annotations
 
@@ -66,15 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backtest", help="replay a history of lead events through a ruleset (and compare to another)")
     p.add_argument("--rules", type=Path, required=True, metavar="NEW", help="the ruleset to try (YAML)")
     p.add_argument("--against", type=Path, metavar="OLD", help="the ruleset to compare with, e.g. production's")
-    history = p.add_mutually_exclusive_group(required=True)
-    history.add_argument("--events", type=Path, metavar="FILE", help="JSON lines, one lead event per line")
-    history.add_argument("--topic", help="a topic read from its beginning to its end, without a consumer group")
-    p.add_argument("--broker", dest="broker_url", metavar="URL", help="for --topic (LEADFLOW_BROKER_URL)")
+    _history_arguments(p)
     p.add_argument("--model", type=Path, help="model JSON (LEADFLOW_MODEL)")
     p.add_argument("--outcomes", type=Path, metavar="CSV", help="known outcomes: a lead id and a converted/won column")
     p.add_argument("--html", type=Path, metavar="REPORT.html", help="write a self-contained HTML report with charts")
     p.add_argument("--json", dest="json_out", type=Path, metavar="OUT.json", help="write every number as JSON")
     p.set_defaults(func=_cmd_backtest)
+
+    p = sub.add_parser("drift", help="compare recent decisions' facts with the model's training data (PSI per feature)")
+    p.add_argument("--model", type=Path, help="model JSON (LEADFLOW_MODEL; default: the shipped model)")
+    _history_arguments(p)
+    p.add_argument("--rules", type=Path, help="ruleset YAML (LEADFLOW_RULES); only rules' facts depend on it")
+    p.add_argument("--last", type=int, default=10_000, metavar="N", help="the window: the last N decided events")
+    p.add_argument("--json", dest="json_out", type=Path, metavar="OUT.json", help="write every number as JSON")
+    p.add_argument("--html", type=Path, metavar="OUT.html", help="write the table as an HTML page")
+    p.add_argument("--fail-on-drift", action="store_true", help="exit 1 when a feature's PSI is above 0.25")
+    p.set_defaults(func=_cmd_drift)
 
     p = sub.add_parser("demo", help="embedded broker + worker + a realistic sample, end to end, with a summary")
     p.add_argument("--leads", type=int, default=2000)
@@ -106,6 +113,14 @@ def _parser() -> argparse.ArgumentParser:
     _rules_parser(sub)
     _model_parser(sub)
     return parser
+
+
+def _history_arguments(p: argparse.ArgumentParser) -> None:
+    """``--events FILE`` or ``--topic T [--broker URL]``: the history ``backtest`` and ``drift`` replay."""
+    history = p.add_mutually_exclusive_group(required=True)
+    history.add_argument("--events", type=Path, metavar="FILE", help="JSON lines, one lead event per line")
+    history.add_argument("--topic", help="a topic read from its beginning to its end, without a consumer group")
+    p.add_argument("--broker", dest="broker_url", metavar="URL", help="for --topic (LEADFLOW_BROKER_URL)")
 
 
 def _publish_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser], kind: str, what: str) -> None:
@@ -214,6 +229,20 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         json_out=args.json_out,
     )
     return 0
+
+
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from worker.drift import run_drift
+
+    return run_drift(
+        _settings(args),
+        events=args.events,
+        topic=args.topic,
+        last=args.last,
+        json_out=args.json_out,
+        html_out=args.html,
+        fail_on_drift=args.fail_on_drift,
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from worker.events import LeadActivity, LeadUpserted
 from worker.exceptions import EventError
 from worker.parse import DEFAULT_MAX_EVENT_BYTES, parse_event
 from worker.rules import QualificationRule, Ruleset
-from worker.scoring import Model
+from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
 from worker.state import LeadState, apply_event, build_facts, event_digest, new_state, seen
 
 __all__ = [
@@ -52,6 +52,7 @@ class Decided(NamedTuple):
 
     decision: dict[str, Any]
     opportunity: dict[str, Any] | None
+    facts: dict[str, object] | None = None  # what the model scored (None for a duplicate)
 
 
 class RecordLike(Protocol):
@@ -95,6 +96,12 @@ class BatchResult:
     duplicates: int = 0
     scores: list[float] = field(default_factory=list)
     record_times: list[float] = field(default_factory=list)
+    # drift: the facts of the sampled events (1 record offset in ``drift_sample``) and, per model feature, how
+    # many were observed, missing or unseen (see worker.scoring.feature_checks)
+    sampled_facts: list[dict[str, object]] = field(default_factory=list)
+    features_observed: Counter[str] = field(default_factory=Counter)
+    features_missing: Counter[str] = field(default_factory=Counter)
+    features_unseen: Counter[str] = field(default_factory=Counter)
 
 
 @functools.lru_cache(maxsize=4)  # one decided_at per batch: formatted once
@@ -176,7 +183,7 @@ def decide(
         opportunity_id=state["opportunity_id"],
         duplicate=False,
     )
-    return state, Decided(base, opportunity)
+    return state, Decided(base, opportunity, facts)
 
 
 def _convert(
@@ -259,6 +266,7 @@ def process_batch(
     load_state: Callable[[str], bytes | None],
     decided_at: float,
     cache: MutableMapping[str, LeadState] | None = None,
+    drift_sample: int = 0,
 ) -> BatchResult:
     """Run a batch of raw records through the core, in order.
 
@@ -268,6 +276,9 @@ def process_batch(
     batch (the caller stores ``states`` before the next batch). A bad record becomes a dead letter; an unexpected
     error on one event also does, and leaves that lead's state as it was before the event (rebuilt from
     ``load_state`` by re-deciding the lead's earlier events of the batch: decisions are pure).
+
+    ``drift_sample`` N > 0 keeps the facts of the decided (not duplicate) events whose record offset is a multiple
+    of N, and counts per feature whether each is missing or unseen (0: none).
     """
     result = BatchResult()
     dumps, loads = orjson.dumps, orjson.loads
@@ -309,6 +320,8 @@ def process_batch(
         else:
             applied.setdefault(lead_id, []).append(event)
             result.scores.append(decision["score"])
+            if drift_sample and record.offset % drift_sample == 0 and decided.facts is not None:
+                _sample(engine.model, decided.facts, result)
         if opportunity is not None and opportunity_bytes is not None:
             result.opportunities.append((opportunity["opportunity_id"].encode(), opportunity_bytes))
         if record.timestamp is not None:
@@ -319,6 +332,19 @@ def process_batch(
             if state is not None:
                 cache[lead_id] = state
     return result
+
+
+def _sample(model: Model, facts: dict[str, object], result: BatchResult) -> None:
+    """Keep one sampled event's facts and count which features are missing or unseen in them."""
+    result.sampled_facts.append(facts)
+    observed, missing, unseen = result.features_observed, result.features_missing, result.features_unseen
+    for name, check in feature_checks(model):
+        observed[name] += 1
+        status = check(facts)
+        if status == IS_MISSING:
+            missing[name] += 1
+        elif status == IS_UNSEEN:
+            unseen[name] += 1
 
 
 def _replay(

@@ -11,8 +11,10 @@ Hierarchy::
     ├── EventError(ValueError)             an input record that is not a valid lead event
     │                                      (``.reason`` is the bounded dead-letter reason)
     ├── BrokerError(RuntimeError)          the embedded broker could not be found or started
-    └── BacktestError(ValueError)          a backtest input that cannot be read (events file, topic, broker,
-                                           ruleset, outcomes CSV); ``.source`` names it
+    ├── BacktestError(ValueError)          a backtest input that cannot be read (events file, topic, broker,
+    │                                      ruleset, outcomes CSV); ``.source`` names it
+    └── DriftError(ValueError)             ``leadflow drift`` cannot compare: a model without training
+                                           distributions, no events; ``.source`` names the model or history
 
 Errors in the stream are data, not exceptions that escape: the worker turns an :class:`EventError` into a
 dead-letter record and goes on.
@@ -27,6 +29,7 @@ __all__ = [
     "BacktestError",
     "BrokerError",
     "ConfigError",
+    "DriftError",
     "EventError",
     "LeadflowError",
     "ModelError",
@@ -99,6 +102,14 @@ class BrokerError(LeadflowError, RuntimeError):
 
 class BacktestError(LeadflowError, ValueError):
     """An input of ``leadflow backtest`` cannot be used; ``source`` names it (a file, a topic, a broker URL)."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        self.source = source
+        super().__init__(message)
+
+
+class DriftError(LeadflowError, ValueError):
+    """``leadflow drift`` cannot compare a window with the training data; ``source`` names the model or events."""
 
     def __init__(self, message: str, *, source: str) -> None:
         self.source = source

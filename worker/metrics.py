@@ -1,7 +1,8 @@
 """Every metric leadflow exports, registered on a registry that is passed in (never the global one).
 
 Label values are bounded: event types and actions are fixed sets, statuses come from the ruleset (others are
-reported as ``other``), dead-letter reasons are a fixed set. No personal data ever goes into a label.
+reported as ``other``), dead-letter reasons are a fixed set, features are the model's feature names. No personal
+data ever goes into a label.
 """
 
 from __future__ import annotations
@@ -86,6 +87,25 @@ class Metrics:
             "leadflow_score",
             "Distribution of model scores (probability)",
             buckets=_SCORE_BUCKETS,
+            registry=registry,
+        )
+        self.feature_observed = Counter(
+            "leadflow_feature_observed_total",
+            "Sampled events whose features were checked (1 in LEADFLOW_DRIFT_SAMPLE), by model feature",
+            ["feature"],
+            registry=registry,
+        )
+        self.feature_missing = Counter(
+            "leadflow_feature_missing_total",
+            "Sampled events where the feature's value was missing, by model feature",
+            ["feature"],
+            registry=registry,
+        )
+        self.feature_unseen = Counter(
+            "leadflow_feature_unseen_total",
+            "Sampled events with a value the model never saw in training (a text outside its levels, a number "
+            "outside the training range), by model feature",
+            ["feature"],
             registry=registry,
         )
         self.send_retries = Counter(

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     )
     dedupe_window: int = Field(default=64, ge=1, le=10_000, description="Event ids remembered per lead")
     top_factors: int = Field(default=5, ge=0, le=50)
+    drift_sample: int = Field(
+        default=10,
+        ge=0,
+        description="Count missing and unseen feature values on 1 event in N (by record offset; 0: off)",
+    )
 
     commit_interval: float = Field(default=0.5, gt=0, description="Seconds between offset commits")
     session_timeout: float = Field(default=10.0, gt=0, description="Consumer group session timeout, s")

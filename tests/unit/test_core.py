@@ -382,3 +382,41 @@ def test_a_rule_can_override_the_stage_probability_and_forecast_category(languag
     OpportunityCreated.model_validate(opp)
     assert (opp["stage_name"], opp["probability"], opp["forecast_category"]) == ("Needs Analysis", 40, "BestCase")
     assert opp["expected_revenue"] == 4000
+
+
+def _with_employee_range(lo: float, hi: float) -> Model:
+    """The default model with a training range for number_of_employees, as a retrained model stores it."""
+    data = load_model(default_model_path()).to_dict()
+    data["training"]["distributions"] = {"rows": 1, "features": {"number_of_employees": {"range": [lo, hi]}}}
+    return Model.from_dict(data)
+
+
+def test_drift_sampling_counts_missing_and_unseen_features_on_one_record_offset_in_n(engine: Engine) -> None:
+    model = _with_employee_range(10, 5000)
+    sampling = Engine(engine.ruleset, model)
+    records = [
+        _record(0, b"L1", _bytes(upsert("e1", lead_id="L1", lead_source="Carrier pigeon", number_of_employees=50))),
+        _record(1, b"L2", _bytes(upsert("e2", lead_id="L2", lead_source="Web", number_of_employees=99_999))),
+        _record(2, b"L3", _bytes(upsert("e3", lead_id="L3", lead_source="Web", number_of_employees=900_000))),
+        _record(3, b"L1", _bytes(upsert("e1", lead_id="L1"))),  # a replay: not decided again, not sampled
+        _record(4, b"L4", _bytes(upsert("e4", lead_id="L4", lead_source=" web "))),
+    ]
+    result = process_batch(sampling, records, lambda _: None, 0.0, drift_sample=2)
+    assert len(result.sampled_facts) == 3  # offsets 0, 2 and 4
+    assert set(result.features_observed) == {f.name for f in model.features}
+    assert set(result.features_observed.values()) == {3}
+    assert result.features_unseen["lead_source"] == 1  # "carrier pigeon" is no level of the model
+    assert result.features_unseen["number_of_employees"] == 1  # 900,000 > 5,000; offset 1 was not sampled
+    assert result.features_missing["number_of_employees"] == 1  # L4 gave none
+    assert result.features_missing["industry"] == 3
+    assert result.features_missing["lead_source"] == 0
+
+
+def test_drift_sampling_is_off_by_default_and_the_decisions_do_not_depend_on_it(engine: Engine) -> None:
+    records = [_record(n, b"L1", _bytes(upsert(f"e{n}", company=f"Acme {n}"))) for n in range(4)]
+    plain = process_batch(engine, records, lambda _: None, 0.0)
+    sampled = process_batch(engine, records, lambda _: None, 0.0, drift_sample=1)
+    assert not plain.sampled_facts
+    assert not plain.features_observed
+    assert sampled.features_observed["lead_source"] == 4
+    assert sampled.decisions == plain.decisions

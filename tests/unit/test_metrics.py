@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from worker.app import BatchHandler
+from worker.core import BatchResult
 from worker.metrics import Metrics, observe_many
+from worker.settings import Settings
 
 
 def _buckets(registry: CollectorRegistry, name: str) -> dict[str, float]:
@@ -51,3 +56,22 @@ def test_values_on_a_bucket_bound_count_in_that_bucket() -> None:
     observe_many(bulk.score, values)
     assert _buckets(many, "leadflow_score") == _buckets(one, "leadflow_score")
     assert bulk.score._buckets[0].get() == 4  # 0.0, 0.001, 0.005 and 0.1 are all <= 0.1
+
+
+def test_a_batch_s_feature_counts_move_the_feature_metrics() -> None:
+    registry = CollectorRegistry()
+    handler = BatchHandler(cast(Any, None), Settings(), cast(Any, None), Metrics(registry))
+    result = BatchResult()
+    result.features_observed.update({"lead_source": 3, "number_of_employees": 3})
+    result.features_missing.update({"number_of_employees": 2})
+    result.features_unseen.update({"lead_source": 1})
+    handler._count(result)
+    handler._count(result)
+
+    def value(name: str, feature: str) -> float | None:
+        return registry.get_sample_value(name, {"feature": feature})
+
+    assert value("leadflow_feature_observed_total", "lead_source") == 6
+    assert value("leadflow_feature_missing_total", "number_of_employees") == 4
+    assert value("leadflow_feature_unseen_total", "lead_source") == 2
+    assert value("leadflow_feature_missing_total", "lead_source") is None  # never counted: no series

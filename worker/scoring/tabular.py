@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker.exceptions import TrainingError
 from worker.scoring._baselines import compare
+from worker.scoring._drift import distributions
 from worker.scoring._export import Prepared, prepare, read_table
 from worker.scoring._features import Categorical, Feature, Flag, FreeEmail, Numeric
 from worker.scoring._mapping import Column, load_mapping
@@ -376,6 +377,7 @@ def train_table(
         "leadflow_version": _leadflow_version(),
         "C": mapping.c,
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "distributions": distributions(main.model.features, train),
     }
     model = Model(main.model.name, main.model.intercept, main.model.features, main.model.weights, training)
     report = TableReport(

@@ -24,7 +24,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ import orjson
 
 from worker.parse import parse_event
 from worker.scoring._baselines import compare as compare_baselines
+from worker.scoring._drift import distributions
 from worker.scoring._features import (
     Categorical,
     Feature,
@@ -61,6 +62,7 @@ __all__ = [
     "learn_features",
     "matrix",
     "replay",
+    "replayed",
     "train_synthetic",
     "write_model",
 ]
@@ -213,7 +215,10 @@ def train_synthetic(
         "random_event": {k: v for k, v in as_served.items() if k != "calibration"},
         "last_event": {k: v for k, v in at_last.items() if k != "calibration"},
     }
-    model = Model(model.name, model.intercept, model.features, model.weights, {**model.training, "holdout": holdout})
+    trained = set(train_ids)
+    every = (facts for _, _, facts in replayed([e for e in data.events if str(e["lead_id"]) in trained]))
+    meta = {**model.training, "holdout": holdout, "distributions": distributions(model.features, every)}
+    model = Model(model.name, model.intercept, model.features, model.weights, meta)
     if out is not None:
         write_model(model, out)
     report = TrainReport(
@@ -280,9 +285,20 @@ def replay(
         counts = Counter(str(e["lead_id"]) for e in events)
         at = {lead_id: (n - 1,) for lead_id, n in counts.items()}
     wanted = {lead_id: set(positions) for lead_id, positions in at.items()}
+    out: dict[str, dict[int, dict[str, object]]] = {}
+    for lead_id, position, facts in replayed(events, lambda lead_id, k: k in wanted.get(lead_id, ()), bar):
+        out.setdefault(lead_id, {})[position] = facts
+    return out
+
+
+def replayed(
+    events: Sequence[Mapping[str, Any]],
+    wanted: Callable[[str, int], bool] | None = None,
+    bar: _Bar | None = None,
+) -> Iterator[tuple[str, int, dict[str, object]]]:
+    """(lead id, position in the lead's events, facts) after every event, or those ``wanted(lead_id, position)``."""
     states: dict[str, dict[str, Any]] = {}
     seen: Counter[str] = Counter()
-    out: dict[str, dict[int, dict[str, object]]] = {}
     step = max(1, len(events) // 100)
     for i, raw in enumerate(events):
         lead_id = str(raw["lead_id"])
@@ -294,13 +310,12 @@ def replay(
         apply_event(state, event, event_digest(event.event_id), now, DEDUPE_WINDOW)
         position = seen[lead_id]
         seen[lead_id] += 1
-        if position in wanted.get(lead_id, ()):
-            out.setdefault(lead_id, {})[position] = build_facts(state, now, event)
+        if wanted is None or wanted(lead_id, position):
+            yield lead_id, position, build_facts(state, now, event)
         if bar is not None and i % step == 0:
             bar("replaying", i, len(events))
     if bar is not None:
         bar("replaying", len(events), len(events))
-    return out
 
 
 def final_facts(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, object]]:

@@ -43,6 +43,9 @@ def test_train_writes_the_model_the_card_and_charts_and_prints_the_comparison(
     ]
     model = load_model(out / "model.json")
     assert printed.startswith(f"model {model.version}: 600 leads")
+    stored = model.training["distributions"]  # for 'leadflow drift': every feature, on the training rows
+    assert set(stored["features"]) == {f.name for f in model.features}
+    assert stored["rows"] == model.training["split"]["train"]
     assert "naive Bayes (Odoo)" in printed
     assert "LEAKAGE? column 'Sales Tag'" in printed
 
