@@ -86,12 +86,13 @@ _LINE = "\x00line"  # where a row came from, for messages; not a column
 
 def _read_parquet(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
     try:
-        import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]  # optional dependency
+        import pyarrow.parquet as pq
     except ImportError:
         msg = f"{path}: reading Parquet needs pyarrow ('pip install pyarrow'), or export the data as CSV"
         raise TrainingError(msg, source=str(path)) from None
-    records = pq.read_table(path).to_pylist()
-    header = tuple(str(k) for k in (records[0] if records else {}))
+    table = pq.read_table(path)
+    header = tuple(str(name) for name in table.column_names)
+    records = table.to_pylist()
     rows = []
     for i, record in enumerate(records, start=1):
         row = {str(k): "" if v is None else str(v) for k, v in record.items()}

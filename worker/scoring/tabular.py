@@ -1,4 +1,4 @@
-"""Train on a CRM export (CSV, or Parquet with pyarrow installed): mapping → facts → leakage check → fit → calibrate.
+"""Train on a CRM export (CSV or Parquet): mapping → facts → leakage check → fit → calibrate.
 
 Rows become facts in :mod:`._export` (as the worker builds them for a producer sending the same fields); the
 features read those facts with the code that serves them. The evaluation compares the model with two baselines

@@ -224,6 +224,22 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path, monkeypatc
         read_table(data)
 
 
+def test_a_parquet_export_trains_the_same_model_as_the_csv(
+    export: Path, trained: tuple[TableReport, Path], tmp_path: Path
+) -> None:
+    from pyarrow import csv as pa_csv
+    from pyarrow import parquet as pq
+
+    data = tmp_path / "leads.parquet"
+    pq.write_table(pa_csv.read_csv(export), data)  # typed columns, as a real Parquet export has: numbers, nulls
+    report = train_table(data, parse_mapping(MAPPING), tmp_path / "model", progress=False)
+    from_csv = load_model(trained[1] / "model.json").to_dict()
+    from_parquet = load_model(tmp_path / "model" / "model.json").to_dict()
+    assert from_parquet["features"] == from_csv["features"]
+    assert from_parquet["intercept"] == from_csv["intercept"]
+    assert report.metrics == trained[0].metrics
+
+
 def test_a_missing_data_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"nope\.csv: data file not found"):
         read_table(tmp_path / "nope.csv")
