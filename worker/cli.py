@@ -182,7 +182,7 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from worker.settings import Settings
+    from worker.settings import settings_from
 
     overrides = {
         k: v
@@ -191,7 +191,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     }
     if "topic" in overrides:
         overrides["topic_leads"] = overrides.pop("topic")
-    return Settings(**overrides)
+    return settings_from(**overrides)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from worker.app import build_app
@@ -11,6 +12,7 @@ from worker.artifacts import KINDS, ArtifactKind, swap
 from worker.control import ControlSnapshot, read_control
 from worker.core import Engine
 from worker.engine import load_engine
+from worker.exceptions import ConfigError
 from worker.settings import Settings
 from worker.topics import ensure_control_topic, ensure_topics
 
@@ -27,8 +29,15 @@ def run_worker(settings: Settings) -> int:
     ensure_topics(settings)
     control = None
     if settings.reload_from_control:
-        ensure_control_topic(settings)
-        control = read_control(settings)
+        try:
+            ensure_control_topic(settings)
+            control = read_control(settings)
+        except KafkaError as exc:
+            msg = (
+                f"cannot use the control topic {settings.topic_control!r}: {exc!r}; create it (one partition,"
+                " compacted) and let the worker read it, or set LEADFLOW_RELOAD_FROM_CONTROL=false"
+            )
+            raise ConfigError(msg) from exc
         refused: dict[str, int] = {}
         for artifact_kind in KINDS:
             engine, refused[artifact_kind] = _newest_from_control(settings, control, artifact_kind, engine)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "settings_from"]
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 class Settings(BaseSettings):
@@ -77,6 +80,14 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @field_validator("app_id", "topic_leads", "topic_decisions", "topic_opportunities", "topic_dlq", "topic_control")
+    @classmethod
+    def _legal_topic_name(cls, value: str) -> str:
+        if not _TOPIC_NAME.fullmatch(value):
+            msg = f"{value!r} cannot name a Kafka topic: use ASCII letters, digits, '.', '_' and '-' (at most 249)"
+            raise ValueError(msg)
+        return value
+
     @field_validator("broker_url")
     @classmethod
     def _normalise_url(cls, value: str) -> str:
@@ -106,3 +117,17 @@ class Settings(BaseSettings):
     def dump(self) -> dict[str, object]:
         """All settings as printable values; secrets stay hidden."""
         return {k: (str(v) if isinstance(v, SecretStr | Path) else v) for k, v in self.model_dump().items()}
+
+
+def settings_from(**overrides: object) -> Settings:
+    """Settings from the environment and ``overrides``; a bad value raises ConfigError naming its variable."""
+    from worker.exceptions import ConfigError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # validated by pydantic, which is the point
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LEADFLOW_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        msg = f"invalid settings: {problems}"
+        raise ConfigError(msg) from None

@@ -181,3 +181,12 @@ def test_a_new_model_from_the_file_or_the_control_topic_scores_every_following_d
     third = [o.json for o in flow.read(topic, 15)][10:]
     assert {d["model_version"] for d in third} == {version}
     assert max(d["score"] for d in third) < min(d["score"] for d in first)
+
+
+def test_an_illegal_control_topic_name_stops_start_up_with_its_variable(flow: Flow, tmp_path: Path) -> None:
+    result = flow.run_worker_to_exit(
+        timeout=60, LEADFLOW_RULES=str(write_rules(tmp_path, RULES)), LEADFLOW_TOPIC_CONTROL="no spaces allowed!"
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "LEADFLOW_TOPIC_CONTROL: Value error, 'no spaces allowed!' cannot name a Kafka topic" in result.stderr
+    assert "Traceback" not in result.stderr

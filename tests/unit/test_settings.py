@@ -38,3 +38,16 @@ def test_bad_values_are_refused_with_the_variable_named() -> None:
         Settings(web_port=0)
     with pytest.raises(ValidationError, match="names no broker"):
         Settings(broker_url=" ; ")
+
+
+def test_a_bad_setting_is_a_config_error_naming_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.exceptions import ConfigError
+    from worker.settings import settings_from
+
+    monkeypatch.setenv("LEADFLOW_PARTITIONS", "0")
+    with pytest.raises(ConfigError, match="invalid settings: LEADFLOW_PARTITIONS: Input should be greater than"):
+        settings_from()
+    monkeypatch.delenv("LEADFLOW_PARTITIONS")
+    with pytest.raises(ConfigError, match=r"LEADFLOW_TOPIC_DLQ: Value error, 'dead letters' cannot name a Kafka topic"):
+        settings_from(topic_dlq="dead letters")
+    assert settings_from(topic_control="ops.leadflow-control_v2").topic_control == "ops.leadflow-control_v2"
