@@ -7,7 +7,6 @@ compile the text (refusing it with every problem named), then swap it into a new
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Literal
 
 from worker.core import Engine
@@ -15,6 +14,7 @@ from worker.exceptions import ModelError
 from worker.rules import Ruleset, parse_ruleset
 from worker.rules._fields import activity_part, check_field
 from worker.scoring import Model
+from worker.scoring._model import model_from_text
 
 __all__ = [
     "KINDS",
@@ -41,12 +41,7 @@ def compile_artifact(kind: ArtifactKind, text: str, name: str) -> Artifact:
 
 def parse_model(text: str, name: str) -> Model:
     """A model from its JSON text, refused when it reads a fact that the worker's stream cannot provide."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        msg = f"{name}: model file is not JSON: {exc}"
-        raise ModelError(msg) from None
-    return check_servable(Model.from_dict(data, source=name), name)
+    return check_servable(model_from_text(text, name), name)
 
 
 def check_servable(model: Model, name: str) -> Model:

@@ -211,14 +211,19 @@ def load_model(path: str | Path) -> Model:
     except (OSError, UnicodeDecodeError) as exc:
         msg = f"{path}: cannot read the model file: {exc}"
         raise ModelError(msg) from None
+    model = model_from_text(text, str(path))
+    logger.debug("loaded model %s from %s (%d features)", model.version, path, len(model.features))
+    return model
+
+
+def model_from_text(text: str, source: str) -> Model:
+    """A model from its JSON text; raise :class:`ModelError` naming ``source`` and what is wrong with it."""
     try:
         data = json.loads(text)
     except ValueError as exc:
-        msg = f"{path}: model file is not JSON: {exc}"
+        msg = f"{source}: model file is not JSON: {exc}"
         raise ModelError(msg) from None
-    model = Model.from_dict(data, source=str(path))
-    logger.debug("loaded model %s from %s (%d features)", model.version, path, len(model.features))
-    return model
+    return Model.from_dict(data, source=source)
 
 
 def default_model_path() -> Path:
