@@ -13,7 +13,16 @@ from typing import Any, NamedTuple, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from worker.rules._derived import derived_fact
-from worker.rules._fields import FIXED_FIELDS, KINDS, FieldCheck, Kind, activity_part, can_change, check_field
+from worker.rules._fields import (
+    FIXED_FIELDS,
+    KINDS,
+    ROUTING_FIELDS,
+    FieldCheck,
+    Kind,
+    activity_part,
+    can_change,
+    check_field,
+)
 from worker.rules._limits import MAX_CONDITIONS, MAX_DEPTH, MAX_FIELDS, MAX_RULES
 from worker.rules._loader import Loc, Source
 from worker.rules._model import (
@@ -164,13 +173,25 @@ class _Context:
     decay: Decay | None = None
     """The ruleset's default decay for engagement scoring rules."""
     in_scoring: bool = False
+    in_routing: bool = False
+    """Compiling routing rules: the account facts (``ROUTING_FIELDS``) can be read."""
 
     def add(self, loc: Loc, message: str, rule_id: str | None = None, suggestion: str | None = None) -> None:
         self.src.add(loc, message, rule_id, suggestion)
 
     def field(self, name: object, expect: Kind = Kind.TEXT) -> FieldCheck:
         """Check a field a rule reads, and remember it (for decay, and derived facts to compute)."""
+        if isinstance(name, str) and name in ROUTING_FIELDS:
+            if not self.in_routing:
+                msg = f"field {name!r} is only known to routing rules (it comes from lead-to-account matching)"
+                return FieldCheck(None, msg)
+            self.read.add(name)
+            return FieldCheck(ROUTING_FIELDS[name])
         checked = check_field(name, self.activity_types, self.custom, expect)
+        if checked.kind is None and self.in_routing and isinstance(name, str):
+            close = difflib.get_close_matches(name, list(ROUTING_FIELDS), n=1, cutoff=0.8)
+            if close:
+                return FieldCheck(None, f"unknown field {name!r}", close[0])
         if checked.kind is not None and isinstance(name, str):
             self.read.add(name)
             compute = derived_fact(name)
@@ -930,6 +951,12 @@ def compile_ruleset(data: object, text: str, src: Source) -> Ruleset | None:
                 qualified = _qualification_rule(item, i, ctx, default_status)
                 if qualified is not None:
                     qualification.append(qualified)
+    routing = None
+    if doc.routing is not None:
+        # imported here: worker.routing builds on this module (conditions, context), so it cannot be imported above
+        from worker.routing._compile import compile_routing
+
+        routing = compile_routing(doc.routing, ctx)
     if src.problems:
         return None
     name = doc.name or ("ruleset" if src.path.startswith("<") else PurePath(src.path).stem)
@@ -944,4 +971,5 @@ def compile_ruleset(data: object, text: str, src: Source) -> Ruleset | None:
         scoring_rules=tuple(scoring),
         qualification_rules=tuple(qualification),
         derived_facts=tuple(ctx.derived.items()),
+        routing=routing,
     )

@@ -11,7 +11,16 @@ from enum import Enum
 from worker.events import KNOWN_ACTIVITY_TYPES
 from worker.state import HISTORY_DAYS, PROFILE_FIELDS
 
-__all__ = ["FIXED_FIELDS", "KINDS", "FieldCheck", "Kind", "activity_part", "can_change", "check_field"]
+__all__ = [
+    "FIXED_FIELDS",
+    "KINDS",
+    "ROUTING_FIELDS",
+    "FieldCheck",
+    "Kind",
+    "activity_part",
+    "can_change",
+    "check_field",
+]
 
 
 class Kind(Enum):
@@ -43,6 +52,9 @@ FIXED_FIELDS: dict[str, Kind] = {
     "event.activity_type": Kind.TEXT,
     "now": Kind.TIME,
 }
+
+ROUTING_FIELDS: Mapping[str, Kind] = {"account.matched": Kind.BOOL, "account.id": Kind.TEXT}
+"""Facts only routing rules can read: routing sets them from lead-to-account matching before its rules run."""
 
 _ACTIVITY = re.compile(r"activity\.([a-z][a-z0-9_]{0,63})\.(count|last_at|days_since|count_in_days\((\d{1,9})\))")
 _WINDOW_LIKE = re.compile(r"activity\.([a-z][a-z0-9_]{0,63})\.count_in_days\b.*")

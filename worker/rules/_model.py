@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from worker.routing import Routing
 
 __all__ = [
     "Condition",
@@ -216,6 +219,8 @@ class Ruleset:
     _checks: tuple[_Check, ...] = field(init=False, repr=False, compare=False)
     _whole: bool = field(init=False, repr=False, compare=False)
     _order: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    routing: Routing | None = None
+    """The compiled ``routing:`` section; None when the ruleset has none."""
 
     def __post_init__(self) -> None:
         steps = tuple(_step(r) for r in self.scoring_rules if r.points and r.decay is None)

@@ -32,6 +32,7 @@ PATTERN_HINTS = {
     "version": 'a version like "1.0" (letters, digits, ".", "-" and "_"; quote it)',
     "id": "an id of letters, digits, '-', '_', '.' or ':' (at most 100)",
     "activity_types": "an activity type in lower case like 'trial_signup'",
+    "name": "a pool name of letters, digits, '_', '.' or '-' starting with a letter or digit (at most 64)",
 }
 """What a value that fails a pattern should look like, by key (for error messages)."""
 
@@ -54,6 +55,7 @@ class RulesetDoc(_Doc):
     conversion: Any = None
     scoring: list[Any] = Field(default_factory=list)
     qualification: list[Any] = Field(default_factory=list)
+    routing: Any = None
 
 
 class StatusDoc(_Doc):

@@ -1,0 +1,128 @@
+"""Pydantic models of the ``routing:`` section, one flat strict model per mapping (nested parts checked by the
+compiler one by one, so one broken pool does not hide the problems of the others)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from worker.rules._schema import Name, RuleId, Text, _Doc
+
+__all__ = [
+    "POOL_NAME",
+    "AccountsDoc",
+    "BandDoc",
+    "CapsDoc",
+    "MemberDoc",
+    "PoolDoc",
+    "RoutingDoc",
+    "RoutingRuleDoc",
+    "SlaDoc",
+    "TargetDoc",
+    "TerritoryDoc",
+    "WindowDoc",
+]
+
+POOL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME)]
+Texts = list[Name] | Name
+
+
+class RoutingDoc(_Doc):
+    """The ``routing:`` section."""
+
+    default: Any
+    accounts: Any = None
+    rules: list[Any] = Field(default_factory=list)
+    territories: list[Any] = Field(default_factory=list)
+    pools: list[Any] = Field(default_factory=list)
+
+
+class AccountsDoc(_Doc):
+    """Lead-to-account matching."""
+
+    match: bool = True
+
+
+class TargetDoc(_Doc):
+    """Where a lead goes: exactly one of a user id, a queue name or a pool name."""
+
+    user: Name | None = None
+    queue: Name | None = None
+    pool: Name | None = None
+
+
+class RoutingRuleDoc(_Doc):
+    """One ordered routing rule."""
+
+    id: RuleId
+    description: Text | None = None
+    when: Any
+    to: Any
+
+
+class TerritoryDoc(_Doc):
+    """One territory: every given criterion must hold."""
+
+    id: RuleId
+    description: Text | None = None
+    country: Texts | None = None
+    state: Texts | None = None
+    industry: Texts | None = None
+    employees: Any = None
+    to: Any
+
+
+class BandDoc(_Doc):
+    """A company-size band, both ends included."""
+
+    min: Annotated[int, Field(ge=0)] | None = None
+    max: Annotated[int, Field(ge=0)] | None = None
+
+
+class WindowDoc(_Doc):
+    """At most ``count`` leads in any ``hours`` hours."""
+
+    count: Annotated[int, Field(ge=1)]
+    hours: Annotated[float, Field(gt=0, le=24 * 366)]
+
+
+class CapsDoc(_Doc):
+    """Capacity caps."""
+
+    per_day: Annotated[int, Field(ge=1)] | None = None
+    per_window: Any = None
+
+
+class SlaDoc(_Doc):
+    """A pool's SLA."""
+
+    accept_within_minutes: Annotated[float, Field(gt=0, le=60 * 24 * 366)]
+    then: Any = "next_member"
+
+
+class PoolDoc(_Doc):
+    """One pool."""
+
+    name: PoolName
+    description: Text | None = None
+    strategy: Name = "round_robin"
+    timezone: Name | None = None
+    working_hours: Any = None
+    caps: Any = None
+    overflow: Any = None
+    sla: Any = None
+    members: list[Any] = Field(default_factory=list)
+
+
+class MemberDoc(_Doc):
+    """One member of a pool."""
+
+    id: Name
+    weight: Annotated[int, Field(ge=1, le=10000)] | None = None
+    active: bool = True
+    timezone: Name | None = None
+    working_hours: Any = None
+    caps: Any = None
+    out_of_office: list[Any] = Field(default_factory=list)
