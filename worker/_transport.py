@@ -6,8 +6,9 @@
    watermark inside a Fetch response is right everywhere, so we ask both and take the larger.
 2. A bounded fetch wait. Faust hard-codes ``fetch_max_wait_ms=1500``; an idle stream then waits up to 1.5 s
    for each new event. ``LEADFLOW_FETCH_MAX_WAIT_MS`` (default 100) bounds it.
-3. A batch path. The leads topic's messages go from the fetch loop to leadflow's batch handler a fetch at a
-   time, instead of one by one through Faust's conductor, channels and streams (see ``_drain_messages``).
+3. A batch path. The messages of leadflow's topics (leads, and the routing stages' topics) go from the fetch loop
+   to their handlers a fetch at a time, instead of one by one through Faust's conductor, channels and streams
+   (see ``_drain_messages``).
 """
 
 from __future__ import annotations
@@ -96,21 +97,21 @@ class _Consumer(faust_aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover  # runs inside the worker
-        """Faust's fetch loop, but the leads topic's messages go to the batch handler a fetch at a time.
+        """Faust's fetch loop, but the messages of leadflow's topics go to their handlers a fetch at a time.
 
         Faust hands every message to its conductor, a channel queue, an event and a stream, which costs more
-        than deciding the event. Here each fetch's messages of the leads topic are tracked and handed over as one
+        than deciding the event. Here each fetch's messages of a handled topic are tracked and handed over as one
         batch, and acked only once the handler has sent every output and stored every state: offsets are
         committed (by Faust's commit loop) only for acked messages, so delivery stays at-least-once. While one
         batch is being committed (waiting for the broker), the next one is fetched and decided. Messages of any
         other topic take Faust's usual path.
         """
-        handler = getattr(self.app, "leadflow_handler", None)
-        if handler is None:
+        handlers: dict[str, Any] | None = getattr(self.app, "leadflow_handlers", None)
+        if not handlers:
             await super()._drain_messages(fetcher)
             return
         settings = _settings(self.app)
-        leads, batch_size = settings.topic_leads, settings.batch_size
+        batch_size = settings.batch_size
         callback = self.callback
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
@@ -118,21 +119,22 @@ class _Consumer(faust_aiokafka.Consumer):
         # Consumer.track_message without its per-message sensor calls (leadflow counts its own events): the
         # message is pending until acked, which is what graceful shutdown and commits look at.
         track, ack = self._unacked_messages.add, self.ack
-        pending: asyncio.Future[None] | None = None
+        pending: dict[str, asyncio.Future[None]] = {}  # topic → the batch being committed
 
-        async def flush(batch: list[Any]) -> None:
-            nonlocal pending
+        async def flush(topic: str, batch: list[Any]) -> None:
+            handler = handlers[topic]
             prepared = handler.prepare(batch)
-            if pending is not None:
-                await pending
-            pending = asyncio.ensure_future(self._commit_batch(handler, prepared, batch, ack))
+            previous = pending.get(topic)
+            if previous is not None:
+                await previous
+            pending[topic] = asyncio.ensure_future(self._commit_batch(handler, prepared, batch, ack))
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
                 if self.should_stop:
                     break
-                batch: list[Any] = []
+                batches: dict[str, list[Any]] = {}
                 async for tp, message in self.getmany(timeout=1.0):
                     offset = message.offset
                     last = read_offset[tp]
@@ -142,19 +144,23 @@ class _Consumer(faust_aiokafka.Consumer):
                         if offset - last > 1:
                             await self._add_gap(tp, last + 1, offset)  # e.g. transaction markers: commit past them
                     read_offset[tp] = offset
-                    if message.topic != leads:
+                    topic = message.topic
+                    if topic not in handlers:
                         await callback(message)
                         continue
                     track(message)
+                    batch = batches.get(topic)
+                    if batch is None:
+                        batch = batches[topic] = []
                     batch.append(message)
                     if len(batch) >= batch_size:
-                        await flush(batch)
-                        batch = []
-                if batch:
-                    await flush(batch)
-                elif pending is not None:
-                    await pending  # idle: finish the last commit now rather than with the next batch
-                    pending = None
+                        await flush(topic, batch)
+                        batches[topic] = []
+                for topic, batch in batches.items():
+                    if batch:
+                        await flush(topic, batch)
+                for topic in [t for t in pending if not batches.get(t)]:
+                    await pending.pop(topic)  # idle: finish the last commit now rather than with the next batch
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -164,9 +170,10 @@ class _Consumer(faust_aiokafka.Consumer):
                 return
             raise
         finally:
-            if pending is not None and not pending.done():
-                # stopping: let the batch being committed finish, so that it is acked and not re-processed
-                await asyncio.wait([pending], timeout=10)
+            unfinished = [f for f in pending.values() if not f.done()]
+            if unfinished:
+                # stopping: let the batches being committed finish, so that they are acked and not re-processed
+                await asyncio.wait(unfinished, timeout=10)
 
     @staticmethod
     async def _commit_batch(handler: Any, prepared: Any, batch: list[Any], ack: Any) -> None:

@@ -11,26 +11,21 @@ outputs harmless to consumers.
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import itertools
 import logging
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import faust
-import rocksdict
-from aiokafka import AIOKafkaProducer
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.streams import _current_event  # the context variable Faust's RocksDB store reads
-from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from worker._sender import BatchSender, Message
+from worker._sender import Message
+from worker._stages import FeedbackStage, Outbox, RouteStage, SlaStage, TableStore
 from worker._transport import LeadflowTransport
+from worker.accounts import AccountFeed
 from worker.artifacts import ArtifactKind
 from worker.control import ControlSnapshot, follow_control
 from worker.core import BatchResult, Engine, process_batch
@@ -44,14 +39,13 @@ __all__ = ["LeadflowApp", "build_app"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_BACKOFF = 10.0
-
 
 class LeadflowApp(faust.App):
     """A Faust app that uses :class:`LeadflowTransport` and carries leadflow's settings."""
 
     leadflow_settings: Settings
     leadflow_handler: BatchHandler
+    leadflow_handlers: dict[str, Any]  # topic → handler with prepare/commit (see worker._transport)
 
     def _new_transport(self) -> Any:
         return LeadflowTransport(self.conf.broker_consumer, self)
@@ -61,42 +55,29 @@ class Prepared(NamedTuple):
     """A decided batch waiting to be committed."""
 
     result: BatchResult
-    states: _LeadStates
+    states: TableStore
     partition_of: dict[bytes, int]
 
 
 class BatchHandler:
     """Decides batches of leads messages with the core (``prepare``), then sends and stores the result (``commit``)."""
 
-    def __init__(self, app: LeadflowApp, settings: Settings, engine: Engine, metrics: Metrics) -> None:
+    def __init__(self, app: LeadflowApp, settings: Settings, engine: Engine, metrics: Metrics, outbox: Outbox) -> None:
         self.app = app
         self.settings = settings
         self.engine = engine
         self.metrics = metrics
+        self.outbox = outbox
         self.table: Any = None
-        self.sender: BatchSender | None = None
         self._state_cache: dict[str, LeadState] = {}
         self._cache_generation: int | None = None
         self._inflight: list[Prepared] = []
 
     async def start(self) -> None:
-        s = self.settings
-        producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            client_id=f"{s.app_id}-outputs",
-            acks="all",
-            linger_ms=0,  # we hand over whole batches; nothing to wait for
-            max_batch_size=512 * 1024,
-            max_request_size=s.max_event_bytes + 256 * 1024,
-            **s.kafka_auth(),
-        )
-        await producer.start()
-        self.sender = BatchSender(producer)
+        await self.outbox.start()
 
     async def stop(self) -> None:
-        if self.sender is not None:
-            await self.sender.producer.stop()
-            self.sender = None
+        await self.outbox.stop()
 
     def prepare(self, messages: Sequence[Any]) -> Prepared:
         """Decide a batch (CPU only, nothing is sent or stored yet).
@@ -104,7 +85,7 @@ class BatchHandler:
         Batches are prepared and committed in the same order; the next batch may be prepared while the previous
         one is being committed, since its leads' states are in the cache until they are stored.
         """
-        states = _LeadStates(self.table)
+        states = TableStore(self.table)
         partition_of: dict[bytes, int] = {}
         for msg in messages:
             if msg.key is not None:
@@ -137,15 +118,10 @@ class BatchHandler:
         result, states, partition_of = prepared.result, prepared.states, prepared.partition_of
         try:
             # 1. outputs first: a crash after this re-processes the events and re-sends the same ids
-            await self._send(self._outputs(result))
+            await self.outbox.send(self._outputs(result))
             # 2. then the state: locally, and in the changelog on the partition of the lead's source record
-            changelog = self.table.changelog_topic.get_topic_name()
             updates = [(key, state, partition_of[key]) for key, state in _encoded(result.states)]
-            if updates:
-                states.put_many(updates)
-                offsets = await self._send([Message(changelog, k, v, p) for k, v, p in updates])
-                for (topic, partition), offset in offsets.items():
-                    states.store.set_persisted_offset(TP(topic, partition), offset)
+            await states.write(self.outbox, updates)
         finally:
             self._inflight.remove(prepared)
         self._count(result)
@@ -173,37 +149,11 @@ class BatchHandler:
         s = self.settings
         out = [Message(s.topic_decisions, k, v) for k, v in result.decisions]
         out += [Message(s.topic_opportunities, k, v) for k, v in result.opportunities]
+        out += [Message(s.topic_routing_decisions, k, v) for k, v in result.routing_decisions]
+        out += [Message(s.topic_route_requests, k, v) for k, v in result.route_requests]
         if result.dead_letters:
-            failed_at = dt.datetime.now(dt.UTC).isoformat().encode()
-            for record, error in result.dead_letters:
-                headers = [
-                    ("leadflow.reason", error.reason.encode()),
-                    ("leadflow.error_class", type(error).__name__.encode()),
-                    ("leadflow.error_message", str(error)[:2000].encode()),
-                    ("leadflow.source_topic", record.topic.encode()),
-                    ("leadflow.source_partition", str(record.partition).encode()),
-                    ("leadflow.source_offset", str(record.offset).encode()),
-                    ("leadflow.failed_at", failed_at),
-                ]
-                out.append(Message(s.topic_dlq, record.key, record.value, headers=headers))
+            out += self.outbox.dead_letters(result.dead_letters)
         return out
-
-    async def _send(self, messages: list[Message]) -> dict[tuple[str, int], int]:
-        """Send and wait until the broker has every message; on errors retry (nothing is acked meanwhile)."""
-        backoff = 0.1
-        while True:
-            if self.sender is None:
-                await self.start()
-            assert self.sender is not None  # noqa: S101  # set by start()
-            try:
-                return await self.sender.send(messages)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.metrics.send_retries.inc()
-                logger.exception("sending a batch failed; retrying in %.1fs (the batch is not acked)", backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _count(self, result: BatchResult) -> None:
         m = self.metrics
@@ -213,8 +163,9 @@ class BatchHandler:
             m.decisions.labels(m.status_label(status), action).inc(n)
         if result.opportunities:
             m.opportunities.inc(len(result.opportunities))
-        for _record, error in result.dead_letters:
-            m.dead_letters.labels(error.reason).inc()
+        for (pool, target), n in result.routed.items():
+            m.assignments.labels(pool, target).inc(n)
+        observe_many(m.time_to_assignment, [max(0.0, time.time() - ts) for ts in result.routed_times])
         if result.duplicates:
             m.duplicates.inc(result.duplicates)
         observe_many(m.score, result.scores)
@@ -233,11 +184,13 @@ def build_app(
     engine: Engine,
     registry: CollectorRegistry,
     control: ControlSnapshot | None = None,
+    accounts: AccountFeed | None = None,
 ) -> LeadflowApp:
-    """The Faust app of one worker, with its agent, table, ``/metrics`` page and ruleset reloads.
+    """The Faust app of one worker, with its agents, tables, ``/metrics`` page and ruleset reloads.
 
-    ``control`` is what the control topic held at start-up (see :func:`start_engine`): the worker follows the topic
-    from there. Without it the control topic is not followed.
+    ``control`` is what the control topic held at start-up (see :func:`worker.runner.run_worker`): the worker
+    follows the topic from there. Without it the control topic is not followed. ``accounts``, loaded at start-up,
+    is followed likewise; its index is the engine's ``accounts``.
     """
     s = settings
     app = LeadflowApp(
@@ -268,34 +221,66 @@ def build_app(
     metrics.set_versions(engine.ruleset.version, engine.model.version, engine.ruleset.statuses)
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="leadflow_faust")
     _track_end_offsets_on_change(app.monitor)
-    handler = BatchHandler(app, s, engine, metrics)
+    outbox = Outbox(s, metrics)
+    handler = BatchHandler(app, s, engine, metrics, outbox)
     app.leadflow_handler = handler
 
-    leads = app.topic(
-        s.topic_leads,
-        partitions=s.partitions,
+    def table(name: str) -> Any:
+        return app.Table(name, default=None, partitions=s.partitions, key_type=bytes, value_type=bytes)
+
+    handler.table = table("lead-state")
+    route_tables = {"pool-state": table("pool-state"), "route-done": table("route-done")}
+    route = RouteStage(s, outbox, metrics, lambda: handler.engine, route_tables)
+    sla = SlaStage(s, outbox, metrics, app, table("sla-state"))
+    app.leadflow_handlers = {
+        s.topic_leads: handler,
+        s.topic_route_requests: route,
+        s.topic_sla: sla,
+        s.topic_feedback: FeedbackStage(s, outbox),
+    }
+    # One agent per topic subscribes it and holds the producer open; the messages themselves go from the consumer
+    # straight to the handlers in batches (see worker._transport), not through the agents' streams.
+    for topic_name, role in (
+        (s.topic_leads, "process"),
+        (s.topic_route_requests, "route"),
+        (s.topic_sla, "sla"),
+        (s.topic_feedback, "feedback"),
+    ):
+        _subscribe(app, topic_name, role, outbox, metrics if role == "process" else None)
+    app.timer(s.sla_check_interval, name="leadflow.sla_clock")(sla.tick)
+    if accounts is not None:
+        accounts.on_refused = lambda reason: metrics.accounts_refused.labels(reason).inc()
+        metrics.accounts_known.set_function(lambda: len(accounts.index))
+        app.task(accounts.follow)
+    _reloads(app, s, Reloader(handler, metrics), control)
+    return app
+
+
+def _subscribe(app: LeadflowApp, topic_name: str, role: str, outbox: Outbox, metrics: Metrics | None) -> None:
+    topic = app.topic(
+        topic_name,
+        partitions=app.leadflow_settings.partitions,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
     )
-    handler.table = app.Table("lead-state", default=None, partitions=s.partitions, key_type=bytes, value_type=bytes)
 
-    async def process(stream: Any) -> None:
-        # The agent subscribes the leads topic and owns the handler's lifetime; the messages themselves go
-        # from the consumer straight to the handler in batches (see worker._transport), not through the stream.
-        await handler.start()
-        metrics.up.set(1)
+    async def agent(stream: Any) -> None:
+        await outbox.start()
+        if metrics is not None:
+            metrics.up.set(1)
         try:
             async for _event in stream:
-                logger.warning("an event reached the agent's stream; the batch path should have taken it")
+                logger.warning(
+                    "an event of %r reached an agent's stream; the batch path should have taken it", topic_name
+                )
         finally:
-            metrics.up.set(0)
-            await handler.stop()
+            if metrics is not None:
+                metrics.up.set(0)
+            await outbox.stop()
 
-    app.agent(leads, name="leadflow.process")(process)
-    _reloads(app, s, Reloader(handler, metrics), control)
-    return app
+    app.agent(topic, name=f"leadflow.{role}")(agent)
 
 
 def _reloads(app: LeadflowApp, settings: Settings, reloader: Reloader, control: ControlSnapshot | None) -> None:
@@ -345,61 +330,6 @@ def _track_end_offsets_on_change(monitor: Any) -> None:
 def _encoded(states: dict[str, bytes]) -> Iterator[tuple[bytes, bytes]]:
     for lead_id, state in states.items():
         yield lead_id.encode(), state
-
-
-class _PartitionOf:
-    """Stands in for a Faust event where the store only needs ``event.message.partition``."""
-
-    __slots__ = ("__weakref__", "message", "partition")
-
-    def __init__(self, partition: int) -> None:
-        self.partition = partition
-        self.message = self
-
-
-class _LeadStates:
-    """The lead-state table's store, read and written a batch at a time.
-
-    With RocksDB each partition has its own database: reads go straight to it and writes go in one write batch
-    per partition. Other stores (memory, in tests) are used through Faust's mapping interface, which finds the
-    partition through Faust's ``current_event`` context variable; that variable holds a weak reference, so the
-    stand-ins are kept here for as long as the batch.
-    """
-
-    def __init__(self, table: Any) -> None:
-        self.store = table.data
-        self._rocksdb = hasattr(self.store, "_db_for_partition")
-        self._holders: dict[int, _PartitionOf] = {}
-
-    def get(self, key: bytes, partition: int) -> bytes | None:
-        if self._rocksdb:
-            value: bytes | None = self.store._db_for_partition(partition).get(key)
-            return value
-        self._use(partition)
-        stored: bytes | None = self.store.get(key)
-        return stored
-
-    def put_many(self, updates: Sequence[tuple[bytes, bytes, int]]) -> None:
-        """Store ``(key, state, partition)`` triples."""
-        if self._rocksdb:
-            batches: dict[int, Any] = {}
-            for key, value, partition in updates:
-                batch = batches.get(partition)
-                if batch is None:
-                    batch = batches[partition] = rocksdict.WriteBatch(raw_mode=True)
-                batch.put(key, value)
-            for partition, batch in batches.items():
-                self.store._db_for_partition(partition).write(batch)
-            return
-        for key, value, partition in updates:
-            self._use(partition)
-            self.store[key] = value
-
-    def _use(self, partition: int) -> None:
-        holder = self._holders.get(partition)
-        if holder is None:
-            holder = self._holders[partition] = _PartitionOf(partition)
-        _current_event.set(weakref.ref(holder))  # type: ignore[arg-type]  # the store reads .message.partition
 
 
 def _credentials(settings: Settings) -> Any:

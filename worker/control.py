@@ -14,20 +14,19 @@ A record's value is JSON::
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from worker._topic_reader import RawRecord, follow_topic, read_topic
 from worker.artifacts import KINDS, Artifact, ArtifactKind, compile_artifact
 from worker.exceptions import ConfigError, ModelError, RulesetError
 from worker.settings import Settings
@@ -162,56 +161,10 @@ class ControlSnapshot:
         return [r for r in self.records if isinstance(r, ConfigError)]
 
 
-def _consumer_options(settings: Settings) -> dict[str, Any]:
-    """A control-topic reader's options, the same for kafka-python and aiokafka: no group, nothing committed."""
-    return {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "group_id": None,
-        "enable_auto_commit": False,
-        "client_id": f"{settings.app_id}-control",
-        "max_partition_fetch_bytes": 16 * 1024 * 1024,
-        "fetch_max_bytes": 64 * 1024 * 1024,
-        **settings.kafka_auth(),
-    }
-
-
-def read_control(settings: Settings, quiet_ms: int = 300, timeout: float = 30.0) -> ControlSnapshot:
+def read_control(settings: Settings) -> ControlSnapshot:
     """Read the control topic from the beginning to its end (no consumer group, nothing committed)."""
-    consumer = KafkaConsumer(**_consumer_options(settings))
-    try:
-        partitions = consumer.partitions_for_topic(settings.topic_control) or set()
-        tps = [TopicPartition(settings.topic_control, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps) if tps else {}
-        records: list[ControlRecord | ConfigError] = []
-        next_offsets = {tp.partition: 0 for tp in tps}
-        give_up = time.monotonic() + timeout
-        # Some brokers (tansu) under-report end offsets, so read on until the end is passed AND a poll comes back
-        # empty, not just until the reported end.
-        while tps:
-            polled = consumer.poll(timeout_ms=quiet_ms)
-            for tp, batch in polled.items():
-                for r in batch:
-                    records.append(_decoded(r.value, r.offset))
-                    next_offsets[tp.partition] = r.offset + 1
-            reached = all(consumer.position(tp) >= ends.get(tp, 0) for tp in tps)
-            if (reached and not polled) or time.monotonic() > give_up:
-                break
-        return ControlSnapshot(records, next_offsets)
-    finally:
-        _close_quietly(consumer)
-
-
-def _close_quietly(consumer: KafkaConsumer) -> None:
-    """Close a kafka-python consumer; it logs a metadata refresh it cancels itself on close as an ERROR."""
-    cluster_log = logging.getLogger("kafka.cluster")
-    level = cluster_log.level
-    cluster_log.setLevel(logging.CRITICAL)
-    try:
-        consumer.close()
-    finally:
-        cluster_log.setLevel(level)
+    records, next_offsets = read_topic(settings, settings.topic_control, "control")
+    return ControlSnapshot([_decoded(r.value, r.offset) for r in records], next_offsets)
 
 
 def _decoded(value: bytes | None, offset: int) -> ControlRecord | ConfigError:
@@ -227,32 +180,8 @@ async def follow_control(
     on_record: Callable[[ControlRecord | ConfigError], object],
 ) -> None:
     """Read control records from ``start`` on, for ever, handing each to ``on_record`` in order."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition as AioTP
 
-    backoff = 0.5
-    offsets = dict(start)
-    while True:
-        consumer = AIOKafkaConsumer(**_consumer_options(settings))
-        try:
-            await consumer.start()
-            partitions = consumer.partitions_for_topic(settings.topic_control) or set()
-            tps = [AioTP(settings.topic_control, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            for tp in tps:
-                consumer.seek(tp, offsets.get(tp.partition, 0))
-            backoff = 0.5
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000)
-                for tp, batch in batches.items():
-                    for r in batch:
-                        on_record(_decoded(r.value, r.offset))
-                        offsets[tp.partition] = r.offset + 1
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("reading the control topic %r failed; retrying in %.1fs", settings.topic_control, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
-        finally:
-            await consumer.stop()
+    def decode(record: RawRecord) -> None:
+        on_record(_decoded(record.value, record.offset))
+
+    await follow_topic(settings, settings.topic_control, "control", start, decode)

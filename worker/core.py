@@ -19,6 +19,8 @@ from worker import ids
 from worker.events import LeadActivity, LeadUpserted
 from worker.exceptions import EventError
 from worker.parse import DEFAULT_MAX_EVENT_BYTES, parse_event
+from worker.route_flow import RouteRequest, route_opportunity, target_label
+from worker.routing import AccountIndex
 from worker.rules import QualificationRule, Ruleset
 from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
 from worker.state import LeadState, apply_event, build_facts, event_digest, new_state, seen
@@ -45,14 +47,23 @@ class Engine:
     dedupe_window: int = 64
     top_factors: int = 5
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    accounts: AccountIndex | None = None
+    """Known accounts for routing (kept current by the worker's accounts feed; None: no account matching)."""
 
 
 class Decided(NamedTuple):
-    """The outcome of one event: the decision, and the opportunity when the lead converted."""
+    """The outcome of one event: the decision, and the opportunity when the lead converted.
+
+    With routing configured, a converted lead also gets a routing decision (``routed``) when the route names a
+    user or a queue; when it names a pool, the opportunity waits in a routing request (``route_request``) for the
+    pool's owner to assign it (see :mod:`worker.route_flow`), and ``opportunity`` is None.
+    """
 
     decision: dict[str, Any]
     opportunity: dict[str, Any] | None
     facts: dict[str, object] | None = None  # what the model scored (None for a duplicate)
+    routed: dict[str, Any] | None = None
+    route_request: RouteRequest | None = None
 
 
 class RecordLike(Protocol):
@@ -89,6 +100,10 @@ class BatchResult:
 
     decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
     opportunities: list[tuple[bytes, bytes]] = field(default_factory=list)
+    routing_decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
+    route_requests: list[tuple[bytes, bytes]] = field(default_factory=list)  # key: the pool's name
+    routed: Counter[tuple[str, str]] = field(default_factory=Counter)  # ("", target) of direct routes
+    routed_times: list[float] = field(default_factory=list)  # record timestamps of the directly routed events
     dead_letters: list[tuple[RecordLike, EventError]] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)
     events_by_type: Counter[str] = field(default_factory=Counter)
@@ -161,11 +176,18 @@ def decide(
     rule = outcome.qualification
     action = "none"
     opportunity: dict[str, Any] | None = None
+    routed: dict[str, Any] | None = None
+    request: RouteRequest | None = None
     if rule is not None and not state["converted"]:
         status = rule.status
         if rule.convert:
             action = "converted"
             opportunity = _convert(engine, state, event, facts, rule, score.probability, factors, outcome)
+            spec = rule.opportunity
+            if ruleset.routing is not None and spec is not None and spec.owner_id is None and spec.queue is None:
+                # the rule names no owner or queue itself: routing decides (before the lead's own owner_id)
+                route = ruleset.routing.route(facts, state["profile"], engine.accounts)
+                opportunity, routed, request = route_opportunity(opportunity, route, ruleset.version, decided_at)
         elif status != previous_status:
             status_def = ruleset.statuses.get(status)
             action = "disqualified" if status_def is not None and status_def.disqualified else "status_changed"
@@ -183,7 +205,7 @@ def decide(
         opportunity_id=state["opportunity_id"],
         duplicate=False,
     )
-    return state, Decided(base, opportunity, facts)
+    return state, Decided(base, opportunity, facts, routed, request)
 
 
 def _convert(
@@ -305,6 +327,12 @@ def process_batch(
             decision_bytes = dumps(decided.decision)
             opportunity = decided.opportunity
             opportunity_bytes = None if opportunity is None else dumps(opportunity)
+            routed_bytes = None if decided.routed is None else dumps(decided.routed)
+            request = decided.route_request
+            request_bytes = None
+            if request is not None:
+                request.message["event_time"] = record.timestamp  # for the time from lead event to assignment
+                request_bytes = dumps(request.message)
         except Exception as exc:  # a bug must not stop the stream: the event goes to the dead-letter topic
             error = EventError(f"{type(exc).__name__}: {exc}", reason="processing_error")
             result.dead_letters.append((record, error))
@@ -324,6 +352,13 @@ def process_batch(
                 _sample(engine.model, decided.facts, result)
         if opportunity is not None and opportunity_bytes is not None:
             result.opportunities.append((opportunity["opportunity_id"].encode(), opportunity_bytes))
+        if decided.routed is not None and routed_bytes is not None:
+            result.routing_decisions.append((decided.routed["opportunity_id"].encode(), routed_bytes))
+            result.routed["", target_label(decided.routed["target"])] += 1
+            if record.timestamp is not None:
+                result.routed_times.append(record.timestamp)
+        if request is not None and request_bytes is not None:
+            result.route_requests.append((request.pool.encode(), request_bytes))
         if record.timestamp is not None:
             result.record_times.append(record.timestamp)
     result.states = {lead_id: dumps(state) for lead_id, state in live.items() if lead_id in applied}

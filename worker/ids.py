@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-__all__ = ["decision_id", "opportunity_id"]
+__all__ = ["decision_id", "opportunity_id", "route_request_id", "routing_id"]
 
 _NAMESPACE = uuid.UUID("6f1d8a52-5c3e-4d0b-9a51-3c1e4f0b7d21")
 _PREFIX = _NAMESPACE.bytes + b"decision\x1f"
@@ -26,3 +26,13 @@ def decision_id(lead_id: str, event_id: str) -> str:
 def opportunity_id(lead_id: str) -> str:
     """A lead converts at most once, so its opportunity id depends on the lead alone."""
     return "opp-" + uuid.uuid5(_NAMESPACE, f"opportunity\x1f{lead_id}").hex
+
+
+def routing_id(request_id: str) -> str:
+    """One routing decision per routing request: a replayed request gets the same id."""
+    return "rt-" + uuid.uuid5(_NAMESPACE, f"routing\x1f{request_id}").hex
+
+
+def route_request_id(opportunity_id: str, attempt: int) -> str:
+    """The id of an opportunity's ``attempt``-th routing (1: at conversion; 2, 3...: after SLA breaches)."""
+    return f"{opportunity_id}#{attempt}"

@@ -121,6 +121,61 @@ class Metrics:
             registry=registry,
         )
         self.model = Info("leadflow_model", "The model in force", registry=registry)
+        self.assignments = Counter(
+            "leadflow_routing_assignments_total",
+            "Opportunities assigned, by pool ('' when a rule, territory, account or default named the target) and "
+            "member (or 'user:ID' / 'queue:NAME' for a target outside a pool)",
+            ["pool", "member"],
+            registry=registry,
+        )
+        self.routing_skips = Counter(
+            "leadflow_routing_skips_total",
+            "Pool members passed over for an assignment, by pool and reason (switched_off, out_of_office, "
+            "outside_working_hours, over_daily_cap, over_window_cap, already_tried)",
+            ["pool", "reason"],
+            registry=registry,
+        )
+        self.routing_overflows = Counter(
+            "leadflow_routing_overflows_total",
+            "Assignments that went to a pool's overflow target because every member was skipped",
+            ["pool"],
+            registry=registry,
+        )
+        self.reassignments = Counter(
+            "leadflow_routing_reassignments_total",
+            "Opportunities routed again after an SLA breach, by pool and how (next_member, overflow, escalated)",
+            ["pool", "how"],
+            registry=registry,
+        )
+        self.routing_replayed = Counter(
+            "leadflow_routing_replayed_requests_total",
+            "Routing requests seen again (after a restart or rebalance) and answered as before, advancing nothing",
+            registry=registry,
+        )
+        self.time_to_assignment = Histogram(
+            "leadflow_time_to_assignment_seconds",
+            "From the lead event that converted the lead to its opportunity's first assignment",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.sla_breaches = Counter(
+            "leadflow_sla_breaches_total",
+            "Opportunities not accepted within their pool's SLA",
+            ["pool"],
+            registry=registry,
+        )
+        self.sla_accepted = Counter(
+            "leadflow_sla_accepted_total", "'opportunity.accepted' feedback events applied", registry=registry
+        )
+        self.accounts_known = Gauge(
+            "leadflow_accounts_known", "Accounts in the worker's index (from the accounts topic)", registry=registry
+        )
+        self.accounts_refused = Counter(
+            "leadflow_accounts_refused_total",
+            "Records of the accounts topic that could not be read, by reason",
+            ["reason"],
+            registry=registry,
+        )
         self.up = Gauge("leadflow_worker_up", "1 while the worker processes events", registry=registry)
         self._statuses: frozenset[str] = frozenset()
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
+from worker.accounts import AccountFeed
 from worker.app import build_app
 from worker.artifacts import KINDS, ArtifactKind, swap
 from worker.control import ControlSnapshot, read_control
@@ -14,7 +16,7 @@ from worker.core import Engine
 from worker.engine import load_engine
 from worker.exceptions import ConfigError
 from worker.settings import Settings
-from worker.topics import ensure_control_topic, ensure_topics
+from worker.topics import ensure_accounts_topic, ensure_control_topic, ensure_topics
 
 __all__ = ["run_worker"]
 
@@ -42,8 +44,16 @@ def run_worker(settings: Settings) -> int:
         for artifact_kind in KINDS:
             engine, refused[artifact_kind] = _newest_from_control(settings, control, artifact_kind, engine)
         refused["unknown"] = len(control.undecodable)
+    accounts = AccountFeed(settings)
+    try:
+        ensure_accounts_topic(settings)
+        accounts.load()
+    except KafkaError as exc:
+        msg = f"cannot read the accounts topic {settings.topic_accounts!r}: {exc!r}; check LEADFLOW_TOPIC_ACCOUNTS"
+        raise ConfigError(msg) from exc
+    engine = dataclasses.replace(engine, accounts=accounts.index)
     logger.info("ruleset %s, model %s", engine.ruleset.version, engine.model.version)
-    app = build_app(settings, engine, CollectorRegistry(), control)
+    app = build_app(settings, engine, CollectorRegistry(), control, accounts)
     if control is not None:  # what start-up refused counts like what the running worker refuses
         for kind, n in refused.items():
             app.leadflow_handler.metrics.reloads.labels(kind, "control", "refused").inc(n)

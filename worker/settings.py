@@ -35,6 +35,15 @@ class Settings(BaseSettings):
         default="leadflow-control",
         description="Compacted topic of rulesets published with 'leadflow rules publish' (every worker reads it all)",
     )
+    topic_routing_decisions: str = Field(
+        default="routing-decisions", description="One record per routing decision, with candidates and reasons"
+    )
+    topic_accounts: str = Field(
+        default="accounts", description="Compacted topic of known accounts (key: account id) for account matching"
+    )
+    topic_feedback: str = Field(
+        default="opportunity-feedback", description="Where sales systems report 'opportunity.accepted' (SLA)"
+    )
     partitions: int = Field(default=4, ge=1, description="Partitions of the leads topic and the state table")
 
     rules: Path | None = Field(default=None, description="Ruleset YAML; default: the shipped ruleset")
@@ -78,9 +87,22 @@ class Settings(BaseSettings):
         default=True,
         description="Read high watermarks from a Fetch when recovering tables (needed on tansu, safe anywhere)",
     )
+    sla_check_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between checks for opportunities not accepted within their SLA"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("app_id", "topic_leads", "topic_decisions", "topic_opportunities", "topic_dlq", "topic_control")
+    @field_validator(
+        "app_id",
+        "topic_leads",
+        "topic_decisions",
+        "topic_opportunities",
+        "topic_dlq",
+        "topic_control",
+        "topic_routing_decisions",
+        "topic_accounts",
+        "topic_feedback",
+    )
     @classmethod
     def _legal_topic_name(cls, value: str) -> str:
         if not _TOPIC_NAME.fullmatch(value):
@@ -96,6 +118,16 @@ class Settings(BaseSettings):
             msg = f"LEADFLOW_BROKER_URL {value!r} names no broker; expected e.g. 'kafka://localhost:9092'"
             raise ValueError(msg)
         return ";".join(h if "://" in h else f"kafka://{h}" for h in hosts)
+
+    @property
+    def topic_route_requests(self) -> str:
+        """Internal: routing requests re-keyed by pool, so that one worker owns each pool's state."""
+        return f"{self.app_id}-route-requests"
+
+    @property
+    def topic_sla(self) -> str:
+        """Internal: assignments and acceptances keyed by opportunity id, for the SLA clock."""
+        return f"{self.app_id}-sla"
 
     @property
     def bootstrap_servers(self) -> list[str]:

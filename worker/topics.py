@@ -13,25 +13,44 @@ from kafka.errors import TopicAlreadyExistsError
 from worker.exceptions import ConfigError
 from worker.settings import Settings
 
-__all__ = ["ensure_control_topic", "ensure_topics", "topic_names", "unreachable"]
+__all__ = ["ensure_accounts_topic", "ensure_control_topic", "ensure_topics", "topic_names", "unreachable"]
 
 logger = logging.getLogger(__name__)
 
 
 def topic_names(settings: Settings) -> list[str]:
-    """The leads topic and the three output topics (the control topic is created on its own, compacted)."""
-    return [settings.topic_leads, settings.topic_decisions, settings.topic_opportunities, settings.topic_dlq]
+    """The topics the worker reads and writes with ``settings.partitions`` partitions: leads, the outputs, the
+    feedback topic and the two internal routing topics (the control and accounts topics are compacted, see below)."""
+    return [
+        settings.topic_leads,
+        settings.topic_decisions,
+        settings.topic_opportunities,
+        settings.topic_dlq,
+        settings.topic_routing_decisions,
+        settings.topic_feedback,
+        settings.topic_route_requests,
+        settings.topic_sla,
+    ]
 
 
 def ensure_control_topic(settings: Settings) -> None:
     """Create the control topic if it is missing: one partition (one order for every worker), compacted."""
+    _ensure_compacted(settings, settings.topic_control, 1, "control topic")
+
+
+def ensure_accounts_topic(settings: Settings) -> None:
+    """Create the accounts topic if it is missing (compacted; the CRM side publishes one record per account)."""
+    _ensure_compacted(settings, settings.topic_accounts, settings.partitions, "accounts topic")
+
+
+def _ensure_compacted(settings: Settings, name: str, partitions: int, what: str) -> None:
     admin = _admin(settings)
     try:
-        if settings.topic_control not in set(admin.list_topics()):
-            topic = NewTopic(settings.topic_control, 1, 1, topic_configs={"cleanup.policy": "compact"})
+        if name not in set(admin.list_topics()):
+            topic = NewTopic(name, partitions, 1, topic_configs={"cleanup.policy": "compact"})
             try:
                 admin.create_topics([topic])
-                logger.info("created control topic %r (compacted)", settings.topic_control)
+                logger.info("created %s %r (compacted)", what, name)
             except TopicAlreadyExistsError:
                 pass
     finally:

@@ -16,7 +16,11 @@ from worker.settings import Settings
 def _handler(cache_size: int) -> tuple[BatchHandler, SimpleNamespace]:
     app = SimpleNamespace(consumer_generation_id=1)
     handler = BatchHandler(
-        cast(Any, app), Settings(state_cache_size=cache_size), cast(Any, None), Metrics(CollectorRegistry())
+        cast(Any, app),
+        Settings(state_cache_size=cache_size),
+        cast(Any, None),
+        Metrics(CollectorRegistry()),
+        cast(Any, None),
     )
     return handler, app
 

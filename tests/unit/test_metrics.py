@@ -60,7 +60,7 @@ def test_values_on_a_bucket_bound_count_in_that_bucket() -> None:
 
 def test_a_batch_s_feature_counts_move_the_feature_metrics() -> None:
     registry = CollectorRegistry()
-    handler = BatchHandler(cast(Any, None), Settings(), cast(Any, None), Metrics(registry))
+    handler = BatchHandler(cast(Any, None), Settings(), cast(Any, None), Metrics(registry), cast(Any, None))
     result = BatchResult()
     result.features_observed.update({"lead_source": 3, "number_of_employees": 3})
     result.features_missing.update({"number_of_employees": 2})
