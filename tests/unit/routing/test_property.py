@@ -1,0 +1,50 @@
+"""Properties of weighted round robin: never a whole lead from the target share; JSON state; deterministic."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.unit.routing.helpers import MONDAY_NOON, weighted
+from worker.routing import assign
+
+weights = st.lists(st.integers(min_value=1, max_value=500), min_size=1, max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(weights=weights, leads=st.integers(min_value=1, max_value=300))
+def test_every_count_stays_within_one_lead_of_its_share(weights: list[int], leads: int) -> None:
+    pool = weighted(*weights)
+    total = sum(weights)
+    state = None
+    for n in range(1, leads + 1):
+        state, _ = assign(pool, state, f"r{n}", MONDAY_NOON + n)
+        for member, weight in zip(pool.members, weights, strict=True):
+            target = n * weight / total
+            assert abs(state["members"][member.id]["count"] - target) < 1, (n, member.id, target)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    weights=weights,
+    leads=st.integers(min_value=1, max_value=60),
+    excluded=st.sets(st.sampled_from("ABCDEFGH"), max_size=3),
+)
+def test_state_is_plain_json_and_results_are_deterministic(weights: list[int], leads: int, excluded: set[str]) -> None:
+    pool = weighted(*weights)
+    first = second = None
+    for n in range(leads):
+        first, a = assign(pool, first, f"r{n}", MONDAY_NOON + n, exclude=excluded)
+        second, b = assign(pool, second, f"r{n}", MONDAY_NOON + n, exclude=excluded)
+        assert a == b
+        assert json.loads(json.dumps(first)) == first
+        decision = a.as_dict()
+        assert json.loads(json.dumps(decision)) == decision
+        assert len(a.candidates) == len(weights)
+        if a.member is not None:
+            assert a.member not in excluded
+        else:
+            assert all(m.id in excluded for m in pool.members)
+    assert first == second
