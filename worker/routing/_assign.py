@@ -7,6 +7,9 @@ pointer ``(count + 1) / w`` wins, ties to the top of the pool (LeanData's rule).
 becomes ``after``; the winner's ``count`` goes up. Skipped members accrue nothing, so a rep back from holiday is
 not flooded, and a member added later starts at zero without taking every lead (the quota holds it to its share).
 Over any run with everyone available, each count stays within one lead of ``n * w / W``.
+
+The state stores ``lag = due - count`` rather than ``due``: the same decisions (``count < after`` is
+``lag + w / W > 0``), but a number that stays near zero, so float rounding cannot build up over millions of leads.
 """
 
 from __future__ import annotations
@@ -86,17 +89,17 @@ class Assignment:
 
 
 def _fresh() -> dict[str, Any]:
-    return {"count": 0, "due": 0.0, "day": None, "day_count": 0, "recent": []}
+    return {"count": 0, "lag": 0.0, "day": None, "day_count": 0, "recent": []}
 
 
 def _member_state(raw: object) -> dict[str, Any]:
     """A member's state as stored, or a fresh one when it is not in the expected shape."""
     if not isinstance(raw, dict):
         return _fresh()
-    count, due, day, day_count, recent = (raw.get(k) for k in ("count", "due", "day", "day_count", "recent"))
+    count, lag, day, day_count, recent = (raw.get(k) for k in ("count", "lag", "day", "day_count", "recent"))
     if (
         type(count) is not int
-        or type(due) not in (int, float)
+        or type(lag) not in (int, float)
         or not (day is None or isinstance(day, str))
         or type(day_count) is not int
         or not isinstance(recent, list)
@@ -180,15 +183,14 @@ def assign(
         target = pool.overflow
         return state, Assignment(pool.name, request_id, None, target, True, tuple(candidates), pool.strategy, now)
     total = sum(member.weight for _, member, _, _ in available)
-    after = [ms["due"] + member.weight / total for _, member, ms, _ in available]
-    eligible = [
-        i for i, (_, _, ms, _) in enumerate(available) if ms["count"] < after[i] - _EPSILON * max(1.0, after[i])
-    ]
+    ahead = [ms["lag"] + member.weight / total for _, member, ms, _ in available]  # after - count
+    eligible = [i for i in range(len(available)) if ahead[i] > _EPSILON]  # count < after: within the upper quota
     pool_of = eligible or list(range(len(available)))  # none eligible (only after config changes): plain pointer
     best = min(pool_of, key=lambda i: (candidates[available[i][0]].pointer, available[i][0]))
     for i, (_, _, ms, _) in enumerate(available):
-        ms["due"] = after[i]
+        ms["lag"] = ahead[i]
     _, chosen, ms, day = available[best]
+    ms["lag"] -= 1
     _record(chosen, ms, now, day)
     target = Target("user", chosen.id)
     return state, Assignment(pool.name, request_id, chosen.id, target, False, tuple(candidates), pool.strategy, now)

@@ -31,10 +31,11 @@ def explain_assignment(decision: Mapping[str, object]) -> str:
     when = ""
     if isinstance(at, int | float):
         when = " at " + datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    lines = [
-        f"pool {decision.get('pool')!r} ({decision.get('strategy', 'weighted_round_robin')}),"
-        f" request {decision.get('request_id')!r}{when}"
-    ]
+    elif isinstance(decision.get("decided_at"), str):  # a routing-decisions record carries an ISO time instead
+        when = f" at {decision['decided_at']}"
+    strategy = decision.get("strategy")
+    shown = f" ({strategy})" if isinstance(strategy, str) else ""
+    lines = [f"pool {decision.get('pool')!r}{shown}, request {decision.get('request_id')!r}{when}"]
     chosen = decision.get("member")
     candidates = decision.get("candidates")
     for cand in candidates if isinstance(candidates, list) else []:

@@ -237,3 +237,14 @@ def test_explain_names_every_member_reason_pointer_and_result() -> None:
     assert explain_assignment(overflowed.as_dict()).endswith(
         "every member was skipped; the lead overflows to queue 'Overflow'"
     )
+
+
+def test_explain_reads_a_decision_record_without_strategy_or_epoch_time() -> None:
+    _, decision = assign(pool("A", Member("B", 1, active=False)), None, "r1", MONDAY_NOON)
+    record = {k: v for k, v in decision.as_dict().items() if k not in ("strategy", "at")}
+    record["decided_at"] = "2026-11-23T12:00:00+00:00"
+    lines = explain_assignment(record).splitlines()
+    assert lines[0] == "pool 'p', request 'r1' at 2026-11-23T12:00:00+00:00"
+    assert [line.split(":")[0].strip() for line in lines[1:3]] == ["A", "B"]
+    assert lines[2].endswith("skipped: switched off (active: false)")
+    assert lines[3] == "result: assigned to user 'A'"

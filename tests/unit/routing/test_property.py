@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,3 +49,43 @@ def test_state_is_plain_json_and_results_are_deterministic(weights: list[int], l
         else:
             assert all(m.id in excluded for m in pool.members)
     assert first == second
+
+
+def _reference(weights: list[int], leads: int) -> list[int]:
+    """The quota method exactly as specified, in exact fractions: ``count``, ``due``, ``after = due + w / W``."""
+    count = [0] * len(weights)
+    due = [Fraction(0)] * len(weights)
+    total = sum(weights)
+    chosen = []
+    for _ in range(leads):
+        after = [due[i] + Fraction(w, total) for i, w in enumerate(weights)]
+        eligible = [i for i in range(len(weights)) if count[i] < after[i]] or list(range(len(weights)))
+        best = min(eligible, key=lambda i: (Fraction(count[i] + 1, weights[i]), i))
+        due = after
+        count[best] += 1
+        chosen.append(best)
+    return chosen
+
+
+@settings(max_examples=100, deadline=None)
+@given(weights=weights, leads=st.integers(min_value=1, max_value=200))
+def test_assign_makes_the_same_choices_as_the_exact_quota_method(weights: list[int], leads: int) -> None:
+    pool = weighted(*weights)
+    state = None
+    chosen = []
+    for n in range(leads):
+        state, decision = assign(pool, state, f"r{n}", MONDAY_NOON + n)
+        chosen.append(next(i for i, m in enumerate(pool.members) if m.id == decision.member))
+    assert chosen == _reference(weights, leads)
+
+
+def test_a_long_run_does_not_drift() -> None:
+    weights = [3, 7, 11, 13]
+    pool = weighted(*weights)
+    state = None
+    for n in range(1, 20_001):
+        state, _ = assign(pool, state, f"r{n}", MONDAY_NOON + n)
+    assert state is not None
+    for member, weight in zip(pool.members, weights, strict=True):
+        assert abs(state["members"][member.id]["count"] - 20_000 * weight / sum(weights)) < 1
+        assert abs(state["members"][member.id]["lag"]) < 1  # the stored number stays small
