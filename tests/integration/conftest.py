@@ -73,6 +73,9 @@ class Flow:
             topic_opportunities=f"opportunities-{self.suffix}",
             topic_dlq=f"dlq-{self.suffix}",
             topic_control=f"control-{self.suffix}",
+            topic_routing_decisions=f"routing-decisions-{self.suffix}",
+            topic_accounts=f"accounts-{self.suffix}",
+            topic_feedback=f"feedback-{self.suffix}",
         )
 
     def env(self) -> dict[str, str]:
@@ -85,6 +88,9 @@ class Flow:
             "LEADFLOW_TOPIC_OPPORTUNITIES": s.topic_opportunities,
             "LEADFLOW_TOPIC_DLQ": s.topic_dlq,
             "LEADFLOW_TOPIC_CONTROL": s.topic_control,
+            "LEADFLOW_TOPIC_ROUTING_DECISIONS": s.topic_routing_decisions,
+            "LEADFLOW_TOPIC_ACCOUNTS": s.topic_accounts,
+            "LEADFLOW_TOPIC_FEEDBACK": s.topic_feedback,
             "LEADFLOW_STATE_DIR": str(self.tmp / "state"),
             "LEADFLOW_WEB_PORT": str(self.web_port),
             "LEADFLOW_WEB_HOST": "127.0.0.1",
