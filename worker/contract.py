@@ -8,10 +8,20 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from worker.core import Engine, decide
-from worker.events import DeadLetterHeaders, Decision, LeadEvent, OpportunityCreated
+from worker.core import Engine, Record, decide, process_batch
+from worker.events import (
+    AccountRecord,
+    DeadLetterHeaders,
+    Decision,
+    LeadEvent,
+    OpportunityAccepted,
+    OpportunityCreated,
+    RoutingDecision,
+)
 from worker.parse import parse_event
-from worker.rules import default_ruleset_path, load_ruleset
+from worker.route_flow import route_batch
+from worker.routing import Target
+from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
 from worker.scoring import default_model_path, load_model
 
 __all__ = ["SCHEMAS", "render_examples", "render_schemas", "write_schemas"]
@@ -25,6 +35,9 @@ SCHEMAS: dict[str, Any] = {
     "decision.schema.json": Decision,
     "opportunity.schema.json": OpportunityCreated,
     "dead-letter-headers.schema.json": DeadLetterHeaders,
+    "routing-decision.schema.json": RoutingDecision,
+    "opportunity-accepted.schema.json": OpportunityAccepted,
+    "account.schema.json": AccountRecord,
 }
 
 
@@ -54,9 +67,63 @@ def render_examples(examples: Path) -> dict[str, str]:
     if decided is None or decided.opportunity is None:
         msg = f"the example lead in {examples} no longer converts under the default ruleset; adjust the examples"
         raise ValueError(msg)
+    routed = _routed_example(examples)
     return {
         "decision.json": json.dumps(decided.decision, indent=2, ensure_ascii=False) + "\n",
         "opportunity.json": json.dumps(decided.opportunity, indent=2, ensure_ascii=False) + "\n",
+        **{name: json.dumps(value, indent=2, ensure_ascii=False) + "\n" for name, value in routed.items()},
+    }
+
+
+_EXAMPLE_ROUTING = """
+routing:
+  default: {queue: Inbound}
+  rules:
+    - id: all-to-ae-pool
+      when: {field: points, op: gte, value: 0}
+      to: {pool: account-executives}
+  pools:
+    - name: account-executives
+      strategy: weighted_round_robin
+      overflow: {queue: AE Overflow}
+      sla: {accept_within_minutes: 30, then: next_member}
+      members:
+        - {id: 005-ANN, weight: 200}
+        - {id: 005-BOB, weight: 100, active: false}
+        - {id: 005-CY, weight: 100}
+"""
+
+
+def _routed_example(examples: Path) -> dict[str, Any]:
+    """``routing-decision.json`` and ``opportunity-routed.json``: the example lead routed through a pool (judged at
+    the fixed example time, a Sunday: no working hours are set, so every active member is available)."""
+    # the default ruleset, with its converting rules leaving the owner to routing (a rule's own queue wins over it)
+    text = default_ruleset_path().read_text(encoding="utf-8").replace("      queue: Inbound AEs\n", "")
+    text += _EXAMPLE_ROUTING
+    engine = Engine(parse_ruleset(text, "default.yaml + routing"), load_model(default_model_path()))
+    state = None
+    records = []
+    for offset, name in enumerate(EXAMPLE_EVENTS):
+        raw = (examples / f"{name}.json").read_bytes()
+        records.append(Record(json.loads(raw)["lead_id"].encode(), raw, "leads", 0, offset))
+    result = process_batch(engine, records, lambda _lead: state, _EXAMPLE_DECIDED_AT)
+    if not result.route_requests:
+        msg = f"the example lead in {examples} no longer converts under the default ruleset; adjust the examples"
+        raise ValueError(msg)
+    routing = engine.ruleset.routing
+    requests = [Record(key, value, "route-requests", 0, i) for i, (key, value) in enumerate(result.route_requests)]
+    out = route_batch(
+        routing,
+        requests,
+        lambda _pool: None,
+        lambda _r, _p: None,
+        _EXAMPLE_DECIDED_AT,
+        engine.ruleset.version,
+        Target("queue", "Inbound"),
+    )
+    return {
+        "routing-decision.json": json.loads(out.routing_decisions[0][1]),
+        "opportunity-routed.json": json.loads(out.opportunities[0][1]),
     }
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "ACTIONS",
     "KNOWN_ACTIVITY_TYPES",
     "Account",
+    "AccountRecord",
     "Activity",
     "Contact",
     "DeadLetterHeaders",
@@ -24,7 +25,11 @@ __all__ = [
     "LeadEvent",
     "LeadFields",
     "LeadUpserted",
+    "OpportunityAccepted",
     "OpportunityCreated",
+    "RoutingCandidate",
+    "RoutingDecision",
+    "RoutingSummary",
 ]
 
 SCHEMA_VERSION = 1
@@ -164,11 +169,28 @@ class Contact(_Model):
     title: str | None = None
 
 
+RoutedVia = Literal["account", "rule", "territory", "default"]
+
+
+class RoutingSummary(_Model):
+    """What an opportunity carries of its routing decision (the whole decision is on ``routing-decisions``)."""
+
+    routing_id: str = Field(description="The routing decision's id on the routing-decisions topic")
+    attempt: int = Field(ge=1, description="1 at conversion; 2, 3, ... after SLA breaches")
+    reason: Literal["converted", "sla_breach"]
+    via: RoutedVia | None = Field(description="What chose the target: an account's owner, a rule, a territory")
+    ref: str | None = Field(description="The account id, rule id or territory id behind the route")
+    pool: str | None = Field(description="The pool that assigned it, if any")
+    member: str | None = Field(description="The pool member who got it (None: not from a pool, or overflowed)")
+    overflow: bool = Field(description="Every member was skipped and the pool's overflow target took it")
+
+
 class OpportunityCreated(_Model):
-    """A converted lead (topic ``opportunities``, key = opportunity_id)."""
+    """A converted lead (topic ``opportunities``, key = opportunity_id); again as ``opportunity.reassigned``, with
+    its new owner, when it was not accepted within its pool's SLA."""
 
     schema_version: Literal[1] = 1
-    event_type: Literal["opportunity.created"] = "opportunity.created"
+    event_type: Literal["opportunity.created", "opportunity.reassigned"] = "opportunity.created"
     opportunity_id: str = Field(description="Deterministic from lead_id: a replay yields the same id")
     lead_id: str
     event_id: str = Field(description="The lead event whose decision converted the lead")
@@ -191,6 +213,73 @@ class OpportunityCreated(_Model):
     ruleset_version: str
     model_version: str
     converted_at: AwareDatetime
+    routing: RoutingSummary | None = Field(default=None, description="Present when the ruleset has routing")
+
+
+class RoutingCandidate(_Model):
+    """One pool member as the pool saw them for one assignment."""
+
+    member: str
+    weight: int
+    count: int = Field(description="Leads the member had received from the pool before this one")
+    pointer: float = Field(description="(count + 1) / weight: the lowest pointer wins, ties go to the top")
+    skipped: (
+        Literal[
+            "switched_off",
+            "out_of_office",
+            "outside_working_hours",
+            "over_daily_cap",
+            "over_window_cap",
+            "already_tried",
+        ]
+        | None
+    ) = Field(description="Why the member could not take it (None: available)")
+
+
+class RoutingDecision(_Model):
+    """How one opportunity was routed (topic ``routing-decisions``, key = opportunity_id)."""
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["routing.decided"] = "routing.decided"
+    routing_id: str = Field(description="Deterministic from the request: drop duplicates by it")
+    request_id: str = Field(description="'<opportunity_id>#<attempt>'")
+    opportunity_id: str
+    lead_id: str
+    decided_at: AwareDatetime
+    attempt: int = Field(ge=1)
+    reason: Literal["converted", "sla_breach"]
+    via: RoutedVia | None
+    ref: str | None
+    matched_by: Literal["email_domain", "website_domain", "company_name"] | None = Field(
+        default=None, description="How the lead matched its account (for via = account)"
+    )
+    target: dict[str, str] = Field(description="{'user': id} or {'queue': name}: where the opportunity went")
+    pool: str | None
+    member: str | None
+    overflow: bool
+    candidates: list[RoutingCandidate] = Field(description="Every pool member in pool order (empty outside a pool)")
+    ruleset_version: str
+
+
+class OpportunityAccepted(_Model):
+    """Feedback from the sales side (topic ``opportunity-feedback``): the owner took the opportunity; stops its SLA."""
+
+    event_type: Literal["opportunity.accepted"]
+    opportunity_id: str
+    accepted_by: str | None = None
+    occurred_at: AwareDatetime | None = None
+
+
+class AccountRecord(_Model):
+    """A known account (compacted topic ``accounts``, key = account_id; a null value deletes it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    account_id: str | None = Field(default=None, description="Defaults to the record key")
+    name: str | None = Field(default=None, description="Matched against leads' company names, normalised")
+    owner_id: str | None = Field(default=None, description="Where the account's leads go")
+    website: str | None = None
+    domains: list[str] = Field(default_factory=list, description="More email/web domains of the account")
 
 
 class DeadLetterHeaders(_Model):

@@ -115,6 +115,7 @@ def _decision(
         "reason": reason,
         "via": route.get("via"),
         "ref": route.get("ref"),
+        "matched_by": route.get("matched_by"),
         "target": target.as_dict(),
         "pool": None if assignment is None else assignment.pool,
         "member": None if assignment is None else assignment.member,

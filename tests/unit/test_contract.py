@@ -9,8 +9,11 @@ import jsonschema
 import pytest
 from pydantic import TypeAdapter
 
+from worker.accounts import decode_account
 from worker.contract import render_examples, render_schemas
 from worker.events import LeadEvent
+from worker.route_flow import accepted_notice
+from worker.routing import AccountIndex
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 EXAMPLES = sorted((SCHEMAS / "examples").glob("*.json"))
@@ -20,6 +23,10 @@ SCHEMA_OF = {
     "lead-activity-demo-request": "lead-event.schema.json",
     "decision": "decision.schema.json",
     "opportunity": "opportunity.schema.json",
+    "opportunity-routed": "opportunity.schema.json",
+    "routing-decision": "routing-decision.schema.json",
+    "opportunity-accepted": "opportunity-accepted.schema.json",
+    "account": "account.schema.json",
 }
 
 
@@ -45,7 +52,23 @@ def test_lead_examples_are_accepted_by_the_worker(path: Path) -> None:
     TypeAdapter(LeadEvent).validate_json(path.read_bytes())
 
 
-@pytest.mark.parametrize("name", ["decision.json", "opportunity.json"])
+def test_the_feedback_and_account_examples_are_accepted_by_the_worker() -> None:
+    key, notice = accepted_notice(b"any", (SCHEMAS / "examples" / "opportunity-accepted.json").read_bytes())
+    assert key == b"opp-c1432561a9c45cb5a55357ad09e6b5b6"
+    assert json.loads(notice)["kind"] == "accepted"
+    account_id, account = decode_account(b"001-NORTHWIND", (SCHEMAS / "examples" / "account.json").read_bytes())
+    assert account is not None
+    assert account["owner_id"] == "005-KIM"
+    index = AccountIndex()
+    index.put(account_id, account)
+    match = index.match("kim@northwind-traders.example", None, None)
+    assert match is not None
+    assert match.owner_id == "005-KIM"
+
+
+@pytest.mark.parametrize(
+    "name", ["decision.json", "opportunity.json", "routing-decision.json", "opportunity-routed.json"]
+)
 def test_output_examples_are_what_the_core_makes_of_the_lead_examples(name: str) -> None:
     on_disk = (SCHEMAS / "examples" / name).read_text(encoding="utf-8")
     assert on_disk == render_examples(SCHEMAS / "examples")[name], "stale: run 'leadflow schema --out schemas'"
