@@ -19,7 +19,7 @@ from worker import ids
 from worker.events import LeadActivity, LeadUpserted
 from worker.exceptions import EventError
 from worker.parse import DEFAULT_MAX_EVENT_BYTES, parse_event
-from worker.route_flow import RouteRequest, route_opportunity, target_label
+from worker.route_flow import RouteRequest, route_lead, route_opportunity, target_label
 from worker.routing import AccountIndex
 from worker.rules import QualificationRule, Ruleset
 from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
@@ -194,6 +194,10 @@ def decide(
     elif status != previous_status:
         action = "status_changed"
     state["status"] = status
+    routing = ruleset.routing
+    if action == "status_changed" and routing is not None and status in routing.lead_statuses:
+        route = routing.route(facts, state["profile"], engine.accounts)
+        routed, request = route_lead(lead_id, status, route, ruleset.version, decided_at)
     base.update(
         status=status,
         previous_status=previous_status,
@@ -353,7 +357,8 @@ def process_batch(
         if opportunity is not None and opportunity_bytes is not None:
             result.opportunities.append((opportunity["opportunity_id"].encode(), opportunity_bytes))
         if decided.routed is not None and routed_bytes is not None:
-            result.routing_decisions.append((decided.routed["opportunity_id"].encode(), routed_bytes))
+            routed_key = decided.routed["opportunity_id"] or decided.routed["lead_id"]
+            result.routing_decisions.append((routed_key.encode(), routed_bytes))
             result.routed["", target_label(decided.routed["target"])] += 1
             if record.timestamp is not None:
                 result.routed_times.append(record.timestamp)

@@ -237,13 +237,15 @@ class RoutingCandidate(_Model):
 
 
 class RoutingDecision(_Model):
-    """How one opportunity was routed (topic ``routing-decisions``, key = opportunity_id)."""
+    """How one opportunity (or a lead, with ``routing.lead_statuses``) was routed (topic ``routing-decisions``,
+    key = opportunity_id, or lead_id for a lead)."""
 
     schema_version: Literal[1] = 1
     event_type: Literal["routing.decided"] = "routing.decided"
     routing_id: str = Field(description="Deterministic from the request: drop duplicates by it")
-    request_id: str = Field(description="'<opportunity_id>#<attempt>'")
-    opportunity_id: str
+    request_id: str = Field(description="'<opportunity_id>#<attempt>', or 'lead:<lead_id>:<status>#1' for a lead")
+    subject: Literal["opportunity", "lead"] = Field(description="What was routed")
+    opportunity_id: str | None = Field(description="None when a lead was routed on entering a status")
     lead_id: str
     decided_at: AwareDatetime
     attempt: int = Field(ge=1)

@@ -39,6 +39,7 @@ __all__ = [
     "SlaBatch",
     "accepted_notice",
     "route_batch",
+    "route_lead",
     "route_opportunity",
     "sla_batch",
     "sla_breaches",
@@ -108,6 +109,7 @@ def _decision(
         "event_type": "routing.decided",
         "routing_id": ids.routing_id(request_id),
         "request_id": request_id,
+        "subject": "opportunity" if opportunity["opportunity_id"] is not None else "lead",
         "opportunity_id": opportunity["opportunity_id"],
         "lead_id": opportunity["lead_id"],
         "decided_at": _iso(decided_at),
@@ -123,6 +125,31 @@ def _decision(
         "candidates": candidates,
         "ruleset_version": ruleset_version,
     }
+
+
+def route_lead(
+    lead_id: str, status: str, route: Route, ruleset_version: str, decided_at: float
+) -> tuple[Json | None, RouteRequest | None]:
+    """Where a lead that entered one of the routing's ``lead_statuses`` goes: ``(routing decision, None)`` for a
+    user or a queue, ``(None, request)`` for a pool. Once per lead and status: a replay is answered as before."""
+    request_id = f"lead:{lead_id}:{status}#1"
+    subject: Json = {"opportunity_id": None, "lead_id": lead_id, "status": status}
+    if route.target.kind == "pool":
+        message = {
+            "kind": "route",
+            "subject": "lead",
+            "request_id": request_id,
+            "attempt": 1,
+            "pool": route.target.id,
+            "route": route.as_dict(),
+            "opportunity": subject,
+            "requested_at": decided_at,
+            "event_time": None,
+            "exclude": [],
+        }
+        return None, RouteRequest(route.target.id, message)
+    decision = _decision(request_id, subject, route.as_dict(), route.target, decided_at, ruleset_version)
+    return decision, None
 
 
 def route_opportunity(
@@ -275,6 +302,8 @@ def _assign(pool: Pool, states: dict[str, Json], request: Json, now: float, vers
         decision["pool"] = pool.name
     member = decision["member"]
     out.assignments[pool.name, member if member is not None else target_label(target.as_dict())] += 1
+    if request.get("subject") == "lead":  # a lead routed on its status: the decision is all there is to say
+        return {"opportunity": None, "decision": decision, "sla": None}
     opportunity["event_type"] = "opportunity.created" if attempt == 1 else "opportunity.reassigned"
     opportunity["routing"] = _summary(decision)
     produced: Json = {"opportunity": opportunity, "decision": decision, "sla": None}
@@ -310,6 +339,8 @@ def _unpooled(request: Json, routing: Routing | None, fallback: Target, now: flo
         attempt=request["attempt"],
         reason="converted" if request["kind"] == "route" else "sla_breach",
     )
+    if request.get("subject") == "lead":
+        return {"opportunity": None, "decision": decision, "sla": None}
     opportunity["event_type"] = "opportunity.created" if request["attempt"] == 1 else "opportunity.reassigned"
     opportunity["routing"] = _summary(decision)
     return {"opportunity": opportunity, "decision": decision, "sla": None}
@@ -317,8 +348,9 @@ def _unpooled(request: Json, routing: Routing | None, fallback: Target, now: flo
 
 def _emit(out: RouteBatch, produced: Json) -> None:
     opportunity, decision, notice = produced["opportunity"], produced["decision"], produced["sla"]
-    key = opportunity["opportunity_id"].encode()
-    out.opportunities.append((key, orjson.dumps(opportunity)))
+    key = (decision["opportunity_id"] or decision["lead_id"]).encode()
+    if opportunity is not None:
+        out.opportunities.append((key, orjson.dumps(opportunity)))
     out.routing_decisions.append((key, orjson.dumps(decision)))
     if notice is not None:
         out.sla_notices.append((key, orjson.dumps(notice)))

@@ -10,7 +10,7 @@ import pytest
 
 from tests.builders import activity, upsert
 from worker.core import Engine, Record, decide, process_batch
-from worker.exceptions import EventError
+from worker.exceptions import EventError, RulesetError
 from worker.route_flow import accepted_notice, route_batch, sla_batch, sla_breaches, sla_pending
 from worker.routing import Routing, Target
 from worker.rules import parse_ruleset
@@ -265,3 +265,57 @@ def test_bad_feedback_is_refused_with_its_reason(value: bytes, reason: str) -> N
     with pytest.raises(EventError) as caught:
         accepted_notice(b"k", value)
     assert caught.value.reason == reason
+
+
+LEAD_ROUTING = """
+version: "1"
+scoring:
+  - id: visits
+    when: {field: activity.page_view.count, op: gte, value: 1}
+    points: 10
+    per: activity.page_view.count
+qualification:
+  - id: warm
+    when: {field: points, op: gte, value: 20}
+    status: Contacted
+routing:
+  default: {queue: Inbound}
+  lead_statuses: [Contacted]
+  rules:
+    - id: sdr-pool
+      when: {field: points, op: gte, value: 0}
+      to: {pool: sdr}
+  pools:
+    - name: sdr
+      members: [{id: sam}, {id: sue}]
+"""
+
+
+def test_a_lead_entering_a_routed_status_is_routed_once_through_its_pool() -> None:
+    engine = Engine(parse_ruleset(LEAD_ROUTING), load_model(default_model_path()))
+    tables, requests = Tables(), []
+    for lead_id in ("A", "B"):
+        state = None
+        for i in range(3):  # 10, 20, 30 points: Contacted from the second view on
+            state, decided = decide(engine, state, activity(f"{lead_id}{i}", "page_view", lead_id=lead_id), NOW)
+            if decided.route_request is not None:
+                requests.append(Msg(b"sdr", orjson.dumps(decided.route_request.message)))
+    assert len(requests) == 2  # one per lead: only entering the status routes it
+    out = tables.run(engine, [*requests, requests[0]])
+    decisions = [orjson.loads(v) for _, v in out.routing_decisions]
+    assert [(d["subject"], d["lead_id"], d["member"]) for d in decisions] == [
+        ("lead", "A", "sam"),
+        ("lead", "B", "sue"),
+        ("lead", "A", "sam"),
+    ]
+    assert decisions[0]["opportunity_id"] is None
+    assert [k for k, _ in out.routing_decisions] == [b"A", b"B", b"A"]
+    assert out.opportunities == []
+    assert out.sla_notices == []
+
+
+def test_lead_statuses_must_be_statuses_of_the_ruleset() -> None:
+    with pytest.raises(RulesetError) as caught:
+        parse_ruleset(LEAD_ROUTING.replace("lead_statuses: [Contacted]", "lead_statuses: [Contacte]"))
+    assert "lead_statuses: 'Contacte' is not a status of this ruleset" in str(caught.value)
+    assert "did you mean 'Contacted'" in str(caught.value)

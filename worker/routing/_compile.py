@@ -369,6 +369,7 @@ def compile_routing(raw: object, ctx: _Context) -> Routing | None:
         accounts, _ = ctx.validate(AccountsDoc, doc.accounts, (*loc, "accounts"), "'accounts'")
         compiler.broken = compiler.broken or accounts is None
         match = accounts.match if accounts is not None else True
+    lead_statuses = _lead_statuses(doc.lead_statuses, (*loc, "lead_statuses"), compiler)
     ids: dict[str, Loc] = {}
     for section, items in (("rules", doc.rules), ("territories", doc.territories)):
         for i, item in enumerate(items):
@@ -402,7 +403,22 @@ def compile_routing(raw: object, ctx: _Context) -> Routing | None:
         territories=tuple(t for t in territories if t is not None),
         derived_facts=derived,
         reads_account=compiler.reads_account,
+        lead_statuses=lead_statuses,
     )
+
+
+def _lead_statuses(raw: list[Any], loc: Loc, compiler: _Compiler) -> frozenset[str]:
+    """The statuses on entering which a lead itself is routed (not only its opportunity)."""
+    known = compiler.ctx.statuses
+    found: set[str] = set()
+    for i, status in enumerate(raw):
+        if not isinstance(status, str) or status not in known:
+            hint = _suggest(status, known) if isinstance(status, str) else None
+            msg = f"lead_statuses: {status!r} is not a status of this ruleset; statuses are: {', '.join(known)}"
+            compiler.add((*loc, i), msg, None, hint)
+            continue
+        found.add(status)
+    return frozenset(found)
 
 
 def _overflow_cycles(pools: Mapping[str, Pool], compiler: _Compiler) -> None:

@@ -92,6 +92,8 @@ class Routing:
     """Derived facts the routing rules read, computed when the given facts lack them."""
     reads_account: bool = False
     """Whether a routing rule reads ``account.matched`` or ``account.id``."""
+    lead_statuses: frozenset[str] = frozenset()
+    """Statuses on entering which the lead itself is routed too (not only the opportunity it converts into)."""
 
     def route(self, facts: Mapping[str, object], profile: Mapping[str, object], accounts: AccountIndex | None) -> Route:
         """The route of a lead: a matched account's owner (when ``match_accounts``), the first matching rule, the

@@ -37,6 +37,7 @@ class RoutingDoc(_Doc):
     rules: list[Any] = Field(default_factory=list)
     territories: list[Any] = Field(default_factory=list)
     pools: list[Any] = Field(default_factory=list)
+    lead_statuses: list[Any] = Field(default_factory=list)
 
 
 class AccountsDoc(_Doc):
