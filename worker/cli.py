@@ -1,4 +1,4 @@
-"""The ``leadflow`` command line: broker, run, produce, backtest, drift, demo, train, score, schema."""
+"""The ``leadflow`` command line: broker, run, produce, backtest, drift, demo, train, score, schema, route."""
 
 from __future__ import annotations
 
@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _rules_parser(sub)
     _model_parser(sub)
+    _route_parser(sub)
     return parser
 
 
@@ -137,6 +138,20 @@ def _model_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """``leadflow model publish``."""
     model = sub.add_parser("model", help="publish a model to running workers")
     _publish_parser(model.add_subparsers(dest="model_action", required=True), "model", "model JSON")
+
+
+def _route_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``leadflow route explain``."""
+    route = sub.add_parser("route", help="explain how leads were routed, from the routing-decisions topic")
+    actions = route.add_subparsers(dest="route_action", required=True)
+    p = actions.add_parser(
+        "explain", help="read the routing-decisions topic and say why a lead's opportunity went where it went"
+    )
+    p.add_argument("--lead", metavar="LEAD_ID", help="the lead whose routing decisions to explain")
+    p.add_argument("--opportunity", metavar="OPP_ID", help="the opportunity (alone, or to narrow --lead)")
+    p.add_argument("--broker", dest="broker_url", metavar="URL", help="bootstrap servers (LEADFLOW_BROKER_URL)")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print the decisions as JSON")
+    p.set_defaults(func=_cmd_route_explain)
 
 
 def _rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -289,6 +304,15 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     from worker.rules.tools import run_cli
 
     return run_cli(args)
+
+
+def _cmd_route_explain(args: argparse.Namespace) -> int:
+    from worker.route_explain import run_route_explain
+
+    if args.lead is None and args.opportunity is None:
+        print("leadflow: error: route explain needs --lead LEAD_ID or --opportunity OPP_ID", file=sys.stderr)
+        return 2
+    return run_route_explain(_settings(args), args.lead, args.opportunity, args.as_json, sys.stdout, sys.stderr)
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:

@@ -1,0 +1,102 @@
+"""``leadflow route explain`` against a real worker: the decisions it finds on the topic and how it says them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Flow, activity, upsert, write_rules
+
+pytestmark = pytest.mark.integration
+
+RULES = """
+version: "explain-1"
+scoring:
+  - id: demo-request
+    when: {field: activity.demo_request.count, op: gte, value: 1}
+    points: 50
+qualification:
+  - id: hot
+    when: {field: points, op: gte, value: 50}
+    status: Qualified
+    convert: true
+routing:
+  default: {queue: Inbound}
+  rules:
+    - id: germany
+      when: {field: country, op: eq, value: Germany}
+      to: {queue: DACH}
+    - id: everyone-else
+      when: {field: points, op: gte, value: 0}
+      to: {pool: ae}
+  pools:
+    - name: ae
+      strategy: weighted_round_robin
+      overflow: {queue: AE-Overflow}
+      members:
+        - {id: ann, weight: 200}
+        - {id: bob, weight: 100, active: false}
+        - {id: cy, weight: 100}
+"""
+
+
+def _explain(flow: Flow, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "route", "explain", *args],
+        env={**os.environ, **flow.env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_route_explain_prints_each_candidate_with_why_and_the_result(flow: Flow, tmp_path: Path) -> None:
+    flow.start_worker(LEADFLOW_RULES=str(write_rules(tmp_path, RULES)))
+
+    def converting(lead_id: str, country: str) -> list[dict[str, Any]]:
+        return [
+            upsert(lead_id, f"{lead_id}-u", company=f"Company {lead_id}", country=country),
+            activity(lead_id, f"{lead_id}-d", "demo_request"),
+        ]
+
+    flow.produce(converting("E1", "France"))  # first, alone: the pool's first lead
+    flow.read(flow.settings.topic_routing_decisions, 1, timeout=90)
+    flow.produce([*converting("E2", "France"), *converting("E3", "Germany")])
+    flow.read(flow.settings.topic_routing_decisions, 3, timeout=90)
+
+    second = _explain(flow, "--lead", "E2")
+    assert second.returncode == 0, second.stderr
+    lines = second.stdout.splitlines()
+    assert "of lead 'E2', attempt 1: first routing, when the lead converted" in lines[0]
+    assert "  matched: routing rule 'everyone-else' -> pool 'ae'" in lines
+    # ann got E1; for E2 ann and cy have the same pointer (bob is off) and the tie goes to the top of the pool
+    assert (
+        "    ann: weight 200, 1 leads so far, pointer 0.0100 - chosen (lowest pointer among those within their share)"
+    ) in lines
+    assert "    bob: weight 100, 0 leads so far, pointer 0.0100 - skipped: switched off (active: false)" in lines
+    assert "    cy: weight 100, 0 leads so far, pointer 0.0100 - available, not chosen" in lines
+    assert "  result: assigned to user 'ann'" in lines
+    assert lines[-1] == "1 routing decision; the opportunity is now with user 'ann'"
+
+    direct = _explain(flow, "--lead", "E3")
+    assert direct.returncode == 0, direct.stderr
+    assert "  matched: routing rule 'germany' -> queue 'DACH'" in direct.stdout
+    assert "  result: routed directly to queue 'DACH'" in direct.stdout
+
+    as_json = _explain(flow, "--lead", "E1", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    (decision,) = orjson.loads(as_json.stdout)
+    assert (decision["lead_id"], decision["pool"], decision["member"]) == ("E1", "ae", "ann")
+    assert [c["skipped"] for c in decision["candidates"]] == [None, "switched_off", None]
+
+    missing = _explain(flow, "--lead", "nobody")
+    assert missing.returncode == 1
+    assert "no routing decision for lead 'nobody'" in missing.stderr
+    assert repr(flow.settings.topic_routing_decisions) in missing.stderr
