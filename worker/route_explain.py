@@ -85,13 +85,24 @@ def _matched(decision: Mapping[str, Any]) -> str:
     return f"matched: {via!r} {ref!r} -> {first}"
 
 
+def _subject(decision: Mapping[str, Any]) -> str:
+    """``opportunity 'opp-...' of lead 'L1'``, or ``lead 'L1' (status Qualified)`` for a lead routed on its status."""
+    lead = decision.get("lead_id")
+    if decision.get("subject") == "lead" or decision.get("opportunity_id") is None:
+        request = str(decision.get("request_id") or "")
+        status = request.rsplit("#", 1)[0].split(":", 2)[-1] if request.startswith("lead:") else None
+        return f"lead {lead!r}" + (f" on entering status {status!r}" if status else "")
+    return f"opportunity {decision.get('opportunity_id')!r} of lead {lead!r}"
+
+
 def explain_decision(decision: Mapping[str, Any]) -> str:
     """One routing decision in words: which routing, what matched, the pool's candidates and the result."""
-    attempt = decision.get("attempt")
     reason = decision.get("reason")
+    why = _REASONS.get(str(reason), str(reason))
+    if decision.get("subject") == "lead" and reason == "converted":
+        why = "routing of the lead itself"
     lines = [
-        f"opportunity {decision.get('opportunity_id')!r} of lead {decision.get('lead_id')!r}, attempt {attempt}: "
-        f"{_REASONS.get(str(reason), str(reason))}",
+        f"{_subject(decision)}, attempt {decision.get('attempt')}: {why}",
         f"  decided at {decision.get('decided_at')} by ruleset {decision.get('ruleset_version')}",
         f"  {_matched(decision)}",
     ]
@@ -110,11 +121,11 @@ def explain_decisions(decisions: Sequence[Mapping[str, Any]]) -> str:
     """Every decision explained, separated by a blank line, with a closing line naming where it ended up."""
     parts = [explain_decision(d) for d in decisions]
     last = decisions[-1]
-    where = _target(last.get("target"))
     member = last.get("member")
-    final = f"user {member!r}" if member is not None else where
+    final = f"user {member!r}" if member is not None else _target(last.get("target"))
+    what = "lead" if last.get("opportunity_id") is None else "opportunity"
     count = f"{len(decisions)} routing decision" + ("s" if len(decisions) != 1 else "")
-    return "\n\n".join([*parts, f"{count}; the opportunity is now with {final}"])
+    return "\n\n".join([*parts, f"{count}; the {what} is now with {final}"])
 
 
 def run_route_explain(

@@ -132,6 +132,9 @@ def test_a_direct_route_and_an_escalation_say_so_without_candidates(routing: Rou
     assert "matched: no account, routing rule or territory; the default target -> queue 'Inbound'" in (
         explain_decision(by_default)
     )
+    lead = {**direct, "subject": "lead", "opportunity_id": None, "request_id": "lead:L2:Qualified#1"}
+    assert explain_decision(lead).startswith("lead 'L2' on entering status 'Qualified', attempt 1: routing of the lead")
+    assert explain_decisions([lead]).endswith("the lead is now with queue 'DACH'")
     by_account = {**direct, "via": "account", "ref": "001-ACME", "target": {"user": "005-ACME"}}
     assert "matched: known account '001-ACME', whose owner gets it: user '005-ACME'" in explain_decision(by_account)
 
