@@ -1,4 +1,5 @@
-"""The report's charts as PNG bytes: the conversion funnel and the points histogram, rulesets side by side.
+"""The report's charts as PNG bytes: the conversion funnel, the points histogram and the per-member load of
+routing, rulesets side by side.
 
 matplotlib is imported when a chart is drawn, and only its object API is used (no pyplot, no global state).
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-__all__ = ["funnel_chart", "points_chart"]
+__all__ = ["funnel_chart", "load_chart", "points_chart"]
 
 _COLOURS = {"new": "#2563eb", "old": "#9ca3af"}
 
@@ -83,4 +84,35 @@ def points_chart(report: dict[str, Any]) -> bytes:
     axes.set_xlabel("points (final, per lead)")
     axes.set_ylabel("leads")
     axes.set_title("points distribution")
+    return _png(figure)
+
+
+def load_chart(report: dict[str, Any]) -> bytes:
+    """Leads per pool member, one bar per ruleset for each member: the load a routing change moves."""
+    from matplotlib.figure import Figure
+
+    summaries = report["rulesets"]
+    loads = [
+        {
+            f"{pool['pool']} / {m['member']}": m["leads"]
+            for pool in (s.get("routing") or {"pools": []})["pools"]
+            for m in pool["members"]
+        }
+        for s in summaries
+    ]
+    labels = list(dict.fromkeys(label for load in loads for label in load))
+    figure = Figure(figsize=(8, 0.4 * len(labels) * len(summaries) + 1.2))
+    axes = figure.add_subplot()
+    height = 0.8 / len(summaries)
+    for i, (summary, load) in enumerate(zip(summaries, loads, strict=True)):
+        ys = [row + i * height for row in range(len(labels))]
+        counts = [load.get(label, 0) for label in labels]
+        bars = axes.barh(ys, counts, height, label=summary["role"], color=_COLOURS.get(summary["role"]))
+        axes.bar_label(bars, labels=[f"{c:,}" for c in counts], padding=3, fontsize=8)
+    axes.set_yticks([row + height * (len(summaries) - 1) / 2 for row in range(len(labels))], labels)
+    axes.invert_yaxis()
+    axes.set_xlabel("leads assigned")
+    axes.set_title("leads per pool member")
+    axes.legend(loc="lower right")
+    axes.margins(x=0.15)
     return _png(figure)

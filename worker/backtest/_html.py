@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from worker.backtest._charts import funnel_chart, points_chart
+from worker.backtest._charts import funnel_chart, load_chart, points_chart
 from worker.backtest._views import SideBySide, count, delta, rule_changes_text, side_by_side_tables
 from worker.exceptions import BacktestError
 
@@ -101,9 +101,11 @@ def _changes(report: dict[str, Any]) -> str:
 
 
 def _extras(name: str, report: dict[str, Any]) -> str:
-    """What follows a side-by-side table: the histogram chart, bad-event examples, the outcomes file."""
+    """What follows a side-by-side table: a chart (points, per-member load), bad-event examples, the outcomes file."""
     if name == "points":
         return _img(points_chart(report), "points histogram")
+    if name == "load":
+        return _img(load_chart(report), "leads per pool member")
     if name == "bad":
         examples = report["rulesets"][0]["bad_events"]["examples"]
         return _table(

@@ -2,7 +2,9 @@
 
 The records go through :func:`worker.core.process_batch` exactly as in the worker (same parsing, validation,
 dead-letter reasons and replay detection); only the state store is a dict. ``decided_at`` is fixed, and every
-other part of a decision derives from the events, so the same history gives the same result every time.
+other part of a decision derives from the events, so the same history gives the same result every time. With a
+``routing:`` section, the opportunities routed to a pool are assigned in the same replay (see
+:mod:`worker.backtest._routing`), so they count as converted and their owner is the member who got them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from worker.backtest._routing import RoutingTally
 from worker.core import Engine, Record, RecordLike, process_batch
 from worker.state import LeadState
 
@@ -65,6 +68,7 @@ class Run:
     duplicates: int = 0
     bad_by_reason: Counter[str] = field(default_factory=Counter)
     bad_examples: list[BadEvent] = field(default_factory=list)
+    routing: RoutingTally = field(default_factory=RoutingTally)
     _store: dict[str, bytes] = field(default_factory=dict, repr=False)
     _cache: dict[str, LeadState] = field(default_factory=dict, repr=False)
 
@@ -96,7 +100,8 @@ class Run:
             lead.scoring_rules = tuple(matched[:-1] if rule is not None else matched)
             if decision["action"] != "none":
                 lead.decided_by = rule
-        for _, raw in result.opportunities:
+        placed = self.routing.assign(self.engine, result, DECIDED_AT)
+        for raw in [*(value for _, value in result.opportunities), *placed]:
             opportunity: dict[str, Any] = loads(raw)
             lead = leads[opportunity["lead_id"]]
             lead.converted_by = opportunity["converted_by_rule"]

@@ -2,8 +2,10 @@
 
 Layout (``format`` 1): ``source``, ``model``, ``decided_at``, ``rulesets`` (one entry per ruleset, the new one
 first: events, bad events, leads per status, conversions, opportunities per stage, queue and owner, points
-percentiles and histogram counts, precision and recall against known outcomes), ``points_bins`` (the histogram
-edges both rulesets share), ``rule_changes``, ``changed`` (the leads whose outcome differs, by transition) and
+percentiles and histogram counts, precision and recall against known outcomes, and ``routing``: None without a
+``routing:`` section, else the leads assigned per pool and member, skips by reason, overflows and direct routes;
+see :func:`routing_summary`), ``points_bins`` (the histogram edges both rulesets share), ``rule_changes``,
+``changed`` (the leads whose outcome differs, by transition) and
 ``outcomes``; the last three are None when they do not apply.
 """
 
@@ -20,7 +22,7 @@ from worker.backtest._outcomes import Outcomes, confusion
 from worker.backtest._replay import DECIDED_AT, LeadResult, Run
 from worker.backtest._rulediff import RuleChanges
 
-__all__ = ["PERCENTILES", "build_report", "percentile"]
+__all__ = ["PERCENTILES", "build_report", "percentile", "routing_summary"]
 
 REPORT_FORMAT = 1
 PERCENTILES = (10, 25, 50, 75, 90, 99)
@@ -110,6 +112,7 @@ def _summary(
             "histogram": _histogram(points, bins),
         },
         "outcomes": None,
+        "routing": routing_summary(run),
     }
     if outcomes is not None:
         matrix = confusion({k: v.converted for k, v in run.leads.items()}, outcomes.converted)
@@ -123,6 +126,60 @@ def _summary(
             "recall": matrix.recall,
         }
     return summary
+
+
+def routing_summary(run: Run) -> dict[str, Any] | None:
+    """Per-member load of a replay: None when the ruleset has no ``routing:`` section, else::
+
+        {"assigned": 40, "overflows": 2, "direct": {"queue:DACH": 5}, "skips": {"out_of_office": 7},
+         "pools": [{"pool": "ae", "assigned": 40, "overflows": 2, "overflow_to": {"queue:AE-Overflow": 2},
+                    "skips": {"out_of_office": 7},
+                    "members": [{"member": "ann", "weight": 200, "leads": 19, "share": 0.5}, ...]}]}
+
+    ``share`` is the member's part of the leads the pool's members got (overflows left out); every member of the
+    ruleset's pools is listed, in pool order, with 0 when it got nothing.
+    """
+    routing = run.engine.ruleset.routing
+    if routing is None:
+        return None
+    tally = run.routing
+    pools: list[dict[str, Any]] = []
+    for name, pool in routing.pools.items():
+        ids = [m.id for m in pool.members]
+        got = {member: n for (p, member), n in tally.assignments.items() if p == name}
+        to_members = sum(got.get(member, 0) for member in ids)
+        pools.append(
+            {
+                "pool": name,
+                "assigned": sum(got.values()),
+                "overflows": tally.overflows[name],
+                "overflow_to": {k: n for k, n in sorted(got.items()) if k not in ids},
+                "skips": dict(sorted(((r, n) for (p, r), n in tally.skips.items() if p == name), key=_most)),
+                "members": [
+                    {
+                        "member": m.id,
+                        "weight": m.weight,
+                        "leads": got.get(m.id, 0),
+                        "share": round(got.get(m.id, 0) / to_members, 4) if to_members else None,
+                    }
+                    for m in pool.members
+                ],
+            }
+        )
+    skips: Counter[str] = Counter()
+    for (_, reason), n in tally.skips.items():
+        skips[reason] += n
+    return {
+        "assigned": sum(p["assigned"] for p in pools),
+        "overflows": sum(tally.overflows.values()),
+        "direct": dict(sorted(tally.direct.items(), key=_most)),
+        "skips": dict(sorted(skips.items(), key=_most)),
+        "pools": pools,
+    }
+
+
+def _most(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
 
 
 def _transition(old: LeadResult, new: LeadResult) -> str:

@@ -84,6 +84,30 @@ def _routes(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _members(key: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Per pool member (``"ae / ann"``) its ``key`` (leads or weight); overflows after the members for leads."""
+
+    def get(summary: dict[str, Any]) -> dict[str, Any]:
+        routing = summary.get("routing") or {"pools": []}
+        out: dict[str, Any] = {}
+        for pool in routing["pools"]:
+            out.update({f"{pool['pool']} / {m['member']}": m[key] for m in pool["members"]})
+            if key == "leads":
+                out.update({f"{pool['pool']} / overflow to {t}": n for t, n in pool["overflow_to"].items()})
+        return out
+
+    return get
+
+
+def _skips(summary: dict[str, Any]) -> dict[str, Any]:
+    routing = summary.get("routing") or {"pools": []}
+    return {f"{pool['pool']} / {reason}": n for pool in routing["pools"] for reason, n in pool["skips"].items()}
+
+
+def _direct(summary: dict[str, Any]) -> dict[str, Any]:
+    return dict((summary.get("routing") or {}).get("direct", {}))
+
+
 def _outcomes(summaries: Sequence[dict[str, Any]], info: dict[str, Any]) -> SideBySide:
     rows = [
         Row(label, [s["outcomes"][key] for s in summaries], fmt)
@@ -122,6 +146,10 @@ def side_by_side_tables(report: dict[str, Any]) -> dict[str, SideBySide]:
         "points": SideBySide(
             "points per lead (final)", "", [Row(k, [s["points"][k] for s in summaries]) for k in stats]
         ),
+        "load": _by("routing: leads per pool member", "pool / member", summaries, _members("leads")),
+        "weights": _by("routing: pool member weights", "pool / member", summaries, _members("weight")),
+        "skips": _by("routing: members skipped, by reason", "pool / reason", summaries, _skips),
+        "direct": _by("routing: routed directly (no pool)", "target", summaries, _direct),
         "bad": _by(
             "bad events by reason (skipped: the worker would dead-letter them)",
             "reason",
