@@ -273,6 +273,17 @@ class Rec(NamedTuple):
 
 
 def sla() -> str:
+    return "\n".join(sla_story()[0])
+
+
+def route_explain() -> str:
+    from worker.route_explain import explain_decisions, find_decisions
+
+    return explain_decisions(find_decisions(sla_story()[1], lead="L-1"))
+
+
+def sla_story() -> tuple[list[str], list[bytes]]:
+    """The SLA example's story, minute by minute: the lines shown and the routing-decisions records sent."""
     rs = ruleset("sla")
     compiled = rs.routing
     assert compiled is not None
@@ -280,6 +291,7 @@ def sla() -> str:
     done: dict[str, bytes] = {}
     clocks: dict[str, bytes] = {}
     lines: list[str] = []
+    decisions: list[bytes] = []
     fmt = "%H:%M"
 
     def stamp(now: float) -> str:
@@ -296,6 +308,7 @@ def sla() -> str:
         )
         pools.update(out.pool_states)
         done.update({r: v for r, (_p, v) in out.done.items()})
+        decisions.extend(value for _, value in out.routing_decisions)
         for (_, opp), (_, dec) in zip(out.opportunities, out.routing_decisions, strict=True):
             o, d = orjson.loads(opp), orjson.loads(dec)
             who = f"user {o['owner_id']}" if o["owner_id"] else f"queue {o['queue']}"
@@ -339,7 +352,7 @@ def sla() -> str:
             clock([(notice["opportunity_id"].encode(), orjson.dumps(notice))])
         if due:
             requests([(pool, request) for pool, request, _ in due], now)
-    return "\n".join(lines)
+    return lines, decisions
 
 
 def lead_statuses() -> str:
@@ -383,6 +396,7 @@ OUTPUTS: dict[str, Callable[[], str]] = {
     "territories": territories,
     "accounts": accounts,
     "sla": sla,
+    "route-explain": route_explain,
 }
 
 
@@ -489,6 +503,20 @@ def test_every_routing_metric_is_documented_and_exists() -> None:
     assert {n.removesuffix("_total") for n in shown} == routing_metrics
 
 
+def test_every_setting_named_exists() -> None:
+    from worker.settings import Settings
+
+    named = set(re.findall(r"LEADFLOW_([A-Z_]+)", DOC.read_text(encoding="utf-8")))
+    assert {name.lower() for name in named} <= set(Settings.model_fields)
+
+
+def test_the_company_names_shown_normalise_as_said() -> None:
+    from worker.routing import normalize_company
+
+    assert '"The ACME Corp." and "Acme GmbH" are\n   both `acme`' in DOC.read_text(encoding="utf-8")
+    assert normalize_company("The ACME Corp.") == normalize_company("Acme GmbH") == "acme"
+
+
 def test_the_alerts_named_are_in_alerts_yml() -> None:
     text = DOC.read_text(encoding="utf-8")
     named = set(re.findall(r"^\| `(Leadflow\w+)` \|", text, re.M))
@@ -503,14 +531,16 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def test_links_within_the_page_have_their_heading() -> None:
+def _anchors(path: Path) -> set[str]:
+    text = path.read_text(encoding="utf-8")
+    return {_slug(h) for h in re.findall(r"^#+ (.+)$", FENCE.sub("", text), re.M)}
+
+
+def test_links_to_headings_have_their_heading() -> None:
     text = DOC.read_text(encoding="utf-8")
-    anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", FENCE.sub("", text), re.M)}
-    linked = set(re.findall(r"\]\(#([\w-]+)\)", text))
-    assert linked - anchors == set()
-    rules = (ROOT / "docs" / "RULES.md").read_text(encoding="utf-8")
-    rules_anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", FENCE.sub("", rules), re.M)}
-    assert set(re.findall(r"\]\(RULES\.md#([\w-]+)\)", text)) - rules_anchors == set()
+    for target, anchor in re.findall(r"\]\(([\w./-]*)#([\w-]+)\)", text):
+        path = DOC if not target else (DOC.parent / target).resolve()
+        assert anchor in _anchors(path), f"{target}#{anchor}"
 
 
 if __name__ == "__main__":
