@@ -232,7 +232,7 @@ class RouteStage(_Stage):
             return self.load("pool-state", key, partition_of[key])
 
         def load_done(request_id: str, pool: str) -> bytes | None:
-            return self.load("route-done", request_id.encode(), partition_of[pool.encode()])
+            return self.load("route-done", f"{request_id}@{pool}".encode(), partition_of[pool.encode()])
 
         now = time.time()
         fallback = Target("queue", ruleset.conversion.queue)
@@ -240,10 +240,11 @@ class RouteStage(_Stage):
         outputs = [Message(s.topic_opportunities, k, v) for k, v in out.opportunities]
         outputs += [Message(s.topic_routing_decisions, k, v) for k, v in out.routing_decisions]
         outputs += [Message(s.topic_sla, k, v) for k, v in out.sla_notices]
+        outputs += [Message(s.topic_route_requests, k, v) for k, v in out.forwards]
         outputs += self.outbox.dead_letters(out.dead_letters)
         writes = {
             "pool-state": [(n.encode(), v, partition_of[n.encode()]) for n, v in out.pool_states.items()],
-            "route-done": [(r.encode(), v, partition_of[p.encode()]) for r, (p, v) in out.done.items()],
+            "route-done": [(f"{r}@{p}".encode(), v, partition_of[p.encode()]) for (r, p), v in out.done.items()],
         }
 
         def done() -> None:
@@ -258,6 +259,8 @@ class RouteStage(_Stage):
                 m.reassignments.labels(pool, how).inc(n)
             if out.replayed:
                 m.routing_replayed.inc(out.replayed)
+            if out.created:
+                m.opportunities.inc(out.created)
             observe_many(m.time_to_assignment, out.waits)
 
         return _Prepared(outputs, writes, done)

@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from worker.broker import free_port, running_broker
+from worker.demo_routing import SLA_SECONDS, accept_some, demo_ruleset, publish_accounts, routing_summary
 from worker.exceptions import LeadflowError
 from worker.produce import make_producer
 from worker.scoring import generate
 from worker.settings import Settings
-from worker.topics import ensure_topics
+from worker.topics import ensure_accounts_topic, ensure_topics
 
 __all__ = ["collect", "run_demo", "start_worker_process"]
 
@@ -87,8 +88,12 @@ def collect(
     task: Any = None,
     process: subprocess.Popen[bytes] | None = None,
     log: Path | None = None,
+    on_rows: Callable[[str, list[dict[str, Any]]], object] | None = None,
 ) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
-    """Read records until ``want`` distinct decisions arrived; returns (record, value) lists by topic."""
+    """Read records until ``want`` distinct decisions arrived; returns (record, value) lists by topic.
+
+    ``on_rows(topic, values)`` sees every poll's new values as they arrive (the demo's reps accept opportunities).
+    """
     seen: set[str] = set()
     out: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
     deadline = time.monotonic() + timeout
@@ -100,13 +105,17 @@ def collect(
             msg = f"the worker exited with code {process.returncode}" + (f"; see {log}" if log else "")
             raise LeadflowError(msg)
         for tp, records in consumer.poll(timeout_ms=200, max_records=5000).items():
+            values = []
             for record in records:
                 value = orjson.loads(record.value) if tp.topic != "dlq" else {}
+                values.append(value)
                 out.setdefault(tp.topic, []).append((record, value))
                 if "decision_id" in value and value["decision_id"] not in seen:
                     seen.add(value["decision_id"])
                     if progress is not None:
                         progress.advance(task)
+            if on_rows is not None:
+                on_rows(tp.topic, values)
     return out
 
 
@@ -133,10 +142,29 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
         }
         log = Path(tmp) / "worker.log"
         console.print(f"embedded broker on {broker.bootstrap}; worker metrics on http://127.0.0.1:{web_port}/metrics")
+        env["LEADFLOW_RULES"] = str(demo_ruleset(Path(tmp), dt.datetime.now(dt.UTC)))
+        env["LEADFLOW_SLA_CHECK_INTERVAL"] = "0.5"
         ensure_topics(settings)
+        ensure_accounts_topic(settings)
+        producer = make_producer(settings)
+        accounts = publish_accounts(
+            producer, settings, (e["lead"] for e in events if e["event_type"] == "lead.upserted")
+        )
+        console.print(
+            f"{accounts} known accounts published on {settings.topic_accounts!r}; routing: {env['LEADFLOW_RULES']}"
+        )
+        accepted_ids: set[str] = set()
+        accepted = 0
+
+        def reps(topic: str, values: list[dict[str, Any]]) -> None:
+            nonlocal accepted
+            if topic == settings.topic_opportunities:
+                accepted += accept_some(producer, settings, values, accepted_ids)
+
         consumer = KafkaConsumer(
             settings.topic_decisions,
             settings.topic_opportunities,
+            settings.topic_routing_decisions,
             bootstrap_servers=settings.bootstrap_servers,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -144,7 +172,6 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
             consumer_timeout_ms=1000,
         )
         with _worker(env, log) as process:
-            producer = make_producer(settings)
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -162,16 +189,40 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
                         key, value = _BAD_AT[i]
                         producer.send(settings.topic_leads, key=key, value=value)
                 producer.flush()
-                got = collect(consumer, len(events), timeout, progress, done_task, process, log)
+                got = collect(consumer, len(events), timeout, progress, done_task, process, log, reps)
                 bulk_seconds = time.time() - t0
                 trickle = _trickle(producer, settings, data, consumer, progress, done_task, process, log, timeout)
+                # the opportunities nobody accepted breach their SLA and are reassigned: watch that happen
+                settle = progress.add_task("SLA clock", total=int(SLA_SECONDS + 3))
+                for _ in range(int(SLA_SECONDS + 3)):
+                    for topic, rows in _poll_for(consumer, 1.0, reps).items():
+                        trickle.setdefault(topic, []).extend(rows)
+                    progress.advance(settle)
             producer.close()
             metrics = _scrape(web_port)
         consumer.close()
     for topic, rows in trickle.items():
         got.setdefault(topic, []).extend(rows)
     _summary(console, got, len(events), bulk_seconds, trickle, metrics)
+    opportunities = {v["opportunity_id"]: v for _, v in got.get(settings.topic_opportunities, [])}
+    routing = [v for _, v in got.get(settings.topic_routing_decisions, [])]
+    routing_summary(console, opportunities, list({d["routing_id"]: d for d in routing}.values()), accepted)
+    console.print("[green]demo complete[/]: every event has its decision; broker and worker stopped.")
     return 0
+
+
+def _poll_for(
+    consumer: KafkaConsumer, seconds: float, on_rows: Callable[[str, list[dict[str, Any]]], object]
+) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
+    """Everything that arrives within ``seconds``, by topic (``collect`` stops at a number of decisions)."""
+    out: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        for tp, records in consumer.poll(timeout_ms=max(1, int(left * 1000)), max_records=5000).items():
+            values = [orjson.loads(r.value) for r in records]
+            out.setdefault(tp.topic, []).extend(zip(records, values, strict=True))
+            on_rows(tp.topic, values)
+    return out
 
 
 def _trickle(
@@ -337,4 +388,3 @@ def _summary(
         f"opportunities {metrics.get('leadflow_opportunities_created_total', 0):,.0f}, "
         f"dead letters {dead:,.0f} ({reasons or 'none'}: bad records sent on purpose, see topic leads-dlq)"
     )
-    console.print("[green]demo complete[/]: every event has its decision; broker and worker stopped.")

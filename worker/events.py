@@ -255,7 +255,10 @@ class RoutingDecision(_Model):
     matched_by: Literal["email_domain", "website_domain", "company_name"] | None = Field(
         default=None, description="How the lead matched its account (for via = account)"
     )
-    target: dict[str, str] = Field(description="{'user': id} or {'queue': name}: where the opportunity went")
+    target: dict[str, str] = Field(
+        description="{'user': id} or {'queue': name}: where it went; {'pool': name} when this pool overflowed or "
+        "escalated to another pool, whose own decision follows"
+    )
     pool: str | None
     member: str | None
     overflow: bool

@@ -52,7 +52,9 @@ class Metrics:
             registry=registry,
         )
         self.opportunities = Counter(
-            "leadflow_opportunities_created_total", "Opportunities created by conversion", registry=registry
+            "leadflow_opportunities_created_total",
+            "Opportunities created by conversion (counted when sent: at once, or once their pool assigned them)",
+            registry=registry,
         )
         self.dead_letters = Counter(
             "leadflow_dead_letters_total",

@@ -107,7 +107,7 @@ def _decision(
     return {
         "schema_version": 1,
         "event_type": "routing.decided",
-        "routing_id": ids.routing_id(request_id),
+        "routing_id": ids.routing_id(request_id if assignment is None else f"{request_id}@{assignment.pool}"),
         "request_id": request_id,
         "subject": "opportunity" if opportunity["opportunity_id"] is not None else "lead",
         "opportunity_id": opportunity["opportunity_id"],
@@ -189,14 +189,16 @@ class RouteBatch:
     opportunities: list[tuple[bytes, bytes]] = field(default_factory=list)
     routing_decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
     sla_notices: list[tuple[bytes, bytes]] = field(default_factory=list)  # key: opportunity id
+    forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # requests handed on to another pool
     pool_states: dict[str, bytes] = field(default_factory=dict)  # pool name → state
-    done: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # request id → (pool, what it produced)
+    done: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (request id, pool) → what it produced
     dead_letters: list[tuple[Any, EventError]] = field(default_factory=list)
     assignments: Counter[tuple[str, str]] = field(default_factory=Counter)  # (pool, member or target label)
     skips: Counter[tuple[str, str]] = field(default_factory=Counter)  # (pool, reason)
     overflows: Counter[str] = field(default_factory=Counter)  # pool
     reassignments: Counter[tuple[str, str]] = field(default_factory=Counter)  # (pool, how)
     replayed: int = 0
+    created: int = 0  # opportunities assigned for the first time (not replays, not reassignments)
     waits: list[float] = field(default_factory=list)  # seconds from the lead event to the assignment
 
 
@@ -240,22 +242,25 @@ def route_batch(
             continue
         request_id: str = request["request_id"]
         name: str = request["pool"]
-        in_batch = out.done.get(request_id)
-        done = in_batch[1] if in_batch is not None else load_done(request_id, name)
+        done = out.done.get((request_id, name)) or load_done(request_id, name)
         if done is not None:  # a replay: say the same again, advance nothing
             _emit(out, orjson.loads(done))
             out.replayed += 1
             continue
         pool = None if routing is None else routing.pools.get(name)
-        if pool is None:
+        if int(request.get("hops", 0)) >= _MAX_HOPS:  # a guard: the compiler refuses cycles of pools
+            produced = _unpooled(request, None, fallback, now, ruleset_version)
+        elif pool is None:
             produced = _unpooled(request, routing, fallback, now, ruleset_version)
         else:
             if name not in states:
                 stored = load_pool(name)
                 states[name] = orjson.loads(stored) if stored is not None else None  # type: ignore[assignment]
             produced = _assign(pool, states, request, now, ruleset_version, out)
+        if produced["opportunity"] is not None and request["attempt"] == 1:
+            out.created += 1
         done_bytes = orjson.dumps(produced)
-        out.done[request_id] = (name, done_bytes)
+        out.done[request_id, name] = done_bytes
         _emit(out, produced)
         event_time = request.get("event_time")
         if isinstance(event_time, int | float) and request["attempt"] == 1:
@@ -300,8 +305,11 @@ def _assign(pool: Pool, states: dict[str, Json], request: Json, now: float, vers
     )
     if assignment is None:  # escalated: no member was picked, but the pool is still the one it came from
         decision["pool"] = pool.name
+        decision["routing_id"] = ids.routing_id(f"{request['request_id']}@{pool.name}")
     member = decision["member"]
     out.assignments[pool.name, member if member is not None else target_label(target.as_dict())] += 1
+    if target.kind == "pool":  # overflow or escalation to another pool: that pool's owner assigns it
+        return _forward(request, target, decision)
     if request.get("subject") == "lead":  # a lead routed on its status: the decision is all there is to say
         return {"opportunity": None, "decision": decision, "sla": None}
     opportunity["event_type"] = "opportunity.created" if attempt == 1 else "opportunity.reassigned"
@@ -315,7 +323,7 @@ def _assign(pool: Pool, states: dict[str, Json], request: Json, now: float, vers
             "pool": pool.name,
             "member": member,
             "attempt": attempt,
-            "deadline": requested_at + sla.accept_within_seconds,
+            "deadline": now + sla.accept_within_seconds,  # from the assignment: when the rep got it
             "tried": tried,
             "route": route,
             "opportunity": opportunity,
@@ -339,11 +347,23 @@ def _unpooled(request: Json, routing: Routing | None, fallback: Target, now: flo
         attempt=request["attempt"],
         reason="converted" if request["kind"] == "route" else "sla_breach",
     )
+    if target.kind == "pool":
+        return _forward(request, target, decision)
     if request.get("subject") == "lead":
         return {"opportunity": None, "decision": decision, "sla": None}
     opportunity["event_type"] = "opportunity.created" if request["attempt"] == 1 else "opportunity.reassigned"
     opportunity["routing"] = _summary(decision)
     return {"opportunity": opportunity, "decision": decision, "sla": None}
+
+
+_MAX_HOPS = 8
+"""Pools a request may pass through (overflow to a pool, escalation to a pool); the compiler refuses cycles."""
+
+
+def _forward(request: Json, target: Target, decision: Json) -> Json:
+    """Hand a request on to another pool (its overflow or escalation target), keyed by that pool."""
+    forward = {**request, "pool": target.id, "hops": int(request.get("hops", 0)) + 1}
+    return {"opportunity": None, "decision": decision, "sla": None, "forward": forward}
 
 
 def _emit(out: RouteBatch, produced: Json) -> None:
@@ -354,6 +374,9 @@ def _emit(out: RouteBatch, produced: Json) -> None:
     out.routing_decisions.append((key, orjson.dumps(decision)))
     if notice is not None:
         out.sla_notices.append((key, orjson.dumps(notice)))
+    forward = produced.get("forward")
+    if forward is not None:
+        out.forwards.append((forward["pool"].encode(), orjson.dumps(forward)))
 
 
 # --- the SLA clock ----------------------------------------------------------------------------------------------

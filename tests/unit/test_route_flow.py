@@ -91,7 +91,7 @@ class Tables:
 
     def __init__(self) -> None:
         self.pools: dict[str, bytes] = {}
-        self.done: dict[str, bytes] = {}
+        self.done: dict[tuple[str, str], bytes] = {}
 
     def run(self, engine: Engine, requests: list[Msg], now: float = NOW) -> Any:
         ruleset = engine.ruleset
@@ -99,13 +99,13 @@ class Tables:
             ruleset.routing,
             requests,
             self.pools.get,
-            lambda request_id, _pool: self.done.get(request_id),
+            lambda request_id, pool: self.done.get((request_id, pool)),
             now,
             ruleset.version,
             Target("queue", "Fallback"),
         )
         self.pools.update(out.pool_states)
-        self.done.update({r: v for r, (_p, v) in out.done.items()})
+        self.done.update(out.done)
         return out
 
 
@@ -319,3 +319,59 @@ def test_lead_statuses_must_be_statuses_of_the_ruleset() -> None:
         parse_ruleset(LEAD_ROUTING.replace("lead_statuses: [Contacted]", "lead_statuses: [Contacte]"))
     assert "lead_statuses: 'Contacte' is not a status of this ruleset" in str(caught.value)
     assert "did you mean 'Contacted'" in str(caught.value)
+
+
+CHAINED = """
+version: "1"
+scoring:
+  - id: demo
+    when: {field: activity.demo_request.count, op: gte, value: 1}
+    points: 50
+qualification:
+  - id: hot
+    when: {field: points, op: gte, value: 50}
+    status: Qualified
+    convert: true
+routing:
+  default: {pool: backup}
+  rules:
+    - id: all
+      when: {field: points, op: gte, value: 0}
+      to: {pool: ae}
+  pools:
+    - name: ae
+      overflow: {pool: backup}
+      members: [{id: ann, active: false}]
+    - name: backup
+      overflow: {queue: Last}
+      members: [{id: zed}]
+"""
+
+
+def test_an_overflow_to_another_pool_is_handed_on_and_assigned_there() -> None:
+    engine, tables = Engine(parse_ruleset(CHAINED), load_model(default_model_path())), Tables()
+    (request,) = _requests(engine, 1)
+    first = tables.run(engine, [request])
+    assert first.opportunities == []  # not placed yet: the backup pool's owner places it
+    ((key, forward),) = first.forwards
+    assert key == b"backup"
+    hop = orjson.loads(first.routing_decisions[0][1])
+    assert (hop["pool"], hop["overflow"], hop["target"]) == ("ae", True, {"pool": "backup"})
+    second = tables.run(engine, [Msg(key, forward)])
+    assert _owners(second) == ["zed"]
+    final = orjson.loads(second.routing_decisions[0][1])
+    assert final["pool"] == "backup"
+    assert final["routing_id"] != hop["routing_id"]  # one decision per pool, both kept by consumers
+    again = tables.run(engine, [request, Msg(key, forward)])  # both replayed: answered as before
+    assert again.replayed == 2
+    assert again.forwards == first.forwards
+    assert again.opportunities == second.opportunities
+
+
+def test_a_removed_pool_hands_its_requests_to_a_default_pool() -> None:
+    engine, tables = Engine(parse_ruleset(CHAINED), load_model(default_model_path())), Tables()
+    (request,) = _requests(engine, 1)
+    without_ae = CHAINED.replace("to: {pool: ae}", "to: {pool: backup}").split("    - name: ae")[0]
+    without_ae += "    - name: backup\n      overflow: {queue: Last}\n      members: [{id: zed}]\n"
+    out = tables.run(Engine(parse_ruleset(without_ae), engine.model), [request])
+    assert [key for key, _ in out.forwards] == [b"backup"]

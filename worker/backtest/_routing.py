@@ -33,7 +33,7 @@ class RoutingTally:
     skips: Counter[tuple[str, str]] = field(default_factory=Counter)  # (pool, reason)
     overflows: Counter[str] = field(default_factory=Counter)  # pool
     _pools: dict[str, bytes] = field(default_factory=dict, repr=False)
-    _done: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
+    _done: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
 
     def assign(self, engine: Engine, result: BatchResult, decided_at: float) -> list[bytes]:
         """Count the batch's direct routes, assign its pool requests; the opportunities the pools placed."""
@@ -51,19 +51,22 @@ class RoutingTally:
         ]
         done = self._done
 
-        def load_done(request_id: str, _pool: str) -> bytes | None:
-            answered = done.get(request_id)
-            return None if answered is None else answered[1]
+        def load_done(request_id: str, pool: str) -> bytes | None:
+            return done.get((request_id, pool))
 
-        out = route_batch(
-            routing, records, self._pools.get, load_done, decided_at, engine.ruleset.version, routing.default
-        )
-        self._pools.update(out.pool_states)
-        done.update(out.done)
-        self.assignments.update(out.assignments)
-        self.skips.update(out.skips)
-        self.overflows.update(out.overflows)
-        return [value for _, value in out.opportunities]
+        placed: list[bytes] = []
+        while records:  # a pool that overflows (or escalates) to another pool hands the request on
+            out = route_batch(
+                routing, records, self._pools.get, load_done, decided_at, engine.ruleset.version, routing.default
+            )
+            self._pools.update(out.pool_states)
+            done.update(out.done)
+            self.assignments.update(out.assignments)
+            self.skips.update(out.skips)
+            self.overflows.update(out.overflows)
+            placed += [value for _, value in out.opportunities]
+            records = [Record(key, value, "route-requests", 0, i) for i, (key, value) in enumerate(out.forwards)]
+        return placed
 
 
 def _status_times(result: BatchResult) -> dict[tuple[str, str], str]:

@@ -288,7 +288,7 @@ def sla_story() -> tuple[list[str], list[bytes]]:
     compiled = rs.routing
     assert compiled is not None
     pools: dict[str, bytes] = {}
-    done: dict[str, bytes] = {}
+    done: dict[tuple[str, str], bytes] = {}
     clocks: dict[str, bytes] = {}
     lines: list[str] = []
     decisions: list[bytes] = []
@@ -304,10 +304,10 @@ def sla_story() -> tuple[list[str], list[bytes]]:
     def requests(messages: list[tuple[str, dict[str, Any]]], now: float) -> None:
         records = [Rec(pool.encode(), orjson.dumps(message)) for pool, message in messages]
         out = route_batch(
-            compiled, records, pools.get, lambda r, _p: done.get(r), now, rs.version, Target("queue", "X")
+            compiled, records, pools.get, lambda r, p: done.get((r, p)), now, rs.version, Target("queue", "X")
         )
         pools.update(out.pool_states)
-        done.update({r: v for r, (_p, v) in out.done.items()})
+        done.update(out.done)
         decisions.extend(value for _, value in out.routing_decisions)
         for (_, opp), (_, dec) in zip(out.opportunities, out.routing_decisions, strict=True):
             o, d = orjson.loads(opp), orjson.loads(dec)
