@@ -451,6 +451,10 @@ def sla_batch(records: Sequence[Any], load: Callable[[str], bytes | None]) -> tu
         elif kind == "breached":
             state["breached"] = max(state["breached"], notice["attempt"])
         live[opportunity_id] = state
+    for state in live.values():
+        if not sla_pending(state):  # a stopped clock keeps only what stops it: the table stays small
+            for key in ("opportunity", "route", "tried"):
+                state.pop(key, None)
     out.states = {k: orjson.dumps(v) for k, v in live.items()}
     return out, live
 

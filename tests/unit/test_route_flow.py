@@ -375,3 +375,20 @@ def test_a_removed_pool_hands_its_requests_to_a_default_pool() -> None:
     without_ae += "    - name: backup\n      overflow: {queue: Last}\n      members: [{id: zed}]\n"
     out = tables.run(Engine(parse_ruleset(without_ae), engine.model), [request])
     assert [key for key, _ in out.forwards] == [b"backup"]
+
+
+def test_a_stopped_sla_clock_keeps_only_what_stops_it() -> None:
+    engine, tables = _engine(), Tables()
+    out = tables.run(engine, _requests(engine, 1))
+    stored: dict[str, bytes] = {}
+    sla, states = sla_batch(_sla_records(out), stored.get)
+    stored.update(sla.states)
+    ((opportunity_id, running),) = states.items()
+    assert len(stored[opportunity_id]) > 1000  # the opportunity rides along, to be reassigned
+    key, value = accepted_notice(
+        b"", orjson.dumps({"event_type": "opportunity.accepted", "opportunity_id": opportunity_id})
+    )
+    sla, states = sla_batch([Msg(key, value, "sla"), *_sla_records(out)], stored.get)  # a late re-sent notice too
+    assert not sla_pending(states[opportunity_id])
+    assert len(sla.states[opportunity_id]) < 200
+    assert running["member"] == "ann"
