@@ -39,6 +39,7 @@ format: install
 
 bench: install
 	$(PY) bench/bench_core.py
+	$(PY) bench/bench_routing.py
 	$(PY) bench/bench_e2e.py
 
 schemas: install
