@@ -155,3 +155,24 @@ def test_the_command_prints_the_load_table_and_writes_it_to_json_and_html(
     assert (
         '<td>ae / ann</td><td class="n">6</td><td class="n">8</td><td class="n"><span class="down">−2</span>' in table
     )
+
+
+def test_a_pool_overflowing_to_another_pool_hands_its_leads_on_within_the_replay() -> None:
+    chained = variant(
+        variant(ROUTED, "        - {id: ann, weight: 200}\n        - {id: bob, weight: 100}\n", ""),
+        "      overflow: {queue: AE-Overflow}\n",
+        "      overflow: {pool: night}\n",
+    ) + (
+        "    - name: night\n"
+        "      strategy: round_robin\n"
+        "      overflow: {queue: AE-Overflow}\n"
+        "      members:\n"
+        "        - {id: zed}\n"
+    )
+    (summary,) = _report({"new": chained})["rulesets"]
+    pools = {pool["pool"]: pool for pool in summary["routing"]["pools"]}
+    assert [(m["member"], m["leads"]) for m in pools["ae"]["members"]] == [("cy", 12)]
+    assert pools["ae"]["overflow_to"] == {"pool:night": 3}  # Saturday: cy is off, the night pool takes them
+    assert [(m["member"], m["leads"]) for m in pools["night"]["members"]] == [("zed", 3)]
+    assert summary["opportunities"]["by_owner"] == {"cy": 12, "zed": 3}
+    assert summary["converted"] == 16
