@@ -240,7 +240,21 @@ def explain(
         "already_converted": was_converted,
         "scoring": scoring,
         "qualification": qualification,
+        "routing": _routing(decided),
     }
+
+
+def _routing(decided: Any) -> dict[str, Any] | None:
+    """Where routing sends the lead or its new opportunity (without known accounts: none are loaded here)."""
+    if decided.routed is not None:
+        routed = decided.routed
+        return {"subject": routed["subject"], "via": routed["via"], "ref": routed["ref"], "target": routed["target"]}
+    if decided.route_request is not None:
+        message = decided.route_request.message
+        route = message["route"]
+        subject = message.get("subject", "opportunity")
+        return {"subject": subject, "via": route["via"], "ref": route["ref"], "target": route["target"]}
+    return None
 
 
 def _describe_event(event: LeadUpserted | LeadActivity) -> str:
@@ -301,6 +315,12 @@ def format_explanation(data: Mapping[str, Any]) -> str:
         out.append(f"  {'MATCH' if entry['matched'] else 'no   '}  {entry['rule']} {outcome}  line {entry['line']}")
         if entry["condition"] is not None:
             out.extend(_tree_lines(entry["condition"], 0))
+    routing = data.get("routing")
+    if routing is not None:
+        ((kind, name),) = routing["target"].items()
+        by = f"{routing['via']} {routing['ref']!r}" if routing["ref"] else routing["via"]
+        then = " (a member is picked by the pool when it runs)" if kind == "pool" else ""
+        out += ["", f"routing: the {routing['subject']} goes to {kind} {name!r}, by {by}{then}"]
     if data["already_converted"]:
         out += ["", "the lead was already converted: it keeps its status whatever the rules say"]
     elif not any(e["matched"] for e in data["qualification"]):

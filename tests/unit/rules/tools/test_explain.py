@@ -180,3 +180,26 @@ def test_decayed_points_are_shown_as_added(files: Path, capsys: pytest.CaptureFi
     lines = out.splitlines()
     assert lines[1] == "score 0.1, points 20, status Open -> Open (action: none)"
     assert lines[4] == "    +20  demo  line 6"
+
+
+def test_explain_says_where_routing_sends_the_new_opportunity(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    routing = """
+routing:
+  default: {queue: Inbound}
+  territories:
+    - id: germany
+      country: [DE]
+      to: {pool: dach}
+  pools:
+    - name: dach
+      members: [{id: ann}]
+"""
+    (files / "rules.yaml").write_text(RULES + routing, encoding="utf-8")
+    code, out, _ = _explain(capsys, "--lead", "lead.yaml", "--event", "{activity: demo_request}", "--score", "0.5")
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "routing: the opportunity goes to pool 'dach', by territory 'germany' (a member is picked by the pool when "
+        "it runs)"
+    )
+    code, out, _ = _explain(capsys, "--lead", "lead.yaml", "--score", "0.5")
+    assert "routing:" not in out  # nothing converts, nothing is routed
