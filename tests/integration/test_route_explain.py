@@ -100,3 +100,30 @@ def test_route_explain_prints_each_candidate_with_why_and_the_result(flow: Flow,
     assert missing.returncode == 1
     assert "no routing decision for lead 'nobody'" in missing.stderr
     assert repr(flow.settings.topic_routing_decisions) in missing.stderr
+
+
+def test_route_explain_shows_the_first_routing_then_each_sla_reassignment_in_order(flow: Flow, tmp_path: Path) -> None:
+    sla = RULES.replace(
+        "      overflow: {queue: AE-Overflow}\n",
+        "      overflow: {queue: AE-Overflow}\n      sla: {accept_within_minutes: 0.05, then: next_member}\n",  # 3 s
+    ).replace("        - {id: bob, weight: 100, active: false}\n", "")
+    flow.start_worker(LEADFLOW_RULES=str(write_rules(tmp_path, sla)), LEADFLOW_SLA_CHECK_INTERVAL="0.2")
+    flow.produce([upsert("S1", "S1-u", company="Company S1", country="France"), activity("S1", "S1-d", "demo_request")])
+    flow.read(flow.settings.topic_routing_decisions, 3, timeout=90)  # ann, then cy, then the overflow queue
+
+    shown = _explain(flow, "--lead", "S1")
+    assert shown.returncode == 0, shown.stderr
+    headers = [line for line in shown.stdout.splitlines() if line.startswith("opportunity ")]
+    assert [h.split(", attempt ", 1)[1] for h in headers] == [
+        "1: first routing, when the lead converted",
+        "2: reassignment: the previous assignee did not accept it within the pool's SLA",
+        "3: reassignment: the previous assignee did not accept it within the pool's SLA",
+    ]
+    results = [line.strip() for line in shown.stdout.splitlines() if line.strip().startswith("result: ")]
+    assert results == [
+        "result: assigned to user 'ann'",
+        "result: assigned to user 'cy'",
+        "result: every member was skipped; the lead overflows to queue 'AE-Overflow'",
+    ]
+    assert "    ann: weight 200, 1 leads so far, pointer 0.0100 - skipped: already tried for this lead" in shown.stdout
+    assert shown.stdout.rstrip().endswith("3 routing decisions; the opportunity is now with queue 'AE-Overflow'")
