@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from worker.routing._pool import Member, Pool, local_time
@@ -92,21 +93,29 @@ def _fresh() -> dict[str, Any]:
     return {"count": 0, "lag": 0.0, "day": None, "day_count": 0, "recent": []}
 
 
+_NUMBERS = (int, float)
+
+
 def _member_state(raw: object) -> dict[str, Any]:
     """A member's state as stored, or a fresh one when it is not in the expected shape."""
-    if not isinstance(raw, dict):
+    if raw.__class__ is not dict:
         return _fresh()
-    count, lag, day, day_count, recent = (raw.get(k) for k in ("count", "lag", "day", "day_count", "recent"))
-    if (
-        type(count) is not int
-        or type(lag) not in (int, float)
-        or not (day is None or isinstance(day, str))
-        or type(day_count) is not int
-        or not isinstance(recent, list)
-        or not all(type(t) in (int, float) for t in recent)
-    ):
-        return _fresh()
-    return raw
+    state: dict[str, Any] = raw  # checked just above
+    try:
+        day = state["day"]
+        recent = state["recent"]
+        if (
+            state["count"].__class__ is int
+            and state["lag"].__class__ in _NUMBERS
+            and (day is None or day.__class__ is str)
+            and state["day_count"].__class__ is int
+            and recent.__class__ is list
+            and all(t.__class__ in _NUMBERS for t in recent)
+        ):
+            return state
+    except KeyError:
+        pass
+    return _fresh()
 
 
 def _sync(pool: Pool, state: dict[str, Any] | None) -> dict[str, Any]:
@@ -118,12 +127,14 @@ def _sync(pool: Pool, state: dict[str, Any] | None) -> dict[str, Any]:
     return state
 
 
-def _skip(member: Member, ms: dict[str, Any], now: float, day: str, exclude: Collection[str]) -> str | None:
+def _skip(
+    member: Member, ms: dict[str, Any], now: float, local: datetime, day: str, exclude: Collection[str]
+) -> str | None:
     if not member.active:
         return "switched_off"
-    if member.away(now):
+    if member.out_of_office and member.away(now):
         return "out_of_office"
-    if not member.working(now):
+    if not member.working(now, local):
         return "outside_working_hours"
     caps = member.caps
     if caps.per_day is not None and ms["day"] == day and ms["day_count"] >= caps.per_day:
@@ -172,10 +183,15 @@ def assign(
     states: dict[str, Any] = state["members"]
     candidates: list[Candidate] = []
     available: list[tuple[int, Member, dict[str, Any], str]] = []
+    locals_by_zone: dict[str | None, tuple[datetime, str]] = {}  # one local time per time zone, not per member
     for index, member in enumerate(pool.members):
         ms = states[member.id]
-        day = local_time(now, member.timezone).date().isoformat()
-        reason = _skip(member, ms, now, day, exclude)
+        local_day = locals_by_zone.get(member.timezone)
+        if local_day is None:
+            local = local_time(now, member.timezone)
+            local_day = locals_by_zone[member.timezone] = (local, local.date().isoformat())
+        local, day = local_day
+        reason = _skip(member, ms, now, local, day, exclude)
         candidates.append(Candidate(member.id, member.weight, ms["count"], (ms["count"] + 1) / member.weight, reason))
         if reason is None:
             available.append((index, member, ms, day))

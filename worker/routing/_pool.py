@@ -57,11 +57,13 @@ class Member:
         """Whether ``now`` falls in one of the member's out-of-office periods."""
         return any(start <= now < end for start, end in self.out_of_office)
 
-    def working(self, now: float) -> bool:
-        """Whether ``now`` is within the member's working hours (always, when none are set)."""
+    def working(self, now: float, local: datetime | None = None) -> bool:
+        """Whether ``now`` is within the member's working hours (always, when none are set); ``local`` is ``now`` in
+        the member's time zone, when the caller has it already."""
         if self.working_hours is None:
             return True
-        local = local_time(now, self.timezone)
+        if local is None:
+            local = local_time(now, self.timezone)
         minute = local.hour * 60 + local.minute
         return any(start <= minute < end for start, end in self.working_hours[local.weekday()])
 
