@@ -184,6 +184,8 @@ def test_a_lead_of_a_known_account_goes_to_its_owner_and_new_accounts_apply_with
     assert by_lead["A3"]["owner_id"] == "005-GLOBEX"
     assert (by_lead["A4"]["queue"], by_lead["A4"]["routing"]["ref"]) == ("DACH", "germany")
     producer.close()
+    flow.wait_metric("leadflow_routing_assignments_total", 2, pool="", member="user:005-ACME")
+    assert flow.metric("leadflow_routing_assignments_total", pool="", member="queue:DACH") == 1
 
 
 def test_pool_members_change_with_the_rules_file_without_a_restart(flow: Flow, tmp_path: Path) -> None:
@@ -198,3 +200,7 @@ def test_pool_members_change_with_the_rules_file_without_a_restart(flow: Flow, t
     assert owners[1:] == ["dee", "dee"]
     decisions = [o.json for o in flow.read(flow.settings.topic_routing_decisions, 3)]
     assert next(c for c in decisions[-1]["candidates"] if c["member"] == "ann")["skipped"] == "switched_off"
+    flow.wait_metric("leadflow_routing_assignments_total", 2, pool="ae", member="dee")
+    assert flow.metric("leadflow_routing_assignments_total", pool="ae", member="ann") == 1
+    assert flow.metric("leadflow_routing_skips_total", pool="ae", reason="switched_off") == 2
+    assert flow.metric("leadflow_time_to_assignment_seconds_count") == 3
