@@ -169,6 +169,26 @@ class Contact(_Model):
     title: str | None = None
 
 
+class RoutingCandidate(_Model):
+    """One pool member as the pool saw them for one assignment."""
+
+    member: str
+    weight: int
+    count: int = Field(description="Leads the member had received from the pool before this one")
+    pointer: float = Field(description="(count + 1) / weight: the lowest pointer wins, ties go to the top")
+    skipped: (
+        Literal[
+            "switched_off",
+            "out_of_office",
+            "outside_working_hours",
+            "over_daily_cap",
+            "over_window_cap",
+            "already_tried",
+        ]
+        | None
+    ) = Field(description="Why the member could not take it (None: available)")
+
+
 RoutedVia = Literal["account", "rule", "territory", "default"]
 
 
@@ -183,6 +203,9 @@ class RoutingSummary(_Model):
     pool: str | None = Field(description="The pool that assigned it, if any")
     member: str | None = Field(description="The pool member who got it (None: not from a pool, or overflowed)")
     overflow: bool = Field(description="Every member was skipped and the pool's overflow target took it")
+    candidates: list[RoutingCandidate] = Field(
+        default_factory=list, description="Every pool member with its pointer and why it was skipped, as decided"
+    )
 
 
 class OpportunityCreated(_Model):
@@ -214,26 +237,6 @@ class OpportunityCreated(_Model):
     model_version: str
     converted_at: AwareDatetime
     routing: RoutingSummary | None = Field(default=None, description="Present when the ruleset has routing")
-
-
-class RoutingCandidate(_Model):
-    """One pool member as the pool saw them for one assignment."""
-
-    member: str
-    weight: int
-    count: int = Field(description="Leads the member had received from the pool before this one")
-    pointer: float = Field(description="(count + 1) / weight: the lowest pointer wins, ties go to the top")
-    skipped: (
-        Literal[
-            "switched_off",
-            "out_of_office",
-            "outside_working_hours",
-            "over_daily_cap",
-            "over_window_cap",
-            "already_tried",
-        ]
-        | None
-    ) = Field(description="Why the member could not take it (None: available)")
 
 
 class RoutingDecision(_Model):

@@ -86,6 +86,7 @@ def _summary(decision: Json) -> Json:
         "pool": decision["pool"],
         "member": decision["member"],
         "overflow": decision["overflow"],
+        "candidates": decision["candidates"],
     }
 
 
