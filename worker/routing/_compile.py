@@ -386,7 +386,7 @@ def compile_routing(raw: object, ctx: _Context) -> Routing | None:
         pool = compiler.pool(item, i, default or _PENDING)
         if pool is not None and pool.name not in pools:
             pools[pool.name] = pool
-    _overflow_cycles(pools, compiler)
+    _overflow_cycles(pools, pool_names, compiler)
     derived_before = dict(ctx.derived)
     ctx.in_routing = True
     rules = [compiler.rule(item, i) for i, item in enumerate(doc.rules)]
@@ -421,15 +421,16 @@ def _lead_statuses(raw: list[Any], loc: Loc, compiler: _Compiler) -> frozenset[s
     return frozenset(found)
 
 
-def _overflow_cycles(pools: Mapping[str, Pool], compiler: _Compiler) -> None:
-    """Report pools whose overflow leads back to themselves through other pools (a lead would never land)."""
+def _overflow_cycles(pools: Mapping[str, Pool], position: Mapping[str, int], compiler: _Compiler) -> None:
+    """Report pools whose overflow leads back to themselves through other pools (a lead would never land);
+    ``position`` is each pool's index in the YAML list (pools that failed to compile are not in ``pools``)."""
     for start in pools:
         seen = [start]
         target = pools[start].overflow
         while target.kind == "pool" and target.id in pools:
             if target.id == start:
                 loop = " -> ".join([*seen, start])
-                index = list(pools).index(start)
+                index = position[start]
                 compiler.add(("routing", "pools", index, "overflow"), f"pool overflow goes round in a circle: {loop}")
                 return
             if target.id in seen:

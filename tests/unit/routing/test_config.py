@@ -273,6 +273,22 @@ def test_overflow_that_goes_round_in_a_circle_is_refused() -> None:
     assert "goes round in a circle: a -> b -> a" in problem.message
 
 
+def test_a_circle_is_reported_at_its_own_pool_when_an_earlier_pool_is_broken() -> None:
+    found = problems(
+        """\
+        routing:
+          default: {queue: Inbound}
+          pools:
+            - {name: x, strategy: lottery, members: [{id: X}]}
+            - {name: b, overflow: {pool: c}, members: [{id: B}]}
+            - {name: c, overflow: {pool: b}, members: [{id: C}]}
+        """
+    )
+    circle = next(p for p in found if "circle" in p.message)
+    assert "routing.pools[1].overflow" in circle.message
+    assert circle.line == 6
+
+
 def test_account_facts_are_for_routing_rules_only_and_near_misses_are_suggested() -> None:
     found = problems(
         """\
