@@ -82,3 +82,8 @@ def test_the_readme_shows_the_current_examples() -> None:
         assert value in readme
     assert f'"stage_name": "{opportunity["stage_name"]}"' in readme
     assert f'"amount": {opportunity["amount"]}' in readme
+    routed = json.loads((SCHEMAS / "examples" / "routing-decision.json").read_text(encoding="utf-8"))
+    assert f'"routing_id": "{routed["routing_id"]}"' in readme
+    for candidate in routed["candidates"]:
+        shown = json.dumps(candidate)
+        assert shown in readme, f"README: the routing decision's candidate {shown} is stale"
