@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.scoring._features import MISSING, OTHER, Categorical, Flag, Keyword, Numeric
+from worker.scoring._features import MISSING, OTHER, Categorical, Cross, Flag, Keyword, Numeric
 from worker.scoring._metrics import calibration_bins, lift_by_decile
 from worker.scoring._model import Model
 
@@ -38,6 +38,11 @@ def strongest_factors(model: Model, rows: Sequence[Mapping[str, object]], top: i
         elif isinstance(feature, Flag | Keyword):
             probes = [{feature.path: level} for level in feature.all_levels if level not in (MISSING, OTHER)]
             probes.append({})
+        elif isinstance(feature, Cross):  # one training lead per learned pair
+            first: dict[str, Mapping[str, object]] = {}
+            for r in rows:
+                first.setdefault(feature.value(r), r)
+            probes = [dict(r) for r in first.values()]
         elif isinstance(feature, Numeric):
             present = sorted(feature.clipped(r)[0] for r in rows if not feature.clipped(r)[1])
             probes = [{feature.path: present[len(present) * q // 10]} for q in (1, 5, 9)] if present else []

@@ -19,6 +19,9 @@ Kinds:
 - ``free_email``: 1 when the email's domain is in ``domains`` (a free-mail provider), else 0.
 - ``keyword``: the first of ``keywords`` (ordered ``[keyword, level]`` pairs) found as whole words in the text,
   else ``default``; one-hot like a categorical, with ``(missing)`` for no text.
+- ``cross``: two ``parts`` (categorical or flag, stored whole) read together: one column per frequent pair of
+  their levels (``levels``, each ``"a × b"``), plus ``(other)`` for every other pair; what one part's effect is
+  depends on the other (an SMS sent to a working professional), and it is still one additive factor.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ __all__ = [
     "OTHER",
     "SENIORITY_KEYWORDS",
     "Categorical",
+    "Cross",
     "Feature",
     "Flag",
     "FreeEmail",
@@ -56,7 +60,8 @@ __all__ = [
 
 MISSING = "(missing)"
 OTHER = "(other)"
-FEATURE_KINDS = ("numeric", "categorical", "free_email", "keyword", "flag")
+FEATURE_KINDS = ("numeric", "categorical", "free_email", "keyword", "flag", "cross")
+PAIR = " × "  # between the two parts' levels in a cross level
 YES, NO = "yes", "no"
 _YES_TEXT = frozenset({"yes", "y", "true", "t", "1"})
 _NO_TEXT = frozenset({"no", "n", "false", "f", "0"})
@@ -422,7 +427,61 @@ class Keyword:
         }
 
 
-Feature = Numeric | Categorical | FreeEmail | Keyword | Flag
+@dataclass(frozen=True, slots=True)
+class Cross:
+    """The levels of two text or yes/no features read together, one-hot over the frequent pairs plus (other)."""
+
+    name: str
+    label: str
+    parts: tuple[Categorical | Flag, Categorical | Flag]
+    levels: tuple[str, ...] = ()  # learned: "a × b" for each pair of part levels with enough training rows
+    kind: Literal["cross"] = field(default="cross", init=False)
+
+    @property
+    def path(self) -> str:
+        """The first part's fact (both are read; see :attr:`paths`)."""
+        return self.parts[0].path
+
+    @property
+    def paths(self) -> tuple[str, str]:
+        return (self.parts[0].path, self.parts[1].path)
+
+    @property
+    def all_levels(self) -> tuple[str, ...]:
+        return (*self.levels, OTHER)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}={level}" for level in self.all_levels)
+
+    def pair(self, facts: Mapping[str, object]) -> str:
+        """The pair of the parts' levels, whether learned or not."""
+        return self.parts[0].value(facts) + PAIR + self.parts[1].value(facts)
+
+    def value(self, facts: Mapping[str, object]) -> str:
+        pair = self.pair(facts)
+        return pair if pair in self.levels else OTHER
+
+    def encode(self, facts: Mapping[str, object]) -> list[float]:
+        hit = self.value(facts)
+        return [1.0 if level == hit else 0.0 for level in self.all_levels]
+
+    def describe(self, facts: Mapping[str, object]) -> str:
+        a, b = (part.describe(facts) for part in self.parts)
+        return f"{a} and {b}" if self.value(facts) != OTHER else f"{a} and {b} (a rare pair)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": self.path,
+            "label": self.label,
+            "parts": [part.to_dict() for part in self.parts],
+            "levels": list(self.levels),
+        }
+
+
+Feature = Numeric | Categorical | FreeEmail | Keyword | Flag | Cross
 
 
 def default_features() -> list[Feature]:
@@ -530,6 +589,8 @@ def feature_from_dict(data: object, where: str) -> Feature:
         )
     if kind == "flag":
         return Flag(name, path, label)
+    if kind == "cross":
+        return _cross_from_dict(data, name, path, label, where)
     if kind == "free_email":
         return FreeEmail(name, path, label, domains=frozenset(d.lower() for d in _texts(data, "domains", where)))
     pairs = data.get("keywords")
@@ -542,6 +603,29 @@ def feature_from_dict(data: object, where: str) -> Feature:
         raise ModelError(msg)
     default = _text(data, "default", where)
     return Keyword(name, path, label, keywords=tuple((k.lower(), v) for k, v in pairs), default=default)
+
+
+def _cross_from_dict(data: Mapping[str, object], name: str, path: str, label: str, where: str) -> Cross:
+    raw_parts = data.get("parts")
+    if not isinstance(raw_parts, list) or len(raw_parts) != 2:
+        msg = f"{where}: 'parts' must be a list of two features (categorical or flag), got {raw_parts!r:.120}"
+        raise ModelError(msg)
+    parts = [feature_from_dict(raw, f"{where}: parts[{i}]") for i, raw in enumerate(raw_parts)]
+    first, second = parts
+    if not isinstance(first, Categorical | Flag) or not isinstance(second, Categorical | Flag):
+        msg = f"{where}: 'parts' must be categorical or flag features, got {[p.kind for p in parts]!r}"
+        raise ModelError(msg)
+    if first.path != path:
+        msg = f"{where}: 'path' must be the first part's path {first.path!r}, got {path!r}"
+        raise ModelError(msg)
+    levels = _texts(data, "levels", where)
+    known = {f"{a}{PAIR}{b}" for a in first.all_levels for b in second.all_levels}
+    bad = [level for level in levels if level not in known]
+    if bad or len(set(levels)) != len(levels):
+        shown = list(bad or levels)
+        msg = f"{where}: levels must be distinct pairs 'a{PAIR}b' of the parts' levels, got {shown!r:.200}"
+        raise ModelError(msg)
+    return Cross(name, label, (first, second), levels=levels)
 
 
 def _is_number(value: object) -> bool:

@@ -46,6 +46,7 @@ _TOP_KEYS = (
     "date",
     "id",
     "columns",
+    "interactions",
     "exclude",
     "unmapped",
     "missing_values",
@@ -94,6 +95,7 @@ class Mapping:
     calibration: Literal["platt", "none"]
     c: float
     raw: MappingABC[str, Any]
+    interactions: tuple[tuple[str, str], ...] = ()  # pairs of mapped text or yes/no columns, read together
 
     def check_columns(self, header: Sequence[str], data: str) -> None:
         """Every column the mapping names exists in ``header``; every header column is accounted for."""
@@ -156,6 +158,7 @@ def parse_mapping(text: str, *, source: str = "<mapping>", default_name: str = "
     outcome, positive, negative = _outcome(data.get("outcome"), p)
     columns = _columns(data.get("columns"), p)
     exclude = _strings(data.get("exclude", []), "exclude", p)
+    interactions = _interactions(data.get("interactions", []), columns, p)
     for column in columns:
         if column.column in exclude:
             p.add(f"column {column.column!r} is both mapped and excluded", column=column.column, key="exclude")
@@ -209,7 +212,36 @@ def parse_mapping(text: str, *, source: str = "<mapping>", default_name: str = "
         calibration=calibration,
         c=c,
         raw=data,
+        interactions=interactions,
     )
+
+
+def _interactions(raw: object, columns: Sequence[Column], p: _Problems) -> tuple[tuple[str, str], ...]:
+    """``[[column, column], ...]``: each a pair of different mapped columns that are not numbers or emails."""
+    if not isinstance(raw, list):
+        p.add(f"'interactions' must be a list of [column, column] pairs, got {raw!r:.80}", key="interactions")
+        return ()
+    kinds = {c.column: c.kind for c in columns}
+    out: list[tuple[str, str]] = []
+    for i, pair in enumerate(raw):
+        where = f"interactions[{i}]"
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)):
+            p.add(f"{where}: expected a pair [column, column], got {pair!r:.80}", key=where)
+            continue
+        if pair[0] == pair[1]:
+            p.add(f"{where}: a column cannot interact with itself, got {pair!r}", column=pair[0], key=where)
+            continue
+        for column in pair:
+            if column not in kinds:
+                p.add(f"{where}: {column!r} is not a mapped column{_hint(column, kinds)}", column=column, key=where)
+            elif kinds[column] in ("numeric", "free_email"):
+                p.add(
+                    f"{where}: {column!r} is {kinds[column]}; interactions read text or yes/no columns",
+                    column=column,
+                    key=where,
+                )
+        out.append((pair[0], pair[1]))
+    return tuple(out)
 
 
 class _Problems:

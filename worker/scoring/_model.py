@@ -27,6 +27,7 @@ from worker.exceptions import ModelError
 from worker.scoring._features import (
     MISSING,
     Categorical,
+    Cross,
     Feature,
     Flag,
     FreeEmail,
@@ -40,7 +41,8 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "Model", "Score", "Weights", "default_mod
 logger = logging.getLogger(__name__)
 
 FORMAT = "leadflow.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the ``cross`` feature kind
+_FIRST_VERSION = {"cross": 2}  # a file is written with the lowest version that reads it: 1 without crosses
 _CACHE_LIMIT = 4096
 _KNOWN_KEYS = ("format", "format_version", "name", "intercept", "features", "training")
 
@@ -135,7 +137,7 @@ class Model:
             features.append(entry)
         return {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": max((_FIRST_VERSION.get(f.kind, 1) for f in self.features), default=1),
             "name": self.name,
             "intercept": self.intercept,
             "features": features,
@@ -153,10 +155,10 @@ class Model:
             msg = f"{source}: 'format' is {fmt!r}, expected {FORMAT!r}; is this a leadflow model file?"
             raise ModelError(msg)
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
             msg = (
-                f"{source}: format_version {version!r} is not supported; this leadflow reads version "
-                f"{FORMAT_VERSION} (retrain with 'leadflow train --synthetic --out ...')"
+                f"{source}: format_version {version!r} is not supported; this leadflow reads versions "
+                f"1 to {FORMAT_VERSION} (retrain with 'leadflow train --synthetic --out ...')"
             )
             raise ModelError(msg)
         missing = [key for key in ("name", "intercept", "features") if key not in data]
@@ -191,6 +193,10 @@ class Model:
             if isinstance(raw, dict) and isinstance(raw.get("name"), str):
                 where += f" ({raw['name']!r})"
             feature = feature_from_dict(raw, where)
+            needs = _FIRST_VERSION.get(feature.kind, 1)
+            if needs > version:
+                msg = f"{where}: kind {feature.kind!r} needs format_version {needs}, got {version}"
+                raise ModelError(msg)
             if feature.name in seen:
                 msg = f"{where}: duplicate feature name {feature.name!r}"
                 raise ModelError(msg)
@@ -267,6 +273,7 @@ class _Compiled:
     cache: dict[str, float] | None = None  # text features: raw text -> contribution, filled by ``scorer``
     line: tuple[float, float, float, float] | None = None  # numbers in [lo, hi]: (lo, hi, slope, offset)
     log1p: bool = False
+    direct: bool = False  # no fast path on the fact at ``path`` (a cross reads two): always call ``scorer``
 
 
 def _compile(feature: Feature, weights: Weights) -> _Compiled:
@@ -285,6 +292,8 @@ def _compile(feature: Feature, weights: Weights) -> _Compiled:
         return _compile_free_email(feature, slopes[0] + offsets[0], offsets[0])
     base = math.fsum(offsets)
     table = {level: slopes[i] + base for i, level in enumerate(feature.all_levels)}
+    if isinstance(feature, Cross):
+        return _compile_cross(feature, table)
     return _compile_one_hot(feature, table)
 
 
@@ -299,6 +308,9 @@ def _generate(compiled: list[_Compiled], intercept: float) -> Callable[[Mapping[
     for i, part in enumerate(compiled):
         namespace.update({f"path_{i}": part.path, f"name_{i}": part.name, f"scorer_{i}": part.scorer})
         namespace[f"missing_{i}"] = part.when_missing
+        if part.direct:
+            lines.append(f"    c_{i} = scorer_{i}(facts)")
+            continue
         lines += [f"    raw = get(path_{i})", "    if raw is None:", f"        c_{i} = missing_{i}"]
         if part.line is not None:
             lo, hi, slope, offset = part.line
@@ -340,6 +352,8 @@ def _labeller(feature: Feature) -> _Labeller:
     """(label, rounded contribution) for one factor, remembered per (raw fact, contribution): both repeat."""
     describe, path = feature.describe, feature.path
     cache: dict[tuple[object, float], tuple[str, float]] = {}
+    if isinstance(feature, Cross):
+        return _cross_labeller(feature)
 
     def label(facts: Mapping[str, object], contribution: float) -> tuple[str, float]:
         raw = facts.get(path)
@@ -353,6 +367,28 @@ def _labeller(feature: Feature) -> _Labeller:
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
             cache[raw, contribution] = made
+        return made
+
+    return label
+
+
+def _cross_labeller(feature: Cross) -> _Labeller:
+    """As :func:`_labeller`, remembered per (both raw facts, contribution): the words name both values."""
+    describe, (first, second) = feature.describe, feature.paths
+    cache: dict[tuple[object, object, float], tuple[str, float]] = {}
+
+    def label(facts: Mapping[str, object], contribution: float) -> tuple[str, float]:
+        a, b = facts.get(first), facts.get(second)
+        cacheable = (a is None or type(a) in _CACHEABLE) and (b is None or type(b) in _CACHEABLE)
+        if cacheable:
+            hit = cache.get((a, b, contribution))
+            if hit is not None:
+                return hit
+        made = (f"{describe(facts)} ({contribution:+.2f})", round(contribution, 4))
+        if cacheable:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[a, b, contribution] = made
         return made
 
     return label
@@ -376,6 +412,27 @@ def _compile_one_hot(feature: Categorical | Keyword | Flag, table: dict[str, flo
         return contribution
 
     return _Compiled(feature.name, path, one_hot, table[MISSING], cache=cache)
+
+
+def _compile_cross(feature: Cross, table: dict[str, float]) -> _Compiled:
+    level_of = feature.value
+    first, second = feature.paths
+    cache: dict[tuple[str | None, str | None], float] = {}  # (raw text, raw text) -> contribution; pairs repeat
+
+    def cross(facts: Mapping[str, object]) -> float:
+        a, b = facts.get(first), facts.get(second)
+        if (a is None or type(a) is str) and (b is None or type(b) is str):
+            key = (a, b)
+            contribution = cache.get(key)
+            if contribution is None:
+                contribution = table[level_of(facts)]
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                cache[key] = contribution
+            return contribution
+        return table[level_of(facts)]
+
+    return _Compiled(feature.name, feature.path, cross, cross({}), direct=True)
 
 
 def _compile_free_email(feature: FreeEmail, on: float, off: float) -> _Compiled:

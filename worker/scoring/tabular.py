@@ -25,7 +25,7 @@ from worker.exceptions import TrainingError
 from worker.scoring._baselines import compare
 from worker.scoring._drift import distributions
 from worker.scoring._export import Prepared, prepare, read_table
-from worker.scoring._features import Categorical, Feature, Flag, FreeEmail, Numeric
+from worker.scoring._features import Categorical, Cross, Feature, Flag, FreeEmail, Numeric
 from worker.scoring._mapping import Column, load_mapping
 from worker.scoring._mapping import Mapping as ColumnMapping
 from worker.scoring._metrics import calibration_bins, expected_calibration_error, metrics
@@ -156,6 +156,20 @@ def _features(
     return out
 
 
+def _crosses(features: Sequence[Feature], prepared: Prepared, mapping: ColumnMapping) -> list[Cross]:
+    """One cross feature per mapped interaction, of the two columns' own features (levels learned later)."""
+    by_column = {c.column: f for c, f in zip(prepared.columns, features, strict=True)}
+    out: list[Cross] = []
+    for a, b in mapping.interactions:
+        first, second = by_column[a], by_column[b]
+        if not isinstance(first, Categorical | Flag) or not isinstance(second, Categorical | Flag):
+            bad = a if not isinstance(first, Categorical | Flag) else b
+            msg = f"interactions: column {bad!r} is read as {by_column[bad].kind}; interactions read text or yes/no"
+            raise TrainingError(msg, source=mapping.source, column=bad, key="interactions")
+        out.append(Cross(f"{first.name}*{second.name}", f"{first.label} × {second.label}", (first, second)))
+    return out
+
+
 def _split(prepared: Prepared, mapping: ColumnMapping) -> tuple[list[int], list[int], str]:
     n = len(prepared.labels)
     n_test = max(1, round(n * mapping.holdout))
@@ -173,6 +187,10 @@ def _split(prepared: Prepared, mapping: ColumnMapping) -> tuple[list[int], list[
         list(range(n)), test_size=n_test, stratify=prepared.labels, random_state=mapping.seed
     )
     return sorted(train), sorted(test), f"stratified {mapping.holdout:.0%}, seed {mapping.seed}"
+
+
+def _reads_flagged(feature: Feature, flagged: set[str]) -> bool:
+    return isinstance(feature, Cross) and any(part.name in flagged for part in feature.parts)
 
 
 def single_feature_auc(
@@ -306,9 +324,10 @@ def train_table(
         test = [prepared.facts[i] for i in test_i]
         y_train = [prepared.labels[i] for i in train_i]
         y_test = [prepared.labels[i] for i in test_i]
+        base = _features(prepared.columns, train, mapping.missing_values)
         all_features = learn_features(
             train,
-            _features(prepared.columns, train, mapping.missing_values),
+            [*base, *_crosses(base, prepared, mapping)],
             min_share=mapping.min_share,
             min_count=mapping.min_count,
         )
@@ -316,7 +335,7 @@ def train_table(
         aucs = single_feature_auc(all_features, train, y_train, mapping.seed)
         bar("leakage check", 1, 1)
         flagged = {name for name, auc in aucs.items() if auc >= mapping.max_auc}
-        clean = [f for f in all_features if f.name not in flagged]
+        clean = [f for f in all_features if f.name not in flagged and not _reads_flagged(f, flagged)]
         if flagged and not clean:
             msg = f"{table.path}: every feature is flagged as leakage (single-feature AUC >= {mapping.max_auc})"
             raise TrainingError(msg, source=mapping.source, key="leakage.max_auc")
@@ -327,10 +346,14 @@ def train_table(
             other_features = all_features if mapping.drop_flagged else clean
             other = _fit_variant(other_features, train, y_train, test, mapping, bar, "variant")
         bar("baselines", 0, 1)
-        compared, scores = compare(chosen, train, y_train, test, y_test, main.p, min_count=mapping.min_count)
+        columns = [f for f in chosen if not isinstance(f, Cross)]  # the baselines read each column once
+        compared, scores = compare(columns, train, y_train, test, y_test, main.p, min_count=mapping.min_count)
         bar("baselines", 1, 1)
     results = {"model": compared.pop("model"), "model, uncalibrated": metrics(y_test, main.p_uncalibrated), **compared}
     by_column = {c.field: c.column for c in prepared.columns}
+    for f in all_features:
+        if isinstance(f, Cross):
+            by_column[f.name] = " × ".join(by_column[part.name] for part in f.parts)
     leakage = [
         {
             "column": by_column[name],

@@ -37,6 +37,7 @@ from worker.scoring._baselines import compare as compare_baselines
 from worker.scoring._drift import distributions
 from worker.scoring._features import (
     Categorical,
+    Cross,
     Feature,
     Numeric,
     columns_of,
@@ -347,20 +348,13 @@ def learn_features(
     min_count = max(min_count, round(min_share * len(rows)))
     for feature in default_features() if features is None else features:
         if isinstance(feature, Categorical):
-            counts: dict[str, dict[str, int]] = {}
-            for facts in rows:
-                raw = facts.get(feature.path)
-                level = normalise_text(raw)
-                if level is not None and level not in feature.missing_values:
-                    spellings = counts.setdefault(level, {})
-                    shown = str(raw).strip()
-                    spellings[shown] = spellings.get(shown, 0) + 1
-            kept = sorted(
-                (level for level, sp in counts.items() if sum(sp.values()) >= min_count),
-                key=lambda level: (-sum(counts[level].values()), level),
-            )
-            display = tuple(max(counts[level].items(), key=lambda kv: (kv[1], kv[0]))[0] for level in kept)
-            feature = dataclasses.replace(feature, levels=tuple(kept), display=display)
+            feature = _learn_levels(feature, rows, min_count)
+        elif isinstance(feature, Cross):
+            a, b = (_learn_levels(p, rows, min_count) if isinstance(p, Categorical) else p for p in feature.parts)
+            feature = dataclasses.replace(feature, parts=(a, b))
+            pairs = Counter(feature.pair(facts) for facts in rows)
+            kept = sorted((pair for pair, n in pairs.items() if n >= min_count), key=lambda pair: (-pairs[pair], pair))
+            feature = dataclasses.replace(feature, levels=tuple(kept))
         elif isinstance(feature, Numeric) and feature.missing_indicator:
             present = sorted(
                 float(v)
@@ -371,6 +365,24 @@ def learn_features(
                 feature = dataclasses.replace(feature, missing=present[len(present) // 2])
         out.append(feature)
     return out
+
+
+def _learn_levels(feature: Categorical, rows: Sequence[Mapping[str, object]], min_count: int) -> Categorical:
+    """A text feature's levels: the values at least ``min_count`` rows have, most frequent first."""
+    counts: dict[str, dict[str, int]] = {}
+    for facts in rows:
+        raw = facts.get(feature.path)
+        level = normalise_text(raw)
+        if level is not None and level not in feature.missing_values:
+            spellings = counts.setdefault(level, {})
+            shown = str(raw).strip()
+            spellings[shown] = spellings.get(shown, 0) + 1
+    kept = sorted(
+        (level for level, sp in counts.items() if sum(sp.values()) >= min_count),
+        key=lambda level: (-sum(counts[level].values()), level),
+    )
+    display = tuple(max(counts[level].items(), key=lambda kv: (kv[1], kv[0]))[0] for level in kept)
+    return dataclasses.replace(feature, levels=tuple(kept), display=display)
 
 
 def fit(
