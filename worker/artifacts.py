@@ -46,7 +46,8 @@ def parse_model(text: str, name: str) -> Model:
 
 def check_servable(model: Model, name: str) -> Model:
     """``model``, or ModelError when one of its features reads a fact that the worker's stream cannot provide."""
-    problems = [p for p in (_unservable(f.path) for f in model.features) if p is not None]
+    paths = [path for f in model.features for path in getattr(f, "paths", (f.path,))]  # a cross reads two facts
+    problems = [p for p in (_unservable(path) for path in dict.fromkeys(paths)) if p is not None]
     if problems:
         msg = f"{name}: the worker cannot provide what this model reads: " + "; ".join(problems)
         raise ModelError(msg)

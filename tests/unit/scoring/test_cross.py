@@ -157,3 +157,19 @@ def test_interaction_mistakes_say_which_and_why(interactions: str, message: str)
     with pytest.raises(TrainingError) as info:
         parse_mapping(MAPPING + f"interactions: {interactions}\n")
     assert message in str(info.value)
+
+
+def test_a_worker_refuses_a_cross_whose_second_column_the_stream_cannot_feed(
+    trained: tuple[TableReport, Path], tmp_path: Path
+) -> None:
+    from worker.artifacts import check_servable
+
+    _, out = trained
+    data = _model_with_cross(out)
+    cross = next(f for f in data["features"] if f["kind"] == "cross")
+    cross["parts"][1]["path"] = "Newsletter Opt-In"  # a CSV column name, not a fact of the stream
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=r"feature reads 'Newsletter Opt-In'"):
+        check_servable(load_model(path), str(path))
+    check_servable(load_model(out / "model.json"), "trained")  # as trained: both parts are facts
