@@ -124,24 +124,29 @@ def decide(
         state = new_state(lead_id, now)
     digest = event_digest(event.event_id)
     previous_status: str = state["status"] or ruleset.default_status
+    base = {
+        "schema_version": 1,
+        "decision_id": ids.decision_id(lead_id, event.event_id),
+        "event_id": event.event_id,
+        "lead_id": lead_id,
+        "decided_at": _iso(decided_at),
+        "occurred_at": event.occurred_at.isoformat(),
+        "ruleset_version": ruleset.version,
+        "model_version": model.version,
+    }
     if seen(state, digest):
-        return state, Decided(
-            _decision(
-                engine,
-                event,
-                decided_at,
-                previous_status,
-                previous_status,
-                state["points"],
-                state["score"] if state["score"] is not None else 0.0,
-                [],
-                [],
-                "none",
-                state["opportunity_id"],
-                duplicate=True,
-            ),
-            None,
+        base.update(
+            status=previous_status,
+            previous_status=previous_status,
+            points=state["points"],
+            score=state["score"] if state["score"] is not None else 0.0,
+            factors=[],
+            matched_rules=[],
+            action="none",
+            opportunity_id=state["opportunity_id"],
+            duplicate=True,
         )
+        return state, Decided(base, None)
 
     changed = apply_event(state, event, digest, now, engine.dedupe_window)
     facts = build_facts(state, now, event, changed)
@@ -167,59 +172,18 @@ def decide(
     elif status != previous_status:
         action = "status_changed"
     state["status"] = status
-    decision = _decision(
-        engine,
-        event,
-        decided_at,
-        status,
-        previous_status,
-        outcome.points,
-        score.probability,
-        factors,
-        list(outcome.matched_rules),
-        action,
-        state["opportunity_id"],
+    base.update(
+        status=status,
+        previous_status=previous_status,
+        points=outcome.points,
+        score=score.probability,
+        factors=factors,
+        matched_rules=list(outcome.matched_rules),
+        action=action,
+        opportunity_id=state["opportunity_id"],
         duplicate=False,
     )
-    return state, Decided(decision, opportunity, facts)
-
-
-def _decision(
-    engine: Engine,
-    event: LeadUpserted | LeadActivity,
-    decided_at: float,
-    status: str,
-    previous_status: str,
-    points: float,
-    score: float,
-    factors: list[dict[str, Any]],
-    matched_rules: list[str],
-    action: str,
-    opportunity_id: str | None,
-    *,
-    duplicate: bool,
-) -> dict[str, Any]:
-    """A decision's fields in one dict literal, in their published order (one build per event, no updates)."""
-    lead_id, event_id = event.lead_id, event.event_id
-    return {
-        "schema_version": 1,
-        "decision_id": ids.decision_id(lead_id, event_id),
-        "event_id": event_id,
-        "lead_id": lead_id,
-        "decided_at": _iso(decided_at),
-        "occurred_at": event.occurred_at.isoformat(),
-        "ruleset_version": engine.ruleset.version,
-        "model_version": engine.model.version,
-        "status": status,
-        "previous_status": previous_status,
-        "points": points,
-        "score": score,
-        "factors": factors,
-        "matched_rules": matched_rules,
-        "action": action,
-        "opportunity_id": opportunity_id,
-        "duplicate": duplicate,
-    }
+    return state, Decided(base, opportunity, facts)
 
 
 def _convert(
