@@ -123,6 +123,8 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
     """Run the demo end to end; returns 0 when every event got its decision."""
     console = Console(stderr=False)
     logging.getLogger("kafka").setLevel(logging.ERROR)  # kafka-python's event-loop timing warnings are noise here
+    for name in ("worker.topics", "worker.broker"):  # the summary says what they would log
+        logging.getLogger(name).setLevel(logging.WARNING)
     start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(weeks=weeks)
     data = generate(leads, seed=seed, start=start, weeks=weeks)
     events = data.events

@@ -146,7 +146,8 @@ def routing_summary(
     console.print(
         f"[bold]SLA[/] (enterprise pool, {SLA_SECONDS:.0f} s to accept): the demo's reps accepted {accepted:,} "
         f"opportunities; {len(breached):,} were not accepted in time and were routed again {len(breaches):,} times "
-        f"(to the next member, then {overflowed:,} to the overflow queue once every member had had its chance)"
+        "(to the next member"
+        + (f"; {overflowed:,} went to the overflow queue, every member having had its chance)" if overflowed else ")")
     )
     console.print(
         "every routing decision, with its candidates and why each was skipped, is on the routing-decisions topic; "
