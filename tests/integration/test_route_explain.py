@@ -12,38 +12,16 @@ import orjson
 import pytest
 
 from tests.integration.conftest import Flow, activity, upsert, write_rules
+from tests.routed_rules import routed
 
 pytestmark = pytest.mark.integration
 
-RULES = """
-version: "explain-1"
-scoring:
-  - id: demo-request
-    when: {field: activity.demo_request.count, op: gte, value: 1}
-    points: 50
-qualification:
-  - id: hot
-    when: {field: points, op: gte, value: 50}
-    status: Qualified
-    convert: true
-routing:
-  default: {queue: Inbound}
-  rules:
-    - id: germany
-      when: {field: country, op: eq, value: Germany}
-      to: {queue: DACH}
-    - id: everyone-else
-      when: {field: points, op: gte, value: 0}
-      to: {pool: ae}
-  pools:
-    - name: ae
-      strategy: weighted_round_robin
-      overflow: {queue: AE-Overflow}
-      members:
+MEMBERS = """\
         - {id: ann, weight: 200}
         - {id: bob, weight: 100, active: false}
         - {id: cy, weight: 100}
 """
+RULES = routed(MEMBERS, "explain-1")
 
 
 def _explain(flow: Flow, *args: str) -> subprocess.CompletedProcess[str]:

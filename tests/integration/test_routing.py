@@ -12,44 +12,16 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.integration.conftest import Flow, Output, activity, upsert, write_rules
+from tests.routed_rules import routed
 from worker.broker import free_port
 
 pytestmark = pytest.mark.integration
-
-ROUTED = """
-version: "route-1"
-scoring:
-  - id: demo-request
-    when: {field: activity.demo_request.count, op: gte, value: 1}
-    points: 50
-qualification:
-  - id: hot
-    when: {field: points, op: gte, value: 50}
-    status: Qualified
-    convert: true
-routing:
-  default: {queue: Inbound}
-  rules:
-    - id: germany
-      when: {field: country, op: eq, value: Germany}
-      to: {queue: DACH}
-    - id: everyone-else
-      when: {field: points, op: gte, value: 0}
-      to: {pool: ae}
-  pools:
-    - name: ae
-      strategy: weighted_round_robin
-      overflow: {queue: AE-Overflow}
-      %(sla)s
-      members:
-%(members)s
-"""
 
 WEIGHTED = "        - {id: ann, weight: 200}\n        - {id: bob, weight: 100}\n        - {id: cy, weight: 100}"
 
 
 def _rules(tmp_path: Path, members: str = WEIGHTED, sla: str = "", name: str = "rules.yaml") -> Path:
-    return write_rules(tmp_path, ROUTED % {"members": members, "sla": sla}, name)
+    return write_rules(tmp_path, routed(members, "route-1", f"      {sla}\n" if sla else ""), name)
 
 
 def _converting(lead_ids: list[str], **lead: Any) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from tests.builders import activity, upsert
+from tests.routed_rules import CONVERTS_ON_DEMO
 from worker.core import Engine, Record, decide, process_batch
 from worker.exceptions import EventError, RulesetError
 from worker.route_flow import accepted_notice, route_batch, sla_batch, sla_breaches, sla_pending
@@ -321,17 +322,10 @@ def test_lead_statuses_must_be_statuses_of_the_ruleset() -> None:
     assert "did you mean 'Contacted'" in str(caught.value)
 
 
-CHAINED = """
-version: "1"
-scoring:
-  - id: demo
-    when: {field: activity.demo_request.count, op: gte, value: 1}
-    points: 50
-qualification:
-  - id: hot
-    when: {field: points, op: gte, value: 50}
-    status: Qualified
-    convert: true
+CHAINED = (
+    'version: "1"'
+    + CONVERTS_ON_DEMO
+    + """
 routing:
   default: {pool: backup}
   rules:
@@ -346,6 +340,7 @@ routing:
       overflow: {queue: Last}
       members: [{id: zed}]
 """
+)
 
 
 def test_an_overflow_to_another_pool_is_handed_on_and_assigned_there() -> None:

@@ -10,36 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.routed_rules import routed
 from tests.unit.backtest.conftest import act, engine, records, upsert, variant, write_lines
 from worker.backtest import build_report, replay
 from worker.backtest._views import side_by_side_tables
 from worker.cli import main
 
-ROUTED = """
-version: "r-1"
-scoring:
-  - id: demo-request
-    when: {field: activity.demo_request.count, op: gte, value: 1}
-    points: 50
-qualification:
-  - id: hot
-    when: {field: points, op: gte, value: 50}
-    status: Qualified
-    convert: true
-routing:
-  default: {queue: Inbound}
-  rules:
-    - id: germany
-      when: {field: country, op: eq, value: Germany}
-      to: {queue: DACH}
-    - id: everyone-else
-      when: {field: points, op: gte, value: 0}
-      to: {pool: ae}
-  pools:
-    - name: ae
-      strategy: weighted_round_robin
-      overflow: {queue: AE-Overflow}
-      members:
+ROUTED = routed(
+    """\
         - {id: ann, weight: 200}
         - {id: bob, weight: 100}
         - id: cy
@@ -47,6 +25,7 @@ routing:
           timezone: Europe/Berlin
           working_hours: {mon-fri: "09:00-17:00"}
 """
+)
 
 EVEN = variant(ROUTED, "{id: ann, weight: 200}", "{id: ann, weight: 100}").replace('version: "r-1"', 'version: "r-2"')
 
