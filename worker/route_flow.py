@@ -309,14 +309,8 @@ def _assign(pool: Pool, states: dict[str, Json], request: Json, now: float, vers
         decision["routing_id"] = ids.routing_id(f"{request['request_id']}@{pool.name}")
     member = decision["member"]
     out.assignments[pool.name, member if member is not None else target_label(target.as_dict())] += 1
-    if target.kind == "pool":  # overflow or escalation to another pool: that pool's owner assigns it
-        return _forward(request, target, decision)
-    if request.get("subject") == "lead":  # a lead routed on its status: the decision is all there is to say
-        return {"opportunity": None, "decision": decision, "sla": None}
-    opportunity["event_type"] = "opportunity.created" if attempt == 1 else "opportunity.reassigned"
-    opportunity["routing"] = _summary(decision)
-    produced: Json = {"opportunity": opportunity, "decision": decision, "sla": None}
-    if sla is not None and member is not None:
+    produced = _produced(request, target, decision)
+    if produced["opportunity"] is not None and sla is not None and member is not None:
         tried = [*request["exclude"], member]
         produced["sla"] = {
             "kind": "assigned",
@@ -348,10 +342,17 @@ def _unpooled(request: Json, routing: Routing | None, fallback: Target, now: flo
         attempt=request["attempt"],
         reason="converted" if request["kind"] == "route" else "sla_breach",
     )
-    if target.kind == "pool":
+    return _produced(request, target, decision)
+
+
+def _produced(request: Json, target: Target, decision: Json) -> Json:
+    """What a routing step sends: the routing decision, and the opportunity when it landed with a user or queue
+    (a pool target hands the request on; a lead routed on its status has no opportunity)."""
+    if target.kind == "pool":  # overflow or escalation to another pool: that pool's owner assigns it
         return _forward(request, target, decision)
-    if request.get("subject") == "lead":
+    if request.get("subject") == "lead":  # a lead routed on its status: the decision is all there is to say
         return {"opportunity": None, "decision": decision, "sla": None}
+    opportunity: Json = request["opportunity"]
     opportunity["event_type"] = "opportunity.created" if request["attempt"] == 1 else "opportunity.reassigned"
     opportunity["routing"] = _summary(decision)
     return {"opportunity": opportunity, "decision": decision, "sla": None}
