@@ -21,7 +21,6 @@ import datetime as dt
 import gc
 import random
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench_core import best_rate  # noqa: E402  # the same timing as the core's benchmark (bench/ is on the path)
 
 from worker.core import Engine, Record, process_batch  # noqa: E402
 from worker.parse import parse_event  # noqa: E402
@@ -44,17 +45,6 @@ START = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday
 ZONES = ("America/New_York", "Europe/London", "Asia/Singapore")
 COUNTRIES = ("United States", "Germany", "United Kingdom", "India", "Canada", "France", "Brazil", "Australia")
 INDUSTRIES = ("Technology", "Finance", "Healthcare", "Retail", "Manufacturing", "Education", "Telecommunications")
-
-
-def best_rate(n: int, fn: Callable[[], object], repeat: int) -> float:
-    """Items per second of the fastest of ``repeat`` runs (the least disturbed by the shared machine)."""
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return n / best
 
 
 def members(n: int) -> list[dict[str, Any]]:
