@@ -176,3 +176,19 @@ def test_pool_members_change_with_the_rules_file_without_a_restart(flow: Flow, t
     assert flow.metric("leadflow_routing_assignments_total", pool="ae", member="ann") == 1
     assert flow.metric("leadflow_routing_skips_total", pool="ae", reason="switched_off") == 2
     assert flow.metric("leadflow_time_to_assignment_seconds_count") == 3
+
+
+def test_a_running_sla_clock_survives_a_worker_restart(flow: Flow, tmp_path: Path) -> None:
+    members = "        - {id: ann, weight: 100}\n        - {id: bob, weight: 100}"
+    rules = _rules(tmp_path, members, sla="sla: {accept_within_minutes: 0.1, then: next_member}")  # 6 s
+    worker = flow.start_worker(LEADFLOW_RULES=str(rules), LEADFLOW_SLA_CHECK_INTERVAL="0.2")
+    flow.produce(_converting(["C1"]))
+    first = flow.read(flow.settings.topic_opportunities, 1, timeout=60)[0].json
+    assert first["owner_id"] == "ann"
+    flow.stop_worker(worker)  # graceful: offsets committed, so only the sla-state table can bring the clock back
+    flow.start_worker(LEADFLOW_RULES=str(rules), LEADFLOW_SLA_CHECK_INTERVAL="0.2")
+    again = [o.json for o in flow.read(flow.settings.topic_opportunities, 2, timeout=60)]
+    assert [(o["event_type"], o["owner_id"]) for o in again] == [
+        ("opportunity.created", "ann"),
+        ("opportunity.reassigned", "bob"),
+    ]
