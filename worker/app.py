@@ -73,12 +73,6 @@ class BatchHandler:
         self._cache_generation: int | None = None
         self._inflight: list[Prepared] = []
 
-    async def start(self) -> None:
-        await self.outbox.start()
-
-    async def stop(self) -> None:
-        await self.outbox.stop()
-
     def prepare(self, messages: Sequence[Any]) -> Prepared:
         """Decide a batch (CPU only, nothing is sent or stored yet).
 
