@@ -100,7 +100,6 @@ class Outbox:
                 ("leadflow.failed_at", failed_at),
             ]
             out.append(Message(self.settings.topic_dlq, record.key, record.value, headers=headers))
-            self.metrics.dead_letters.labels(error.reason).inc()
         return out
 
 
@@ -174,6 +173,7 @@ class _Prepared(NamedTuple):
     outputs: list[Message]
     writes: dict[str, list[tuple[bytes, bytes, int]]]  # table name → updates
     done: Callable[[], None] | None  # what to do once committed (metrics, clocks)
+    failures: Sequence[tuple[Any, EventError]] = ()  # the records among ``outputs`` as dead letters
 
 
 class _Stage:
@@ -187,7 +187,8 @@ class _Stage:
     def load(self, table: str, key: bytes, partition: int) -> bytes | None:
         """The newest value: a batch still being committed has not stored its states yet."""
         for pending in reversed(self._inflight):
-            for k, v, _ in pending.writes.get(table, ()):
+            updates: list[tuple[bytes, bytes, int]] = pending.writes.get(table) or []
+            for k, v, _ in updates:
                 if k == key:
                     return v
         return TableStore(self.tables[table]).get(key, partition)
@@ -209,6 +210,7 @@ class _Stage:
             self._inflight.remove(prepared)
         if prepared.done is not None:
             prepared.done()
+        self.outbox.metrics.count_dead_letters(error.reason for _, error in prepared.failures)
 
 
 class RouteStage(_Stage):
@@ -263,7 +265,7 @@ class RouteStage(_Stage):
                 m.opportunities.inc(out.created)
             observe_many(m.time_to_assignment, out.waits)
 
-        return _Prepared(outputs, writes, done)
+        return _Prepared(outputs, writes, done, out.dead_letters)
 
 
 class SlaStage(_Stage):
@@ -298,7 +300,7 @@ class SlaStage(_Stage):
             if out.accepted:
                 self.metrics.sla_accepted.inc(out.accepted)
 
-        return _Prepared(outputs, writes, done)
+        return _Prepared(outputs, writes, done, out.dead_letters)
 
     def _rescan(self) -> None:
         """After a rebalance: the running clocks of the partitions this worker owns now, from the table."""
@@ -357,4 +359,4 @@ class FeedbackStage(_Stage):
                 continue
             outputs.append(Message(self.settings.topic_sla, key, value))
         outputs += self.outbox.dead_letters(failures)
-        return _Prepared(outputs, {}, None)
+        return _Prepared(outputs, {}, None, failures)

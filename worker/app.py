@@ -160,6 +160,7 @@ class BatchHandler:
         for (pool, target), n in result.routed.items():
             m.assignments.labels(pool, target).inc(n)
         observe_many(m.time_to_assignment, [max(0.0, time.time() - ts) for ts in result.routed_times])
+        m.count_dead_letters(error.reason for _, error in result.dead_letters)
         if result.duplicates:
             m.duplicates.inc(result.duplicates)
         observe_many(m.score, result.scores)

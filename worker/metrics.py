@@ -186,6 +186,11 @@ class Metrics:
         self.model.info({"version": model_version})
         self._statuses = frozenset(statuses)
 
+    def count_dead_letters(self, reasons: Iterable[str]) -> None:
+        """Count records sent to the dead-letter topic, one reason each."""
+        for reason in reasons:
+            self.dead_letters.labels(reason).inc()
+
     def status_label(self, status: str) -> str:
         """A bounded label value for a status: the ruleset's statuses, else ``other``."""
         return status if status in self._statuses else "other"

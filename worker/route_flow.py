@@ -104,7 +104,7 @@ def _decision(
 ) -> Json:
     candidates: list[Any] = []
     if assignment is not None:
-        candidates = list(assignment.as_dict().get("candidates", []))  # type: ignore[call-overload]
+        candidates = [c.as_dict() for c in assignment.candidates]
     return {
         "schema_version": 1,
         "event_type": "routing.decided",
@@ -284,10 +284,9 @@ def _assign(pool: Pool, states: dict[str, Json], request: Json, now: float, vers
         state, assignment = assign(pool, states.get(pool.name), request["request_id"], requested_at, request["exclude"])
         states[pool.name] = state
         target = assignment.target
-        for candidate in assignment.as_dict().get("candidates", []):  # type: ignore[attr-defined]
-            skipped = candidate.get("skipped")
-            if skipped:
-                out.skips[pool.name, skipped] += 1
+        for candidate in assignment.candidates:
+            if candidate.skipped is not None:
+                out.skips[pool.name, candidate.skipped] += 1
         if assignment.overflow:
             out.overflows[pool.name] += 1
         if request["kind"] == "reassign":
