@@ -46,14 +46,9 @@ def best_rate(n: int, fn: Callable[[], object], repeat: int) -> float:
     return n / best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--leads", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--drift-sample", type=int, default=10, help="as LEADFLOW_DRIFT_SAMPLE (0: off)")
-    args = parser.parse_args()
-
-    data = generate(args.leads, seed=11, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
+def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engine, dict[str, Callable[[], None]]]:
+    """The synthetic sample's events and one function per stage, each running the stage over all of them."""
+    data = generate(leads, seed=11, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     raw = [(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events]
     n = len(raw)
     engine = Engine(load_ruleset(default_ruleset_path()), load_model(default_model_path()))
@@ -105,12 +100,31 @@ def main() -> None:
     def run_batch() -> None:
         store: dict[str, bytes] = {}
         cache: dict[str, dict[str, object]] = {}
-        for start in range(0, n, 500):
+        for start in range(0, n, batch):
             result = process_batch(
-                engine, records[start : start + 500], store.get, 1.0, cache, drift_sample=args.drift_sample
+                engine, records[start : start + batch], store.get, 1.0, cache, drift_sample=drift_sample
             )
             store.update(result.states)
 
+    stages = {
+        "parse": run_parse,
+        "merge": run_merge,
+        "rules": run_rules,
+        "score": run_score,
+        "decide": run_decide,
+        "batch": run_batch,
+    }
+    return n, engine, stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leads", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--drift-sample", type=int, default=10, help="as LEADFLOW_DRIFT_SAMPLE (0: off)")
+    args = parser.parse_args()
+    n, engine, stages = prepare(args.leads, args.drift_sample)
+    ruleset, model = engine.ruleset, engine.model
     print(
         f"{n:,} events of {args.leads:,} leads; best of {args.repeat} runs; one core (Python {sys.version.split()[0]})"
     )
@@ -118,14 +132,7 @@ def main() -> None:
     # The inputs prepared above are millions of long-lived objects that a worker would not hold; freezing them
     # keeps the garbage collector from rescanning them, as it would not have them to scan in the worker.
     gc.freeze()
-    for name, fn in [
-        ("parse", run_parse),
-        ("merge", run_merge),
-        ("rules", run_rules),
-        ("score", run_score),
-        ("decide", run_decide),
-        ("batch", run_batch),
-    ]:
+    for name, fn in stages.items():
         rate = best_rate(n, fn, args.repeat)
         print(f"  {name:<8} {rate:>12,.0f} events/s   {1e6 / rate:7.2f} µs/event")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -86,7 +87,10 @@ def run_pipeline(
                 last_ts = records[-1].timestamp / 1000
         cpu_last = cpu_seconds(process.pid)
     finally:
-        process.terminate()
+        if cmd[0] == "py-spy":
+            process.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+        else:
+            process.terminate()
         process.wait(30)
         consumer.close()
     span = max(1e-9, last_ts - first_ts)
@@ -99,6 +103,9 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=2_000)
     parser.add_argument("--only", choices=["leadflow", "faust", "raw"], action="append")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument(
+        "--py-spy", metavar="FILE", help="record the leadflow worker with py-spy (installed separately) into FILE"
+    )
     parser.add_argument(
         "--rounds", type=int, default=1, help="run every pipeline this many times, interleaved; report the best"
     )
@@ -125,6 +132,8 @@ def main() -> None:
             }
             if name == "leadflow":
                 cmd = [sys.executable, "-m", "worker", "run"]
+                if args.py_spy:
+                    cmd = ["py-spy", "record", "--format", "raw", "--rate", "250", "-o", args.py_spy, "--", *cmd]
                 env.update(
                     {
                         "LEADFLOW_BROKER_URL": broker.url,

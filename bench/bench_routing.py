@@ -39,7 +39,7 @@ from worker.route_flow import route_batch  # noqa: E402
 from worker.routing import AccountIndex, Pool, Routing, assign  # noqa: E402
 from worker.rules import default_ruleset_path, parse_ruleset  # noqa: E402
 from worker.scoring import default_model_path, generate, load_model  # noqa: E402
-from worker.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
+from worker.state import apply_event, build_facts, event_digest, new_state, profile_of  # noqa: E402
 
 START = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday
 ZONES = ("America/New_York", "Europe/London", "Asia/Singapore")
@@ -121,7 +121,7 @@ def lead_inputs(leads: int) -> list[tuple[dict[str, object], dict[str, Any]]]:
         facts["score"] = 0.2
         facts["points"] = 60
         last[event.lead_id] = facts
-    return [(last[lead], states[lead]["profile"]) for lead in last]
+    return [(last[lead], profile_of(states[lead])) for lead in last]
 
 
 def accounts(inputs: list[tuple[dict[str, object], dict[str, Any]]], n: int) -> AccountIndex:

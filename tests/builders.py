@@ -6,7 +6,7 @@ import datetime as dt
 
 from worker.events import Activity, LeadActivity, LeadFields, LeadUpserted
 
-__all__ = ["T0", "activity", "upsert"]
+__all__ = ["T0", "activity", "upsert", "v1_state"]
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -35,3 +35,28 @@ def activity(
         lead_id=lead_id,
         activity=Activity(type=kind, count=count),
     )
+
+
+def v1_state(lead_id: str = "L1", **fields: object) -> dict[str, object]:
+    """A lead state as leadflow stored it before layout version 2 (nested maps); ``fields`` replace its parts."""
+    state: dict[str, object] = {
+        "v": 1,
+        "lead_id": lead_id,
+        "profile": {},
+        "custom": {},
+        "activity": {},
+        "history": {},
+        "last_activity_at": None,
+        "status": None,
+        "points": 0.0,
+        "score": None,
+        "converted": False,
+        "opportunity_id": None,
+        "converted_at": None,
+        "recent": "",
+        "events": 0,
+        "first_seen_at": 1_700_000_000.0,
+        "updated_at": 1_700_000_000.0,
+    }
+    state.update(fields)
+    return state

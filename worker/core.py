@@ -6,6 +6,7 @@ replayed and benchmarked as plain function calls. The Faust shell (:mod:`worker.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
 from collections import Counter
@@ -17,13 +18,13 @@ import orjson
 
 from worker import ids
 from worker.events import LeadActivity, LeadUpserted
-from worker.exceptions import EventError
+from worker.exceptions import EventError, StateError
 from worker.parse import DEFAULT_MAX_EVENT_BYTES, parse_event
 from worker.route_flow import RouteRequest, route_lead, route_opportunity, target_label
 from worker.routing import AccountIndex
 from worker.rules import QualificationRule, Ruleset
 from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
-from worker.state import LeadState, apply_event, build_facts, event_digest, new_state, seen
+from worker.state import LeadState, apply_event, build_facts, decode_state, event_digest, new_state, seen
 
 __all__ = [
     "BatchResult",
@@ -139,40 +140,26 @@ def decide(
         state = new_state(lead_id, now)
     digest = event_digest(event.event_id)
     previous_status: str = state["status"] or ruleset.default_status
-    base = {
-        "schema_version": 1,
-        "decision_id": ids.decision_id(lead_id, event.event_id),
-        "event_id": event.event_id,
-        "lead_id": lead_id,
-        "decided_at": _iso(decided_at),
-        "occurred_at": event.occurred_at.isoformat(),
-        "ruleset_version": ruleset.version,
-        "model_version": model.version,
-    }
     if seen(state, digest):
-        base.update(
-            status=previous_status,
-            previous_status=previous_status,
-            points=state["points"],
-            score=state["score"] if state["score"] is not None else 0.0,
-            factors=[],
-            matched_rules=[],
-            action="none",
-            opportunity_id=state["opportunity_id"],
-            duplicate=True,
+        last_score = state["score"] if state["score"] is not None else 0.0
+        decision = _decision(
+            engine, event, decided_at, previous_status, previous_status, state["points"], last_score, [], [], "none"
         )
-        return state, Decided(base, None)
+        decision["opportunity_id"] = state["opportunity_id"]
+        decision["duplicate"] = True
+        return state, Decided(decision, None)
 
     changed = apply_event(state, event, digest, now, engine.dedupe_window)
     facts = build_facts(state, now, event, changed)
     score = model.score(facts)
-    facts["score"] = score.probability
+    probability = score.probability
+    facts["score"] = probability
     outcome = ruleset.evaluate(facts)
     factors = model.factors(score, facts, engine.top_factors)
-    state["points"] = outcome.points
-    state["score"] = score.probability
+    state["points"] = points = outcome.points
+    state["score"] = probability
 
-    status: str = state["status"] or ruleset.default_status
+    status: str = state["status"] or ruleset.default_status  # a producer may have set it
     rule = outcome.qualification
     action = "none"
     opportunity: dict[str, Any] | None = None
@@ -182,11 +169,11 @@ def decide(
         status = rule.status
         if rule.convert:
             action = "converted"
-            opportunity = _convert(engine, state, event, facts, rule, score.probability, factors, outcome)
+            opportunity = _convert(engine, state, event, facts, rule, probability, factors, outcome)
             spec = rule.opportunity
             if ruleset.routing is not None and spec is not None and spec.owner_id is None and spec.queue is None:
                 # the rule names no owner or queue itself: routing decides (before the lead's own owner_id)
-                route = ruleset.routing.route(facts, state["profile"], engine.accounts)
+                route = ruleset.routing.route(facts, state, engine.accounts)
                 opportunity, routed, request = route_opportunity(opportunity, route, ruleset.version, decided_at)
         elif status != previous_status:
             status_def = ruleset.statuses.get(status)
@@ -196,20 +183,47 @@ def decide(
     state["status"] = status
     routing = ruleset.routing
     if action == "status_changed" and routing is not None and status in routing.lead_statuses:
-        route = routing.route(facts, state["profile"], engine.accounts)
+        route = routing.route(facts, state, engine.accounts)
         routed, request = route_lead(lead_id, status, route, ruleset.version, decided_at)
-    base.update(
-        status=status,
-        previous_status=previous_status,
-        points=outcome.points,
-        score=score.probability,
-        factors=factors,
-        matched_rules=list(outcome.matched_rules),
-        action=action,
-        opportunity_id=state["opportunity_id"],
-        duplicate=False,
+    decision = _decision(
+        engine, event, decided_at, status, previous_status, points, probability, factors, outcome.matched_rules, action
     )
-    return state, Decided(base, opportunity, facts, routed, request)
+    decision["opportunity_id"] = state["opportunity_id"]
+    return state, Decided(decision, opportunity, facts, routed, request)
+
+
+def _decision(
+    engine: Engine,
+    event: LeadUpserted | LeadActivity,
+    decided_at: float,
+    status: str,
+    previous_status: str,
+    points: float,
+    score: float,
+    factors: list[dict[str, Any]],
+    matched_rules: Sequence[str],
+    action: str,
+) -> dict[str, Any]:
+    """A decision in the contract's key order (the caller sets its opportunity id, and ``duplicate`` for a replay)."""
+    return {
+        "schema_version": 1,
+        "decision_id": ids.decision_id(event.lead_id, event.event_id),
+        "event_id": event.event_id,
+        "lead_id": event.lead_id,
+        "decided_at": _iso(decided_at),
+        "occurred_at": event.occurred_at.isoformat(),
+        "ruleset_version": engine.ruleset.version,
+        "model_version": engine.model.version,
+        "status": status,
+        "previous_status": previous_status,
+        "points": points,
+        "score": score,
+        "factors": factors,
+        "matched_rules": list(matched_rules),
+        "action": action,
+        "opportunity_id": None,
+        "duplicate": False,
+    }
 
 
 def _convert(
@@ -226,7 +240,7 @@ def _convert(
     if spec is None:  # the compiler resolves defaults for converting rules; this is a guard
         msg = f"qualification rule {rule.id!r} converts but has no opportunity spec"
         raise AssertionError(msg)
-    profile: dict[str, Any] = state["profile"]
+    profile: LeadState = state  # the lead's fields are the state's own keys
     lead_id = event.lead_id
     opp_id = ids.opportunity_id(lead_id)
     amount = spec.amount(facts)
@@ -307,15 +321,18 @@ def process_batch(
     of N, and counts per feature whether each is missing or unseen (0: none).
     """
     result = BatchResult()
-    dumps, loads = orjson.dumps, orjson.loads
+    dumps = orjson.dumps
     cached = cache if cache is not None else {}
     live: dict[str, LeadState | None] = {}
-    applied: dict[str, list[LeadUpserted | LeadActivity]] = {}
-    for record in records:
+    changed: set[str] = set()  # leads whose state an event of this batch changed: stored at the end
+    max_bytes = engine.max_event_bytes
+    dead_letters, decisions, scores = result.dead_letters, result.decisions, result.scores
+    by_type, by_outcome, record_times = result.events_by_type, result.decisions_by, result.record_times
+    for index, record in enumerate(records):
         try:
-            event = parse_event(record.key, record.value, engine.max_event_bytes)
+            event = parse_event(record.key, record.value, max_bytes)
         except EventError as exc:
-            result.dead_letters.append((record, exc))
+            dead_letters.append((record, exc))
             continue
         lead_id = event.lead_id
         if lead_id in live:
@@ -324,14 +341,22 @@ def process_batch(
             state = cached.get(lead_id)
             if state is None:
                 stored = load_state(lead_id)
-                state = None if stored is None else loads(stored)
+                if stored is not None:
+                    try:
+                        state = decode_state(stored)
+                    except (StateError, orjson.JSONDecodeError) as exc:  # the event waits in the dead letters
+                        error = EventError(f"{type(exc).__name__}: {exc}", reason="processing_error")
+                        dead_letters.append((record, error))
+                        continue
             live[lead_id] = state
         try:
             state, decided = decide(engine, state, event, decided_at)
-            decision_bytes = dumps(decided.decision)
+            decision = decided.decision
+            decision_bytes = dumps(decision)
             opportunity = decided.opportunity
             opportunity_bytes = None if opportunity is None else dumps(opportunity)
-            routed_bytes = None if decided.routed is None else dumps(decided.routed)
+            routed = decided.routed
+            routed_bytes = None if routed is None else dumps(routed)
             request = decided.route_request
             request_bytes = None
             if request is not None:
@@ -339,34 +364,33 @@ def process_batch(
                 request_bytes = dumps(request.message)
         except Exception as exc:  # a bug must not stop the stream: the event goes to the dead-letter topic
             error = EventError(f"{type(exc).__name__}: {exc}", reason="processing_error")
-            result.dead_letters.append((record, error))
-            live[lead_id] = _replay(engine, load_state(lead_id), applied.get(lead_id, ()), decided_at)
+            dead_letters.append((record, error))
+            live[lead_id] = _replay(engine, load_state(lead_id), records[:index], record.key, decided_at)
             continue
         live[lead_id] = state
-        decision = decided.decision
-        result.events_by_type[event.event_type] += 1
-        result.decisions.append((lead_id.encode(), decision_bytes))
-        result.decisions_by[decision["status"], decision["action"]] += 1
+        by_type[event.event_type] += 1
+        decisions.append((record.key or b"", decision_bytes))  # the lead id: parse_event checked the key
+        by_outcome[decision["status"], decision["action"]] += 1
         if decision["duplicate"]:
             result.duplicates += 1
         else:
-            applied.setdefault(lead_id, []).append(event)
-            result.scores.append(decision["score"])
+            changed.add(lead_id)
+            scores.append(decision["score"])
             if drift_sample and record.offset % drift_sample == 0 and decided.facts is not None:
                 _sample(engine.model, decided.facts, result)
-        if opportunity is not None and opportunity_bytes is not None:
+        if opportunity_bytes is not None and opportunity is not None:
             result.opportunities.append((opportunity["opportunity_id"].encode(), opportunity_bytes))
-        if decided.routed is not None and routed_bytes is not None:
-            routed_key = decided.routed["opportunity_id"] or decided.routed["lead_id"]
+        if routed_bytes is not None and routed is not None:
+            routed_key = routed["opportunity_id"] or routed["lead_id"]
             result.routing_decisions.append((routed_key.encode(), routed_bytes))
-            result.routed["", target_label(decided.routed["target"])] += 1
+            result.routed["", target_label(routed["target"])] += 1
             if record.timestamp is not None:
                 result.routed_times.append(record.timestamp)
-        if request is not None and request_bytes is not None:
+        if request_bytes is not None and request is not None:
             result.route_requests.append((request.pool.encode(), request_bytes))
         if record.timestamp is not None:
-            result.record_times.append(record.timestamp)
-    result.states = {lead_id: dumps(state) for lead_id, state in live.items() if lead_id in applied}
+            record_times.append(record.timestamp)
+    result.states = {lead_id: dumps(live[lead_id]) for lead_id in changed}
     if cache is not None:
         for lead_id, state in live.items():
             if state is not None:
@@ -388,10 +412,20 @@ def _sample(model: Model, facts: dict[str, object], result: BatchResult) -> None
 
 
 def _replay(
-    engine: Engine, stored: bytes | None, events: Sequence[LeadUpserted | LeadActivity], decided_at: float
+    engine: Engine, stored: bytes | None, earlier: Sequence[RecordLike], key: bytes | None, decided_at: float
 ) -> LeadState | None:
-    """The state after ``events``, starting again from the stored one."""
-    state: LeadState | None = None if stored is None else orjson.loads(stored)
-    for event in events:
-        state, _ = decide(engine, state, event, decided_at)
+    """The lead's state after its ``earlier`` records of the batch (those with this ``key``), from the stored one.
+
+    Decisions are pure, so re-deciding gives the same states; a record that failed the first time fails again
+    and is left out again (it went to the dead letters).
+    """
+    state: LeadState | None = None if stored is None else decode_state(stored)
+    for record in earlier:
+        if record.key != key:
+            continue
+        try:
+            event = parse_event(record.key, record.value, engine.max_event_bytes)
+            state, _ = decide(engine, None if state is None else copy.deepcopy(state), event, decided_at)
+        except Exception:  # noqa: S112  # it failed the first time too, and was dead-lettered then
+            continue
     return state

@@ -10,6 +10,7 @@ Hierarchy::
     │                                      names the file, ``.column`` and ``.key`` what in it
     ├── EventError(ValueError)             an input record that is not a valid lead event
     │                                      (``.reason`` is the bounded dead-letter reason)
+    ├── StateError(ValueError)             a stored lead state this version cannot read (``.lead_id``)
     ├── BrokerError(RuntimeError)          the embedded broker could not be found or started
     ├── BacktestError(ValueError)          a backtest input that cannot be read (events file, topic, broker,
     │                                      ruleset, outcomes CSV); ``.source`` names it
@@ -35,6 +36,7 @@ __all__ = [
     "ModelError",
     "Problem",
     "RulesetError",
+    "StateError",
     "TrainingError",
 ]
 
@@ -93,6 +95,14 @@ class EventError(LeadflowError, ValueError):
 
     def __init__(self, message: str, *, reason: str) -> None:
         self.reason = reason
+        super().__init__(message)
+
+
+class StateError(LeadflowError, ValueError):
+    """A stored lead state cannot be read by this version (a newer layout, or not a state at all)."""
+
+    def __init__(self, message: str, *, lead_id: str | None = None) -> None:
+        self.lead_id = lead_id
         super().__init__(message)
 
 

@@ -3,62 +3,75 @@
 The state is a plain JSON-able dict so that it can live in a Faust table, be replayed and be tested without a
 broker. Timestamps are epoch seconds (floats): cheap to compare in rules and stable in JSON.
 
-Layout (``STATE_VERSION`` 1)::
+Layout (``STATE_VERSION`` 2): flat, keyed by the fact paths that rules and the model read, so that the facts of
+an event are a copy of the state plus what the event itself says (:func:`build_facts`)::
 
-    {"v": 1, "lead_id": str,
-     "profile": {field: value},            # standard lead fields that are set (never None)
-     "custom": {name: scalar},             # org-specific fields that are set
-     "activity": {type: [count, last_at]}, # engagement counters with the last time seen
-     "history": {type: [[day, count], ...]},  # per-UTC-day counts, oldest first, the last HISTORY_DAYS days
-     "last_activity_at": float | None,
+    {"v": 2, "lead_id": str,
+     <field>: value,                       # standard lead fields that are set (never None), "status" included
+     "custom.<name>": scalar,              # org-specific fields that are set
+     "activity.<type>.count": int,         # engagement counters ...
+     "activity.<type>.last_at": float,     # ... with the last time seen
+     "activity.total": int, "last_activity_at": float | None,
+     "activity.history": {type: [[day, count], ...]},  # per-UTC-day counts, oldest first, the last HISTORY_DAYS days
      "status": str | None,                 # None until a rule or a producer sets one
-     "points": float, "score": float | None,
-     "converted": bool, "opportunity_id": str | None, "converted_at": float | None,
+     "points": float, "score": float | None, "converted": bool,
+     "opportunity_id": str | None, "converted_at": float | None,
      "recent": " d1 d2 ...",               # digests of the last N event ids, for replay detection
      "events": int, "first_seen_at": float, "updated_at": float}
 
-``history`` was added without changing the version: a stored state without it loads as a lead with no history
-(windows over it count 0 until new activities arrive). ``day`` is ``int(epoch seconds // 86400)``, the event's
-UTC day; days are kept relative to the newest day seen for the type, never the wall clock, so replays agree.
+``day`` is ``int(epoch seconds // 86400)``, the event's UTC day; days are kept relative to the newest day seen for
+the type, never the wall clock, so replays agree. States stored by earlier versions (version 1: nested
+``profile``, ``custom``, ``activity`` and ``history`` maps) are read by :func:`upgrade`, which
+:func:`decode_state` applies; they are stored again in this layout.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
+import orjson
+
 from worker.events import LeadActivity, LeadFields, LeadUpserted
+from worker.exceptions import StateError
 
 __all__ = [
     "CHANGED_FACT",
     "HISTORY_DAYS",
     "HISTORY_FACT",
     "PROFILE_FIELDS",
+    "STATE_VERSION",
     "LeadState",
     "apply_event",
     "build_facts",
+    "decode_state",
     "event_digest",
     "new_state",
+    "profile_of",
     "seen",
+    "upgrade",
 ]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 LeadState = dict[str, Any]
 
 HISTORY_DAYS = 90
 """Days of per-day activity counts kept per activity type (the longest ``count_in_days`` window)."""
 HISTORY_FACT = "activity.history"
-"""The facts key of the state's ``history`` (read by windowed counts; not a fact rules name)."""
+"""The state's (and the facts') key of the per-day history (read by windowed counts; not a fact rules name)."""
 CHANGED_FACT = "event.changed"
 """The facts key of the paths the event changed (read by ``changed``; not a fact rules name)."""
 _DAY = 86400.0
-_NO_HISTORY: dict[str, list[list[int]]] = {}
 _NOTHING_CHANGED: frozenset[str] = frozenset()
 
 PROFILE_FIELDS: tuple[str, ...] = tuple(f for f in LeadFields.model_fields if f != "custom")
-_BLANK_PROFILE: dict[str, object] = dict.fromkeys(PROFILE_FIELDS)
+_BOOKKEEPING = frozenset({"v", "lead_id", "recent", "events", "first_seen_at", "updated_at"})
+_CLASH = _BOOKKEEPING.intersection(PROFILE_FIELDS)
+if _CLASH:  # pragma: no cover - a guard for whoever adds a lead field
+    _msg = f"lead fields {sorted(_CLASH)!r} clash with the state's own keys"
+    raise AssertionError(_msg)
 
 
 def new_state(lead_id: str, now: float) -> LeadState:
@@ -66,10 +79,7 @@ def new_state(lead_id: str, now: float) -> LeadState:
     return {
         "v": STATE_VERSION,
         "lead_id": lead_id,
-        "profile": {},
-        "custom": {},
-        "activity": {},
-        "history": {},
+        "activity.total": 0,
         "last_activity_at": None,
         "status": None,
         "points": 0.0,
@@ -77,11 +87,61 @@ def new_state(lead_id: str, now: float) -> LeadState:
         "converted": False,
         "opportunity_id": None,
         "converted_at": None,
+        HISTORY_FACT: {},
         "recent": "",
         "events": 0,
         "first_seen_at": now,
         "updated_at": now,
     }
+
+
+def decode_state(raw: bytes) -> LeadState:
+    """A stored state (JSON bytes) in this version's layout, upgrading one stored by an earlier version."""
+    state: Any = orjson.loads(raw)
+    if state.__class__ is dict and state.get("v") == STATE_VERSION:
+        return state
+    return upgrade(state)
+
+
+def upgrade(state: Any) -> LeadState:
+    """The state in this version's layout: version 2 as it is, version 1 (nested maps) flattened.
+
+    Raises :class:`StateError` for anything else (a state written by a newer leadflow, or not a state at all).
+    """
+    if not isinstance(state, dict) or "lead_id" not in state:
+        msg = f"stored state is not a leadflow lead state (a JSON object with 'v' and 'lead_id'): {str(state)[:80]!r}"
+        raise StateError(msg)
+    version = state.get("v")
+    if version == STATE_VERSION:
+        return state
+    if version != 1:
+        msg = (
+            f"stored state of lead {state['lead_id']!r} has layout version {version!r}; this leadflow reads "
+            f"versions 1 and {STATE_VERSION}: run the leadflow that wrote it, or a newer one"
+        )
+        raise StateError(msg, lead_id=str(state["lead_id"]))
+    out = new_state(state["lead_id"], state.get("first_seen_at", 0.0))
+    out.update((k, v) for k, v in (state.get("profile") or {}).items() if v is not None and k in PROFILE_FIELDS)
+    out.update(("custom." + k, v) for k, v in (state.get("custom") or {}).items() if v is not None)
+    total = 0
+    for kind, (count, last_at) in (state.get("activity") or {}).items():
+        keys = _ACTIVITY_KEYS.get(kind) or _activity_keys(kind)
+        out[keys[0]], out[keys[1]] = count, last_at
+        total += count
+    out["activity.total"] = total
+    out[HISTORY_FACT] = state.get("history") or {}  # a state stored before the history existed has none
+    for key in ("last_activity_at", "status", "points", "score", "converted", "opportunity_id", "converted_at"):
+        if key in state:
+            out[key] = state[key]
+    for key in ("recent", "events", "updated_at"):
+        if key in state:
+            out[key] = state[key]
+    return out
+
+
+def profile_of(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The lead's standard fields that are set (the status is kept as its own fact, not here)."""
+    return {name: state[name] for name in PROFILE_FIELDS if name != "status" and state.get(name) is not None}
 
 
 _DIGEST_CHARS = 12
@@ -118,25 +178,27 @@ def apply_event(
         activity = event.activity
         kind, count = activity.type, activity.count
         keys = _ACTIVITY_KEYS.get(kind) or _activity_keys(kind)
-        counters: dict[str, list[Any]] = state["activity"]
-        entry = counters.get(kind)
-        if entry is None:
-            counters[kind] = [count, now]
+        count_key, last_key = keys[0], keys[1]
+        old = state.get(count_key)
+        if old is None:
+            state[count_key] = count
+            state[last_key] = now
             moved = True
         else:
-            entry[0] += count
-            moved = entry[1] is None or now > entry[1]
+            state[count_key] = old + count
+            last_at = state.get(last_key)
+            moved = last_at is None or now > last_at
             if moved:
-                entry[1] = now
+                state[last_key] = now
+        state["activity.total"] += count
         day = int(now // _DAY)
-        history = state.get("history")
-        buckets = None if history is None else history.get(kind)
+        buckets = state[HISTORY_FACT].get(kind)
         if buckets is not None and buckets[-1][0] == day:  # another activity the same day
             buckets[-1][1] += count
         elif buckets is not None and buckets[-1][0] < day and buckets[0][0] > day - HISTORY_DAYS:
             buckets.append([day, count])  # a new day, and nothing falls out of the history yet
         else:
-            _count_day(state, kind, day, count)
+            _count_day(state[HISTORY_FACT], kind, day, count)
         last = state["last_activity_at"]
         if last is None or now > last:
             state["last_activity_at"] = now
@@ -151,11 +213,8 @@ def apply_event(
     return changed
 
 
-def _count_day(state: LeadState, kind: str, day: int, count: int) -> None:
+def _count_day(history: dict[str, list[list[int]]], kind: str, day: int, count: int) -> None:
     """Add ``count`` to the type's bucket of ``day``, dropping buckets that fall out of the kept history."""
-    history: dict[str, list[list[int]]] | None = state.get("history")
-    if history is None:  # a state stored before the history existed
-        history = state["history"] = {}
     buckets = history.get(kind)
     if buckets is None:
         history[kind] = [[day, count]]
@@ -177,7 +236,6 @@ def _count_day(state: LeadState, kind: str, day: int, count: int) -> None:
 
 
 def _merge_fields(state: LeadState, fields: LeadFields, changed: set[str]) -> None:
-    profile: dict[str, object] = state["profile"]
     for name in fields.model_fields_set:
         if name == "custom":
             continue
@@ -186,22 +244,21 @@ def _merge_fields(state: LeadState, fields: LeadFields, changed: set[str]) -> No
             if state["status"] != value:
                 state["status"] = value
                 changed.add(name)
-            continue
-        if value is None:
-            if profile.pop(name, None) is not None:
+        elif value is None:
+            if state.pop(name, None) is not None:
                 changed.add(name)
-        elif profile.get(name) != value:
-            profile[name] = value
+        elif state.get(name) != value:
+            state[name] = value
             changed.add(name)
     if fields.custom is not None:
-        custom: dict[str, object] = state["custom"]
         for key, value in fields.custom.items():
+            path = "custom." + key
             if value is None:
-                if custom.pop(key, None) is not None:
-                    changed.add("custom." + key)
-            elif custom.get(key, _ABSENT) != value or type(custom[key]) is not type(value):
-                custom[key] = value
-                changed.add("custom." + key)
+                if state.pop(path, None) is not None:
+                    changed.add(path)
+            elif state.get(path, _ABSENT) != value or type(state[path]) is not type(value):
+                state[path] = value
+                changed.add(path)
 
 
 _ABSENT = object()
@@ -236,33 +293,17 @@ def build_facts(
     event: LeadUpserted | LeadActivity | None,
     changed: Collection[str] = _NOTHING_CHANGED,
 ) -> dict[str, object]:
-    """The flat ``path -> value`` view of a state that rules and the model read.
+    """The flat ``path -> value`` view of a state that rules and the model read: a copy of the state, plus
 
-    Paths: the standard lead fields, ``custom.<name>``, ``activity.<type>.count`` and ``.last_at``,
-    ``activity.total``, ``last_activity_at``, ``days_since_last_activity``, ``status``, ``points``, ``score``,
-    ``converted``, ``event.type``, ``event.activity_type`` and ``now`` (the event's time); plus, for the rules'
-    windows and ``changed``, the per-day history (``HISTORY_FACT``) and what the event changed (``changed``, as
-    returned by :func:`apply_event`, under ``CHANGED_FACT``).
+    ``days_since_last_activity``, ``event.type``, ``event.activity_type``, ``now`` (the event's time) and what the
+    event changed (``changed``, as returned by :func:`apply_event`, under ``CHANGED_FACT``). The paths: the
+    standard lead fields that are set, ``custom.<name>``, ``activity.<type>.count`` and ``.last_at``,
+    ``activity.total``, ``last_activity_at``, ``status``, ``points``, ``score``, ``converted``, and the per-day
+    history for the rules' windows (``HISTORY_FACT``). A field that is not set is absent (read as None).
     """
-    facts: dict[str, object] = dict(_BLANK_PROFILE)
-    facts.update(state["profile"])
-    for key, value in state["custom"].items():
-        facts["custom." + key] = value
-    total = 0
-    keys_of = _ACTIVITY_KEYS.get
-    for kind, (count, last_at) in state["activity"].items():
-        keys = keys_of(kind) or _activity_keys(kind)
-        facts[keys[0]] = count
-        facts[keys[1]] = last_at
-        total += count
-    facts["activity.total"] = total
+    facts: dict[str, object] = state.copy()
     last = state["last_activity_at"]
-    facts["last_activity_at"] = last
     facts["days_since_last_activity"] = None if last is None else max(0.0, (now - last) / 86400.0)
-    facts["status"] = state["status"]
-    facts["points"] = state["points"]
-    facts["score"] = state["score"]
-    facts["converted"] = state["converted"]
     if event is None:
         facts["event.type"] = None
         facts["event.activity_type"] = None
@@ -270,6 +311,5 @@ def build_facts(
         facts["event.type"] = event.event_type
         facts["event.activity_type"] = event.activity.type if isinstance(event, LeadActivity) else None
     facts["now"] = now
-    facts[HISTORY_FACT] = state.get("history") or _NO_HISTORY
     facts[CHANGED_FACT] = changed
     return facts

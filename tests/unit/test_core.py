@@ -160,6 +160,8 @@ def test_a_replay_of_the_converting_event_does_not_convert_twice(engine: Engine)
         state, decided = decide(engine, state, event, decided_at=1_800_000_200.0)
         assert decided.opportunity is None
         assert decided.decision["duplicate"] is True
+        assert decided.decision["opportunity_id"] == out[1].opportunity["opportunity_id"]
+        assert decided.decision["status"] == "Qualified"
 
 
 def test_decisions_are_reproducible_and_match_the_contract(engine: Engine) -> None:
@@ -247,8 +249,8 @@ def test_an_unexpected_error_dead_letters_the_event_and_leaves_the_state_as_it_w
     assert error.reason == "processing_error"
     assert "simulated scoring bug" in str(error)
     state = orjson.loads(second.states["L1"])
-    assert state["profile"]["company"] == "Fine"  # the failed event left no trace
-    assert state["activity"]["page_view"][0] == 1
+    assert state["company"] == "Fine"  # the failed event left no trace
+    assert state["activity.page_view.count"] == 1
 
 
 def test_parse_and_core_agree_on_the_contract_examples(engine: Engine) -> None:
@@ -276,13 +278,13 @@ def test_a_cached_state_is_used_kept_current_and_restored_after_an_error(engine:
 
     second = process_batch(broken, [_record(1, b"L1", _bytes(activity("e2", "page_view")))], no_reads, 2.0, cache)
     store.update(second.states)
-    assert cache["L1"]["activity"]["page_view"][0] == 1
+    assert cache["L1"]["activity.page_view.count"] == 1
 
     third = process_batch(broken, [_record(2, b"L1", _bytes(upsert("e3", company="Boom")))], store.get, 3.0, cache)
     assert [e.reason for _, e in third.dead_letters] == ["processing_error"]
     assert third.states == {}
     assert cache["L1"] == orjson.loads(store["L1"] or b"null")  # the failed event left no trace in the cache
-    assert cache["L1"]["profile"]["company"] == "Fine"
+    assert cache["L1"]["company"] == "Fine"
 
 
 # --- the rule language's event-time features through decide ---------------------------------------------------
@@ -420,3 +422,12 @@ def test_drift_sampling_is_off_by_default_and_the_decisions_do_not_depend_on_it(
     assert not plain.features_observed
     assert sampled.features_observed["lead_source"] == 4
     assert sampled.decisions == plain.decisions
+
+
+def test_a_status_set_by_the_producer_is_a_status_change(engine: Engine) -> None:
+    state, out = run(engine, [upsert("e1", company="Acme"), upsert("e2", status="Working")])
+    first, second = (d.decision for d in out)
+    assert (first["status"], first["action"]) == ("Open", "none")
+    assert (second["previous_status"], second["status"], second["action"]) == ("Open", "Working", "status_changed")
+    assert state is not None
+    assert state["status"] == "Working"

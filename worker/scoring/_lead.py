@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from worker.exceptions import EventError, ModelError
+from worker.exceptions import EventError, ModelError, StateError
 from worker.parse import parse_event
-from worker.state import apply_event, build_facts, event_digest, new_state
+from worker.state import apply_event, build_facts, event_digest, new_state, upgrade
 
 __all__ = ["REFERENCE_TIME", "explain_lead", "facts_from_events", "facts_from_fields", "read_lead"]
 
@@ -56,8 +56,9 @@ def facts_from_events(events: Iterable[Mapping[str, Any]]) -> dict[str, object]:
 def read_lead(path: Path) -> dict[str, object]:
     """A lead's facts from a file: JSON lines of events, one event, a stored state, or the lead's fields.
 
-    A JSON object with ``event_type`` is an event; with ``profile`` and ``lead_id`` a state as the worker stores
-    it; anything else is the ``lead`` part of a ``lead.upserted`` event (``{"lead_source": ..., "custom": {...}}``).
+    A JSON object with ``event_type`` is an event; with ``v`` and ``lead_id`` a state as the worker stores it
+    (in any layout version this leadflow reads); anything else is the ``lead`` part of a ``lead.upserted`` event
+    (``{"lead_source": ..., "custom": {...}}``).
     """
     try:
         text = path.read_text(encoding="utf-8") if str(path) != "-" else _stdin()
@@ -78,11 +79,11 @@ def read_lead(path: Path) -> dict[str, object]:
     try:
         if all("event_type" in item for item in items):
             return facts_from_events(items)
-        if len(items) == 1 and "profile" in items[0] and "lead_id" in items[0]:
+        if len(items) == 1 and "v" in items[0] and "lead_id" in items[0]:
             return _facts_of_state(items[0])
         if len(items) == 1:
             return facts_from_fields(items[0], "lead")
-    except EventError as exc:
+    except (EventError, StateError) as exc:
         msg = f"{path}: {exc}"
         raise ModelError(msg) from None
     msg = f"{path}: several JSON lines must all be events (with 'event_type')"
@@ -100,7 +101,7 @@ def _json_items(text: str) -> list[Any]:
 def _facts_of_state(state: dict[str, Any]) -> dict[str, object]:
     raw_now = state.get("updated_at")
     now = float(raw_now) if isinstance(raw_now, int | float) else REFERENCE_TIME.timestamp()
-    return build_facts({**new_state(str(state["lead_id"]), now), **state}, now, None)
+    return build_facts({**new_state(str(state["lead_id"]), now), **upgrade(state)}, now, None)  # gaps: blank
 
 
 def _stdin() -> str:

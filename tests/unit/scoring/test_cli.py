@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import v1_state
 from tests.unit.scoring.tabular_data import MAPPING, write_export
 from worker.cli import main
 from worker.scoring import default_model_path, load_model
@@ -120,19 +121,38 @@ def test_score_errors_exit_2_with_the_file_named(tmp_path: Path, capsys: pytest.
     assert "invalid.json: " in capsys.readouterr().err
 
 
-def test_score_reads_a_state_as_the_worker_stores_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from worker.state import new_state
+V1_STATE = v1_state(  # as a leadflow before layout version 2 stored it, before the history existed too
+    "L7",
+    profile={"lead_source": "Referral", "title": "VP of Sales"},
+    activity={"demo_request": [2, 1_700_000_100.0]},
+    last_activity_at=1_700_000_100.0,
+    events=3,
+)
+del V1_STATE["history"]
 
-    state = new_state("L7", 1_700_000_000.0)
-    state["profile"] = {"lead_source": "Referral", "title": "VP of Sales"}
-    state["activity"] = {"demo_request": [2, 1_700_000_100.0]}
-    del state["history"]  # a state stored before the history existed still reads
+
+@pytest.mark.parametrize("layout", ["current", "version 1"])
+def test_score_reads_a_state_as_the_worker_stores_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str
+) -> None:
+    from worker.state import upgrade
+
+    state = upgrade(V1_STATE) if layout == "current" else V1_STATE
     lead = tmp_path / "state.json"
     lead.write_text(json.dumps(state), encoding="utf-8")
     assert main(["score", "--lead", str(lead), "--top", "3"]) == 0
     printed = capsys.readouterr().out
     assert "demo requests: 2 (+" in printed
     assert "lead source = Referral (+" in printed
+
+
+def test_score_refuses_a_state_of_a_newer_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lead = tmp_path / "state.json"
+    lead.write_text(json.dumps({**V1_STATE, "v": 9}), encoding="utf-8")
+    assert main(["score", "--lead", str(lead)]) == 2
+    err = capsys.readouterr().err
+    assert "state.json: stored state of lead 'L7' has layout version 9" in err
+    assert "reads versions 1 and 2" in err
 
 
 def test_train_synthetic_still_works_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from worker import ids
 from worker.events import KNOWN_ACTIVITY_TYPES, Activity, LeadActivity, LeadFields, LeadUpserted
 from worker.rules._loader import Loc, Source
-from worker.state import LeadState, new_state
+from worker.state import HISTORY_FACT, LeadState, new_state
 
 __all__ = [
     "DEFAULT_AT",
@@ -170,19 +170,23 @@ def build_state(
     """The state a lead described by ``given`` would have just before an event at ``at``."""
     now = at.timestamp()
     state = new_state(lead_id, now)
-    state["profile"] = {k: v for k, v in profile.items() if v is not None}
-    state["custom"] = dict(given.custom)
+    state.update((k, v) for k, v in profile.items() if v is not None)
+    state.update(("custom." + k, v) for k, v in given.custom.items())
     last: float | None = None
+    total = 0
     for kind, item in acts.items():
         when = now
         if item.at is not None:
             when = item.at.timestamp()
         elif item.days_ago is not None:
             when = now - item.days_ago * 86400.0
-        state["activity"][kind] = [item.count, when]
+        state[f"activity.{kind}.count"] = item.count
+        state[f"activity.{kind}.last_at"] = when
+        total += item.count
         # the per-day history that windowed counts read: all of them on the day of the last one
-        state.setdefault("history", {})[kind] = [[int(when // 86400.0), item.count]]
+        state[HISTORY_FACT][kind] = [[int(when // 86400.0), item.count]]
         last = when if last is None else max(last, when)
+    state["activity.total"] = total
     state["last_activity_at"] = last
     state["status"] = given.status
     state["points"] = given.points
