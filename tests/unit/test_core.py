@@ -431,3 +431,22 @@ def test_a_status_set_by_the_producer_is_a_status_change(engine: Engine) -> None
     assert (second["previous_status"], second["status"], second["action"]) == ("Open", "Working", "status_changed")
     assert state is not None
     assert state["status"] == "Working"
+
+
+def test_a_stored_state_this_version_cannot_read_sends_its_events_to_the_dead_letters(engine: Engine) -> None:
+    newer = orjson.dumps({"v": 9, "lead_id": "L1", "whatever": 1})
+
+    def load(lead_id: str) -> bytes | None:
+        return newer if lead_id == "L1" else None
+
+    records = [
+        _record(0, b"L1", _bytes(activity("e1", "page_view"))),
+        _record(1, b"L2", _bytes(activity("e2", "page_view", lead_id="L2"))),
+    ]
+    result = process_batch(engine, records, load, 1.0)
+    [(record, error)] = result.dead_letters
+    assert record.offset == 0
+    assert error.reason == "processing_error"
+    assert "lead 'L1' has layout version 9" in str(error)
+    assert [key for key, _ in result.decisions] == [b"L2"]  # other leads go on
+    assert "L1" not in result.states  # the unreadable state is left as it is
