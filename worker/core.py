@@ -240,7 +240,6 @@ def _convert(
     if spec is None:  # the compiler resolves defaults for converting rules; this is a guard
         msg = f"qualification rule {rule.id!r} converts but has no opportunity spec"
         raise AssertionError(msg)
-    profile: LeadState = state  # the lead's fields are the state's own keys
     lead_id = event.lead_id
     opp_id = ids.opportunity_id(lead_id)
     amount = spec.amount(facts)
@@ -249,7 +248,7 @@ def _convert(
     owner_id = spec.owner_id
     queue = spec.queue
     if owner_id is None and queue is None:
-        owner_id = profile.get("owner_id")
+        owner_id = state.get("owner_id")
         if owner_id is None:
             queue = engine.ruleset.conversion.queue
     converted_at = event.occurred_at
@@ -257,7 +256,7 @@ def _convert(
     state["converted"] = True
     state["opportunity_id"] = opp_id
     state["converted_at"] = converted_at.timestamp()
-    company = profile.get("company") or " ".join(p for p in (profile.get("first_name"), profile.get("last_name")) if p)
+    company = state.get("company") or " ".join(p for p in (state.get("first_name"), state.get("last_name")) if p)
     return {
         "schema_version": 1,
         "event_type": "opportunity.created",
@@ -267,19 +266,19 @@ def _convert(
         "name": spec.name(facts),
         "account": {
             "name": company or lead_id,
-            "industry": profile.get("industry"),
-            "annual_revenue": profile.get("annual_revenue"),
-            "number_of_employees": profile.get("number_of_employees"),
-            "country": profile.get("country"),
-            "state": profile.get("state"),
-            "website": profile.get("website"),
+            "industry": state.get("industry"),
+            "annual_revenue": state.get("annual_revenue"),
+            "number_of_employees": state.get("number_of_employees"),
+            "country": state.get("country"),
+            "state": state.get("state"),
+            "website": state.get("website"),
         },
         "contact": {
-            "first_name": profile.get("first_name"),
-            "last_name": profile.get("last_name"),
-            "email": profile.get("email"),
-            "phone": profile.get("phone"),
-            "title": profile.get("title"),
+            "first_name": state.get("first_name"),
+            "last_name": state.get("last_name"),
+            "email": state.get("email"),
+            "phone": state.get("phone"),
+            "title": state.get("title"),
         },
         "stage_name": stage.name,
         "probability": probability,
@@ -287,7 +286,7 @@ def _convert(
         "amount": amount,
         "expected_revenue": None if amount is None else round(amount * probability / 100, 2),
         "close_date": close_date.isoformat(),
-        "lead_source": profile.get("lead_source"),
+        "lead_source": state.get("lead_source"),
         "owner_id": owner_id,
         "queue": queue,
         "score": score,
