@@ -11,7 +11,10 @@ Kinds:
 - ``numeric``: a number; missing or non-numeric → ``missing`` (a raw value), then clipped to ``clip`` and
   transformed (``identity`` or ``log1p``); with ``missing_indicator`` a second 0/1 column says it was missing;
   with ``bins`` (ascending edges on the clipped raw value) one more 0/1 column per bin, so that the
-  contribution can bend where a straight line cannot (a number's group stays one factor).
+  contribution can bend where a straight line cannot (a number's group stays one factor); with ``knots``
+  (ascending points on the clipped raw value) one column per knot, the weights of linear interpolation between
+  the two knots around the value (on the transformed scale), so that the contribution is a continuous curve
+  through one learned value per knot, flat beyond the first and the last.
 - ``categorical``: text normalised with strip + lowercase; one column per learned level, plus ``(other)`` and
   ``(missing)``; values in ``missing_values`` (placeholders such as "Select" or "N/A") count as missing.
 - ``flag``: yes/no, from a boolean, 1/0 or text (yes/no, y/n, true/false, 1/0); one-hot over yes, no and
@@ -158,6 +161,7 @@ class Numeric:
     missing: float = 0.0
     missing_indicator: bool = False
     bins: tuple[float, ...] = ()
+    knots: tuple[float, ...] = ()
     kind: Literal["numeric"] = field(default="numeric", init=False)
 
     @property
@@ -165,6 +169,7 @@ class Numeric:
         columns = [self.name, self.name + "|missing"] if self.missing_indicator else [self.name]
         if self.bins:
             columns += [f"{self.name}|bin{k}" for k in range(len(self.bins) + 1)]
+        columns += [f"{self.name}|knot{k}" for k in range(len(self.knots))]
         return tuple(columns)
 
     def clipped(self, facts: Mapping[str, object]) -> tuple[float, bool]:
@@ -180,20 +185,44 @@ class Numeric:
     def value(self, facts: Mapping[str, object]) -> tuple[float, bool]:
         """(transformed value, whether the fact was missing)."""
         x, missing = self.clipped(facts)
-        if self.transform == "log1p":
-            x = math.log1p(x)
-        return x, missing
+        return self.transformed(x), missing
+
+    def transformed(self, x: float) -> float:
+        """A clipped raw value on the model's scale (``log1p`` or as is)."""
+        return math.log1p(x) if self.transform == "log1p" else x
 
     def bin_of(self, x: float) -> int:
         """Which bin a clipped raw value falls in: the number of edges <= x."""
         return bisect.bisect_right(self.bins, x)
 
+    def knot_weights(self, x: float) -> tuple[int, float]:
+        """(k, w) for a clipped raw value: weight 1 − w on knot k and w on knot k + 1, on the transformed scale.
+
+        Below the first knot all weight is on it (k = 0, w = 0), from the last knot on, on the last one.
+        """
+        knots = self.knots
+        if x <= knots[0]:
+            return 0, 0.0
+        if x >= knots[-1]:
+            return len(knots) - 2, 1.0
+        k = bisect.bisect_right(knots, x) - 1
+        lo, hi = self.transformed(knots[k]), self.transformed(knots[k + 1])
+        return k, (self.transformed(x) - lo) / (hi - lo)
+
     def encode(self, facts: Mapping[str, object]) -> list[float]:
         x, missing = self.value(facts)
         out = [x, 1.0 if missing else 0.0] if self.missing_indicator else [x]
-        if self.bins:
-            hit = self.bin_of(self.clipped(facts)[0])
-            out += [1.0 if k == hit else 0.0 for k in range(len(self.bins) + 1)]
+        if self.bins or self.knots:
+            raw = self.clipped(facts)[0]
+            if self.bins:
+                hit = self.bin_of(raw)
+                out += [1.0 if k == hit else 0.0 for k in range(len(self.bins) + 1)]
+            if self.knots:
+                at = [0.0] * len(self.knots)
+                k, w = self.knot_weights(raw)
+                at[k] += 1.0 - w
+                at[k + 1] += w
+                out += at
         return out
 
     def describe(self, facts: Mapping[str, object]) -> str:
@@ -220,6 +249,7 @@ class Numeric:
             "missing": self.missing,
             "missing_indicator": self.missing_indicator,
             **({"bins": list(self.bins)} if self.bins else {}),
+            **({"knots": list(self.knots)} if self.knots else {}),
         }
 
 
@@ -555,6 +585,22 @@ def feature_from_dict(data: object, where: str) -> Feature:
         if not (isinstance(bins, list) and all(_is_number(b) for b in bins) and bins == sorted(set(bins))):
             msg = f"{where}: bins must be a list of strictly ascending finite numbers, got {bins!r:.120}"
             raise ModelError(msg)
+        knots = data.get("knots", [])
+        if not (
+            isinstance(knots, list)
+            and len(knots) != 1
+            and all(_is_number(k) for k in knots)
+            and knots == sorted(set(knots))
+        ):
+            msg = f"{where}: knots must be a list of at least 2 strictly ascending finite numbers, got {knots!r:.120}"
+            raise ModelError(msg)
+        if knots and transform == "log1p" and float(knots[0]) <= -1.0:
+            msg = f"{where}: log1p needs knots > -1, got {knots[0]!r}"
+            raise ModelError(msg)
+        scaled = [math.log1p(k) if transform == "log1p" else float(k) for k in knots]
+        if scaled != sorted(set(scaled)):
+            msg = f"{where}: knots must stay distinct after {transform}, got {knots!r:.120}"
+            raise ModelError(msg)
         return Numeric(
             name,
             path,
@@ -564,6 +610,7 @@ def feature_from_dict(data: object, where: str) -> Feature:
             missing=float(missing),
             missing_indicator=indicator,
             bins=tuple(float(b) for b in bins),
+            knots=tuple(float(k) for k in knots),
         )
     if kind == "categorical":
         levels = _texts(data, "levels", where)

@@ -56,7 +56,7 @@ _TOP_KEYS = (
     "calibration",
     "model",
 )
-_COLUMN_KEYS = ("field", "kind", "label", "bins", "transform")
+_COLUMN_KEYS = ("field", "kind", "label", "bins", "knots", "transform")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,7 @@ class Column:
     label: str
     bins: int = 10  # numeric: quantile bins on top of the line (0: a straight line only)
     transform: Literal["auto", "identity", "log1p"] = "auto"
+    knots: int = 0  # numeric: a curve through this many quantiles on top of the line (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +369,10 @@ def _columns(raw: object, p: _Problems) -> list[Column]:
         if not isinstance(bins, int) or isinstance(bins, bool) or not 0 <= bins <= 50 or bins == 1:
             p.add(f"{where}: 'bins' must be 0 (a line) or 2-50, got {bins!r}", column=column, key=f"{where}.bins")
             bins = 0
+        knots = entry.get("knots", 0)
+        if not isinstance(knots, int) or isinstance(knots, bool) or not (knots == 0 or 3 <= knots <= 50):
+            p.add(f"{where}: 'knots' must be 0 (none) or 3-50, got {knots!r}", column=column, key=f"{where}.knots")
+            knots = 0
         transform = entry.get("transform", "auto")
         if transform not in ("auto", "identity", "log1p"):
             p.add(
@@ -376,7 +381,7 @@ def _columns(raw: object, p: _Problems) -> list[Column]:
                 key=f"{where}.transform",
             )
             transform = "auto"
-        out.append(Column(column, target, kind, label.strip(), bins, transform))
+        out.append(Column(column, target, kind, label.strip(), bins, transform, knots))
     return out
 
 

@@ -5,12 +5,14 @@ Plain Python over the JSON (no numpy, no scikit-learn): a logistic regression on
     logit = baseline + Σ_group contribution_group,   contribution = Σ_columns coef × (x − mean) / scale
 
 where ``baseline`` is the intercept, i.e. the logit of the mean lead. At load time each feature group is folded
-into a lookup table (one-hot groups) or a line ``a·x + b`` (numbers), and the whole model into one generated
-straight-line function (:func:`_generate`), so that scoring plus factors stay within a few microseconds.
+into a lookup table (one-hot groups), a line ``a·x + b`` (numbers) or one such line per stretch between a
+number's bin edges and knots, and the whole model into one generated straight-line function (:func:`_generate`),
+so that scoring plus factors stay within a few microseconds.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import hashlib
 import json
@@ -41,8 +43,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "Model", "Score", "Weights", "default_mod
 logger = logging.getLogger(__name__)
 
 FORMAT = "leadflow.model"
-FORMAT_VERSION = 2  # 2 added the ``cross`` feature kind
-_FIRST_VERSION = {"cross": 2}  # a file is written with the lowest version that reads it: 1 without crosses
+FORMAT_VERSION = 3  # 2 added the ``cross`` feature kind, 3 ``knots`` on numbers
 _CACHE_LIMIT = 4096
 _KNOWN_KEYS = ("format", "format_version", "name", "intercept", "features", "training")
 
@@ -137,7 +138,7 @@ class Model:
             features.append(entry)
         return {
             "format": FORMAT,
-            "format_version": max((_FIRST_VERSION.get(f.kind, 1) for f in self.features), default=1),
+            "format_version": max((_first_version(f)[0] for f in self.features), default=1),
             "name": self.name,
             "intercept": self.intercept,
             "features": features,
@@ -193,9 +194,9 @@ class Model:
             if isinstance(raw, dict) and isinstance(raw.get("name"), str):
                 where += f" ({raw['name']!r})"
             feature = feature_from_dict(raw, where)
-            needs = _FIRST_VERSION.get(feature.kind, 1)
+            needs, what = _first_version(feature)
             if needs > version:
-                msg = f"{where}: kind {feature.kind!r} needs format_version {needs}, got {version}"
+                msg = f"{where}: {what} needs format_version {needs}, got {version}"
                 raise ModelError(msg)
             if feature.name in seen:
                 msg = f"{where}: duplicate feature name {feature.name!r}"
@@ -240,6 +241,16 @@ def default_model_path() -> Path:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _first_version(feature: Feature) -> tuple[int, str]:
+    """The lowest format version that reads ``feature``, and what needs it; a file is written with the lowest
+    version that reads all its features, so a model without crosses or knots stays readable by older leadflows."""
+    if isinstance(feature, Cross):
+        return 2, "kind 'cross'"
+    if isinstance(feature, Numeric) and feature.knots:
+        return 3, "'knots'"
+    return 1, f"kind {feature.kind!r}"
+
+
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -262,6 +273,16 @@ def _weights_from(raw: Mapping[str, object], n: int, where: str) -> Weights:
     return Weights(*arrays)
 
 
+class _Pieces(NamedTuple):
+    """A number's contribution on [lo, hi]: ``base + a·x + b``, x transformed, (a, b) = lines[bisect(breaks, raw)]."""
+
+    lo: float
+    hi: float
+    base: float
+    breaks: tuple[float, ...]
+    lines: tuple[tuple[float, float], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     """One feature group folded into a function, plus what the generated fast path inlines."""
@@ -272,6 +293,7 @@ class _Compiled:
     when_missing: float  # the contribution when the fact is absent (None)
     cache: dict[str, float] | None = None  # text features: raw text -> contribution, filled by ``scorer``
     line: tuple[float, float, float, float] | None = None  # numbers in [lo, hi]: (lo, hi, slope, offset)
+    pieces: _Pieces | None = None  # numbers in [lo, hi] with bins or knots: a line per stretch between breaks
     log1p: bool = False
     direct: bool = False  # no fast path on the fact at ``path`` (a cross reads two): always call ``scorer``
 
@@ -285,8 +307,8 @@ def _compile(feature: Feature, weights: Weights) -> _Compiled:
     slopes = [c / s for c, s in zip(weights.coef, weights.scale, strict=True)]
     offsets = [-w * m for w, m in zip(slopes, weights.mean, strict=True)]  # contribution of a column at x = 0
     if isinstance(feature, Numeric):
-        if feature.bins:
-            return _compile_binned(feature, slopes, offsets)
+        if feature.bins or feature.knots:
+            return _compile_piecewise(feature, slopes, offsets)
         return _compile_numeric(feature, slopes, offsets)
     if isinstance(feature, FreeEmail):
         return _compile_free_email(feature, slopes[0] + offsets[0], offsets[0])
@@ -303,7 +325,13 @@ def _generate(compiled: list[_Compiled], intercept: float) -> Callable[[Mapping[
     The source holds only generated identifiers (``path_3``, ``c_3``...); every value from the model file
     (paths, names, weights) is passed in the namespace, never pasted into the code.
     """
-    namespace: dict[str, Any] = {"Score": Score, "exp": math.exp, "log1p": math.log1p, "intercept": intercept}
+    namespace: dict[str, Any] = {
+        "Score": Score,
+        "exp": math.exp,
+        "log1p": math.log1p,
+        "bisect": bisect.bisect_right,
+        "intercept": intercept,
+    }
     lines = ["def score(facts):", "    get = facts.get"]
     for i, part in enumerate(compiled):
         namespace.update({f"path_{i}": part.path, f"name_{i}": part.name, f"scorer_{i}": part.scorer})
@@ -319,6 +347,18 @@ def _generate(compiled: list[_Compiled], intercept: float) -> Callable[[Mapping[
             lines += [
                 f"    elif (type(raw) is int or type(raw) is float) and lo_{i} <= raw <= hi_{i}:",
                 f"        c_{i} = slope_{i} * {x} + offset_{i}",
+                "    else:",
+                f"        c_{i} = scorer_{i}(facts)",
+            ]
+        elif part.pieces is not None:
+            lo, hi, base, breaks, pieces = part.pieces
+            namespace.update({f"lo_{i}": lo, f"hi_{i}": hi, f"base_{i}": base})
+            namespace.update({f"breaks_{i}": breaks, f"lines_{i}": pieces})
+            x = "log1p(raw)" if part.log1p else "raw"
+            lines += [
+                f"    elif (type(raw) is int or type(raw) is float) and lo_{i} <= raw <= hi_{i}:",
+                f"        a, b = lines_{i}[bisect(breaks_{i}, raw)]",
+                f"        c_{i} = base_{i} + a * {x} + b",
                 "    else:",
                 f"        c_{i} = scorer_{i}(facts)",
             ]
@@ -475,19 +515,46 @@ def _compile_numeric(feature: Numeric, slopes: list[float], offsets: list[float]
     )
 
 
-def _compile_binned(feature: Numeric, slopes: list[float], offsets: list[float]) -> _Compiled:
-    """A number with bins: one line per bin (the linear column plus that bin's constant), missing as its own."""
-    n_bins = len(feature.bins) + 1
-    first_bin = 2 if feature.missing_indicator else 1
-    slope = slopes[0]
-    base = math.fsum(offsets)  # every column at 0
-    on_bin = [slopes[first_bin + k] for k in range(n_bins)]
-    indicator_on = slopes[1] if feature.missing_indicator else 0.0
-    value, clipped, bin_of = feature.value, feature.clipped, feature.bin_of
+def _compile_piecewise(feature: Numeric, slopes: list[float], offsets: list[float]) -> _Compiled:
+    """A number with bins and/or knots: between two breaks (bin edges, knots) its contribution is one line.
 
-    def binned(facts: Mapping[str, object]) -> float:
-        x, missing = value(facts)
-        contribution = base + slope * x + on_bin[bin_of(clipped(facts)[0])]
+    On a stretch the bin is fixed and the value lies between the same two knots, whose columns are 1 − w and w
+    with w linear in x; so the line column, that bin's constant and the two knots' columns sum to one line
+    ``base + a·x + b`` (``base`` first, so that a model with bins only sums in the order it always has).
+    """
+    first = 2 if feature.missing_indicator else 1
+    n_bins = len(feature.bins) + 1 if feature.bins else 0
+    on_bin, on_knot = slopes[first : first + n_bins], slopes[first + n_bins :]
+    base = math.fsum(offsets)  # every column at 0
+    knots, scaled = feature.knots, [feature.transformed(k) for k in feature.knots]
+    breaks = tuple(sorted({*feature.bins, *knots}))
+    pieces: list[tuple[float, float]] = []
+    for s in range(len(breaks) + 1):
+        at = breaks[s - 1] if s else -math.inf  # a point of the stretch: every break <= it is <= the whole stretch
+        a, b = slopes[0], on_bin[feature.bin_of(at)] if n_bins else 0.0
+        if knots:
+            if at < knots[0] or at >= knots[-1]:
+                b += on_knot[0] if at < knots[0] else on_knot[-1]
+            else:
+                k = bisect.bisect_right(knots, at) - 1
+                step = (on_knot[k + 1] - on_knot[k]) / (scaled[k + 1] - scaled[k])
+                a, b = a + step, b + on_knot[k] - step * scaled[k]
+        pieces.append((a, b))
+    indicator_on = slopes[1] if feature.missing_indicator else 0.0
+    clipped, transformed = feature.clipped, feature.transformed
+
+    def piecewise(facts: Mapping[str, object]) -> float:
+        raw, missing = clipped(facts)
+        a, b = pieces[bisect.bisect_right(breaks, raw)]
+        contribution = base + a * transformed(raw) + b
         return contribution + indicator_on if missing else contribution
 
-    return _Compiled(feature.name, feature.path, binned, binned({}))
+    lo, hi = feature.clip
+    return _Compiled(
+        feature.name,
+        feature.path,
+        piecewise,
+        piecewise({}),
+        pieces=_Pieces(lo, hi, base, breaks, tuple(pieces)),
+        log1p=feature.transform == "log1p",
+    )

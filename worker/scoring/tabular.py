@@ -119,7 +119,8 @@ def _table(rows: Mapping[str, Mapping[str, Any]]) -> str:
 def _features(
     columns: Sequence[Column], train: Sequence[Mapping[str, object]], missing: frozenset[str]
 ) -> list[Feature]:
-    """One feature per mapped column, reading the fact the column became; numbers get bins from the training rows."""
+    """One feature per mapped column, reading the fact the column became; numbers get bins and knots at quantiles of
+    the training rows (knots from the smallest to the largest value)."""
     out: list[Feature] = []
     for column in columns:
         name, path, label = column.field, column.field, column.label
@@ -135,6 +136,8 @@ def _features(
                 sorted({values[len(values) * k // column.bins] for k in range(1, column.bins)}) if column.bins else []
             )
             edges = [e for e in edges if lo < e <= hi]
+            k = column.knots
+            knots = sorted({values[(len(values) - 1) * i // (k - 1)] for i in range(k)}) if k else []
             out.append(
                 Numeric(
                     name,
@@ -145,6 +148,7 @@ def _features(
                     missing=values[len(values) // 2],
                     missing_indicator=len(values) < len(train),
                     bins=tuple(edges),
+                    knots=tuple(knots) if len(knots) >= 2 else (),
                 )
             )
         elif column.kind in ("yes_no", "boolean"):

@@ -402,6 +402,8 @@ def fit(
 
     With ``scale_indicators=False`` the 0/1 columns of text and yes/no features are centred but not scaled: a
     value only a handful of rows have then gets a penalised, modest weight instead of one as large as its rarity.
+    A number's knot columns (weights between 0 and 1) are treated alike: the penalty then acts on the curve's
+    value at each knot on the scale of the contribution itself, shrinking it towards the line where few rows are.
     """
     import numpy as np
     import sklearn
@@ -419,6 +421,8 @@ def fit(
             n = len(feature.columns)
             if not isinstance(feature, Numeric):
                 scale[i : i + n] = 1.0
+            elif feature.knots:
+                scale[i + n - len(feature.knots) : i + n] = 1.0
             i += n
     estimator = LogisticRegression(C=c, max_iter=2000, tol=tol)
     estimator.fit((x - mean) / scale, y)

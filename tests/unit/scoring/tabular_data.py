@@ -7,6 +7,14 @@ import datetime as dt
 import math
 import random
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.core import Engine, decide
+from worker.events import LeadFields, LeadUpserted
+from worker.rules import default_ruleset_path, load_ruleset
+from worker.scoring import Model, TableReport, parse_mapping, train_table
 
 HEADER = ["Lead ID", "Created", "Origin", "Source", "Visits", "Newsletter", "Sales Tag", "Notes", "Converted"]
 
@@ -50,3 +58,25 @@ def write_export(path: Path, n: int = 600, seed: int = 5) -> Path:
             row = [f"P{i:04d}", created, origin, source, visits, newsletter, tag, notes, "Yes" if converted else "No"]
             writer.writerow(row)
     return path
+
+
+def train_export(factory: pytest.TempPathFactory, mapping: str) -> tuple[TableReport, Path]:
+    """A model trained with ``mapping`` (YAML text) on a fresh export, and the folder its files were written to."""
+    export = write_export(factory.mktemp("export") / "leads.csv")
+    out = factory.mktemp("model")
+    return train_table(export, parse_mapping(mapping), out, progress=False), out
+
+
+def served_score(model: Model, fields: dict[str, Any], lead_id: str) -> float:
+    """The score the worker's core decides for a ``lead.upserted`` event carrying ``fields``."""
+    engine = Engine(ruleset=load_ruleset(default_ruleset_path()), model=model)
+    event = LeadUpserted(
+        event_id=f"e-{lead_id}",
+        occurred_at=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+        lead_id=lead_id,
+        event_type="lead.upserted",
+        lead=LeadFields(**fields),
+    )
+    _, decided = decide(engine, None, event, decided_at=0.0)
+    score: float = decided.decision["score"]
+    return score

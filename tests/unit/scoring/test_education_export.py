@@ -23,7 +23,7 @@ def test_the_shipped_mapping_trains_on_the_education_export_and_beats_both_basel
     report = train_table(EXPORT, mapping, progress=False)
     m = report.metrics
     assert report.n_rows == 9240
-    assert m["model"]["roc_auc"] > 0.89  # 0.8937 at seed 42: short of the 0.90 target (docs/MODEL.md)
+    assert m["model"]["roc_auc"] > 0.89  # 0.8944 at seed 42: short of the 0.90 target (docs/MODEL.md)
     for baseline in ("naive Bayes (Odoo)", "points"):
         assert m["model"]["roc_auc"] > m[baseline]["roc_auc"]
         assert m["model"]["log_loss"] < m[baseline]["log_loss"]

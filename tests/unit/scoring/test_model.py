@@ -164,7 +164,7 @@ def _feature_change(index: int, **changes: Any) -> dict[str, Any]:
         ("{not json", "not JSON"),
         ("[1, 2]", "a model is a JSON object, got list"),
         (_with(format="sklearn-pickle"), "'format' is 'sklearn-pickle', expected 'leadflow.model'"),
-        (_with(format_version=3), "format_version 3 is not supported"),
+        (_with(format_version=4), "format_version 4 is not supported"),
         (_with(intercept=None), "missing field 'intercept'"),
         (_with(features=None, name=None), "missing fields 'name', 'features'"),
         (_with(weights=[1]), "unknown field(s) 'weights'"),
