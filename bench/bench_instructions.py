@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ def count(stage: str, passes: int, leads: int, batch: int) -> tuple[int, int]:
     """Instructions of a whole process that prepares the sample and runs ``stage`` ``passes`` times, and the
     sample's number of events."""
     cmd = [
+        *(["setarch", platform.machine(), "--addr-no-randomize"] if shutil.which("setarch") else []),
         "valgrind",
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
@@ -45,7 +47,8 @@ def count(stage: str, passes: int, leads: int, batch: int) -> tuple[int, int]:
         "--batch",
         str(batch),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ})
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # string hashes, hence dict layouts, the same in every run
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise SystemExit(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
