@@ -7,7 +7,7 @@ Layout (``STATE_VERSION`` 2): flat, keyed by the fact paths that rules and the m
 an event are a copy of the state plus what the event itself says (:func:`build_facts`)::
 
     {"v": 2, "lead_id": str,
-     <field>: value,                       # standard lead fields that are set (never None), "status" included
+     <field>: value,                       # standard lead fields that are set (never None); status below
      "custom.<name>": scalar,              # org-specific fields that are set
      "activity.<type>.count": int,         # engagement counters ...
      "activity.<type>.last_at": float,     # ... with the last time seen
@@ -67,11 +67,6 @@ _DAY = 86400.0
 _NOTHING_CHANGED: frozenset[str] = frozenset()
 
 PROFILE_FIELDS: tuple[str, ...] = tuple(f for f in LeadFields.model_fields if f != "custom")
-_BOOKKEEPING = frozenset({"v", "lead_id", "recent", "events", "first_seen_at", "updated_at"})
-_CLASH = _BOOKKEEPING.intersection(PROFILE_FIELDS)
-if _CLASH:  # pragma: no cover - a guard for whoever adds a lead field
-    _msg = f"lead fields {sorted(_CLASH)!r} clash with the state's own keys"
-    raise AssertionError(_msg)
 
 
 def new_state(lead_id: str, now: float) -> LeadState:
@@ -93,6 +88,16 @@ def new_state(lead_id: str, now: float) -> LeadState:
         "first_seen_at": now,
         "updated_at": now,
     }
+
+
+_OWN_KEYS = frozenset(new_state("", 0.0)) - {"status"}  # the state's keys that are not lead fields
+if _OWN_KEYS.intersection(PROFILE_FIELDS):  # pragma: no cover - a guard for whoever adds a lead field
+    _msg = f"lead fields {sorted(_OWN_KEYS.intersection(PROFILE_FIELDS))!r} clash with the state's own keys"
+    raise AssertionError(_msg)
+_CARRIED = (  # what layout 1 kept under the same keys
+    *("last_activity_at", "status", "points", "score", "converted", "opportunity_id", "converted_at"),
+    *("recent", "events", "updated_at"),
+)
 
 
 def decode_state(raw: bytes) -> LeadState:
@@ -130,12 +135,7 @@ def upgrade(state: Any) -> LeadState:
         total += count
     out["activity.total"] = total
     out[HISTORY_FACT] = state.get("history") or {}  # a state stored before the history existed has none
-    for key in ("last_activity_at", "status", "points", "score", "converted", "opportunity_id", "converted_at"):
-        if key in state:
-            out[key] = state[key]
-    for key in ("recent", "events", "updated_at"):
-        if key in state:
-            out[key] = state[key]
+    out.update((key, state[key]) for key in _CARRIED if key in state)
     return out
 
 
