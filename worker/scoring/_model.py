@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ _KNOWN_KEYS = ("format", "format_version", "name", "intercept", "features", "tra
 _Scorer = Callable[[Mapping[str, object]], float]
 _Labeller = Callable[[Mapping[str, object], float], tuple[str, float]]
 _CACHEABLE = (str, int, float)  # hashable fact values whose factor label can be remembered
+_first = operator.itemgetter(0)
 
 
 class ScoreMemo:
@@ -208,20 +210,18 @@ class Model:
         """
         if memo is not None and not memo.reshow and memo.top == top:
             return list(memo.shown)
-        values, names = score.values, score.names
-        ranked = sorted(range(len(values)), key=values.__getitem__)  # most negative first, most positive last
+        ranked = sorted(zip(score.values, score.names, strict=True), key=_first)  # most negative first
         i, j = 0, len(ranked) - 1
         labellers = self._labellers
         labels = None if memo is None else memo.labels
         smallest = math.inf
         out: list[dict[str, Any]] = []
         for _ in range(min(top, len(ranked))):
-            low, high = values[ranked[i]], values[ranked[j]]
-            if -low > high:
-                name, contribution = names[ranked[i]], low
+            if -ranked[i][0] > ranked[j][0]:
+                contribution, name = ranked[i]
                 i += 1
             else:
-                name, contribution = names[ranked[j]], high
+                contribution, name = ranked[j]
                 j -= 1
             if labels is None:
                 label, rounded = labellers[name](facts, contribution)
