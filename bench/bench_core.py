@@ -5,10 +5,7 @@ Stages, each timed over the same events:
   merge      the event merged into the lead's state, and the flat facts built from it
   rules      Ruleset.evaluate on precomputed facts
   score      Model.score + Model.factors on precomputed facts
-  decide     state merge + facts + score + rules + decision/opportunity dicts (events already parsed), each
-             lead's Memo kept as the worker keeps it: rules and feature groups are computed again only when
-             an event changed what they read
-  decide-afresh  the same without memos: every rule and feature group computed for every event
+  decide     state merge + facts + score + rules + decision/opportunity dicts (events already parsed)
   batch      process_batch as the worker runs it: bytes in, JSON bytes out, 500 events a batch, states serialised
              at the end of each batch and kept decoded in the worker's state cache between batches, with the
              drift sample of the worker's default settings (features checked on 1 event in 10)
@@ -31,7 +28,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.core import Engine, Memo, Record, decide, process_batch  # noqa: E402
+from worker.core import Engine, Record, decide, process_batch  # noqa: E402
 from worker.parse import parse_event  # noqa: E402
 from worker.rules import default_ruleset_path, load_ruleset  # noqa: E402
 from worker.scoring import default_model_path, generate, load_model  # noqa: E402
@@ -94,16 +91,6 @@ def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engin
 
     def run_decide() -> None:
         live: dict[str, dict[str, object]] = {}
-        memos: dict[str, Memo] = {}
-        for event in parsed:
-            memo = memos.get(event.lead_id)
-            if memo is None:
-                memo = memos[event.lead_id] = Memo()
-            state, _ = decide(engine, live.get(event.lead_id), event, 1.0, memo)
-            live[event.lead_id] = state
-
-    def run_decide_afresh() -> None:
-        live: dict[str, dict[str, object]] = {}
         for event in parsed:
             state, _ = decide(engine, live.get(event.lead_id), event, 1.0)
             live[event.lead_id] = state
@@ -113,10 +100,10 @@ def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engin
     def run_batch() -> None:
         store: dict[str, bytes] = {}
         cache: dict[str, dict[str, object]] = {}
-        memos: dict[str, Memo] = {}
         for start in range(0, n, batch):
-            chunk = records[start : start + batch]
-            result = process_batch(engine, chunk, store.get, 1.0, cache, drift_sample=drift_sample, memos=memos)
+            result = process_batch(
+                engine, records[start : start + batch], store.get, 1.0, cache, drift_sample=drift_sample
+            )
             store.update(result.states)
 
     stages = {
@@ -125,7 +112,6 @@ def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engin
         "rules": run_rules,
         "score": run_score,
         "decide": run_decide,
-        "decide-afresh": run_decide_afresh,
         "batch": run_batch,
     }
     return n, engine, stages
@@ -148,7 +134,7 @@ def main() -> None:
     gc.freeze()
     for name, fn in stages.items():
         rate = best_rate(n, fn, args.repeat)
-        print(f"  {name:<13} {rate:>12,.0f} events/s   {1e6 / rate:7.2f} µs/event")
+        print(f"  {name:<8} {rate:>12,.0f} events/s   {1e6 / rate:7.2f} µs/event")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from worker._transport import LeadflowTransport
 from worker.accounts import AccountFeed
 from worker.artifacts import ArtifactKind
 from worker.control import ControlSnapshot, follow_control
-from worker.core import BatchResult, Engine, Memo, process_batch
+from worker.core import BatchResult, Engine, process_batch
 from worker.exceptions import ConfigError
 from worker.metrics import Metrics, observe_many
 from worker.reload import FileWatch, Reloader
@@ -70,7 +70,6 @@ class BatchHandler:
         self.outbox = outbox
         self.table: Any = None
         self._state_cache: dict[str, LeadState] = {}
-        self._memos: dict[str, Memo] = {}  # beside the cache: what each cached lead's last decision computed
         self._cache_generation: int | None = None
         self._inflight: list[Prepared] = []
 
@@ -100,13 +99,7 @@ class BatchHandler:
 
         started = time.perf_counter()
         result = process_batch(
-            self.engine,
-            messages,
-            load_state,
-            time.time(),
-            cache,
-            drift_sample=self.settings.drift_sample,
-            memos=self._memos if cache is not None else None,
+            self.engine, messages, load_state, time.time(), cache, drift_sample=self.settings.drift_sample
         )
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(messages))
@@ -140,11 +133,9 @@ class BatchHandler:
         if changed or len(cache) > self.settings.state_cache_size:
             keep = {lead_id for p in self._inflight for lead_id in p.result.states}
             drop = list(cache) if changed else list(itertools.islice(cache, len(cache) // 2))
-            memos = self._memos
             for lead_id in drop:
                 if lead_id not in keep:
                     del cache[lead_id]
-                    memos.pop(lead_id, None)
             self._cache_generation = generation
         return cache
 

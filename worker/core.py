@@ -22,15 +22,14 @@ from worker.exceptions import EventError, StateError
 from worker.parse import DEFAULT_MAX_EVENT_BYTES, parse_event
 from worker.route_flow import RouteRequest, route_lead, route_opportunity, target_label
 from worker.routing import AccountIndex
-from worker.rules import QualificationRule, RuleMemo, Ruleset
-from worker.scoring import IS_MISSING, IS_UNSEEN, Model, ScoreMemo, feature_checks
+from worker.rules import QualificationRule, Ruleset
+from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
 from worker.state import LeadState, apply_event, build_facts, decode_state, event_digest, new_state, seen
 
 __all__ = [
     "BatchResult",
     "Decided",
     "Engine",
-    "Memo",
     "Record",
     "RecordLike",
     "decide",
@@ -126,33 +125,13 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, _UTC).isoformat()
 
 
-class Memo:
-    """What a lead's last decision computed (each scoring rule's points, each feature group's contribution and
-    words), kept by the caller per lead so that deciding the lead's next event computes again only what that
-    event can have changed. Valid for the state object it was made on, as long as only :func:`decide` with this
-    memo changes it; otherwise (and after a ruleset or model reload) the next decision starts it afresh."""
-
-    __slots__ = ("events", "rules", "score", "state")
-
-    def __init__(self) -> None:
-        self.state: LeadState | None = None
-        self.events = -1  # the state's event count after the decision the memo holds
-        self.rules = RuleMemo()
-        self.score = ScoreMemo()
-
-
 def decide(
-    engine: Engine,
-    state: LeadState | None,
-    event: LeadUpserted | LeadActivity,
-    decided_at: float,
-    memo: Memo | None = None,
+    engine: Engine, state: LeadState | None, event: LeadUpserted | LeadActivity, decided_at: float
 ) -> tuple[LeadState, Decided]:
     """Apply ``event`` to the lead's ``state`` (mutated, or created when None) and decide.
 
     ``decided_at`` is the wall-clock time of the decision (epoch seconds); everything else, including the
     opportunity's ``converted_at`` and ``close_date``, derives from the event so that a replay is identical.
-    ``memo``, the lead's :class:`Memo`, saves work and changes nothing in the decision.
     """
     ruleset, model = engine.ruleset, engine.model
     lead_id = event.lead_id
@@ -170,24 +149,13 @@ def decide(
         decision["duplicate"] = True
         return state, Decided(decision, None)
 
-    # the memo holds what this lead's last decision computed, if it was made on this very state
-    current = memo is not None and memo.state is state and memo.events == state["events"]
     changed = apply_event(state, event, digest, now, engine.dedupe_window)
     facts = build_facts(state, now, event, changed)
-    if memo is None:
-        score = model.score(facts)
-        probability = score.probability
-        facts["score"] = probability
-        outcome = ruleset.evaluate(facts)
-        factors = model.factors(score, facts, engine.top_factors)
-    else:
-        since = changed if current else None  # None: compute everything afresh into the memo
-        score = model.score(facts, memo.score, since)
-        probability = score.probability
-        facts["score"] = probability
-        outcome = ruleset.evaluate(facts, memo.rules, since)
-        factors = model.factors(score, facts, engine.top_factors, memo.score)
-        memo.state, memo.events = state, state["events"]
+    score = model.score(facts)
+    probability = score.probability
+    facts["score"] = probability
+    outcome = ruleset.evaluate(facts)
+    factors = model.factors(score, facts, engine.top_factors)
     state["points"] = points = outcome.points
     state["score"] = probability
 
@@ -338,7 +306,6 @@ def process_batch(
     decided_at: float,
     cache: MutableMapping[str, LeadState] | None = None,
     drift_sample: int = 0,
-    memos: MutableMapping[str, Memo] | None = None,
 ) -> BatchResult:
     """Run a batch of raw records through the core, in order.
 
@@ -351,15 +318,10 @@ def process_batch(
 
     ``drift_sample`` N > 0 keeps the facts of the decided (not duplicate) events whose record offset is a multiple
     of N, and counts per feature whether each is missing or unseen (0: none).
-
-    ``memos``, if given, holds each lead's :class:`Memo` between batches (a lead without one gets one): kept
-    beside ``cache``, it lets a lead's next event be decided with less work. The caller drops a lead's memo when
-    it drops the lead's cached state (a memo left behind is only memory: it is never applied to another state).
     """
     result = BatchResult()
     dumps = orjson.dumps
     cached = cache if cache is not None else {}
-    memo_of = memos if memos is not None else {}
     live: dict[str, LeadState | None] = {}
     changed: set[str] = set()  # leads whose state an event of this batch changed: stored at the end
     max_bytes = engine.max_event_bytes
@@ -386,11 +348,8 @@ def process_batch(
                         dead_letters.append((record, error))
                         continue
             live[lead_id] = state
-        memo = memo_of.get(lead_id)
-        if memo is None:
-            memo = memo_of[lead_id] = Memo()
         try:
-            state, decided = decide(engine, state, event, decided_at, memo)
+            state, decided = decide(engine, state, event, decided_at)
             decision = decided.decision
             decision_bytes = dumps(decision)
             opportunity = decided.opportunity
@@ -431,11 +390,10 @@ def process_batch(
         if record.timestamp is not None:
             record_times.append(record.timestamp)
     result.states = {lead_id: dumps(live[lead_id]) for lead_id in changed}
-    for lead_id, state in live.items():
-        if state is not None:
-            cached[lead_id] = state
-        else:
-            memo_of.pop(lead_id, None)  # every event of a new lead failed: nothing to remember
+    if cache is not None:
+        for lead_id, state in live.items():
+            if state is not None:
+                cache[lead_id] = state
     return result
 
 

@@ -67,10 +67,7 @@ class Settings(BaseSettings):
     state_cache_size: int = Field(
         default=50_000,
         ge=0,
-        description=(
-            "Decoded lead states kept in memory between batches, with what each lead's last decision computed:"
-            " about 5 KB + 3.5 KB a lead (0: none)"
-        ),
+        description="Decoded lead states kept in memory between batches, about 5-6 KB each (0: none)",
     )
     dedupe_window: int = Field(default=64, ge=1, le=10_000, description="Event ids remembered per lead")
     top_factors: int = Field(default=5, ge=0, le=50)

@@ -48,7 +48,6 @@ __all__ = [
     "build_facts",
     "decode_state",
     "event_digest",
-    "is_tracked",
     "new_state",
     "profile_of",
     "seen",
@@ -68,21 +67,6 @@ _DAY = 86400.0
 _NOTHING_CHANGED: frozenset[str] = frozenset()
 
 PROFILE_FIELDS: tuple[str, ...] = tuple(f for f in LeadFields.model_fields if f != "custom")
-_TRACKED = frozenset(PROFILE_FIELDS) - {"status"} | {"activity.total", "last_activity_at"}
-
-
-def is_tracked(path: str) -> bool:
-    """Whether every change of the fact ``path`` is among the paths :func:`apply_event` returns.
-
-    True for the lead fields a producer sends (``status`` aside: the decision sets it too), ``custom.<name>``,
-    ``activity.<type>.count`` and ``.last_at``, ``activity.total`` and ``last_activity_at``; False for what the
-    decision sets (status, points, score, converted...), what each event moves (``now``, ``updated_at``, the
-    days since an activity, windowed counts) and anything else. Something computed from tracked facts alone
-    can be remembered per lead and recomputed only when one of them changes (see :meth:`Model.score`).
-    """
-    if path in _TRACKED or path.startswith("custom."):
-        return True
-    return path.startswith("activity.") and path.endswith((".count", ".last_at"))
 
 
 def new_state(lead_id: str, now: float) -> LeadState:

@@ -220,14 +220,14 @@ class _ExplodingModel:
     inner: Model
     version: str = "exploding"
 
-    def score(self, facts: dict[str, object], memo: Any = None, changed: Any = None) -> Any:
+    def score(self, facts: dict[str, object]) -> Any:
         if facts.get("company") == "Boom":
             msg = "simulated scoring bug"
             raise RuntimeError(msg)
-        return self.inner.score(facts, memo, changed)
+        return self.inner.score(facts)
 
-    def factors(self, score: Any, facts: dict[str, object], top: int, memo: Any = None) -> Any:
-        return self.inner.factors(score, facts, top, memo)
+    def factors(self, score: Any, facts: dict[str, object], top: int) -> Any:
+        return self.inner.factors(score, facts, top)
 
 
 def test_an_unexpected_error_dead_letters_the_event_and_leaves_the_state_as_it_was(engine: Engine) -> None:

@@ -61,7 +61,6 @@ from worker.rules._schema import (
     StatusDoc,
 )
 from worker.rules._template import FactTemplate, compile_name
-from worker.state import CHANGED_FACT
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -494,7 +493,7 @@ def _compile_leaf(
         if "value" in raw:
             ctx.add((*loc, "value"), f"op {op!r} takes no value, got {raw['value']!r}", rule_id)
             return None
-        return _read_by(_leaf(operator, name, None, kind), ctx)
+        return _leaf(operator, name, None, kind)
     if "value" not in raw:
         if "value" not in meant:
             ctx.add(loc, f"op {op!r} needs a 'value' ({operator.takes.value})", rule_id)
@@ -504,14 +503,7 @@ def _compile_leaf(
     except ValueProblem as exc:
         ctx.add((*loc, "value"), exc.message, rule_id, exc.suggestion)
         return None
-    return _read_by(_leaf(operator, name, prepared, kind), ctx)
-
-
-def _read_by(compiled: Compiled, ctx: _Context) -> Compiled:
-    """A test over the facts rather than one fact's value also reads the event's time and changes."""
-    if compiled.leaf is None:
-        ctx.read.update(("now", CHANGED_FACT))
-    return compiled
+    return _leaf(operator, name, prepared, kind)
 
 
 def _leaf(operator: Operator, name: str, prepared: object, kind: Kind) -> Compiled:
@@ -718,10 +710,7 @@ def _scoring_rule(raw: object, index: int, ctx: _Context) -> ScoringRule | None:
     if compiled is not None:
         condition, guard = compiled.condition, compiled.guard
         leaf = compiled.leaf if compiled.leaf is not None and compiled.leaf[0] == compiled.guard else None
-    reads = frozenset(ctx.read)
-    return ScoringRule(
-        doc.id, doc.points, condition, per, doc.max, doc.description, guard, leaf, decay, decay_from, reads
-    )
+    return ScoringRule(doc.id, doc.points, condition, per, doc.max, doc.description, guard, leaf, decay, decay_from)
 
 
 def _engagement_times(read: Collection[str]) -> tuple[str, ...]:

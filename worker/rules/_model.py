@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
-
-from worker.state import is_tracked
 
 if TYPE_CHECKING:
     from worker.routing import Routing
@@ -18,7 +16,6 @@ __all__ = [
     "Facts",
     "OpportunitySpec",
     "QualificationRule",
-    "RuleMemo",
     "RuleOutcome",
     "Ruleset",
     "ScoringRule",
@@ -144,8 +141,6 @@ class ScoringRule:
     """How the points decay with the age of the activity the rule reads (engagement rules only)."""
     decay_from: tuple[str, ...] = ()
     """The time facts of that activity (``activity.<type>.last_at``, ``last_activity_at``): the newest sets the age."""
-    reads: frozenset[str] | None = field(default=None, repr=False, compare=False)
-    """Every fact the rule reads (its fields, ``per``, and ``now`` for a test over the facts); None: not known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,22 +169,13 @@ _Check = tuple[str | None, Condition, "QualificationRule"]
 _Scorer = Callable[[dict[str, object]], tuple[float, list[str]]]
 
 
-class _Generated(NamedTuple):
-    scorer: _Scorer  # facts -> (total, matched ids)
-    rules: tuple[Callable[[dict[str, object]], float], ...]  # facts -> one rule's points (0.0: no match)
-    finish: Callable[[list[float]], tuple[float, list[str]]]  # each rule's points -> (total, matched ids)
-
-
-def _generate_scorer(rules: tuple[ScoringRule, ...]) -> _Generated:
+def _generate_scorer(rules: tuple[ScoringRule, ...]) -> _Scorer:
     """One straight-line function for the plain (not decaying) scoring rules: ``facts -> (total, matched ids)``.
 
     Rules are added in file order, exactly as a loop over them would (the same float sums); a one-fact rule
     calls its test on the fact directly (a missing fact skips it), and a rule with a guard is skipped when the
     guard's fact is missing (its condition would be False). The source holds only generated identifiers; every
     value from the ruleset (fields, tests, points, ids) is passed in the namespace, never pasted into the code.
-
-    Also one function per rule with the same code (its points, 0.0 when it does not match), and ``finish``, which
-    adds up given points the way the scorer does: the total from remembered points is the scorer's, bit for bit.
     """
     namespace: dict[str, Any] = {"NUMBER": _NUMBER}
     lines = [
@@ -199,64 +185,43 @@ def _generate_scorer(rules: tuple[ScoringRule, ...]) -> _Generated:
         "    matched = []",
         "    add = matched.append",
     ]
-    finish = ["def finish(p):", "    total = 0.0", "    matched = []", "    add = matched.append"]
-    singles: list[str] = []
-
-    def returned(pad: str, points: str) -> list[str]:
-        return [f"{pad}return {points}"]
-
     for i, rule in enumerate(rules):
         namespace.update({f"points_{i}": rule.points, f"id_{i}": rule.id})
-
-        def added(pad: str, points: str, i: int = i) -> list[str]:
-            return [f"{pad}total += {points}", f"{pad}add(id_{i})"]
-
-        lines += _rule_lines(i, rule, namespace, added)
-        singles += [f"def rule_{i}(facts):", "    get = facts.get", *_rule_lines(i, rule, namespace, returned)]
-        singles.append("    return 0.0")
-        finish += [f"    x = p[{i}]", "    if x:", "        total += x", f"        add(id_{i})"]
-    lines.append("    return total, matched")
-    finish.append("    return total, matched")
-    code = compile("\n".join([*lines, *singles, *finish]) + "\n", "<leadflow scoring rules>", "exec")
-    exec(code, namespace)  # noqa: S102  # generated from identifiers only; see the docstring
-    single = tuple(namespace[f"rule_{i}"] for i in range(len(rules)))
-    return _Generated(namespace["score"], single, namespace["finish"])
-
-
-def _rule_lines(
-    i: int, rule: ScoringRule, namespace: dict[str, Any], hit: Callable[[str, str], list[str]]
-) -> list[str]:
-    """Rule ``i``'s lines; where it matches, ``hit(indent, points expression)``."""
-    lines: list[str] = []
-    if rule.leaf is not None and rule.per is None:
-        namespace[f"field_{i}"], namespace[f"test_{i}"] = rule.leaf
-        lines += [f"    x = get(field_{i})", f"    if x is not None and test_{i}(x):"]
-    elif rule.condition is None:
-        lines.append("    if True:")
-    else:
-        namespace[f"test_{i}"] = rule.condition
-        if rule.guard is not None and rule.guard not in _ALWAYS_SET:
-            namespace[f"guard_{i}"] = rule.guard
-            lines.append(f"    if get(guard_{i}) is not None and test_{i}(facts):")
+        if rule.leaf is not None and rule.per is None:
+            namespace[f"field_{i}"], namespace[f"test_{i}"] = rule.leaf
+            lines += [f"    x = get(field_{i})", f"    if x is not None and test_{i}(x):"]
+        elif rule.condition is None:
+            lines.append("    if True:")
         else:
-            lines.append(f"    if test_{i}(facts):")
-    if rule.per is None:
-        return lines + hit(" " * 8, f"points_{i}")
-    namespace[f"per_{i}"] = rule.per
-    lines += [
-        f"        value = get(per_{i})",
-        "        if value.__class__ in NUMBER:",
-        f"            points = points_{i} * value",
-    ]
-    if rule.max is not None:
-        namespace[f"cap_{i}"] = rule.max
+            namespace[f"test_{i}"] = rule.condition
+            if rule.guard is not None and rule.guard not in _ALWAYS_SET:
+                namespace[f"guard_{i}"] = rule.guard
+                lines.append(f"    if get(guard_{i}) is not None and test_{i}(facts):")
+            else:
+                lines.append(f"    if test_{i}(facts):")
+        if rule.per is None:
+            lines += [f"        total += points_{i}", f"        add(id_{i})"]
+            continue
+        namespace[f"per_{i}"] = rule.per
         lines += [
-            f"            if points > cap_{i}:",
-            f"                points = cap_{i}",
-            f"            elif points < -cap_{i}:",
-            f"                points = -cap_{i}",
+            f"        value = get(per_{i})",
+            "        if value.__class__ in NUMBER:",
+            f"            points = points_{i} * value",
         ]
-    return [*lines, "            if points:", *hit(" " * 16, "points")]
+        if rule.max is not None:
+            namespace[f"cap_{i}"] = rule.max
+            lines += [
+                f"            if points > cap_{i}:",
+                f"                points = cap_{i}",
+                f"            elif points < -cap_{i}:",
+                f"                points = -cap_{i}",
+            ]
+        lines += ["            if points:", "                total += points", f"                add(id_{i})"]
+    lines.append("    return total, matched")
+    code = compile("\n".join(lines) + "\n", "<leadflow scoring rules>", "exec")
+    exec(code, namespace)  # noqa: S102  # generated from identifiers only; see the docstring
+    scorer: _Scorer = namespace["score"]
+    return scorer
 
 
 _Decaying = tuple[ScoringRule, Callable[[Facts], float]]
@@ -277,19 +242,6 @@ def _rule_points(rule: ScoringRule, facts: Facts) -> float:
     return points
 
 
-class RuleMemo:
-    """One lead's points per scoring rule at its last evaluation: what evaluating the lead after an event
-    reuses (:meth:`Ruleset.evaluate`). Kept per lead by the caller, for one ruleset at a time."""
-
-    __slots__ = ("matched", "points", "ruleset", "total")
-
-    def __init__(self) -> None:
-        self.points: list[float] = []
-        self.ruleset: Ruleset | None = None
-        self.total = 0.0  # the plain rules' total at the last evaluation
-        self.matched: tuple[str, ...] = ()  # and the ids of those that matched
-
-
 @dataclass(frozen=True, slots=True)
 class Ruleset:
     """A compiled, validated ruleset; build it with :func:`worker.rules.load_ruleset` or ``parse_ruleset``."""
@@ -305,13 +257,6 @@ class Ruleset:
     derived_facts: tuple[tuple[str, Callable[[Facts], object]], ...] = ()
     """Facts computed from others before the rules run (windowed counts, days since an activity type)."""
     _scorer: _Scorer = field(init=False, repr=False, compare=False)
-    _rules: tuple[Callable[[dict[str, object]], float], ...] = field(init=False, repr=False, compare=False)
-    """Each plain rule's points on its own (0.0: no match), by the same code as ``_scorer``."""
-    _finish: Callable[[list[float]], tuple[float, list[str]]] = field(init=False, repr=False, compare=False)
-    _volatile: tuple[int, ...] = field(init=False, repr=False, compare=False)
-    """The plain rules that read a fact whose changes events do not report: evaluated on every event."""
-    _dependents: Mapping[str, tuple[int, ...]] = field(init=False, repr=False, compare=False)
-    """Tracked fact → the plain rules that read it."""
     _decaying: tuple[_Decaying, ...] = field(init=False, repr=False, compare=False)
     """Rules whose points decay, with their decay factor: scored after the fast loop, which stays as it was."""
     _checks: tuple[_Check, ...] = field(init=False, repr=False, compare=False)
@@ -322,18 +267,7 @@ class Ruleset:
 
     def __post_init__(self) -> None:
         plain = tuple(r for r in self.scoring_rules if r.points and r.decay is None)
-        generated = _generate_scorer(plain)
-        object.__setattr__(self, "_scorer", generated.scorer)
-        object.__setattr__(self, "_rules", generated.rules)
-        object.__setattr__(self, "_finish", generated.finish)
-        volatile = tuple(i for i, r in enumerate(plain) if r.reads is None or not all(map(is_tracked, r.reads)))
-        dependents: dict[str, list[int]] = {}
-        for i, rule in enumerate(plain):
-            if i not in volatile and rule.reads is not None:
-                for path in rule.reads:
-                    dependents.setdefault(path, []).append(i)
-        object.__setattr__(self, "_volatile", volatile)
-        object.__setattr__(self, "_dependents", {path: tuple(rules) for path, rules in dependents.items()})
+        object.__setattr__(self, "_scorer", _generate_scorer(plain))
         decaying = tuple(
             (r, _decay_factor(r.decay, r.decay_from)) for r in self.scoring_rules if r.points and r.decay is not None
         )
@@ -351,26 +285,16 @@ class Ruleset:
         )
         object.__setattr__(self, "_whole", whole)
 
-    def evaluate(
-        self, facts: dict[str, object], memo: RuleMemo | None = None, changed: Collection[str] | None = None
-    ) -> RuleOutcome:
+    def evaluate(self, facts: dict[str, object]) -> RuleOutcome:
         """Score and qualify one lead.
 
         Computes the derived facts the rules read (windows, days since) into ``facts``, adds up the scoring rules
         (decayed where a rule decays), stores the total in ``facts["points"]`` (so qualification rules can read
         it), then returns the first qualification rule that matches, if any. Never raises on odd fact values.
-
-        With a ``memo`` (one per lead, see :class:`RuleMemo`) each scoring rule's points are remembered in it;
-        with ``changed`` too (the paths :func:`worker.state.apply_event` returned since the memo's evaluation),
-        only the rules that read a changed fact, or a fact whose changes are not reported, are evaluated again.
-        The outcome is the same, bit for bit, as without a memo.
         """
         for name, compute in self.derived_facts:
             facts[name] = compute(facts)
-        if memo is None:
-            total, matched = self._scorer(facts)
-        else:
-            total, matched = self._remembered(facts, memo, changed)
+        total, matched = self._scorer(facts)
         if self._decaying:
             total += self._decayed_points(facts, matched)
         if not self._whole:
@@ -384,33 +308,6 @@ class Ruleset:
                 matched.append(rule.id)
                 return RuleOutcome(total, tuple(matched), rule)
         return RuleOutcome(total, tuple(matched), None)
-
-    def _remembered(
-        self, facts: dict[str, object], memo: RuleMemo, changed: Collection[str] | None
-    ) -> tuple[float, list[str]]:
-        points, rules = memo.points, self._rules
-        if changed is None or memo.ruleset is not self:
-            memo.ruleset = self
-            points[:] = [rule(facts) for rule in rules]
-            memo.total, matched = self._finish(points)
-            memo.matched = tuple(matched)
-            return memo.total, matched
-        moved = False
-        for i in self._volatile:
-            new = rules[i](facts)
-            if new != points[i]:
-                points[i], moved = new, True
-        dependents = self._dependents
-        for path in changed:
-            for i in dependents.get(path, ()):
-                new = rules[i](facts)
-                if new != points[i]:
-                    points[i], moved = new, True
-        if moved:  # else the total and the matches are those of the memo's last evaluation
-            memo.total, matched = self._finish(points)
-            memo.matched = tuple(matched)
-            return memo.total, matched
-        return memo.total, list(memo.matched)
 
     def _decayed_points(self, facts: Facts, matched: list[str]) -> float:
         """The decaying rules' points; their ids join ``matched`` in file order."""

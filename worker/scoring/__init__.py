@@ -18,7 +18,7 @@ from worker.scoring._drift import (
 )
 from worker.scoring._lead import explain_lead
 from worker.scoring._mapping import Mapping, load_mapping, parse_mapping
-from worker.scoring._model import Model, Score, ScoreMemo, default_model_path, load_model
+from worker.scoring._model import Model, Score, default_model_path, load_model
 from worker.scoring.synth import SynthData, generate
 from worker.scoring.tabular import TableReport, train_table
 from worker.scoring.train import TrainReport, train_synthetic
@@ -32,7 +32,6 @@ __all__ = [
     "Mapping",
     "Model",
     "Score",
-    "ScoreMemo",
     "SynthData",
     "TableReport",
     "TrainReport",

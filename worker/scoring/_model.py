@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import operator
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -37,18 +37,8 @@ from worker.scoring._features import (
     Numeric,
     feature_from_dict,
 )
-from worker.state import is_tracked
 
-__all__ = [
-    "FORMAT",
-    "FORMAT_VERSION",
-    "Model",
-    "Score",
-    "ScoreMemo",
-    "Weights",
-    "default_model_path",
-    "load_model",
-]
+__all__ = ["FORMAT", "FORMAT_VERSION", "Model", "Score", "Weights", "default_model_path", "load_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,25 +50,7 @@ _KNOWN_KEYS = ("format", "format_version", "name", "intercept", "features", "tra
 _Scorer = Callable[[Mapping[str, object]], float]
 _Labeller = Callable[[Mapping[str, object], float], tuple[str, float]]
 _CACHEABLE = (str, int, float)  # hashable fact values whose factor label can be remembered
-_first = operator.itemgetter(0)
-
-
-class ScoreMemo:
-    """One lead's contributions at its last scoring, and the words of its factors shown since: what rescoring the
-    lead after an event reuses (:meth:`Model.score`). Kept per lead by the caller, for one model at a time."""
-
-    __slots__ = ("contributions", "labels", "last", "model", "reshow", "shown", "shown_names", "threshold", "top")
-
-    def __init__(self) -> None:
-        self.contributions: list[float] = []
-        self.last: Score | None = None  # the Score of the last scoring
-        self.labels: dict[str, tuple[str, float]] = {}
-        self.model: Model | None = None
-        self.shown: list[dict[str, Any]] = []  # the factors of the last decision
-        self.shown_names: frozenset[str] = frozenset()
-        self.threshold = math.inf  # the smallest |contribution| among them
-        self.top = -1  # how many were asked for
-        self.reshow = True  # whether the last rescoring may have changed them
+_second = operator.itemgetter(1)
 
 
 class Score(NamedTuple):  # built once per event: a tuple is cheaper than a frozen dataclass
@@ -87,14 +59,7 @@ class Score(NamedTuple):  # built once per event: a tuple is cheaper than a froz
     probability: float
     logit: float
     baseline: float
-    values: tuple[float, ...]
-    """Each feature group's contribution, in the model's order (the names are in ``names``)."""
-    names: tuple[str, ...]
-
-    @property
-    def contributions(self) -> tuple[tuple[str, float], ...]:
-        """``(feature group, contribution)`` pairs, in the model's order."""
-        return tuple(zip(self.names, self.values, strict=True))
+    contributions: tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +83,6 @@ class Model:
     version: str = field(init=False)
     _score: Callable[[Mapping[str, object]], Score] = field(init=False, repr=False)
     _labellers: dict[str, _Labeller] = field(init=False, repr=False)
-    _parts: tuple[_Scorer, ...] = field(init=False, repr=False)
-    _finish: Callable[[list[float]], Score] = field(init=False, repr=False)
-    _names: tuple[str, ...] = field(init=False, repr=False)
-    _volatile: tuple[int, ...] = field(init=False, repr=False)
-    """The feature groups that read a fact whose changes events do not report: rescored on every event."""
-    _dependents: Mapping[str, tuple[int, ...]] = field(init=False, repr=False)
-    """Tracked fact → the feature groups that read it."""
 
     def __post_init__(self) -> None:
         if len(self.features) != len(self.weights):
@@ -139,104 +97,32 @@ class Model:
             raise ModelError(msg)
         object.__setattr__(self, "training", MappingProxyType(copy.deepcopy(dict(self.training))))
         compiled = [_compile(f, w) for f, w in zip(self.features, self.weights, strict=True)]
-        generated = _generate(compiled, self.intercept)
-        object.__setattr__(self, "_score", generated.score)
-        object.__setattr__(self, "_parts", generated.parts)
-        object.__setattr__(self, "_finish", generated.finish)
-        object.__setattr__(self, "_names", tuple(names))
-        reads = [_reads(f) for f in self.features]
-        object.__setattr__(self, "_volatile", tuple(i for i, r in enumerate(reads) if not all(map(is_tracked, r))))
-        dependents: dict[str, list[int]] = {}
-        for i, paths in enumerate(reads):
-            if i not in self._volatile:
-                for path in paths:
-                    dependents.setdefault(path, []).append(i)
-        object.__setattr__(self, "_dependents", {path: tuple(group) for path, group in dependents.items()})
+        object.__setattr__(self, "_score", _generate(compiled, self.intercept))
         object.__setattr__(self, "_labellers", {f.name: _labeller(f) for f in self.features})
         digest = hashlib.sha256(_canonical(self.to_dict())).hexdigest()[:8]
         object.__setattr__(self, "version", f"{self.name}-{digest}")
 
     # -- scoring ---------------------------------------------------------------------------------------------
 
-    def score(
-        self, facts: Mapping[str, object], memo: ScoreMemo | None = None, changed: Collection[str] | None = None
-    ) -> Score:
-        """Score one lead's facts (see :func:`worker.state.build_facts`).
+    def score(self, facts: Mapping[str, object]) -> Score:
+        """Score one lead's facts (see :func:`worker.state.build_facts`)."""
+        return self._score(facts)
 
-        With a ``memo`` (one per lead, see :class:`ScoreMemo`) the contributions are remembered in it; with
-        ``changed`` too (the paths :func:`worker.state.apply_event` returned since the memo's scoring), only the
-        feature groups that read a changed fact, or a fact whose changes are not reported, are computed again.
-        The Score is the same, bit for bit, as without a memo.
-        """
-        if memo is None:
-            return self._score(facts)
-        contributions, parts, labels = memo.contributions, self._parts, memo.labels
-        last = memo.last
-        if changed is None or memo.model is not self or last is None:
-            memo.model = self
-            contributions[:] = [part(facts) for part in parts]
-            labels.clear()
-            memo.reshow = True
-            memo.last = score = self._finish(contributions)
-            return score
-        names, shown, threshold = self._names, memo.shown_names, memo.threshold
-        moved = reshow = False
-        for i in self._volatile:
-            contributions[i] = c = parts[i](facts)
-            labels.pop(names[i], None)
-            moved = True
-            reshow = reshow or names[i] in shown or abs(c) >= threshold
-        dependents = self._dependents
-        for path in changed:
-            for i in dependents.get(path, ()):
-                contributions[i] = c = parts[i](facts)
-                labels.pop(names[i], None)
-                moved = True
-                reshow = reshow or names[i] in shown or abs(c) >= threshold
-        memo.reshow = reshow
-        if not moved:
-            return last
-        memo.last = score = self._finish(contributions)
-        return score
-
-    def factors(
-        self, score: Score, facts: Mapping[str, object], top: int, memo: ScoreMemo | None = None
-    ) -> list[dict[str, Any]]:
-        """The ``top`` feature groups that moved the score most, largest |contribution| first, in words.
-
-        With the ``memo`` the score was made with, the words of a group whose facts did not change are reused,
-        and so are the last factors when no group that changed was among them or is now as large as the smallest
-        of them (the factor dicts are then shared between decisions: treat them as read-only).
-        """
-        if memo is not None and not memo.reshow and memo.top == top:
-            return list(memo.shown)
-        ranked = sorted(zip(score.values, score.names, strict=True), key=_first)  # most negative first
+    def factors(self, score: Score, facts: Mapping[str, object], top: int) -> list[dict[str, Any]]:
+        """The ``top`` feature groups that moved the score most, largest |contribution| first, in words."""
+        ranked = sorted(score.contributions, key=_second)  # most negative first, most positive last
         i, j = 0, len(ranked) - 1
         labellers = self._labellers
-        labels = None if memo is None else memo.labels
-        smallest = math.inf
         out: list[dict[str, Any]] = []
         for _ in range(min(top, len(ranked))):
-            if -ranked[i][0] > ranked[j][0]:
-                contribution, name = ranked[i]
+            if -ranked[i][1] > ranked[j][1]:
+                name, contribution = ranked[i]
                 i += 1
             else:
-                contribution, name = ranked[j]
+                name, contribution = ranked[j]
                 j -= 1
-            if labels is None:
-                label, rounded = labellers[name](facts, contribution)
-            else:
-                hit = labels.get(name)
-                if hit is None:
-                    hit = labels[name] = labellers[name](facts, contribution)
-                label, rounded = hit
-                smallest = min(smallest, abs(contribution))
+            label, rounded = labellers[name](facts, contribution)
             out.append({"feature": name, "label": label, "contribution": rounded})
-        if memo is not None:
-            memo.shown, memo.shown_names, memo.top = out, frozenset(f["feature"] for f in out), top
-            memo.threshold = smallest if len(out) < len(ranked) else -1.0  # all shown: any change shows
-            memo.reshow = False
-            return list(out)
         return out
 
     # -- JSON ------------------------------------------------------------------------------------------------
@@ -433,20 +319,8 @@ def _compile(feature: Feature, weights: Weights) -> _Compiled:
     return _compile_one_hot(feature, table)
 
 
-class _Generated(NamedTuple):
-    """The generated functions of a model: see :func:`_generate`."""
-
-    score: Callable[[Mapping[str, object]], Score]
-    parts: tuple[_Scorer, ...]  # one feature group's contribution each, by the same code as ``score``'s
-    finish: Callable[[list[float]], Score]  # the Score from the contributions, by the same sums as ``score``'s
-
-
-def _generate(compiled: list[_Compiled], intercept: float) -> _Generated:
+def _generate(compiled: list[_Compiled], intercept: float) -> Callable[[Mapping[str, object]], Score]:
     """One straight-line Python function for the whole model: no per-feature call on the common paths.
-
-    Also one function per feature group with the same code as its stretch of the whole, and ``finish``, which
-    adds up given contributions with the same expression: rescoring a lead from remembered contributions
-    (:meth:`Model.score` with a memo) gives the same floats, bit for bit, as scoring it afresh.
 
     The source holds only generated identifiers (``path_3``, ``c_3``...); every value from the model file
     (paths, names, weights) is passed in the namespace, never pasted into the code.
@@ -457,78 +331,61 @@ def _generate(compiled: list[_Compiled], intercept: float) -> _Generated:
         "log1p": math.log1p,
         "bisect": bisect.bisect_right,
         "intercept": intercept,
-        "names": tuple(part.name for part in compiled),
     }
+    lines = ["def score(facts):", "    get = facts.get"]
+    for i, part in enumerate(compiled):
+        namespace.update({f"path_{i}": part.path, f"name_{i}": part.name, f"scorer_{i}": part.scorer})
+        namespace[f"missing_{i}"] = part.when_missing
+        if part.direct:
+            lines.append(f"    c_{i} = scorer_{i}(facts)")
+            continue
+        lines += [f"    raw = get(path_{i})", "    if raw is None:", f"        c_{i} = missing_{i}"]
+        if part.line is not None:
+            lo, hi, slope, offset = part.line
+            namespace.update({f"lo_{i}": lo, f"hi_{i}": hi, f"slope_{i}": slope, f"offset_{i}": offset})
+            x = "log1p(raw)" if part.log1p else "raw"
+            lines += [
+                f"    elif (type(raw) is int or type(raw) is float) and lo_{i} <= raw <= hi_{i}:",
+                f"        c_{i} = slope_{i} * {x} + offset_{i}",
+                "    else:",
+                f"        c_{i} = scorer_{i}(facts)",
+            ]
+        elif part.pieces is not None:
+            lo, hi, base, breaks, pieces = part.pieces
+            namespace.update({f"lo_{i}": lo, f"hi_{i}": hi, f"base_{i}": base})
+            namespace.update({f"breaks_{i}": breaks, f"lines_{i}": pieces})
+            x = "log1p(raw)" if part.log1p else "raw"
+            lines += [
+                f"    elif (type(raw) is int or type(raw) is float) and lo_{i} <= raw <= hi_{i}:",
+                f"        a, b = lines_{i}[bisect(breaks_{i}, raw)]",
+                f"        c_{i} = base_{i} + a * {x} + b",
+                "    else:",
+                f"        c_{i} = scorer_{i}(facts)",
+            ]
+        elif part.cache is not None:
+            namespace[f"cache_{i}"] = part.cache
+            lines += [
+                "    else:",
+                f"        c_{i} = cache_{i}.get(raw) if type(raw) is str else None",
+                f"        if c_{i} is None:",
+                f"            c_{i} = scorer_{i}(facts)",
+            ]
+        else:
+            lines += ["    else:", f"        c_{i} = scorer_{i}(facts)"]
     n = len(compiled)
-    blocks = [_part_lines(i, part, namespace) for i, part in enumerate(compiled)]
-    tail = [
+    lines += [
         f"    logit = intercept + ({' + '.join(f'c_{i}' for i in range(n))})",
         "    if logit >= 0.0:",
         "        probability = 1.0 / (1.0 + exp(-logit))",
         "    else:",
         "        e = exp(logit)",
         "        probability = e / (1.0 + e)",
-        f"    return Score(probability, logit, intercept, ({''.join(f'c_{i}, ' for i in range(n))}), names)",
+        f"    return Score(probability, logit, intercept, ({''.join(f'(name_{i}, c_{i}), ' for i in range(n))}))",
     ]
-    lines = ["def score(facts):", "    get = facts.get"]
-    for block in blocks:
-        lines += block
-    lines += tail
-    for i, block in enumerate(blocks):
-        lines += [f"def part_{i}(facts):", "    get = facts.get", *block, f"    return c_{i}"]
-    unpack = ", ".join(f"c_{i}" for i in range(n))
-    lines += ["def finish(cs):", f"    {unpack}{',' if n == 1 else ''} = cs", *tail]
     code = compile("\n".join(lines) + "\n", "<leadflow model>", "exec")
     exec(code, namespace)  # noqa: S102  # generated from identifiers only; see the docstring
-    parts: tuple[_Scorer, ...] = tuple(namespace[f"part_{i}"] for i in range(n))
-    return _Generated(namespace["score"], parts, namespace["finish"])
-
-
-def _part_lines(i: int, part: _Compiled, namespace: dict[str, Any]) -> list[str]:
-    """The lines that set ``c_<i>``, feature group ``i``'s contribution (``get`` is ``facts.get``)."""
-    namespace.update({f"path_{i}": part.path, f"name_{i}": part.name, f"scorer_{i}": part.scorer})
-    namespace[f"missing_{i}"] = part.when_missing
-    if part.direct:
-        return [f"    c_{i} = scorer_{i}(facts)"]
-    lines = [f"    raw = get(path_{i})", "    if raw is None:", f"        c_{i} = missing_{i}"]
-    if part.line is not None:
-        lo, hi, slope, offset = part.line
-        namespace.update({f"lo_{i}": lo, f"hi_{i}": hi, f"slope_{i}": slope, f"offset_{i}": offset})
-        x = "log1p(raw)" if part.log1p else "raw"
-        lines += [
-            f"    elif (type(raw) is int or type(raw) is float) and lo_{i} <= raw <= hi_{i}:",
-            f"        c_{i} = slope_{i} * {x} + offset_{i}",
-            "    else:",
-            f"        c_{i} = scorer_{i}(facts)",
-        ]
-    elif part.pieces is not None:
-        lo, hi, base, breaks, pieces = part.pieces
-        namespace.update({f"lo_{i}": lo, f"hi_{i}": hi, f"base_{i}": base})
-        namespace.update({f"breaks_{i}": breaks, f"lines_{i}": pieces})
-        x = "log1p(raw)" if part.log1p else "raw"
-        lines += [
-            f"    elif (type(raw) is int or type(raw) is float) and lo_{i} <= raw <= hi_{i}:",
-            f"        a, b = lines_{i}[bisect(breaks_{i}, raw)]",
-            f"        c_{i} = base_{i} + a * {x} + b",
-            "    else:",
-            f"        c_{i} = scorer_{i}(facts)",
-        ]
-    elif part.cache is not None:
-        namespace[f"cache_{i}"] = part.cache
-        lines += [
-            "    else:",
-            f"        c_{i} = cache_{i}.get(raw) if type(raw) is str else None",
-            f"        if c_{i} is None:",
-            f"            c_{i} = scorer_{i}(facts)",
-        ]
-    else:
-        lines += ["    else:", f"        c_{i} = scorer_{i}(facts)"]
-    return lines
-
-
-def _reads(feature: Feature) -> tuple[str, ...]:
-    """The facts a feature group reads (its value and its words)."""
-    return feature.paths if isinstance(feature, Cross) else (feature.path,)
+    function: Callable[[Mapping[str, object]], Score] = namespace["score"]
+    return function
 
 
 def _labeller(feature: Feature) -> _Labeller:

@@ -7,7 +7,7 @@ points, action, whether the lead is converted, the matched rules (exactly, or ``
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,7 +31,7 @@ from worker.rules.tools._lead import (
     check_fields,
 )
 from worker.rules.tools._lead import validate as validate_doc
-from worker.scoring import Model, ScoreMemo
+from worker.scoring import Model
 
 __all__ = ["CaseResult", "TestRun", "cases_path_for", "fixed_score", "format_run", "run_cases"]
 
@@ -131,8 +131,8 @@ def fixed_score(model: Model, probability: float) -> Model:
 class _FixedScore(Model):
     fixed: float = 0.0
 
-    def score(self, facts: Any, memo: ScoreMemo | None = None, changed: Collection[str] | None = None) -> Any:
-        return Model.score(self, facts, memo, changed)._replace(probability=self.fixed)
+    def score(self, facts: Any) -> Any:
+        return Model.score(self, facts)._replace(probability=self.fixed)
 
 
 def run_cases(text: str, path: str, ruleset: Ruleset, model: Model) -> TestRun:

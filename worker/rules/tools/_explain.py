@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from worker.core import Engine, decide
 from worker.events import LeadActivity, LeadEvent, LeadUpserted
 from worker.exceptions import ConfigError
-from worker.rules import QualificationRule, RuleMemo, RuleOutcome, Ruleset, ScoringRule
+from worker.rules import QualificationRule, RuleOutcome, Ruleset, ScoringRule
 from worker.rules._loader import Source, read_yaml
 from worker.rules.tools._lead import (
     DEFAULT_AT,
@@ -48,10 +48,8 @@ class _Recording(Ruleset):
 
     seen: list[dict[str, object]] = field(default_factory=list)
 
-    def evaluate(
-        self, facts: dict[str, object], memo: RuleMemo | None = None, changed: Collection[str] | None = None
-    ) -> RuleOutcome:
-        outcome = Ruleset.evaluate(self, facts, memo, changed)
+    def evaluate(self, facts: dict[str, object]) -> RuleOutcome:
+        outcome = Ruleset.evaluate(self, facts)
         self.seen.append(dict(facts))
         return outcome
 
