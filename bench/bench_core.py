@@ -10,7 +10,7 @@ Stages, each timed over the same events:
              at the end of each batch and kept decoded in the worker's state cache between batches, with the
              drift sample of the worker's default settings (features checked on 1 event in 10)
 
-    python bench/bench_core.py [--leads 2000] [--repeat 3] [--drift-sample 10]
+    python bench/bench_core.py [--leads 2000] [--repeat 3] [--drift-sample 10] [--gc-threshold 50000]
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT))
 from worker.core import Engine, Record, decide, process_batch  # noqa: E402
 from worker.parse import parse_event  # noqa: E402
 from worker.rules import default_ruleset_path, load_ruleset  # noqa: E402
+from worker.runner import tune_gc  # noqa: E402
 from worker.scoring import default_model_path, generate, load_model  # noqa: E402
+from worker.settings import Settings  # noqa: E402
 from worker.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
 
 
@@ -122,15 +124,23 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--drift-sample", type=int, default=10, help="as LEADFLOW_DRIFT_SAMPLE (0: off)")
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=Settings().gc_threshold,
+        help="as LEADFLOW_GC_THRESHOLD, the worker's default unless given (0: Python's own settings)",
+    )
     args = parser.parse_args()
     n, engine, stages = prepare(args.leads, args.drift_sample)
     ruleset, model = engine.ruleset, engine.model
     print(
         f"{n:,} events of {args.leads:,} leads; best of {args.repeat} runs; one core (Python {sys.version.split()[0]})"
     )
-    print(f"ruleset {ruleset.version}, model {model.version}")
+    print(f"ruleset {ruleset.version}, model {model.version}, gc threshold {args.gc_threshold or 'Python default'}")
     # The inputs prepared above are millions of long-lived objects that a worker would not hold; freezing them
-    # keeps the garbage collector from rescanning them, as it would not have them to scan in the worker.
+    # keeps the garbage collector from rescanning them, as it would not have them to scan in the worker. The
+    # collector runs as often as in the worker (LEADFLOW_GC_THRESHOLD).
+    tune_gc(args.gc_threshold)
     gc.freeze()
     for name, fn in stages.items():
         rate = best_rate(n, fn, args.repeat)

@@ -37,6 +37,7 @@ class BatchSender:
         self.producer = producer
         self._partitions: dict[str, list[int]] = {}
         self._by_key: dict[tuple[str, bytes], int] = {}
+        self._handing_over = asyncio.Lock()  # FIFO: lists handed over in order are queued in that order
 
     async def partition_for(self, topic: str, key: bytes | None) -> int:
         partitions = self._partitions.get(topic)
@@ -52,7 +53,24 @@ class BatchSender:
         return cached
 
     async def send(self, messages: Iterable[Message]) -> dict[tuple[str, int], int]:
-        """Send ``messages``; returns the offset of the last record written per (topic, partition)."""
+        """Send ``messages``; returns the offset of the last record written per (topic, partition).
+
+        Several sends may wait for the broker at once (a worker commits more than one batch at a time); their
+        messages are queued one list after the other, in the order the sends were called, so that a lead's
+        records stay in order on their partition.
+        """
+        async with self._handing_over:
+            pending = await self._queue(messages)
+        results = await asyncio.gather(*(fut for _, _, fut in pending))
+        last: dict[tuple[str, int], int] = {}
+        for (tp, count, _), meta in zip(pending, results, strict=True):
+            end = meta.offset + count - 1
+            if end > last.get(tp, -1):
+                last[tp] = end
+        return last
+
+    async def _queue(self, messages: Iterable[Message]) -> list[tuple[tuple[str, int], int, Any]]:
+        """Hand the messages to the producer as record batches; (topic-partition, count, future) per batch."""
         groups: dict[tuple[str, int], list[Message]] = defaultdict(list)
         for m in messages:
             partition = m.partition if m.partition is not None else await self.partition_for(m.topic, m.key)
@@ -84,10 +102,4 @@ class BatchSender:
                 pending.append(
                     ((topic, partition), count, await producer.send_batch(batch, topic, partition=partition))
                 )
-        results = await asyncio.gather(*(fut for _, _, fut in pending))
-        last: dict[tuple[str, int], int] = {}
-        for (tp, count, _), meta in zip(pending, results, strict=True):
-            end = meta.offset + count - 1
-            if end > last.get(tp, -1):
-                last[tp] = end
-        return last
+        return pending

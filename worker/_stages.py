@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -37,46 +37,64 @@ _MAX_BACKOFF = 10.0
 
 
 class Outbox:
-    """The worker's one producer of outputs: sends lists of messages and retries until the broker has them all."""
+    """The worker's producers: sends lists of messages and retries until the broker has them all.
+
+    Two lanes, each its own producer and connection: ``outputs`` (decisions, opportunities, routing, dead
+    letters) and ``changelog`` (the tables' state). A producer has one request in flight per broker, so with one
+    lane a batch's state waited behind the next batch's outputs; with two, they travel side by side. Within a
+    lane, messages go out in the order they are handed over.
+    """
+
+    LANES = ("outputs", "changelog")
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.sender: BatchSender | None = None
+        self.senders: dict[str, BatchSender] = {}
         self._users = 0
+        self._starting: asyncio.Lock | None = None
 
     async def start(self) -> None:
         self._users += 1
-        if self.sender is not None:
-            return
+        if self._starting is None:
+            self._starting = asyncio.Lock()  # created here, in the worker's event loop
+        async with self._starting:  # the agents start together: one producer per lane, not one per agent
+            await self._start_lanes()
+
+    async def _start_lanes(self) -> None:
         s = self.settings
-        producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            client_id=f"{s.app_id}-outputs",
-            acks="all",
-            linger_ms=0,  # we hand over whole batches; nothing to wait for
-            max_batch_size=512 * 1024,
-            max_request_size=s.max_event_bytes + 256 * 1024,
-            **s.kafka_auth(),
-        )
-        await producer.start()
-        self.sender = BatchSender(producer)
+        for lane in self.LANES:
+            if lane in self.senders:
+                continue
+            producer = AIOKafkaProducer(
+                bootstrap_servers=s.bootstrap_servers,
+                client_id=f"{s.app_id}-{lane}",
+                acks="all",
+                linger_ms=0,  # we hand over whole batches; nothing to wait for
+                max_batch_size=512 * 1024,
+                max_request_size=s.max_event_bytes + 256 * 1024,
+                **s.kafka_auth(),
+            )
+            await producer.start()
+            self.senders[lane] = BatchSender(producer)
 
     async def stop(self) -> None:
         self._users = max(0, self._users - 1)
-        if self._users == 0 and self.sender is not None:
-            sender, self.sender = self.sender, None
-            await sender.producer.stop()
+        if self._users == 0:
+            senders, self.senders = self.senders, {}
+            for sender in senders.values():
+                await sender.producer.stop()
 
-    async def send(self, messages: list[Message]) -> dict[tuple[str, int], int]:
+    async def send(self, messages: list[Message], lane: str = "outputs") -> dict[tuple[str, int], int]:
         """Send and wait until the broker has every message; on errors retry (nothing is acked meanwhile)."""
         backoff = 0.1
         while True:
-            if self.sender is None:
+            sender = self.senders.get(lane)
+            if sender is None:
                 await self.start()
-            assert self.sender is not None  # noqa: S101  # set by start()
+                sender = self.senders[lane]
             try:
-                return await self.sender.send(messages)
+                return await sender.send(messages)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -164,7 +182,7 @@ class TableStore:
             return
         self.put_many(updates)
         changelog = self.table.changelog_topic.get_topic_name()
-        offsets = await outbox.send([Message(changelog, k, v, p) for k, v, p in updates])
+        offsets = await outbox.send([Message(changelog, k, v, p) for k, v, p in updates], lane="changelog")
         for (topic, partition), offset in offsets.items():
             self.store.set_persisted_offset(TP(topic, partition), offset)
 
@@ -201,9 +219,12 @@ class _Stage:
     def decide(self, messages: Sequence[Any]) -> _Prepared:
         raise NotImplementedError
 
-    async def commit(self, prepared: _Prepared) -> None:
+    async def commit(self, prepared: _Prepared, before: Awaitable[None] | None = None) -> None:
+        """Send the outputs, then (after the batch ``before``, if still being committed) store the tables' states."""
         try:
             await self.outbox.send(prepared.outputs)  # outputs first: a crash after this re-sends the same ids
+            if before is not None:
+                await before
             for name, updates in prepared.writes.items():
                 await TableStore(self.tables[name]).write(self.outbox, updates)
         finally:

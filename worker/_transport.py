@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -102,8 +102,10 @@ class _Consumer(faust_aiokafka.Consumer):
         Faust hands every message to its conductor, a channel queue, an event and a stream, which costs more
         than deciding the event. Here each fetch's messages of a handled topic are tracked and handed over as one
         batch, and acked only once the handler has sent every output and stored every state: offsets are
-        committed (by Faust's commit loop) only for acked messages, so delivery stays at-least-once. While one
-        batch is being committed (waiting for the broker), the next one is fetched and decided. Messages of any
+        committed (by Faust's commit loop) only for acked messages, so delivery stays at-least-once. While up to
+        ``LEADFLOW_BATCHES_IN_FLIGHT`` batches are being committed (waiting for the broker), the next one is
+        fetched and decided; each batch's outputs go out as soon as it is decided, its states only after the
+        batch before it has stored its own, and its messages are acked after that batch's. Messages of any
         other topic take Faust's usual path.
         """
         handlers: dict[str, Any] | None = getattr(self.app, "leadflow_handlers", None)
@@ -119,15 +121,17 @@ class _Consumer(faust_aiokafka.Consumer):
         # Consumer.track_message without its per-message sensor calls (leadflow counts its own events): the
         # message is pending until acked, which is what graceful shutdown and commits look at.
         track, ack = self._unacked_messages.add, self.ack
-        pending: dict[str, asyncio.Future[None]] = {}  # topic → the batch being committed
+        in_flight = settings.batches_in_flight
+        pending: dict[str, deque[asyncio.Future[None]]] = defaultdict(deque)  # topic → its batches being committed
 
         async def flush(topic: str, batch: list[Any]) -> None:
             handler = handlers[topic]
             prepared = handler.prepare(batch)
-            previous = pending.get(topic)
-            if previous is not None:
-                await previous
-            pending[topic] = asyncio.ensure_future(self._commit_batch(handler, prepared, batch, ack))
+            committing = pending[topic]
+            while len(committing) >= in_flight:
+                await committing.popleft()
+            before = committing[-1] if committing else None
+            committing.append(asyncio.ensure_future(self._commit_batch(handler, prepared, batch, ack, before)))
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -159,8 +163,9 @@ class _Consumer(faust_aiokafka.Consumer):
                 for topic, batch in batches.items():
                     if batch:
                         await flush(topic, batch)
-                for topic in [t for t in pending if not batches.get(t)]:
-                    await pending.pop(topic)  # idle: finish the last commit now rather than with the next batch
+                for topic, committing in pending.items():
+                    while committing and not batches.get(topic):  # idle: finish the commits now, not later
+                        await committing.popleft()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -170,14 +175,16 @@ class _Consumer(faust_aiokafka.Consumer):
                 return
             raise
         finally:
-            unfinished = [f for f in pending.values() if not f.done()]
+            unfinished = [f for committing in pending.values() for f in committing if not f.done()]
             if unfinished:
                 # stopping: let the batches being committed finish, so that they are acked and not re-processed
                 await asyncio.wait(unfinished, timeout=10)
 
     @staticmethod
-    async def _commit_batch(handler: Any, prepared: Any, batch: list[Any], ack: Any) -> None:
-        await handler.commit(prepared)
+    async def _commit_batch(
+        handler: Any, prepared: Any, batch: list[Any], ack: Any, before: asyncio.Future[None] | None
+    ) -> None:
+        await handler.commit(prepared, before)
         for message in batch:
             ack(message)
 

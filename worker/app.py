@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -107,12 +107,18 @@ class BatchHandler:
         self._inflight.append(prepared)
         return prepared
 
-    async def commit(self, prepared: Prepared) -> None:
-        """Send a prepared batch's outputs, then store its states; when this returns, its messages may be acked."""
+    async def commit(self, prepared: Prepared, before: Awaitable[None] | None = None) -> None:
+        """Send a prepared batch's outputs, then store its states; when this returns, its messages may be acked.
+
+        ``before`` is the commit of the batch before, if still running: this batch's outputs go out meanwhile,
+        its states are stored only after that batch's, so that a lead's newest state is stored last.
+        """
         result, states, partition_of = prepared.result, prepared.states, prepared.partition_of
         try:
             # 1. outputs first: a crash after this re-processes the events and re-sends the same ids
             await self.outbox.send(self._outputs(result))
+            if before is not None:
+                await before
             # 2. then the state: locally, and in the changelog on the partition of the lead's source record
             updates = [(key, state, partition_of[key]) for key, state in _encoded(result.states)]
             await states.write(self.outbox, updates)

@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
 
     batch_size: int = Field(default=500, ge=1, le=10_000, description="Most events handed to the core at once")
+    batches_in_flight: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description=(
+            "Batches being committed at once per topic while the next is decided; above 1, a retried send may"
+            " land after a later batch's outputs (1: strict order)"
+        ),
+    )
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
     state_cache_size: int = Field(
         default=50_000,
@@ -75,6 +84,15 @@ class Settings(BaseSettings):
         default=10,
         ge=0,
         description="Count missing and unseen feature values on 1 event in N (by record offset; 0: off)",
+    )
+
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description=(
+            "Allocations between the garbage collector's young-generation passes (Python's own: 700; 0: leave"
+            " Python's settings alone)"
+        ),
     )
 
     commit_interval: float = Field(default=0.5, gt=0, description="Seconds between offset commits")
