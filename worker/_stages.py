@@ -41,8 +41,9 @@ class Outbox:
 
     Two lanes, each its own producer and connection: ``outputs`` (decisions, opportunities, routing, dead
     letters) and ``changelog`` (the tables' state). A producer has one request in flight per broker, so with one
-    lane a batch's state waited behind the next batch's outputs; with two, they travel side by side. Within a
-    lane, messages go out in the order they are handed over.
+    lane a batch's states could wait behind outputs handed over meanwhile (another stage's, or the next batch's
+    with ``LEADFLOW_BATCHES_IN_FLIGHT`` above 1). Within a lane, messages go out in the order they are handed
+    over.
     """
 
     LANES = ("outputs", "changelog")
