@@ -101,8 +101,8 @@ def run_pipeline(
                 for records in batches.values():
                     count += len(records)
                     stamps = [r.timestamp / 1000 for r in records]
-                    first_ts = min(stamps) if first_ts is None else min(first_ts, *stamps)
-                    last_ts = max(stamps) if last_ts is None else max(last_ts, *stamps)
+                    first_ts = min(stamps) if first_ts is None else min(first_ts, min(stamps))
+                    last_ts = max(stamps) if last_ts is None else max(last_ts, max(stamps))
     finally:
         if cmd[0] == "py-spy":
             process.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
