@@ -6,11 +6,11 @@ Stages, each timed over the same events:
   rules      Ruleset.evaluate on precomputed facts
   score      Model.score + Model.factors on precomputed facts
   decide     state merge + facts + score + rules + decision/opportunity dicts (events already parsed)
-  batch      process_batch as the worker runs it: bytes in, JSON bytes out, 500 events a batch, states serialised
-             at the end of each batch and kept decoded in the worker's state cache between batches, with the
+  batch      process_batch as the worker runs it: bytes in, JSON bytes out, 500 events a batch (--batch), states
+             serialised at the end of each batch and kept decoded in the worker's state cache between batches, with the
              drift sample of the worker's default settings (features checked on 1 event in 10)
 
-    python bench/bench_core.py [--leads 2000] [--repeat 3] [--drift-sample 10] [--gc-threshold 50000]
+    python bench/bench_core.py [--leads 2000] [--repeat 3] [--drift-sample 10] [--gc-threshold 50000] [--batch 500]
 """
 
 from __future__ import annotations
@@ -130,8 +130,15 @@ def main() -> None:
         default=Settings().gc_threshold,
         help="as LEADFLOW_GC_THRESHOLD, the worker's default unless given (0: Python's own settings)",
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=500,
+        help="events per batch for the batch stage (500, a few fetches' worth; the worker takes up to "
+        "LEADFLOW_BATCH_SIZE, 10,000, from a backlog, about 10 %% faster here)",
+    )
     args = parser.parse_args()
-    n, engine, stages = prepare(args.leads, args.drift_sample)
+    n, engine, stages = prepare(args.leads, args.drift_sample, args.batch)
     ruleset, model = engine.ruleset, engine.model
     print(
         f"{n:,} events of {args.leads:,} leads; best of {args.repeat} runs; one core (Python {sys.version.split()[0]})"

@@ -2,9 +2,10 @@
 
 For each pipeline the same N events are put on a fresh source topic first; then the pipeline's process starts
 and we watch its output topic grow (its end offsets, not its records: reading them meanwhile would take a core's
-share away from the pipeline). Throughput = outputs / (time of the last output − time of the first), from the
-output records' own timestamps, read afterwards, so start-up and group joins are not counted. CPU is the
-process's user+system time over the span in which the output grew, as a share of one core.
+share away from the pipeline). Throughput = the slope of outputs so far against time, fitted to the output
+records' own timestamps (read afterwards), so start-up and group joins are not counted, nor is the step of a
+batch pipeline's first batch (see ``output_rate``). CPU is the process's user+system time over the span in which
+the output grew, as a share of one core.
 
     python bench/bench_e2e.py [--events 40000] [--leads 2000] [--rounds 3]
 """
@@ -20,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -71,13 +73,13 @@ def run_pipeline(
     consumer.seek_to_beginning(*partitions)
     log = open(f"/tmp/bench-{name}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    count, first_ts, last_ts = 0, None, None
+    stamps: list[float] = []
     cpu_first = cpu_last = None
     seen_first = seen_last = 0.0
     deadline = time.monotonic() + timeout
     ends = -1
     try:
-        while count < len(events):
+        while len(stamps) < len(events):
             # Watch the sink's end offsets while the pipeline runs (one small request every 0.1 s) instead of
             # consuming its output meanwhile: decoding 60,000 records took 60 % of a core away from the
             # pipelines. The records, with the timestamps that time the run, are read once the output stops
@@ -85,7 +87,7 @@ def run_pipeline(
             quiet_since = time.monotonic()
             while ends <= 0 or time.monotonic() - quiet_since < 1.5:  # until the output grew, then stopped
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit(f"{name}: {count} of {len(events)} outputs; see /tmp/bench-{name}.log")
+                    raise SystemExit(f"{name}: {len(stamps)} of {len(events)} outputs; see /tmp/bench-{name}.log")
                 now_ends = sum(consumer.end_offsets(partitions).values())
                 if now_ends != ends:
                     ends, quiet_since = now_ends, time.monotonic()
@@ -99,10 +101,7 @@ def run_pipeline(
                 if not batches:
                     break
                 for records in batches.values():
-                    count += len(records)
-                    stamps = [r.timestamp / 1000 for r in records]
-                    first_ts = min(stamps) if first_ts is None else min(first_ts, min(stamps))
-                    last_ts = max(stamps) if last_ts is None else max(last_ts, max(stamps))
+                    stamps.extend(r.timestamp / 1000 for r in records)
     finally:
         if cmd[0] == "py-spy":
             process.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
@@ -110,11 +109,24 @@ def run_pipeline(
             process.terminate()
         process.wait(30)
         consumer.close()
-    if first_ts is None or last_ts is None or cpu_first is None or cpu_last is None:
+    if len(stamps) < 2 or cpu_first is None or cpu_last is None:
         raise SystemExit(f"{name}: no output seen; see /tmp/bench-{name}.log")
-    span = max(1e-9, last_ts - first_ts)
     cpu_span = max(1e-9, seen_last - seen_first)  # between the first and the last poll that saw the output grow
-    return {"events_per_s": count / span, "seconds": span, "cpu_share": (cpu_last - cpu_first) / cpu_span}
+    return {**output_rate(stamps), "cpu_share": (cpu_last - cpu_first) / cpu_span}
+
+
+def output_rate(stamps: list[float]) -> dict[str, float]:
+    """Outputs per second from the output records' timestamps: the slope of a line fitted to (time, outputs so far).
+
+    A batch pipeline's outputs come in steps, one per batch: outputs / (last − first) counts one batch more than
+    the time between the first and the last output spans (with 12 batches of 5,000, 9 % too high); the fitted
+    slope of the staircase is not biased that way, and equals outputs / span for outputs that come one by one.
+    """
+    times = np.sort(np.asarray(stamps, dtype=np.float64))
+    times -= times[0]
+    slope = float(np.polyfit(times, np.arange(len(times), dtype=np.float64), 1)[0])
+    span = max(1e-9, float(times[-1]))
+    return {"events_per_s": slope, "span_rate": len(times) / span, "seconds": span}
 
 
 def main() -> None:
@@ -180,6 +192,7 @@ def main() -> None:
                 results[name] = r
             print(
                 f"{name:9s} {r['events_per_s']:9,.0f} events/s  ({r['seconds']:.1f}s, "
+                f"outputs/span {r['span_rate']:,.0f}, "
                 f"process CPU {r['cpu_share']:.0%} of a core)",
                 flush=True,
             )

@@ -82,7 +82,7 @@ class Metrics:
         self.batch_size = Histogram(
             "leadflow_batch_events",
             "Events per batch",
-            buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000),
+            buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000),
             registry=registry,
         )
         self.score = Histogram(

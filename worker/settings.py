@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     web_host: str = "0.0.0.0"  # noqa: S104  # the metrics endpoint must be reachable by Prometheus
     web_port: int = Field(default=6066, ge=1, le=65535)
 
-    batch_size: int = Field(default=500, ge=1, le=10_000, description="Most events handed to the core at once")
+    batch_size: int = Field(
+        default=10_000, ge=1, le=50_000, description="Most events handed to the core at once (a fetch, up to this)"
+    )
     batches_in_flight: int = Field(
         default=1,
         ge=1,
