@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 from typing import Any, cast
 
+import hypothesis
+import hypothesis.strategies as hst
 import orjson
 import pytest
 
@@ -229,6 +231,9 @@ class _ExplodingModel:
     def factors(self, score: Any, facts: dict[str, object], top: int) -> Any:
         return self.inner.factors(score, facts, top)
 
+    def __getattr__(self, name: str) -> Any:  # features, training...: the inner model's
+        return getattr(self.inner, name)
+
 
 def test_an_unexpected_error_dead_letters_the_event_and_leaves_the_state_as_it_was(engine: Engine) -> None:
     broken = dataclasses.replace(engine, model=cast(Model, _ExplodingModel(engine.model)))
@@ -251,6 +256,50 @@ def test_an_unexpected_error_dead_letters_the_event_and_leaves_the_state_as_it_w
     state = orjson.loads(second.states["L1"])
     assert state["company"] == "Fine"  # the failed event left no trace
     assert state["activity.page_view.count"] == 1
+
+
+def test_a_batch_of_interleaved_leads_gives_what_deciding_its_records_one_at_a_time_gives(engine: Engine) -> None:
+    # the core decides a batch lead by lead (for speed) and lists its outputs in record order: the result must be
+    # the same as deciding every record on its own, in order, whatever is mixed in
+    from worker.scoring import generate
+
+    broken = dataclasses.replace(engine, model=cast(Model, _ExplodingModel(engine.model)))
+    data = generate(12, seed=5, start=T0, weeks=3)
+    values = [orjson.dumps(e) for e in data.events[:150]]
+    keys = [e["lead_id"].encode() for e in data.events[:150]]
+    values[7], values[40] = b"{oops", b"\xff\xfe"  # not JSON, not UTF-8
+    keys[60] = b"someone-else"  # a key that is not the lead id
+    keys[90], values[90] = keys[30], values[30]  # a replay of an earlier event of the batch
+    boom = dict(data.events[100], event_type="lead.upserted", lead={"company": "Boom"})
+    boom.pop("activity", None)
+    values[100] = orjson.dumps(boom)  # a scoring bug on this one event
+    pairs = enumerate(zip(keys, values, strict=True))
+    records = [Record(k, v, "leads", 0, i, timestamp=1_800_000_000.0 + i) for i, (k, v) in pairs]
+    assert len({r.key for r in records[:50]}) > 5  # the leads' records are interleaved
+
+    whole = process_batch(broken, records, {}.get, 5.0, drift_sample=3)
+    store: dict[str, bytes] = {}
+    parts = []
+    for record in records:
+        part = process_batch(broken, [record], store.get, 5.0, drift_sample=3)
+        store.update(part.states)
+        parts.append(part)
+
+    def flat(name: str) -> list[Any]:
+        return [item for part in parts for item in getattr(part, name)]
+
+    assert whole.decisions == flat("decisions")
+    assert whole.opportunities == flat("opportunities")
+    assert [(r.offset, e.reason) for r, e in whole.dead_letters] == [
+        (r.offset, e.reason) for r, e in flat("dead_letters")
+    ]
+    assert [r.offset for r, _ in whole.dead_letters] == [7, 40, 60, 100]
+    assert whole.scores == flat("scores")
+    assert whole.record_times == flat("record_times")
+    assert whole.sampled_facts == flat("sampled_facts")
+    assert whole.duplicates == sum(part.duplicates for part in parts) == 1
+    assert whole.states == {lead: store[lead] for lead in whole.states}
+    assert set(whole.states) == {k.decode() for k in keys if k != b"someone-else"}
 
 
 def test_parse_and_core_agree_on_the_contract_examples(engine: Engine) -> None:
@@ -450,3 +499,21 @@ def test_a_stored_state_this_version_cannot_read_sends_its_events_to_the_dead_le
     assert "lead 'L1' has layout version 9" in str(error)
     assert [key for key, _ in result.decisions] == [b"L2"]  # other leads go on
     assert "L1" not in result.states  # the unreadable state is left as it is
+
+
+@hypothesis.given(
+    # naive bounds (hypothesis asks for them); the offset is added in the test, a day from either end
+    moment=hst.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)),  # noqa: DTZ001
+    minutes=hst.integers(min_value=-1439, max_value=1439),
+)
+def test_times_in_decisions_read_as_isoformat_writes_them(moment: dt.datetime, minutes: int) -> None:
+    # decisions format occurred_at with orjson (faster); it must be isoformat's text for every time an event can
+    # carry: RFC 3339 offsets are whole minutes, and pydantic parses them into its own tzinfo
+    from pydantic import AwareDatetime, TypeAdapter
+
+    from worker.core import _isoformat
+
+    aware = moment.replace(tzinfo=dt.timezone(dt.timedelta(minutes=minutes)))
+    parsed = TypeAdapter(AwareDatetime).validate_python(aware.isoformat())
+    assert _isoformat(aware) == aware.isoformat()
+    assert _isoformat(parsed) == parsed.isoformat() == aware.isoformat()

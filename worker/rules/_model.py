@@ -173,10 +173,14 @@ def _generate_scorer(rules: tuple[ScoringRule, ...]) -> _Scorer:
     """One straight-line function for the plain (not decaying) scoring rules: ``facts -> (total, matched ids)``.
 
     Rules are added in file order, exactly as a loop over them would (the same float sums); a one-fact rule
-    calls its test on the fact directly (a missing fact skips it), and a rule with a guard is skipped when the
-    guard's fact is missing (its condition would be False). The source holds only generated identifiers; every
-    value from the ruleset (fields, tests, points, ids) is passed in the namespace, never pasted into the code.
+    calls its test on the fact directly (a missing fact skips it), or, for the simplest operators, runs the test's
+    own expression in place (``worker.rules._ops.inline_form``), and a rule with a guard is skipped when the
+    guard's fact is missing (its condition would be False). The source holds only generated identifiers and those
+    expressions, which are leadflow's code; every value from the ruleset (fields, tests, values, points, ids) is
+    passed in the namespace, never pasted into the code.
     """
+    from worker.rules._ops import inline_form  # _ops builds on this module's types
+
     namespace: dict[str, Any] = {"NUMBER": _NUMBER}
     lines = [
         "def score(facts):",
@@ -188,8 +192,16 @@ def _generate_scorer(rules: tuple[ScoringRule, ...]) -> _Scorer:
     for i, rule in enumerate(rules):
         namespace.update({f"points_{i}": rule.points, f"id_{i}": rule.id})
         if rule.leaf is not None and rule.per is None:
-            namespace[f"field_{i}"], namespace[f"test_{i}"] = rule.leaf
-            lines += [f"    x = get(field_{i})", f"    if x is not None and test_{i}(x):"]
+            namespace[f"field_{i}"], test = rule.leaf
+            form = inline_form(test)
+            if form is None:
+                namespace[f"test_{i}"] = test
+                check = f"test_{i}(x)"
+            else:  # the test's own expression, its values bound to names of this rule
+                expression, values = form
+                namespace.update({f"{name}_{i}": value for name, value in values.items()})
+                check = "(" + expression.format(**{name: f"{name}_{i}" for name in values}) + ")"
+            lines += [f"    x = get(field_{i})", f"    if x is not None and {check}:"]
         elif rule.condition is None:
             lines.append("    if True:")
         else:

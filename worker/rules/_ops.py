@@ -30,6 +30,7 @@ __all__ = [
     "Test",
     "ValueProblem",
     "domain_of",
+    "inline_form",
     "leaf_condition",
     "prepare_value",
     "typed_test",
@@ -80,20 +81,39 @@ class ValueProblem(Exception):
 # --- value tests ----------------------------------------------------------------------------------------------
 # Most operators compile to a *test* of one value: ``test(x) -> bool``. A leaf condition binds a field to it, and
 # the ruleset's scoring loop calls a test directly with the fact it already looked up.
+#
+# The simplest tests also carry the same test as an expression over ``x`` (``inline_form``): the generated scoring
+# function (worker.rules._model) pastes it in instead of calling the test, saving a Python call per rule and
+# event. The expression holds only ``x`` and ``{name}`` placeholders, which the generator renames to identifiers
+# of its own and binds to the values given here; a unit test checks every expression against its test.
+
+_INLINE = "__leadflow_inline__"
+
+
+def _inline(function: Test, expression: str, /, **values: object) -> Test:
+    """Mark a test with an expression over ``x`` that gives what ``function(x)`` gives for any ``x`` but None."""
+    setattr(function, _INLINE, (expression, values))
+    return function
+
+
+def inline_form(test: Test) -> tuple[str, dict[str, object]] | None:
+    """The expression (with ``{name}`` placeholders) and values of a test marked by ``_inline``, or None."""
+    form: tuple[str, dict[str, object]] | None = getattr(test, _INLINE, None)
+    return form
 
 
 def _eq(value: object) -> Test:
     def eq(x: object) -> bool:
         return x == value
 
-    return eq
+    return _inline(eq, "x == {value}", value=value)
 
 
 def _ne(value: object) -> Test:
     def ne(x: object) -> bool:
         return x != value
 
-    return ne
+    return _inline(ne, "x != {value}", value=value)
 
 
 def _in(values: frozenset[object]) -> Test:
@@ -121,7 +141,7 @@ def _gt(bound: float) -> Test:
         ok: bool = x.__class__ in _NUMBER and x > bound
         return ok
 
-    return gt
+    return _inline(gt, "x.__class__ in {number} and x > {bound}", number=_NUMBER, bound=bound)
 
 
 def _gte(bound: float) -> Test:
@@ -129,7 +149,7 @@ def _gte(bound: float) -> Test:
         ok: bool = x.__class__ in _NUMBER and x >= bound
         return ok
 
-    return gte
+    return _inline(gte, "x.__class__ in {number} and x >= {bound}", number=_NUMBER, bound=bound)
 
 
 def _lt(bound: float) -> Test:
@@ -137,7 +157,7 @@ def _lt(bound: float) -> Test:
         ok: bool = x.__class__ in _NUMBER and x < bound
         return ok
 
-    return lt
+    return _inline(lt, "x.__class__ in {number} and x < {bound}", number=_NUMBER, bound=bound)
 
 
 def _lte(bound: float) -> Test:
@@ -145,7 +165,7 @@ def _lte(bound: float) -> Test:
         ok: bool = x.__class__ in _NUMBER and x <= bound
         return ok
 
-    return lte
+    return _inline(lte, "x.__class__ in {number} and x <= {bound}", number=_NUMBER, bound=bound)
 
 
 def _between(bounds: tuple[float, float]) -> Test:
@@ -155,7 +175,7 @@ def _between(bounds: tuple[float, float]) -> Test:
         ok: bool = x.__class__ in _NUMBER and low <= x <= high
         return ok
 
-    return between
+    return _inline(between, "x.__class__ in {number} and {low} <= x <= {high}", number=_NUMBER, low=low, high=high)
 
 
 def _search(needles: tuple[str, ...]) -> Callable[[str], object]:
@@ -220,42 +240,42 @@ def _eq_ci(value: str) -> Test:
     def eq_ci(x: object) -> bool:
         return isinstance(x, str) and x.casefold() == value
 
-    return eq_ci
+    return _inline(eq_ci, "isinstance(x, str) and x.casefold() == {value}", value=value)
 
 
 def _ne_ci(value: str) -> Test:
     def ne_ci(x: object) -> bool:
         return not isinstance(x, str) or x.casefold() != value
 
-    return ne_ci
+    return _inline(ne_ci, "not isinstance(x, str) or x.casefold() != {value}", value=value)
 
 
 def _in_ci(values: frozenset[str]) -> Test:
     def in_ci(x: object) -> bool:
         return isinstance(x, str) and x.casefold() in values
 
-    return in_ci
+    return _inline(in_ci, "isinstance(x, str) and x.casefold() in {values}", values=values)
 
 
 def _not_in_ci(values: frozenset[str]) -> Test:
     def not_in_ci(x: object) -> bool:
         return not isinstance(x, str) or x.casefold() not in values
 
-    return not_in_ci
+    return _inline(not_in_ci, "not isinstance(x, str) or x.casefold() not in {values}", values=values)
 
 
 def _is_null(_: object) -> Test:
     def is_null(x: object) -> bool:
         return x is None
 
-    return is_null
+    return _inline(is_null, "False")
 
 
 def _is_not_null(_: object) -> Test:
     def is_not_null(x: object) -> bool:
         return x is not None
 
-    return is_not_null
+    return _inline(is_not_null, "True")  # the generated code has checked that x is not None
 
 
 _MATCHES_MEMO = 1024  # results remembered per matches test; a lead's title comes back with every event
@@ -278,7 +298,9 @@ def _matches(regex: Any) -> Test:
                 memo[x] = hit
         return hit
 
-    return matches
+    # a remembered text is a dict lookup; anything else is the call
+    expression = "(True if (hit := ({memo}.get(x) if x.__class__ is str else None)) else hit is None and {test}(x))"
+    return _inline(matches, expression, memo=memo, test=matches)
 
 
 @functools.lru_cache(maxsize=4096)  # a lead's email and website come back with every event and every domain rule

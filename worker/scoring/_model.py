@@ -48,7 +48,7 @@ _CACHE_LIMIT = 4096
 _KNOWN_KEYS = ("format", "format_version", "name", "intercept", "features", "training")
 
 _Scorer = Callable[[Mapping[str, object]], float]
-_Labeller = Callable[[Mapping[str, object], float], tuple[str, float]]
+_Labeller = Callable[[Mapping[str, object], float], dict[str, Any]]
 _CACHEABLE = (str, int, float)  # hashable fact values whose factor label can be remembered
 _second = operator.itemgetter(1)
 
@@ -109,7 +109,11 @@ class Model:
         return self._score(facts)
 
     def factors(self, score: Score, facts: Mapping[str, object], top: int) -> list[dict[str, Any]]:
-        """The ``top`` feature groups that moved the score most, largest |contribution| first, in words."""
+        """The ``top`` feature groups that moved the score most, largest |contribution| first, in words.
+
+        Each factor is ``{"feature", "label", "contribution"}``; the same dicts come back for the same values (they
+        are remembered), so callers must not change them.
+        """
         ranked = sorted(score.contributions, key=_second)  # most negative first, most positive last
         i, j = 0, len(ranked) - 1
         labellers = self._labellers
@@ -121,8 +125,7 @@ class Model:
             else:
                 name, contribution = ranked[j]
                 j -= 1
-            label, rounded = labellers[name](facts, contribution)
-            out.append({"feature": name, "label": label, "contribution": rounded})
+            out.append(labellers[name](facts, contribution))
         return out
 
     # -- JSON ------------------------------------------------------------------------------------------------
@@ -389,20 +392,25 @@ def _generate(compiled: list[_Compiled], intercept: float) -> Callable[[Mapping[
 
 
 def _labeller(feature: Feature) -> _Labeller:
-    """(label, rounded contribution) for one factor, remembered per (raw fact, contribution): both repeat."""
-    describe, path = feature.describe, feature.path
-    cache: dict[tuple[object, float], tuple[str, float]] = {}
+    """One factor as a decision shows it (name, words, rounded contribution), remembered per (raw fact,
+    contribution): both repeat from event to event, and the same dict is handed out again."""
+    describe, path, name = feature.describe, feature.path, feature.name
+    cache: dict[tuple[object, float], dict[str, Any]] = {}
     if isinstance(feature, Cross):
         return _cross_labeller(feature)
 
-    def label(facts: Mapping[str, object], contribution: float) -> tuple[str, float]:
+    def label(facts: Mapping[str, object], contribution: float) -> dict[str, Any]:
         raw = facts.get(path)
         cacheable = raw is None or type(raw) in _CACHEABLE
         if cacheable:
             hit = cache.get((raw, contribution))
             if hit is not None:
                 return hit
-        made = (f"{describe(facts)} ({contribution:+.2f})", round(contribution, 4))
+        made = {
+            "feature": name,
+            "label": f"{describe(facts)} ({contribution:+.2f})",
+            "contribution": round(contribution, 4),
+        }
         if cacheable:
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
@@ -414,17 +422,21 @@ def _labeller(feature: Feature) -> _Labeller:
 
 def _cross_labeller(feature: Cross) -> _Labeller:
     """As :func:`_labeller`, remembered per (both raw facts, contribution): the words name both values."""
-    describe, (first, second) = feature.describe, feature.paths
-    cache: dict[tuple[object, object, float], tuple[str, float]] = {}
+    describe, (first, second), name = feature.describe, feature.paths, feature.name
+    cache: dict[tuple[object, object, float], dict[str, Any]] = {}
 
-    def label(facts: Mapping[str, object], contribution: float) -> tuple[str, float]:
+    def label(facts: Mapping[str, object], contribution: float) -> dict[str, Any]:
         a, b = facts.get(first), facts.get(second)
         cacheable = (a is None or type(a) in _CACHEABLE) and (b is None or type(b) in _CACHEABLE)
         if cacheable:
             hit = cache.get((a, b, contribution))
             if hit is not None:
                 return hit
-        made = (f"{describe(facts)} ({contribution:+.2f})", round(contribution, 4))
+        made = {
+            "feature": name,
+            "label": f"{describe(facts)} ({contribution:+.2f})",
+            "contribution": round(contribution, 4),
+        }
         if cacheable:
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()

@@ -317,3 +317,54 @@ def test_matches_remembers_results_without_changing_them() -> None:
         assert [test(t) for t in texts] == [re2.search(pattern, t) is not None for t in texts]
     assert test(None) is False
     assert test(3) is False
+
+
+class _Text(str):
+    """A str subclass: the inlined tests check classes with `is`, the tests with isinstance."""
+
+
+ODD_FACTS: list[object] = [
+    *(0, 1, -3, 50, 999, 1000, 10**30, True, False),
+    *(0.0, 49.9, 50.0, 1000.0, 1e300, float("nan"), float("inf"), -float("inf")),
+    *("", "Acme", "acme", "ACME", "Straße", "STRASSE", "vp of sales", "CTO", "x" * 300),
+    _Text("Acme"),
+    _Text("CTO"),
+    *([], ["Acme"], {}, {"a": 1}, (1,), b"Acme", object()),
+]
+
+
+@pytest.mark.parametrize(
+    ("op", "value"),
+    [
+        ("eq", "Acme"),
+        ("eq", 50),
+        ("ne", "Acme"),
+        ("gt", 50),
+        ("gte", 1000),
+        ("lt", 50),
+        ("lte", 49.9),
+        ("between", [50, 999]),
+        ("eq_ci", "ACME"),
+        ("ne_ci", "straße"),
+        ("in_ci", ["Acme", "vp of sales"]),
+        ("not_in_ci", ["Acme"]),
+        ("matches", r"(?i)\b(cto|vp)\b"),
+        ("is_null", None),
+        ("is_not_null", None),
+    ],
+)
+def test_an_inlined_test_gives_what_its_test_gives(op: str, value: Any) -> None:
+    # the generated scorer pastes these expressions in place of the call: they must agree on any fact but None
+    from worker.rules._fields import Kind
+    from worker.rules._ops import inline_form, prepare_value
+
+    operator = OPERATORS[op]
+    assert operator.test is not None
+    compiled = operator.test(prepare_value(operator, "custom.any", Kind.ANY, value))
+    form = inline_form(compiled)
+    assert form is not None, f"{op} has no inline form"
+    expression, values = form
+    function = eval(f"lambda x: {expression.format(**{name: name for name in values})}", dict(values))  # noqa: S307
+    for _ in range(2):  # the second pass reads what `matches` remembered in the first
+        for fact in ODD_FACTS:
+            assert function(fact) == compiled(fact), (op, value, fact)
