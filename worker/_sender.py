@@ -72,8 +72,13 @@ class BatchSender:
     async def _queue(self, messages: Iterable[Message]) -> list[tuple[tuple[str, int], int, Any]]:
         """Hand the messages to the producer as record batches; (topic-partition, count, future) per batch."""
         groups: dict[tuple[str, int], list[Message]] = defaultdict(list)
+        by_key = self._by_key
         for m in messages:
-            partition = m.partition if m.partition is not None else await self.partition_for(m.topic, m.key)
+            partition = m.partition
+            if partition is None:  # a key seen before needs no coroutine (two messages an event come here)
+                partition = by_key.get((m.topic, m.key)) if m.key is not None else None
+                if partition is None:
+                    partition = await self.partition_for(m.topic, m.key)
             groups[m.topic, partition].append(m)
         producer = self.producer
         pending: list[tuple[tuple[str, int], int, Any]] = []
