@@ -416,11 +416,10 @@ _Output = tuple[
 
 
 def _snapshot(facts: dict[str, object]) -> dict[str, object]:
-    """The facts as they are now: their per-day history is the lead's own, which its later events change."""
-    history = facts.get(HISTORY_FACT)
-    if history is None:
-        return facts
-    return {**facts, HISTORY_FACT: orjson.loads(orjson.dumps(history)) if history else {}}
+    """An event's facts as the drift sample keeps them: without the per-day history, which is the lead's own (the
+    live state's, changed by its later events) and which no model can read (see worker.artifacts.check_servable)."""
+    facts.pop(HISTORY_FACT, None)
+    return facts
 
 
 def _lead_order(records: Sequence[RecordLike]) -> list[int]:
