@@ -393,8 +393,7 @@ def process_batch(
             changed.add(lead_id)
             score = decision["score"]
             if drift_sample and record.offset % drift_sample == 0 and decided.facts is not None:
-                sampled = _snapshot(decided.facts)
-        # the lead id: parse_event checked the key
+                sampled = _without_history(decided.facts)
         outputs[index] = (decision_bytes, score, sampled, opportunity_out, routed_out, request_out)
     _collect(engine.model, records, outputs, failed, result)
     result.states = {lead_id: dumps(live[lead_id]) for lead_id in changed}
@@ -415,7 +414,7 @@ _Output = tuple[
 ]
 
 
-def _snapshot(facts: dict[str, object]) -> dict[str, object]:
+def _without_history(facts: dict[str, object]) -> dict[str, object]:
     """An event's facts as the drift sample keeps them: without the per-day history, which is the lead's own (the
     live state's, changed by its later events) and which no model can read (see worker.artifacts.check_servable)."""
     facts.pop(HISTORY_FACT, None)
@@ -456,7 +455,7 @@ def _collect(
             dead_letters.append((record, failed[index]))
             continue
         decision_bytes, score, sampled, opportunity, routed, request = out
-        decisions.append((record.key or b"", decision_bytes))
+        decisions.append((record.key or b"", decision_bytes))  # the lead id: parse_event checked the key
         if score is not None:
             scores.append(score)
         if sampled is not None:
