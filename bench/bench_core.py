@@ -9,6 +9,9 @@ Stages, each timed over the same events:
   batch      process_batch as the worker runs it: bytes in, JSON bytes out, 500 events a batch (--batch), states
              serialised at the end of each batch and kept decoded in the worker's state cache between batches, with the
              drift sample of the worker's default settings (features checked on 1 event in 10)
+  bare       the same process_batch with next to no logic: a ruleset of one scoring rule and no qualification
+             rules, a model of one feature (the default model's first); what the core costs around its rules and
+             model (parse, state, ids, decision, JSON), a floor for the batch stage
 
     python bench/bench_core.py [--leads 2000] [--repeat 3] [--drift-sample 10] [--gc-threshold 50000] [--batch 500]
 """
@@ -30,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from worker.core import Engine, Record, decide, process_batch  # noqa: E402
 from worker.parse import parse_event  # noqa: E402
-from worker.rules import default_ruleset_path, load_ruleset  # noqa: E402
+from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset  # noqa: E402
 from worker.runner import tune_gc  # noqa: E402
-from worker.scoring import default_model_path, generate, load_model  # noqa: E402
+from worker.scoring import Model, default_model_path, generate, load_model  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
 
@@ -46,6 +49,21 @@ def best_rate(n: int, fn: Callable[[], object], repeat: int) -> float:
         fn()
         best = min(best, time.perf_counter() - started)
     return n / best
+
+
+_BARE_RULESET = """\
+version: "1"
+name: bare
+scoring:
+  - {id: has-email, when: {field: email, op: is_not_null}, points: 1}
+"""
+
+
+def bare_engine() -> Engine:
+    """An engine with next to no logic: one scoring rule, no qualification rules, one model feature."""
+    data = orjson.loads(default_model_path().read_bytes())
+    data["features"] = data["features"][:1]
+    return Engine(parse_ruleset(_BARE_RULESET, "<bare ruleset>"), Model.from_dict(data, source="<bare model>"))
 
 
 def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engine, dict[str, Callable[[], None]]]:
@@ -99,7 +117,7 @@ def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engin
 
     records = [Record(k, v, "leads", 0, i) for i, (k, v) in enumerate(raw)]
 
-    def run_batch() -> None:
+    def batches(engine: Engine) -> None:
         store: dict[str, bytes] = {}
         cache: dict[str, dict[str, object]] = {}
         for start in range(0, n, batch):
@@ -108,6 +126,14 @@ def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engin
             )
             store.update(result.states)
 
+    bare = bare_engine()
+
+    def run_batch() -> None:
+        batches(engine)
+
+    def run_bare() -> None:
+        batches(bare)
+
     stages = {
         "parse": run_parse,
         "merge": run_merge,
@@ -115,6 +141,7 @@ def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engin
         "score": run_score,
         "decide": run_decide,
         "batch": run_batch,
+        "bare": run_bare,
     }
     return n, engine, stages
 

@@ -1,0 +1,34 @@
+"""The core benchmark's ``bare`` engine: next to no logic, but a real engine that decides every event."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from bench_core import bare_engine
+
+from worker.core import Record, process_batch
+from worker.scoring import generate
+
+
+def test_the_bare_engine_has_one_rule_and_one_feature_and_decides_every_event() -> None:
+    engine = bare_engine()
+    assert len(engine.ruleset.scoring_rules) == 1
+    assert engine.ruleset.qualification_rules == ()
+    assert len(engine.model.features) == 1
+
+    data = generate(20, seed=11, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=2)
+    records = [Record(e["lead_id"].encode(), orjson.dumps(e), "leads", 0, i) for i, e in enumerate(data.events)]
+    result = process_batch(engine, records, {}.get, 1.0)
+
+    assert result.dead_letters == []  # a benchmark of dead letters would look fast and measure nothing
+    assert len(result.decisions) == len(records)
+    decisions = [orjson.loads(value) for _, value in result.decisions]
+    assert {d["ruleset_version"] for d in decisions} == {engine.ruleset.version}
+    assert any(d["matched_rules"] == ["has-email"] for d in decisions)
+    assert all(len(d["factors"]) == 1 for d in decisions if not d["duplicate"])
