@@ -406,11 +406,7 @@ def _labeller(feature: Feature) -> _Labeller:
             hit = cache.get((raw, contribution))
             if hit is not None:
                 return hit
-        made = {
-            "feature": name,
-            "label": f"{describe(facts)} ({contribution:+.2f})",
-            "contribution": round(contribution, 4),
-        }
+        made = _factor(name, describe(facts), contribution)
         if cacheable:
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
@@ -432,11 +428,7 @@ def _cross_labeller(feature: Cross) -> _Labeller:
             hit = cache.get((a, b, contribution))
             if hit is not None:
                 return hit
-        made = {
-            "feature": name,
-            "label": f"{describe(facts)} ({contribution:+.2f})",
-            "contribution": round(contribution, 4),
-        }
+        made = _factor(name, describe(facts), contribution)
         if cacheable:
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
@@ -444,6 +436,11 @@ def _cross_labeller(feature: Cross) -> _Labeller:
         return made
 
     return label
+
+
+def _factor(name: str, words: str, contribution: float) -> dict[str, Any]:
+    """A factor as decisions and opportunities carry it."""
+    return {"feature": name, "label": f"{words} ({contribution:+.2f})", "contribution": round(contribution, 4)}
 
 
 def _bounded_put(cache: dict[str, float], key: str, value: float) -> None:
