@@ -24,7 +24,7 @@ from faust.types import TP
 
 from worker._sender import BatchSender, Message
 from worker.exceptions import EventError
-from worker.metrics import Metrics, observe_many
+from worker.metrics import Metrics, Source, observe_many
 from worker.route_flow import accepted_notice, route_batch, sla_batch, sla_breaches, sla_pending
 from worker.routing import Target
 from worker.settings import Settings
@@ -112,7 +112,7 @@ class Outbox:
             headers = [
                 ("leadflow.reason", error.reason.encode()),
                 ("leadflow.error_class", type(error).__name__.encode()),
-                ("leadflow.error_message", str(error)[:2000].encode()),
+                ("leadflow.error_message", str(error)[:2000].encode("utf-8", "backslashreplace")),
                 ("leadflow.source_topic", record.topic.encode()),
                 ("leadflow.source_partition", str(record.partition).encode()),
                 ("leadflow.source_offset", str(record.offset).encode()),
@@ -198,6 +198,8 @@ class _Prepared(NamedTuple):
 class _Stage:
     """A stage over one topic and some tables: ``prepare`` decides (CPU only), ``commit`` sends then stores."""
 
+    source: Source  # what its refused records are counted as
+
     def __init__(self, outbox: Outbox, tables: dict[str, Any]) -> None:
         self.outbox = outbox
         self.tables = tables
@@ -220,6 +222,13 @@ class _Stage:
     def decide(self, messages: Sequence[Any]) -> _Prepared:
         raise NotImplementedError
 
+    def refuse(self, messages: Sequence[Any], error: EventError) -> _Prepared:
+        """Messages that cannot be decided at all, as dead letters (committed like any prepared batch)."""
+        failures = [(message, error) for message in messages]
+        prepared = _Prepared(self.outbox.dead_letters(failures), {}, None, failures)
+        self._inflight.append(prepared)
+        return prepared
+
     async def commit(self, prepared: _Prepared, before: Awaitable[None] | None = None) -> None:
         """Send the outputs, then (after the batch ``before``, if still being committed) store the tables' states."""
         try:
@@ -230,13 +239,18 @@ class _Stage:
                 await TableStore(self.tables[name]).write(self.outbox, updates)
         finally:
             self._inflight.remove(prepared)
-        if prepared.done is not None:
-            prepared.done()
-        self.outbox.metrics.count_dead_letters(error.reason for _, error in prepared.failures)
+        try:
+            if prepared.done is not None:
+                prepared.done()
+            self.outbox.metrics.count_dead_letters(self.source, (error.reason for _, error in prepared.failures))
+        except Exception:  # metrics and clocks are not worth the stream: the batch is sent and stored
+            logger.exception("counting a committed %s batch failed", self.source)
 
 
 class RouteStage(_Stage):
     """Owns the pools of its partitions of the route-requests topic: assigns requests in order, exactly once."""
+
+    source = "route_requests"
 
     def __init__(
         self, settings: Settings, outbox: Outbox, metrics: Metrics, engine: Callable[[], Any], tables: dict[str, Any]
@@ -292,6 +306,8 @@ class RouteStage(_Stage):
 
 class SlaStage(_Stage):
     """The SLA clock of its partitions of the SLA topic: notices in, reassignment requests out when time is up."""
+
+    source = "sla"
 
     def __init__(self, settings: Settings, outbox: Outbox, metrics: Metrics, app: Any, table: Any) -> None:
         super().__init__(outbox, {"sla-state": table})
@@ -365,6 +381,8 @@ class SlaStage(_Stage):
 
 class FeedbackStage(_Stage):
     """Forwards ``opportunity.accepted`` feedback to the SLA topic, keyed by opportunity id (no table)."""
+
+    source = "feedback"
 
     def __init__(self, settings: Settings, outbox: Outbox) -> None:
         super().__init__(outbox, {})

@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from kafka import KafkaConsumer, TopicPartition
-
+from worker._fetch import install as install_tolerant_fetcher
 from worker.settings import Settings
 
 __all__ = ["RawRecord", "follow_topic", "read_topic"]
@@ -22,16 +21,17 @@ logger = logging.getLogger(__name__)
 
 
 class RawRecord(NamedTuple):
-    """One record as read: where it sits, its key and value."""
+    """One record as read: where it sits, its key and value (and the client's record, for its headers)."""
 
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    source: Any = None
 
 
 def consumer_options(settings: Settings, role: str) -> dict[str, Any]:
-    """A whole-topic reader's options, the same for kafka-python and aiokafka: no group, nothing committed."""
+    """A whole-topic reader's aiokafka options: no group, nothing committed."""
     return {
         "bootstrap_servers": settings.bootstrap_servers,
         "group_id": None,
@@ -46,42 +46,57 @@ def consumer_options(settings: Settings, role: str) -> dict[str, Any]:
 def read_topic(
     settings: Settings, topic: str, role: str, quiet_ms: int = 300, timeout: float = 30.0
 ) -> tuple[list[RawRecord], dict[int, int]]:
-    """Every record of ``topic`` from the beginning to its end, and the offset to follow on from per partition."""
-    consumer = KafkaConsumer(**consumer_options(settings, role))
+    """Every record of ``topic`` from the beginning to its end, and the offset to follow on from per partition.
+
+    Synchronous (start-up and command-line tools): runs its own event loop, so it must not be called from one.
+    """
+    return asyncio.run(_read_topic(settings, topic, role, quiet_ms, timeout))
+
+
+async def _read_topic(
+    settings: Settings, topic: str, role: str, quiet_ms: int, timeout: float
+) -> tuple[list[RawRecord], dict[int, int]]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    install_tolerant_fetcher()
+    consumer = AIOKafkaConsumer(**consumer_options(settings, role))
+    await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = await _partitions(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps) if tps else {}
         records: list[RawRecord] = []
         next_offsets = {tp.partition: 0 for tp in tps}
+        if not tps:
+            return records, next_offsets
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
         give_up = time.monotonic() + timeout
         # Some brokers (tansu) under-report end offsets, so read on until the end is passed AND a poll comes back
         # empty, not just until the reported end.
-        while tps:
-            polled = consumer.poll(timeout_ms=quiet_ms)
+        while True:
+            polled = await consumer.getmany(timeout_ms=quiet_ms)
             for tp, batch in polled.items():
                 for r in batch:
-                    records.append(RawRecord(tp.partition, r.offset, r.key, r.value))
+                    records.append(RawRecord(tp.partition, r.offset, r.key, r.value, r))
                     next_offsets[tp.partition] = r.offset + 1
-            reached = all(consumer.position(tp) >= ends.get(tp, 0) for tp in tps)
+            positions = [await consumer.position(tp) for tp in tps]
+            reached = all(position >= ends.get(tp, 0) for tp, position in zip(tps, positions, strict=True))
             if (reached and not polled) or time.monotonic() > give_up:
                 break
         return records, next_offsets
     finally:
-        _close_quietly(consumer)
+        await consumer.stop()
 
 
-def _close_quietly(consumer: KafkaConsumer) -> None:
-    """Close a kafka-python consumer; it logs a metadata refresh it cancels itself on close as an ERROR."""
-    cluster_log = logging.getLogger("kafka.cluster")
-    level = cluster_log.level
-    cluster_log.setLevel(logging.CRITICAL)
-    try:
-        consumer.close()
-    finally:
-        cluster_log.setLevel(level)
+async def _partitions(consumer: Any, topic: str) -> set[int]:
+    """The topic's partitions (none when it does not exist)."""
+    partitions: set[int] | None = consumer.partitions_for_topic(topic)
+    if partitions is None:
+        await consumer._client.force_metadata_update()  # aiokafka learns of a topic on a metadata refresh
+        partitions = consumer.partitions_for_topic(topic)
+    return partitions or set()
 
 
 async def follow_topic(
@@ -98,6 +113,7 @@ async def follow_topic(
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition as AioTP
 
+    install_tolerant_fetcher()
     backoff = 0.5
     offsets = dict(start)
     while True:
@@ -114,8 +130,8 @@ async def follow_topic(
                 batches = await consumer.getmany(timeout_ms=1000)
                 for tp, batch in batches.items():
                     for r in batch:
-                        on_record(RawRecord(tp.partition, r.offset, r.key, r.value))
-                        offsets[tp.partition] = r.offset + 1
+                        offsets[tp.partition] = r.offset + 1  # whatever on_record makes of it, it is not read again
+                        on_record(RawRecord(tp.partition, r.offset, r.key, r.value, r))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -9,6 +9,9 @@
 3. A batch path. The messages of leadflow's topics (leads, and the routing stages' topics) go from the fetch loop
    to their handlers a fetch at a time, instead of one by one through Faust's conductor, channels and streams
    (see ``_drain_messages``).
+4. Nothing stops the fetch loop: records the client cannot read arrive as markers (see :mod:`worker._fetch`) and
+   go to the dead-letter topic; a batch whose handler raises is split until the one message that fails is found,
+   and that message goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from aiokafka.protocol.fetch import FetchRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from worker._fetch import UNREADABLE, unreadable
+from worker.exceptions import EventError
 from worker.settings import Settings
 
 __all__ = ["LeadflowTransport", "fetch_highwaters"]
@@ -123,22 +128,34 @@ class _Consumer(faust_aiokafka.Consumer):
         track, ack = self._unacked_messages.add, self.ack
         in_flight = settings.batches_in_flight
         pending: dict[str, deque[asyncio.Future[None]]] = defaultdict(deque)  # topic → its batches being committed
+        batches: dict[str, list[Any]] = {}  # topic → the messages of this fetch not yet handed over
+
+        async def hand_over(topic: str, prepared: Iterable[tuple[Any, list[Any]]]) -> None:
+            handler = handlers[topic]
+            for batch_prepared, messages in prepared:
+                committing = pending[topic]
+                while len(committing) >= in_flight:
+                    await committing.popleft()
+                before = committing[-1] if committing else None
+                commit = self._commit_batch(handler, batch_prepared, messages, ack, before)
+                committing.append(asyncio.ensure_future(commit))
 
         async def flush(topic: str, batch: list[Any]) -> None:
-            handler = handlers[topic]
-            prepared = handler.prepare(batch)
-            committing = pending[topic]
-            while len(committing) >= in_flight:
-                await committing.popleft()
-            before = committing[-1] if committing else None
-            committing.append(asyncio.ensure_future(self._commit_batch(handler, prepared, batch, ack, before)))
+            await hand_over(topic, _prepared(handlers[topic], batch))
+
+        async def flush_unreadable(topic: str, message: Any) -> None:
+            batch = batches.pop(topic, None)  # the records before it first: their order is kept
+            if batch:
+                await flush(topic, batch)
+            error = EventError(unreadable(message) or "unreadable records", reason="unreadable")
+            await hand_over(topic, [(handlers[topic].refuse([message], error), [message])])
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
                 if self.should_stop:
                     break
-                batches: dict[str, list[Any]] = {}
+                batches.clear()
                 async for tp, message in self.getmany(timeout=1.0):
                     offset = message.offset
                     last = read_offset[tp]
@@ -153,6 +170,10 @@ class _Consumer(faust_aiokafka.Consumer):
                         await callback(message)
                         continue
                     track(message)
+                    headers: Any = message.headers
+                    if headers and headers[0][0] is UNREADABLE:  # records the client could not read
+                        await flush_unreadable(topic, message)
+                        continue
                     batch = batches.get(topic)
                     if batch is None:
                         batch = batches[topic] = []
@@ -187,6 +208,32 @@ class _Consumer(faust_aiokafka.Consumer):
         await handler.commit(prepared, before)
         for message in batch:
             ack(message)
+
+
+def _prepared(handler: Any, batch: list[Any]) -> Iterator[tuple[Any, list[Any]]]:
+    """The batch prepared by its handler, or, when preparing it raises (a bug: the core turns bad records into dead
+    letters itself), its halves, down to the single message that fails, which becomes a dead letter: one message
+    costs one dead letter, never the stream."""
+    try:
+        yield handler.prepare(batch), batch
+        return
+    except Exception as exc:
+        if len(batch) == 1:
+            (message,) = batch
+            logger.exception(
+                "%s[%d] offset %d could not be decided; it goes to the dead-letter topic",
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+            error = EventError(
+                f"the worker failed on this record: {type(exc).__name__}: {exc}", reason="processing_error"
+            )
+            yield handler.refuse(batch, error), batch
+            return
+    middle = len(batch) // 2
+    yield from _prepared(handler, batch[:middle])
+    yield from _prepared(handler, batch[middle:])
 
 
 class LeadflowTransport(faust_aiokafka.Transport):

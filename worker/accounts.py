@@ -18,14 +18,19 @@ from typing import Any
 
 import orjson
 
+from worker._fetch import unreadable
 from worker._topic_reader import RawRecord, follow_topic, read_topic
-from worker.exceptions import EventError
+from worker.exceptions import DeadLetterReason, EventError
 from worker.routing import AccountIndex
 from worker.settings import Settings
 
 __all__ = ["AccountFeed", "decode_account"]
 
 logger = logging.getLogger(__name__)
+
+
+_MAX_TEXT = 1000
+_MAX_DOMAINS = 1000
 
 
 def decode_account(key: bytes | None, value: bytes | None) -> tuple[str, dict[str, Any] | None]:
@@ -38,28 +43,32 @@ def decode_account(key: bytes | None, value: bytes | None) -> tuple[str, dict[st
     except UnicodeDecodeError as exc:
         msg = f"the key of an accounts record is not UTF-8: {key[:40]!r}"
         raise EventError(msg, reason="not_utf8") from exc
+    if len(account_id) > _MAX_TEXT:
+        msg = f"the key of an accounts record is {len(account_id):,} characters long; at most {_MAX_TEXT} expected"
+        raise EventError(msg, reason="schema_violation")
     if value is None:
         return account_id, None
     try:
         data = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
+    except orjson.JSONDecodeError as exc:  # depth-bounded, no NaN: whatever the bytes, it says so and returns
         msg = f"account {account_id!r}: the value is not JSON ({exc})"
         raise EventError(msg, reason="not_json") from exc
     if not isinstance(data, dict):
         msg = f"account {account_id!r}: the value must be a JSON object, got {type(data).__name__}"
-        raise EventError(msg, reason="schema")
-    owner = data.get("owner_id")
-    if owner is not None and not isinstance(owner, str):
-        msg = f"account {account_id!r}: 'owner_id' must be a string, got {owner!r}"
-        raise EventError(msg, reason="schema")
+        raise EventError(msg, reason="not_an_object")
+    for name in ("owner_id", "name", "website"):
+        text = data.get(name)
+        if text is not None and not (isinstance(text, str) and len(text) <= _MAX_TEXT):
+            msg = f"account {account_id!r}: {name!r} must be a text of at most {_MAX_TEXT} characters"
+            raise EventError(msg, reason="schema_violation")
     domains = data.get("domains", [])
-    if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
-        msg = f"account {account_id!r}: 'domains' must be a list of strings"
-        raise EventError(msg, reason="schema")
-    for name in ("name", "website"):
-        if data.get(name) is not None and not isinstance(data[name], str):
-            msg = f"account {account_id!r}: {name!r} must be a string, got {data[name]!r}"
-            raise EventError(msg, reason="schema")
+    if not (
+        isinstance(domains, list)
+        and len(domains) <= _MAX_DOMAINS
+        and all(isinstance(d, str) and len(d) <= _MAX_TEXT for d in domains)
+    ):
+        msg = f"account {account_id!r}: 'domains' must be a list of at most {_MAX_DOMAINS} texts"
+        raise EventError(msg, reason="schema_violation")
     data.setdefault("account_id", account_id)
     return account_id, data
 
@@ -67,7 +76,7 @@ def decode_account(key: bytes | None, value: bytes | None) -> tuple[str, dict[st
 class AccountFeed:
     """Keeps an :class:`AccountIndex` equal to the accounts topic; counts what it refuses."""
 
-    def __init__(self, settings: Settings, on_refused: Callable[[str], object] | None = None) -> None:
+    def __init__(self, settings: Settings, on_refused: Callable[[DeadLetterReason], object] | None = None) -> None:
         self.settings = settings
         self.index = AccountIndex()
         self.next_offsets: dict[int, int] = {}
@@ -81,16 +90,24 @@ class AccountFeed:
         logger.info("%d known accounts from %r", len(self.index), self.settings.topic_accounts)
 
     def apply(self, record: RawRecord) -> None:
+        """Apply one record of the topic; one that cannot be read is logged, counted and skipped (never raises)."""
         try:
+            error = unreadable(record.source) if record.source is not None else None
+            if error is not None:
+                raise EventError(error, reason="unreadable")
             account_id, account = decode_account(record.key, record.value)
-        except EventError as exc:
+            self.index.put(account_id, account)
+        except Exception as exc:
+            reason: DeadLetterReason = exc.reason if isinstance(exc, EventError) else "processing_error"
             logger.error(
-                "ignored the accounts record at partition %d offset %d: %s", record.partition, record.offset, exc
+                "ignored the accounts record at partition %d offset %d (%s): %s",
+                record.partition,
+                record.offset,
+                reason,
+                exc,
             )
             if self.on_refused is not None:
-                self.on_refused(exc.reason)
-            return
-        self.index.put(account_id, account)
+                self.on_refused(reason)
 
     async def follow(self) -> None:
         """Apply new records as they arrive, for ever."""

@@ -29,7 +29,7 @@ from worker.accounts import AccountFeed
 from worker.artifacts import ArtifactKind
 from worker.control import ControlSnapshot, follow_control
 from worker.core import BatchResult, Engine, process_batch
-from worker.exceptions import ConfigError
+from worker.exceptions import ConfigError, EventError
 from worker.metrics import Metrics, observe_many
 from worker.reload import FileWatch, Reloader
 from worker.settings import Settings
@@ -107,6 +107,12 @@ class BatchHandler:
         self._inflight.append(prepared)
         return prepared
 
+    def refuse(self, messages: Sequence[Any], error: EventError) -> Prepared:
+        """Messages that cannot be decided at all, as dead letters (committed like any prepared batch)."""
+        prepared = Prepared(BatchResult(dead_letters=[(m, error) for m in messages]), TableStore(self.table), {})
+        self._inflight.append(prepared)
+        return prepared
+
     async def commit(self, prepared: Prepared, before: Awaitable[None] | None = None) -> None:
         """Send a prepared batch's outputs, then store its states; when this returns, its messages may be acked.
 
@@ -124,7 +130,10 @@ class BatchHandler:
             await states.write(self.outbox, updates)
         finally:
             self._inflight.remove(prepared)
-        self._count(result)
+        try:
+            self._count(result)
+        except Exception:  # metrics are not worth the stream: the batch is sent and stored
+            logger.exception("counting a committed batch failed")
 
     def _cache(self) -> dict[str, LeadState]:
         """Decoded lead states as stored (or about to be), valid while the partition assignment stays the same.
@@ -166,7 +175,7 @@ class BatchHandler:
         for (pool, target), n in result.routed.items():
             m.assignments.labels(pool, target).inc(n)
         observe_many(m.time_to_assignment, [max(0.0, time.time() - ts) for ts in result.routed_times])
-        m.count_dead_letters(error.reason for _, error in result.dead_letters)
+        m.count_dead_letters("leads", (error.reason for _, error in result.dead_letters))
         if result.duplicates:
             m.duplicates.inc(result.duplicates)
         observe_many(m.score, result.scores)
@@ -250,7 +259,7 @@ def build_app(
         _subscribe(app, topic_name, role, outbox, metrics if role == "process" else None)
     app.timer(s.sla_check_interval, name="leadflow.sla_clock")(sla.tick)
     if accounts is not None:
-        accounts.on_refused = lambda reason: metrics.accounts_refused.labels(reason).inc()
+        accounts.on_refused = lambda reason: metrics.count_refused("accounts", reason)
         metrics.accounts_known.set_function(lambda: len(accounts.index))
         app.task(accounts.follow)
     _reloads(app, s, Reloader(handler, metrics), control)

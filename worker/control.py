@@ -26,9 +26,10 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from worker._fetch import unreadable
 from worker._topic_reader import RawRecord, follow_topic, read_topic
 from worker.artifacts import KINDS, Artifact, ArtifactKind, compile_artifact
-from worker.exceptions import ConfigError, ModelError, RulesetError
+from worker.exceptions import ConfigError, EventError, ModelError, RulesetError
 from worker.settings import Settings
 
 __all__ = [
@@ -69,31 +70,31 @@ def encode_record(kind: ArtifactKind, text: str, name: str, published_at: dt.dat
 
 
 def decode_record(value: bytes | None, offset: int) -> ControlRecord:
-    """Decode a control record's value; a record that is not one raises ConfigError saying what is wrong."""
+    """Decode a control record's value; a record that is not one raises EventError saying what is wrong."""
     where = f"control record at offset {offset}"
     if value is None:
         msg = f"{where} has no value"
-        raise ConfigError(msg)
+        raise EventError(msg, reason="tombstone")
     try:
         data: Any = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
+    except orjson.JSONDecodeError as exc:  # depth-bounded, no NaN: whatever the bytes, it says so and returns
         msg = f"{where} is not JSON: {exc}"
-        raise ConfigError(msg) from exc
+        raise EventError(msg, reason="not_json") from exc
     if not isinstance(data, dict):
         msg = f"{where} must be a JSON object, got {type(data).__name__}"
-        raise ConfigError(msg)
+        raise EventError(msg, reason="not_an_object")
     kind, text, name = data.get("kind"), data.get("text"), data.get("name", "<control>")
     if kind not in KINDS:
-        msg = f"{where} has kind {kind!r}; expected one of {list(KINDS)}"
-        raise ConfigError(msg)
+        msg = f"{where} has kind {str(kind)[:80]!r}; expected one of {list(KINDS)}"
+        raise EventError(msg, reason="schema_violation")
     if not isinstance(text, str) or not isinstance(name, str):
         msg = f"{where} needs 'text' and 'name' as strings"
-        raise ConfigError(msg)
+        raise EventError(msg, reason="schema_violation")
     digest = data.get("sha256")
-    if digest is not None and digest != hashlib.sha256(text.encode()).hexdigest():
+    if digest is not None and digest != hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest():
         msg = f"{where}: 'sha256' does not match its text (the record was altered or truncated)"
-        raise ConfigError(msg)
-    return ControlRecord(kind, name, text, offset)
+        raise EventError(msg, reason="schema_violation")
+    return ControlRecord(kind, name[:200], text, offset)
 
 
 def publish(settings: Settings, kind: ArtifactKind, path: Path) -> str:
@@ -138,50 +139,56 @@ def publish(settings: Settings, kind: ArtifactKind, path: Path) -> str:
 class ControlSnapshot:
     """What the control topic held at start-up: its records in order, and where to follow on from."""
 
-    records: list[ControlRecord | ConfigError]
+    records: list[ControlRecord | EventError]
     next_offsets: dict[int, int]
 
     def newest_valid(self, kind: ArtifactKind) -> tuple[ControlRecord | None, Artifact | None, list[str]]:
         """The newest record of ``kind`` that compiles (and what it compiled to), and why newer ones were refused."""
         refused: list[str] = []
         for record in reversed(self.records):
-            if isinstance(record, ConfigError) or record.kind != kind:
+            if isinstance(record, EventError) or record.kind != kind:
                 continue
             try:
                 artifact = compile_artifact(kind, record.text, f"{record.name} (control offset {record.offset})")
             except (RulesetError, ModelError) as exc:
                 refused.append(str(exc))
                 continue
+            except Exception as exc:  # a compiler bug must not stop start-up: the record is refused like a bad one
+                refused.append(f"control offset {record.offset}: {type(exc).__name__}: {exc}")
+                continue
             return record, artifact, refused
         return None, None, refused
 
     @property
-    def undecodable(self) -> list[ConfigError]:
+    def undecodable(self) -> list[EventError]:
         """The records that are not control records at all."""
-        return [r for r in self.records if isinstance(r, ConfigError)]
+        return [r for r in self.records if isinstance(r, EventError)]
 
 
 def read_control(settings: Settings) -> ControlSnapshot:
     """Read the control topic from the beginning to its end (no consumer group, nothing committed)."""
     records, next_offsets = read_topic(settings, settings.topic_control, "control")
-    return ControlSnapshot([_decoded(r.value, r.offset) for r in records], next_offsets)
+    return ControlSnapshot([_decoded(r) for r in records], next_offsets)
 
 
-def _decoded(value: bytes | None, offset: int) -> ControlRecord | ConfigError:
+def _decoded(record: RawRecord) -> ControlRecord | EventError:
+    error = unreadable(record.source) if record.source is not None else None
+    if error is not None:
+        return EventError(error, reason="unreadable")
     try:
-        return decode_record(value, offset)
-    except ConfigError as exc:
+        return decode_record(record.value, record.offset)
+    except EventError as exc:
         return exc
 
 
 async def follow_control(
     settings: Settings,
     start: dict[int, int],
-    on_record: Callable[[ControlRecord | ConfigError], object],
+    on_record: Callable[[ControlRecord | EventError], object],
 ) -> None:
     """Read control records from ``start`` on, for ever, handing each to ``on_record`` in order."""
 
     def decode(record: RawRecord) -> None:
-        on_record(_decoded(record.value, record.offset))
+        on_record(_decoded(record))
 
     await follow_topic(settings, settings.topic_control, "control", start, decode)

@@ -10,7 +10,7 @@ import copy
 import datetime as dt
 import functools
 from collections import Counter
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -65,6 +65,8 @@ class Decided(NamedTuple):
     facts: dict[str, object] | None = None  # what the model scored (None for a duplicate)
     routed: dict[str, Any] | None = None
     route_request: RouteRequest | None = None
+    duplicate: bool = False
+    """The event's id was already applied to the lead: nothing changed, and the worker sends nothing for it."""
 
 
 class RecordLike(Protocol):
@@ -151,8 +153,7 @@ def decide(
             engine, event, decided_at, previous_status, previous_status, state["points"], last_score, [], [], "none"
         )
         decision["opportunity_id"] = state["opportunity_id"]
-        decision["duplicate"] = True
-        return state, Decided(decision, None)
+        return state, Decided(decision, None, duplicate=True)
 
     changed = apply_event(state, event, digest, now, engine.dedupe_window)
     facts = build_facts(state, now, event, changed)
@@ -209,7 +210,7 @@ def _decision(
     matched_rules: Sequence[str],
     action: str,
 ) -> dict[str, Any]:
-    """A decision in the contract's key order (the caller sets its opportunity id, and ``duplicate`` for a replay)."""
+    """A decision in the contract's key order (the caller sets its opportunity id)."""
     return {
         "schema_version": 1,
         "decision_id": ids.decision_id(event.lead_id, event.event_id),
@@ -227,7 +228,6 @@ def _decision(
         "matched_rules": list(matched_rules),
         "action": action,
         "opportunity_id": None,
-        "duplicate": False,
     }
 
 
@@ -257,7 +257,10 @@ def _convert(
         if owner_id is None:
             queue = engine.ruleset.conversion.queue
     converted_at = event.occurred_at
-    close_date = (converted_at.astimezone(_UTC) + dt.timedelta(days=spec.close_in_days)).date()
+    try:
+        close_date = (converted_at.astimezone(_UTC) + dt.timedelta(days=spec.close_in_days)).date()
+    except OverflowError:  # converted in the last days of year 9999: the calendar's last day
+        close_date = dt.date.max
     state["converted"] = True
     state["opportunity_id"] = opp_id
     state["converted_at"] = converted_at.timestamp()
@@ -317,9 +320,15 @@ def process_batch(
     ``load_state`` returns a lead's stored state (JSON bytes) or None. The states are carried in memory from one
     event to the next and serialised once, into ``states``. ``cache``, if given, holds decoded states equal to
     the stored ones: a lead found there is not loaded, and every lead of the batch is left there as it ends the
-    batch (the caller stores ``states`` before the next batch). A bad record becomes a dead letter; an unexpected
-    error on one event also does, and leaves that lead's state as it was before the event (rebuilt from
-    ``load_state`` by re-deciding the lead's earlier events of the batch: decisions are pure).
+    batch (the caller stores ``states`` before the next batch).
+
+    Nothing in a record stops the batch. A record that is not a valid lead event becomes a dead letter with its
+    reason. A lead whose stored state cannot be read sends each of its events to the dead letters, naming it. Any
+    other exception while deciding a lead (a bug, a state grown over ``engine.max_event_bytes``) sends the lead
+    again through its events one at a time from its stored state: the events that fail go to the dead letters,
+    naming the lead, the others are decided as they would have been (decisions are pure). The batch's other
+    leads are not touched. An event whose id the lead's state already holds (a replay) is counted in
+    ``duplicates`` and sends nothing: its decision was sent before its state was stored.
 
     The records are decided lead by lead (a lead's records one after the other, in their order), then their
     outputs are listed in the records' order: decisions depend only on the lead's own state and events, so the
@@ -330,88 +339,205 @@ def process_batch(
     of N, and counts per feature whether each is missing or unseen (0: none).
     """
     result = BatchResult()
-    dumps = orjson.dumps
     cached = cache if cache is not None else {}
-    live: dict[str, LeadState | None] = {}
-    changed: set[str] = set()  # leads whose state an event of this batch changed: stored at the end
-    max_bytes = engine.max_event_bytes
-    by_type, by_outcome = result.events_by_type, result.decisions_by
     outputs: list[_Output | None] = [None] * len(records)
     failed: dict[int, EventError] = {}
-    for index in _lead_order(records):
-        record = records[index]
-        try:
-            event = parse_event(record.key, record.value, max_bytes)
-        except EventError as exc:
-            failed[index] = exc
+    states = result.states
+    for indexes in _by_key(records):
+        events = _parsed(records, indexes, engine.max_event_bytes, failed)
+        if not events:
             continue
-        lead_id = event.lead_id
-        if lead_id in live:
-            state = live[lead_id]
-        else:
-            state = cached.get(lead_id)
-            if state is None:
-                stored = load_state(lead_id)
-                if stored is not None:
-                    try:
-                        state = decode_state(stored)
-                    except (StateError, orjson.JSONDecodeError) as exc:  # the event waits in the dead letters
-                        failed[index] = EventError(f"{type(exc).__name__}: {exc}", reason="processing_error")
-                        continue
-            live[lead_id] = state
+        lead_id = events[0][1].lead_id
+        state = cached.get(lead_id)
+        if state is None:
+            try:
+                state = _decoded(lead_id, load_state(lead_id))
+            except Exception as exc:  # the lead's events wait in the dead letters; the others go on
+                for index, _ in events:
+                    failed[index] = _lead_error(lead_id, exc)
+                continue
         try:
-            state, decided = decide(engine, state, event, decided_at)
-            decision = decided.decision
-            decision_bytes = dumps(decision)
-            opportunity = decided.opportunity
-            opportunity_out = None if opportunity is None else (opportunity["opportunity_id"], dumps(opportunity))
-            routed = decided.routed
-            routed_out = None
-            if routed is not None:
-                routed_out = (
-                    routed["opportunity_id"] or routed["lead_id"],
-                    dumps(routed),
-                    target_label(routed["target"]),
-                )
-            request = decided.route_request
-            request_out = None
-            if request is not None:
-                request.message["event_time"] = record.timestamp  # for the time from lead event to assignment
-                request_out = (request.pool, dumps(request.message))
-        except Exception as exc:  # a bug must not stop the stream: the event goes to the dead-letter topic
-            failed[index] = EventError(f"{type(exc).__name__}: {exc}", reason="processing_error")
-            live[lead_id] = _replay(engine, load_state(lead_id), records[:index], record.key, decided_at)
-            continue
-        live[lead_id] = state
-        by_type[event.event_type] += 1
-        by_outcome[decision["status"], decision["action"]] += 1
-        score: float | None = None
-        sampled: dict[str, object] | None = None
-        if decision["duplicate"]:
-            result.duplicates += 1
-        else:
-            changed.add(lead_id)
-            score = decision["score"]
-            if drift_sample and record.offset % drift_sample == 0 and decided.facts is not None:
-                sampled = _without_history(decided.facts)
-        outputs[index] = (decision_bytes, score, sampled, opportunity_out, routed_out, request_out)
+            state, stored = _decide_lead(engine, records, events, state, decided_at, drift_sample, outputs)
+        except Exception:  # one event of this lead fails: find which, from the stored state
+            state, stored = _decide_one_by_one(
+                engine, records, events, lead_id, load_state, decided_at, drift_sample, outputs, failed
+            )
+        if stored is not None:
+            states[lead_id] = stored
+        if state is not None:
+            cached[lead_id] = state
+        else:  # the fast path may have changed the cached state before it failed
+            cached.pop(lead_id, None)
     _collect(engine.model, records, outputs, failed, result)
-    result.states = {lead_id: dumps(live[lead_id]) for lead_id in changed}
-    if cache is not None:
-        for lead_id, state in live.items():
-            if state is not None:
-                cache[lead_id] = state
     return result
 
 
 _Output = tuple[
-    bytes,  # the decision's JSON
-    float | None,  # its score (None for a duplicate)
+    bytes | None,  # the decision's JSON (None for a replay: nothing is sent)
+    float | None,  # its score (None for a replay)
     dict[str, object] | None,  # its facts, when sampled for drift
     tuple[str, bytes] | None,  # the opportunity: its id and JSON
     tuple[str, bytes, str] | None,  # the routing decision: its key, JSON and target
     tuple[str, bytes] | None,  # the routing request: its pool and JSON
+    str,  # the event type
+    str,  # the decision's status
+    str,  # the decision's action
 ]
+
+
+def _by_key(records: Sequence[RecordLike]) -> Iterator[list[int]]:
+    """The records' indexes grouped by key (a lead's records in their order), keys in order of first record."""
+    groups: dict[bytes | None, list[int]] = {}
+    for index, record in enumerate(records):
+        group = groups.get(record.key)
+        if group is None:
+            groups[record.key] = [index]
+        else:
+            group.append(index)
+    return iter(groups.values())
+
+
+def _parsed(
+    records: Sequence[RecordLike], indexes: list[int], max_bytes: int, failed: dict[int, EventError]
+) -> list[tuple[int, LeadUpserted | LeadActivity]]:
+    """The valid events among one key's records (each keyed by its lead id); the others go to ``failed``."""
+    events = []
+    for index in indexes:
+        record = records[index]
+        try:
+            events.append((index, parse_event(record.key, record.value, max_bytes)))
+        except EventError as exc:
+            failed[index] = exc
+        except Exception as exc:  # a bug in the parser must not stop the stream either
+            failed[index] = EventError(f"the parser failed: {type(exc).__name__}: {exc}", reason="processing_error")
+    return events
+
+
+def _decoded(lead_id: str, stored: bytes | None) -> LeadState | None:
+    state = None if stored is None else decode_state(stored)
+    if state is not None and state.get("lead_id") != lead_id:
+        msg = f"stored state is of lead {str(state.get('lead_id'))[:80]!r}"
+        raise StateError(msg, lead_id=lead_id)
+    return state
+
+
+def _lead_error(lead_id: str, exc: Exception, event_id: str | None = None) -> EventError:
+    """A dead letter's reason for an event of ``lead_id`` that could not be decided."""
+    event = f" event {event_id!r}" if event_id is not None else ""
+    if isinstance(exc, _StateTooLarge):
+        return EventError(f"lead {lead_id!r}{event}: {exc}", reason="state_too_large")
+    what = "stored state cannot be read" if isinstance(exc, StateError | orjson.JSONDecodeError) else "failed"
+    return EventError(f"lead {lead_id!r}{event}: {what}: {type(exc).__name__}: {exc}", reason="processing_error")
+
+
+class _StateTooLarge(Exception):
+    """A lead's state would be stored larger than the limit (its changelog record would be refused)."""
+
+
+def _serialised(state: LeadState, limit: int) -> bytes:
+    stored = orjson.dumps(state)
+    if len(stored) > limit:
+        msg = (
+            f"its state would grow to {len(stored):,} bytes, over the limit of {limit:,} (LEADFLOW_MAX_EVENT_BYTES):"
+            " too many custom fields or activity types"
+        )
+        raise _StateTooLarge(msg)
+    return stored
+
+
+def _decide_lead(
+    engine: Engine,
+    records: Sequence[RecordLike],
+    events: list[tuple[int, LeadUpserted | LeadActivity]],
+    state: LeadState | None,
+    decided_at: float,
+    drift_sample: int,
+    outputs: list[_Output | None],
+) -> tuple[LeadState | None, bytes | None]:
+    """Decide one lead's events in order (the fast path); returns its state and, if it changed, the state's JSON.
+
+    Any exception escapes: the caller then decides the lead again event by event (``state`` may be half-changed).
+    """
+    changed = False
+    for index, event in events:
+        state, decided = decide(engine, state, event, decided_at)
+        outputs[index] = _rendered(engine, records[index], event, decided, drift_sample)
+        changed = changed or not decided.duplicate
+    stored = _serialised(state, engine.max_event_bytes) if changed and state is not None else None
+    return state, stored
+
+
+def _decide_one_by_one(
+    engine: Engine,
+    records: Sequence[RecordLike],
+    events: list[tuple[int, LeadUpserted | LeadActivity]],
+    lead_id: str,
+    load_state: Callable[[str], bytes | None],
+    decided_at: float,
+    drift_sample: int,
+    outputs: list[_Output | None],
+    failed: dict[int, EventError],
+) -> tuple[LeadState | None, bytes | None]:
+    """The slow path: each event on a copy of the state after the ones before it; a failing event is a dead letter
+    and leaves the state as it was. Returns the lead's state and its JSON (None when nothing changed)."""
+    try:
+        state = _decoded(lead_id, load_state(lead_id))
+    except Exception as exc:
+        for index, _ in events:
+            outputs[index] = None
+            failed[index] = _lead_error(lead_id, exc)
+        return None, None
+    stored = None
+    for index, event in events:
+        outputs[index] = None
+        try:
+            trial, decided = decide(engine, None if state is None else copy.deepcopy(state), event, decided_at)
+            out = _rendered(engine, records[index], event, decided, drift_sample)
+            trial_stored = None if decided.duplicate else _serialised(trial, engine.max_event_bytes)
+        except Exception as exc:  # the event goes to the dead letters; the lead's next events go on without it
+            failed[index] = _lead_error(lead_id, exc, event.event_id)
+            continue
+        outputs[index] = out
+        state = trial
+        if trial_stored is not None:
+            stored = trial_stored
+    return state, stored
+
+
+def _rendered(
+    engine: Engine, record: RecordLike, event: LeadUpserted | LeadActivity, decided: Decided, drift_sample: int
+) -> _Output:
+    """One decided event's outputs as JSON, ready to list (a replay's: nothing to send)."""
+    decision = decided.decision
+    status, action = decision["status"], decision["action"]
+    if decided.duplicate:
+        return (None, None, None, None, None, None, event.event_type, status, action)
+    dumps = orjson.dumps
+    opportunity = decided.opportunity
+    opportunity_out = None if opportunity is None else (opportunity["opportunity_id"], dumps(opportunity))
+    routed = decided.routed
+    routed_out = None
+    if routed is not None:
+        routed_out = (routed["opportunity_id"] or routed["lead_id"], dumps(routed), target_label(routed["target"]))
+    request = decided.route_request
+    request_out = None
+    if request is not None:
+        request.message["event_time"] = record.timestamp  # for the time from lead event to assignment
+        request_out = (request.pool, dumps(request.message))
+    sampled = None
+    if drift_sample and record.offset % drift_sample == 0 and decided.facts is not None:
+        sampled = _without_history(decided.facts)
+    return (
+        dumps(decision),
+        decision["score"],
+        sampled,
+        opportunity_out,
+        routed_out,
+        request_out,
+        event.event_type,
+        status,
+        action,
+    )
 
 
 def _without_history(facts: dict[str, object]) -> dict[str, object]:
@@ -421,20 +547,6 @@ def _without_history(facts: dict[str, object]) -> dict[str, object]:
     return facts
 
 
-def _lead_order(records: Sequence[RecordLike]) -> list[int]:
-    """The records' indexes grouped by key (a lead's records in their order), leads in order of first record."""
-    groups: dict[bytes | None, list[int]] = {}
-    for index, record in enumerate(records):
-        group = groups.get(record.key)
-        if group is None:
-            groups[record.key] = [index]
-        else:
-            group.append(index)
-    if len(groups) == len(records):  # one record per lead: the records' own order
-        return list(range(len(records)))
-    return [index for group in groups.values() for index in group]
-
-
 def _collect(
     model: Model,
     records: Sequence[RecordLike],
@@ -442,19 +554,25 @@ def _collect(
     failed: dict[int, EventError],
     result: BatchResult,
 ) -> None:
-    """List the batch's outputs and dead letters in the order of their records."""
+    """List the batch's outputs and dead letters in the order of their records, and count them."""
     dead_letters, decisions, scores, record_times = (
         result.dead_letters,
         result.decisions,
         result.scores,
         result.record_times,
     )
+    by_type, by_outcome = result.events_by_type, result.decisions_by
     for index, out in enumerate(outputs):
         record = records[index]
         if out is None:
             dead_letters.append((record, failed[index]))
             continue
-        decision_bytes, score, sampled, opportunity, routed, request = out
+        decision_bytes, score, sampled, opportunity, routed, request, event_type, status, action = out
+        by_type[event_type] += 1
+        by_outcome[status, action] += 1
+        if decision_bytes is None:  # a replay: counted, nothing sent
+            result.duplicates += 1
+            continue
         decisions.append((record.key or b"", decision_bytes))  # the lead id: parse_event checked the key
         if score is not None:
             scores.append(score)
@@ -485,23 +603,3 @@ def _sample(model: Model, facts: dict[str, object], result: BatchResult) -> None
             missing[name] += 1
         elif status == IS_UNSEEN:
             unseen[name] += 1
-
-
-def _replay(
-    engine: Engine, stored: bytes | None, earlier: Sequence[RecordLike], key: bytes | None, decided_at: float
-) -> LeadState | None:
-    """The lead's state after its ``earlier`` records of the batch (those with this ``key``), from the stored one.
-
-    Decisions are pure, so re-deciding gives the same states; a record that failed the first time fails again
-    and is left out again (it went to the dead letters).
-    """
-    state: LeadState | None = None if stored is None else decode_state(stored)
-    for record in earlier:
-        if record.key != key:
-            continue
-        try:
-            event = parse_event(record.key, record.value, engine.max_event_bytes)
-            state, _ = decide(engine, None if state is None else copy.deepcopy(state), event, decided_at)
-        except Exception:  # noqa: S112  # it failed the first time too, and was dead-lettered then
-            continue
-    return state

@@ -9,7 +9,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
+
+from worker.exceptions import DeadLetterReason
 
 __all__ = [
     "ACTIONS",
@@ -19,6 +32,7 @@ __all__ = [
     "Activity",
     "Contact",
     "DeadLetterHeaders",
+    "DeadLetterReason",
     "Decision",
     "Factor",
     "LeadActivity",
@@ -52,11 +66,62 @@ KNOWN_ACTIVITY_TYPES = (
 
 ACTIONS = ("none", "status_changed", "converted", "disqualified")
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+_NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+"""No control characters (C0, DEL, C1) and no bidirectional controls: an id must print as what it is."""
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_NO_CONTROLS)]
 ShortText = Annotated[str, StringConstraints(max_length=255)]
 ActivityType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Scalar = str | int | float | bool | None
 Action = Literal["none", "status_changed", "converted", "disqualified"]
+
+INT_RANGE = (-(2**63), 2**63 - 1)
+"""Integers the contract accepts in ``custom`` (64-bit, what every JSON library and Kafka consumer can hold)."""
+MAX_EMPLOYEES = 10**9
+MAX_REVENUE = 1e18
+MAX_CUSTOM_FIELDS = 200
+"""``custom`` keys in one event."""
+MAX_CUSTOM_TEXT = 2000
+"""Characters in one ``custom`` text value."""
+
+
+_CUSTOM_VALUE = "custom_value"  # the error type pydantic reports
+
+
+def _custom_value(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """One ``custom`` value: a union whose every member failing would say four things; say one, precisely.
+
+    An integer beyond 64 bits is refused rather than left to become a float (which would lose its digits).
+    """
+    if value.__class__ is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        msg = f"integer out of the 64-bit range [{INT_RANGE[0]}, {INT_RANGE[1]}]"
+        raise PydanticCustomError(_CUSTOM_VALUE, msg)
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        kinds = {error["type"] for error in exc.errors(include_url=False, include_input=False)}
+        if "string_too_long" in kinds:
+            msg = f"text longer than {MAX_CUSTOM_TEXT} characters"
+        elif "finite_number" in kinds:
+            msg = "number is not finite (NaN or beyond the range of a double)"
+        else:
+            msg = f"{type(value).__name__} is not a scalar; expected a text, a number, true/false or null"
+        raise PydanticCustomError(_CUSTOM_VALUE, msg) from None
+
+
+Scalar = Annotated[
+    Annotated[str, StringConstraints(max_length=MAX_CUSTOM_TEXT)]
+    | Annotated[int, Field(ge=INT_RANGE[0], le=INT_RANGE[1])]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | bool
+    | None,
+    WrapValidator(_custom_value),
+]
+
+
+Time = Annotated[
+    AwareDatetime,
+    Field(ge=dt.datetime(1, 1, 1, tzinfo=dt.UTC), le=dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)),
+]
+"""An RFC 3339 time whose UTC instant falls within the years 1 to 9999 (so that it converts and stores)."""
 
 
 class _Model(BaseModel):
@@ -76,16 +141,26 @@ class LeadFields(_Model):
     lead_source: ShortText | None = None
     rating: ShortText | None = Field(default=None, description="Hot, Warm or Cold in most orgs")
     industry: ShortText | None = None
-    annual_revenue: Annotated[float, Field(ge=0)] | None = None
-    number_of_employees: Annotated[int, Field(ge=0)] | None = None
+    annual_revenue: Annotated[float, Field(ge=0, le=MAX_REVENUE, allow_inf_nan=False)] | None = None
+    number_of_employees: Annotated[int, Field(ge=0, le=MAX_EMPLOYEES)] | None = None
     country: ShortText | None = None
     state: ShortText | None = None
     city: ShortText | None = None
     website: ShortText | None = None
     owner_id: ShortText | None = None
-    custom: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], Scalar] | None = Field(
+    custom: (
+        Annotated[
+            dict[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_NO_CONTROLS)], Scalar],
+            Field(max_length=MAX_CUSTOM_FIELDS),
+        ]
+        | None
+    ) = Field(
         default=None,
-        description="Org-specific scalar fields; merged key by key, a null value removes the key",
+        description=(
+            "Org-specific scalar fields; merged key by key, a null value removes the key. At most"
+            f" {MAX_CUSTOM_FIELDS} keys, texts of at most {MAX_CUSTOM_TEXT} characters, finite numbers, integers"
+            " within 64 bits"
+        ),
     )
 
 
@@ -97,10 +172,18 @@ class Activity(_Model):
     count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
 
 
+def _not_bool(value: object) -> object:
+    """``true`` equals 1 to Python; the contract's version is the number 1, not a boolean."""
+    if isinstance(value, bool):
+        msg = "schema_version must be the number 1, not a boolean"
+        raise ValueError(msg)
+    return value
+
+
 class _Envelope(_Model):
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], BeforeValidator(_not_bool)] = 1
     event_id: Id = Field(description="Producer-chosen, unique; a replay with the same id is applied once")
-    occurred_at: AwareDatetime = Field(description="RFC 3339 with an offset")
+    occurred_at: Time = Field(description="RFC 3339 with an offset; its UTC instant within the years 1 to 9999")
     lead_id: Id = Field(description="Also the record key on the leads topic")
 
 
@@ -130,7 +213,12 @@ class Factor(_Model):
 
 
 class Decision(_Model):
-    """What leadflow decided about one event (topic ``lead-decisions``, key = lead_id)."""
+    """What leadflow decided about one event (topic ``lead-decisions``, key = lead_id).
+
+    One per event id and lead: an event whose id the lead's state already holds (a replay) gets none, since its
+    decision was sent before the state that holds its id was stored. An event re-delivered after a crash before
+    its state was stored is decided again: the same ``decision_id`` and the same content, but ``decided_at``.
+    """
 
     schema_version: Literal[1] = 1
     decision_id: str = Field(description="Deterministic from lead_id and event_id: drop duplicates by it")
@@ -146,7 +234,6 @@ class Decision(_Model):
     matched_rules: list[str]
     action: Action
     opportunity_id: str | None = None
-    duplicate: bool = Field(default=False, description="The event_id was already applied to this lead; nothing changed")
     ruleset_version: str
     model_version: str
 
@@ -293,18 +380,7 @@ class AccountRecord(_Model):
 class DeadLetterHeaders(_Model):
     """Kafka headers on a ``leads-dlq`` record; its key and value are the original bytes, untouched."""
 
-    reason: Literal[
-        "too_large",
-        "not_utf8",
-        "not_json",
-        "not_an_object",
-        "missing_lead_id",
-        "unknown_event_type",
-        "unsupported_schema_version",
-        "schema_violation",
-        "key_mismatch",
-        "processing_error",
-    ]
+    reason: DeadLetterReason
     error_class: str
     error_message: str
     source_topic: str

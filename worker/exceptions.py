@@ -25,11 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 __all__ = [
+    "DEAD_LETTER_REASONS",
     "BacktestError",
     "BrokerError",
     "ConfigError",
+    "DeadLetterReason",
     "DriftError",
     "EventError",
     "LeadflowError",
@@ -39,6 +42,27 @@ __all__ = [
     "StateError",
     "TrainingError",
 ]
+
+
+DeadLetterReason = Literal[
+    "too_large",
+    "tombstone",
+    "not_utf8",
+    "not_json",
+    "not_an_object",
+    "missing_key",
+    "missing_lead_id",
+    "unknown_event_type",
+    "unsupported_schema_version",
+    "schema_violation",
+    "key_mismatch",
+    "unreadable",
+    "state_too_large",
+    "processing_error",
+]
+"""Why a record was refused: the ``leadflow.reason`` header of a dead letter and the ``reason`` label of the
+metrics that count refusals. A bounded set; docs/RELIABILITY.md says what each means."""
+DEAD_LETTER_REASONS: tuple[DeadLetterReason, ...] = get_args(DeadLetterReason)
 
 
 class LeadflowError(Exception):
@@ -93,7 +117,7 @@ class TrainingError(LeadflowError, ValueError):
 class EventError(LeadflowError, ValueError):
     """An input record is not a valid lead event; ``reason`` is its bounded dead-letter reason."""
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: DeadLetterReason) -> None:
         self.reason = reason
         super().__init__(message)
 

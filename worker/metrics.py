@@ -10,10 +10,16 @@ from __future__ import annotations
 import bisect
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-__all__ = ["Metrics", "observe_many"]
+from worker.exceptions import DeadLetterReason
+
+__all__ = ["Metrics", "Source", "observe_many"]
+
+Source = Literal["leads", "feedback", "route_requests", "sla", "accounts", "control"]
+"""Where a refused record came from: the ``source`` label of ``leadflow_records_refused_total``."""
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
@@ -172,10 +178,11 @@ class Metrics:
         self.accounts_known = Gauge(
             "leadflow_accounts_known", "Accounts in the worker's index (from the accounts topic)", registry=registry
         )
-        self.accounts_refused = Counter(
-            "leadflow_accounts_refused_total",
-            "Records of the accounts topic that could not be read, by reason",
-            ["reason"],
+        self.refused = Counter(
+            "leadflow_records_refused_total",
+            "Input records refused, by source (leads, feedback, route_requests, sla, accounts, control) and reason;"
+            " those of the first four also go to the dead-letter topic",
+            ["source", "reason"],
             registry=registry,
         )
         self.up = Gauge("leadflow_worker_up", "1 while the worker processes events", registry=registry)
@@ -186,10 +193,15 @@ class Metrics:
         self.model.info({"version": model_version})
         self._statuses = frozenset(statuses)
 
-    def count_dead_letters(self, reasons: Iterable[str]) -> None:
-        """Count records sent to the dead-letter topic, one reason each."""
+    def count_dead_letters(self, source: Source, reasons: Iterable[DeadLetterReason]) -> None:
+        """Count records of ``source`` sent to the dead-letter topic, one reason each."""
         for reason in reasons:
             self.dead_letters.labels(reason).inc()
+            self.refused.labels(source, reason).inc()
+
+    def count_refused(self, source: Source, reason: DeadLetterReason) -> None:
+        """Count a record of a topic read whole by every worker (accounts, control): refused, not dead-lettered."""
+        self.refused.labels(source, reason).inc()
 
     def status_label(self, status: str) -> str:
         """A bounded label value for a status: the ruleset's statuses, else ``other``."""

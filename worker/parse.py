@@ -1,13 +1,14 @@
 """Turn a raw ``leads`` record into a validated event, or say precisely why it cannot be one.
 
-The fast path is a single pydantic ``validate_json``; the slower diagnosis that picks a dead-letter reason runs
-only for records that fail it.
+The fast path is a single pydantic ``validate_json`` in strict mode: nothing is coerced (a count sent as ``"3"`` or
+``true``, a Unix integer for a time, are refused, not converted). The diagnosis that picks a dead-letter reason
+runs only for records that fail it, and is total: whatever the bytes, it returns an :class:`EventError` and never
+raises (no recursion, no conversion of huge numbers, no decoding that can fail).
 """
 
 from __future__ import annotations
 
-import json
-
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from worker.events import LeadActivity, LeadEvent, LeadUpserted
@@ -19,6 +20,7 @@ DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 _EVENT_TYPES = ("lead.upserted", "lead.activity")
 _adapter: TypeAdapter[LeadUpserted | LeadActivity] = TypeAdapter(LeadEvent)
 _validate_json = _adapter.validator.validate_json  # TypeAdapter.validate_json without its Python frame (per event)
+_SHOWN = 80  # characters of a producer's value shown in a message
 
 
 def parse_event(
@@ -31,16 +33,16 @@ def parse_event(
     """
     if value is None:
         msg = "record has no value (a tombstone); expected a JSON lead event"
-        raise EventError(msg, reason="not_json")
+        raise EventError(msg, reason="tombstone")
     if len(value) > max_bytes:
         msg = f"record value is {len(value):,} bytes, over the limit of {max_bytes:,} (LEADFLOW_MAX_EVENT_BYTES)"
         raise EventError(msg, reason="too_large")
     try:
-        event: LeadUpserted | LeadActivity = _validate_json(value)
+        event: LeadUpserted | LeadActivity = _validate_json(value, strict=True)
     except ValidationError as exc:
         raise _diagnose(value, exc) from None
     if key is None or key != event.lead_id.encode():
-        shown = key.decode("utf-8", "replace")[:80] if key is not None else None
+        shown = key.decode("utf-8", "replace")[:_SHOWN] if key is not None else None
         msg = (
             f"record key {shown!r} does not match lead_id {event.lead_id!r}; producers must key "
             "leads records by lead_id so that one lead's events stay in order on one partition"
@@ -50,27 +52,48 @@ def parse_event(
 
 
 def _diagnose(value: bytes, exc: ValidationError) -> EventError:
+    """The most precise reason a record failed validation (the checks run in the order a producer would fix them)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if errors and errors[0]["type"] == "json_invalid":
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return EventError(f"record value is not UTF-8: {err}", reason="not_utf8")
+        return EventError(f"record value is not JSON: {errors[0]['msg']}", reason="not_json")
     try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return EventError(f"record value is not UTF-8: {err}", reason="not_utf8")
-    try:
-        data = json.loads(text)
-    except ValueError as err:
-        return EventError(f"record value is not JSON: {err}", reason="not_json")
-    if not isinstance(data, dict):
+        data: object = orjson.loads(value)
+    except orjson.JSONDecodeError:  # read by pydantic but not by orjson (an integer beyond 64 bits): no envelope
+        data = None
+    if data is not None and not isinstance(data, dict):
         return EventError(f"expected a JSON object, got {type(data).__name__}", reason="not_an_object")
-    if data.get("schema_version", 1) != 1:
-        msg = f"schema_version {data.get('schema_version')!r} is not supported; this worker reads version 1"
+    if isinstance(data, dict):
+        envelope = _envelope_problem(data)
+        if envelope is not None:
+            return envelope
+    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])[:200]}: {err['msg']}" for err in errors[:5])
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return EventError(f"event does not match the contract: {problems}{more}", reason="schema_violation")
+
+
+def _envelope_problem(data: dict[str, object]) -> EventError | None:
+    """What is wrong with the envelope (version, lead id, event type), or None when it is fine."""
+    version = data.get("schema_version", 1)
+    if version != 1 or version.__class__ is not int:
+        msg = f"schema_version {_shown(version)} is not supported; this worker reads version 1"
         return EventError(msg, reason="unsupported_schema_version")
-    if not isinstance(data.get("lead_id"), str) or not data["lead_id"]:
-        return EventError(
-            f"lead_id is missing or not a non-empty string: {data.get('lead_id')!r}", reason="missing_lead_id"
-        )
-    if data.get("event_type") not in _EVENT_TYPES:
-        msg = f"unknown event_type {data.get('event_type')!r}; expected one of {', '.join(_EVENT_TYPES)}"
+    lead_id = data.get("lead_id")
+    if not isinstance(lead_id, str) or not lead_id:
+        return EventError(f"lead_id is missing or not a non-empty string: {_shown(lead_id)}", reason="missing_lead_id")
+    event_type = data.get("event_type")
+    if event_type not in _EVENT_TYPES:
+        msg = f"unknown event_type {_shown(event_type)}; expected one of {', '.join(_EVENT_TYPES)}"
         return EventError(msg, reason="unknown_event_type")
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)[:5]
-    )
-    return EventError(f"event does not match the contract: {problems}", reason="schema_violation")
+    return None
+
+
+def _shown(value: object) -> str:
+    """A producer's value as a message shows it: ``repr``, cut short (a value may be 1 MB of nested lists)."""
+    if isinstance(value, dict | list):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "...'"

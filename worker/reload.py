@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 from worker.artifacts import ArtifactKind, compile_artifact, swap, version_in
 from worker.control import ControlRecord
 from worker.core import Engine
-from worker.exceptions import ConfigError, ModelError, RulesetError
+from worker.exceptions import ConfigError, EventError, ModelError, RulesetError
 from worker.metrics import Metrics
 
 __all__ = ["FileWatch", "Origin", "Reloader", "Result"]
@@ -52,6 +52,11 @@ class Reloader:
         except (RulesetError, ModelError) as exc:
             logger.error("refused the %s from the %s %s; keeping %s. %s", kind, origin, name, current, exc)
             return self._count(kind, origin, "refused")
+        except Exception:  # a compiler bug: the running worker keeps what it has, as for any refused artifact
+            logger.exception(
+                "refused the %s from the %s %s; keeping %s: compiling it failed", kind, origin, name, current
+            )
+            return self._count(kind, origin, "refused")
         if artifact.version == current:
             return self._count(kind, origin, "unchanged")
         engine = self.target.engine = swap(self.target.engine, artifact)
@@ -59,10 +64,11 @@ class Reloader:
         logger.info("switched %s %s -> %s (from the %s %s)", kind, current, artifact.version, origin, name)
         return self._count(kind, origin, "applied")
 
-    def offer_record(self, record: ControlRecord | ConfigError) -> Result:
+    def offer_record(self, record: ControlRecord | EventError) -> Result:
         """A control record: a ruleset or model to offer, or one that could not be decoded (refused)."""
-        if isinstance(record, ConfigError):
+        if isinstance(record, EventError):
             logger.error("refused a control record. %s", record)
+            self.metrics.count_refused("control", record.reason)
             return self._count("unknown", "control", "refused")
         return self.offer(record.kind, record.text, f"{record.name} (control offset {record.offset})", "control")
 

@@ -203,15 +203,72 @@ class RouteBatch:
     waits: list[float] = field(default_factory=list)  # seconds from the lead event to the assignment
 
 
-def _request(value: bytes | None) -> Json:
+_LATEST = 253_402_300_799.0  # 9999-12-31T23:59:59Z: a request's times must be dates the calendar has
+_KINDS = ("route", "reassign")
+
+
+def _loads(value: bytes | None, what: str) -> Json:
+    """A JSON object from an internal topic's record; EventError says why not (orjson: bounded depth, no NaN)."""
+    if value is None:
+        msg = f"{what} has no value (a tombstone)"
+        raise EventError(msg, reason="tombstone")
     try:
-        message = orjson.loads(value or b"")
+        message = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        msg = f"a routing request is not JSON: {exc}"
-        raise EventError(msg, reason="not_json") from exc
-    required = ("kind", "request_id", "attempt", "pool", "opportunity", "requested_at")
-    if not isinstance(message, dict) or any(k not in message for k in required):
-        msg = f"a routing request needs {', '.join(required)}"
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            msg = f"{what} is not UTF-8: {exc}"
+            raise EventError(msg, reason="not_utf8") from None
+        msg = f"{what} is not JSON: {exc}"
+        raise EventError(msg, reason="not_json") from None
+    if not isinstance(message, dict):
+        msg = f"{what} must be a JSON object, got {type(message).__name__}"
+        raise EventError(msg, reason="not_an_object")
+    return message
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 1000
+
+
+def _is_time(value: object) -> bool:
+    return value.__class__ in (int, float) and 0 <= value <= _LATEST
+
+
+def _request(value: bytes | None) -> Json:
+    """A routing request as leadflow writes it on its internal topic; anything else is refused, saying what."""
+    message = _loads(value, "a routing request")
+    problems = []
+    if message.get("kind") not in _KINDS:
+        problems.append(f"'kind' must be one of {', '.join(_KINDS)}")
+    for name in ("request_id", "pool"):
+        if not _is_text(message.get(name)):
+            problems.append(f"{name!r} must be a non-empty text of at most 1000 characters")
+    attempt = message.get("attempt")
+    if attempt.__class__ is not int or not 1 <= attempt <= 10_000:
+        problems.append("'attempt' must be an integer from 1 to 10000")
+    if not _is_time(message.get("requested_at")):
+        problems.append("'requested_at' must be epoch seconds within the years 1970 to 9999")
+    event_time = message.get("event_time")
+    if event_time is not None and not _is_time(event_time):
+        problems.append("'event_time' must be epoch seconds or null")
+    exclude = message.get("exclude")
+    if not isinstance(exclude, list) or not all(isinstance(m, str) for m in exclude):
+        problems.append("'exclude' must be a list of member ids")
+    route = message.get("route")
+    if route is not None and not isinstance(route, dict):
+        problems.append("'route' must be an object or null")
+    hops = message.get("hops", 0)
+    if hops.__class__ is not int or hops < 0:
+        problems.append("'hops' must be a non-negative integer")
+    subject = message.get("opportunity")
+    if not isinstance(subject, dict) or not _is_text(subject.get("lead_id")):
+        problems.append("'opportunity' must be an object with a 'lead_id'")
+    elif subject.get("opportunity_id") is not None and not _is_text(subject.get("opportunity_id")):
+        problems.append("'opportunity.opportunity_id' must be a text or null")
+    if problems:
+        msg = f"a routing request does not match what leadflow writes: {'; '.join(problems)}"
         raise EventError(msg, reason="schema_violation")
     return message
 
@@ -241,33 +298,56 @@ def route_batch(
         except EventError as exc:
             out.dead_letters.append((record, exc))
             continue
-        request_id: str = request["request_id"]
-        name: str = request["pool"]
-        done = out.done.get((request_id, name)) or load_done(request_id, name)
-        if done is not None:  # a replay: say the same again, advance nothing
-            _emit(out, orjson.loads(done))
-            out.replayed += 1
-            continue
-        pool = None if routing is None else routing.pools.get(name)
-        if int(request.get("hops", 0)) >= _MAX_HOPS:  # a guard: the compiler refuses cycles of pools
-            produced = _unpooled(request, None, fallback, now, ruleset_version)
-        elif pool is None:
-            produced = _unpooled(request, routing, fallback, now, ruleset_version)
-        else:
-            if name not in states:
-                stored = load_pool(name)
-                states[name] = orjson.loads(stored) if stored is not None else None  # type: ignore[assignment]
-            produced = _assign(pool, states, request, now, ruleset_version, out)
-        if produced["opportunity"] is not None and request["attempt"] == 1:
-            out.created += 1
-        done_bytes = orjson.dumps(produced)
-        out.done[request_id, name] = done_bytes
-        _emit(out, produced)
-        event_time = request.get("event_time")
-        if isinstance(event_time, int | float) and request["attempt"] == 1:
-            out.waits.append(max(0.0, now - event_time))
+        try:
+            _route_one(routing, request, load_pool, load_done, now, ruleset_version, fallback, states, out)
+        except Exception as exc:  # a bug or a request nobody foresaw: its dead letter, never the stream's end
+            msg = f"routing request {request['request_id']!r} failed: {type(exc).__name__}: {exc}"
+            out.dead_letters.append((record, EventError(msg, reason="processing_error")))
     out.pool_states = {name: orjson.dumps(state) for name, state in states.items() if state is not None}
     return out
+
+
+def _route_one(
+    routing: Routing | None,
+    request: Json,
+    load_pool: Callable[[str], bytes | None],
+    load_done: Callable[[str, str], bytes | None],
+    now: float,
+    ruleset_version: str,
+    fallback: Target,
+    states: dict[str, Json],
+    out: RouteBatch,
+) -> None:
+    """Assign one request (or answer a replayed one as before), adding what it produced to ``out``.
+
+    :func:`_request` has checked every field this reads, so what can still fail (a stored record that does not
+    decode) fails before the pool's state changes.
+    """
+    request_id: str = request["request_id"]
+    name: str = request["pool"]
+    done = out.done.get((request_id, name)) or load_done(request_id, name)
+    if done is not None:  # a replay: say the same again, advance nothing
+        _emit(out, orjson.loads(done))
+        out.replayed += 1
+        return
+    pool = None if routing is None else routing.pools.get(name)
+    if request.get("hops", 0) >= _MAX_HOPS:  # a guard: the compiler refuses cycles of pools
+        produced = _unpooled(request, None, fallback, now, ruleset_version)
+    elif pool is None:
+        produced = _unpooled(request, routing, fallback, now, ruleset_version)
+    else:
+        if name not in states:
+            stored = load_pool(name)
+            states[name] = orjson.loads(stored) if stored is not None else None  # type: ignore[assignment]
+        produced = _assign(pool, states, request, now, ruleset_version, out)
+    done_bytes = orjson.dumps(produced)
+    if produced["opportunity"] is not None and request["attempt"] == 1:
+        out.created += 1
+    out.done[request_id, name] = done_bytes
+    _emit(out, produced)
+    event_time = request.get("event_time")
+    if isinstance(event_time, int | float) and request["attempt"] == 1:
+        out.waits.append(max(0.0, now - event_time))
 
 
 def _assign(pool: Pool, states: dict[str, Json], request: Json, now: float, version: str, out: RouteBatch) -> Json:
@@ -390,28 +470,29 @@ def accepted_notice(key: bytes | None, value: bytes | None) -> tuple[bytes, byte
     own producer, so it lands on the same partition as the opportunity's assignments. EventError says what is
     wrong with a bad event.
     """
-    try:
-        event = orjson.loads(value or b"")
-    except orjson.JSONDecodeError as exc:
-        msg = f"a feedback event is not JSON: {exc}"
-        raise EventError(msg, reason="not_json") from exc
-    if not isinstance(event, dict):
-        msg = f"a feedback event must be a JSON object, got {type(event).__name__}"
-        raise EventError(msg, reason="not_an_object")
+    event = _loads(value, "a feedback event")
     if event.get("event_type") != "opportunity.accepted":
-        msg = f"feedback event_type {event.get('event_type')!r} is not known; expected 'opportunity.accepted'"
+        shown = str(event.get("event_type"))[:80]
+        msg = f"feedback event_type {shown!r} is not known; expected 'opportunity.accepted'"
         raise EventError(msg, reason="unknown_event_type")
     opportunity_id = event.get("opportunity_id")
-    if not isinstance(opportunity_id, str) or not opportunity_id:
-        msg = "an 'opportunity.accepted' event needs 'opportunity_id' as a string"
+    if not _is_text(opportunity_id) or not _printable(opportunity_id):
+        msg = "an 'opportunity.accepted' event needs 'opportunity_id' as a text of 1 to 1000 printable characters"
         raise EventError(msg, reason="schema_violation")
-    notice = {
-        "kind": "accepted",
-        "opportunity_id": opportunity_id,
-        "accepted_by": event.get("accepted_by"),
-        "occurred_at": event.get("occurred_at"),
-    }
-    return opportunity_id.encode(), orjson.dumps(notice)
+    accepted_by, occurred_at = event.get("accepted_by"), event.get("occurred_at")
+    if accepted_by is not None and not _is_text(accepted_by):
+        msg = "'accepted_by' must be a text of 1 to 1000 characters or null"
+        raise EventError(msg, reason="schema_violation")
+    if occurred_at is not None and not (isinstance(occurred_at, str) and len(occurred_at) <= 64):
+        msg = "'occurred_at' must be an RFC 3339 time or null"
+        raise EventError(msg, reason="schema_violation")
+    notice = {"kind": "accepted", "opportunity_id": opportunity_id, "accepted_by": accepted_by}
+    notice["occurred_at"] = occurred_at
+    return opportunity_id.encode(), orjson.dumps(notice)  # type: ignore[union-attr]  # checked by _is_text
+
+
+def _printable(text: object) -> bool:
+    return isinstance(text, str) and text.isprintable()
 
 
 @dataclass(slots=True)
@@ -423,27 +504,65 @@ class SlaBatch:
     dead_letters: list[tuple[Any, EventError]] = field(default_factory=list)
 
 
+_NOTICE_KINDS = ("assigned", "accepted", "breached")
+
+
+def _notice(value: bytes | None) -> Json:
+    """An SLA notice as leadflow writes it on its internal topic; anything else is refused, saying what."""
+    notice = _loads(value, "an SLA notice")
+    kind = notice.get("kind")
+    problems = []
+    if kind not in _NOTICE_KINDS:
+        problems.append(f"'kind' must be one of {', '.join(_NOTICE_KINDS)}")
+    if not _is_text(notice.get("opportunity_id")):
+        problems.append("'opportunity_id' must be a non-empty text")
+    if kind in ("assigned", "breached"):
+        attempt = notice.get("attempt")
+        if attempt.__class__ is not int or not 1 <= attempt <= 10_000:
+            problems.append("'attempt' must be an integer from 1 to 10000")
+    if kind == "assigned":
+        if not (_is_text(notice.get("pool")) and _is_text(notice.get("member"))):
+            problems.append("'pool' and 'member' must be texts")
+        if not _is_time(notice.get("deadline")):
+            problems.append("'deadline' must be epoch seconds within the years 1970 to 9999")
+        tried = notice.get("tried")
+        if not isinstance(tried, list) or not all(isinstance(m, str) for m in tried):
+            problems.append("'tried' must be a list of member ids")
+        if not isinstance(notice.get("opportunity"), dict) or not isinstance(notice.get("route", {}), dict | None):
+            problems.append("'opportunity' must be an object and 'route' an object or null")
+    if problems:
+        msg = f"an SLA notice does not match what leadflow writes: {'; '.join(problems)}"
+        raise EventError(msg, reason="schema_violation")
+    return notice
+
+
 def sla_batch(records: Sequence[Any], load: Callable[[str], bytes | None]) -> tuple[SlaBatch, dict[str, Json]]:
     """Fold notices (assigned, accepted, breached) into each opportunity's SLA state.
 
-    Returns the batch and the decoded new states (for the clock's in-memory list of pending deadlines).
+    Returns the batch and the decoded new states (for the clock's in-memory list of pending deadlines). A notice
+    that is not one, or whose opportunity's stored state does not decode, is a dead letter.
     """
     out = SlaBatch()
     live: dict[str, Json] = {}
     for record in records:
         try:
-            notice = orjson.loads(record.value or b"")
-            opportunity_id = notice["opportunity_id"]
-            kind = notice["kind"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            out.dead_letters.append((record, EventError(f"a bad SLA notice: {exc!r}", reason="schema_violation")))
+            notice = _notice(record.value)
+            opportunity_id: str = notice["opportunity_id"]
+            state = live.get(opportunity_id)
+            if state is None:
+                stored = load(opportunity_id)
+                state = _sla_state(stored) if stored is not None else {"attempt": 0, "accepted": False, "breached": 0}
+        except EventError as exc:
+            out.dead_letters.append((record, exc))
             continue
-        state = live.get(opportunity_id)
-        if state is None:
-            stored = load(opportunity_id)
-            state = orjson.loads(stored) if stored is not None else {"attempt": 0, "accepted": False, "breached": 0}
+        except Exception as exc:  # a stored state that does not decode: this notice waits in the dead letters
+            msg = f"SLA notice: {type(exc).__name__}: {exc}"
+            out.dead_letters.append((record, EventError(msg, reason="processing_error")))
+            continue
+        kind = notice["kind"]
         if kind == "assigned" and notice["attempt"] >= state["attempt"]:
-            state.update({k: notice[k] for k in ("pool", "member", "attempt", "deadline", "tried", "route")})
+            state.update({k: notice[k] for k in ("pool", "member", "attempt", "deadline", "tried")})
+            state["route"] = notice.get("route") or {}
             state["opportunity"] = notice["opportunity"]
         elif kind == "accepted" and not state["accepted"]:
             state["accepted"] = True
@@ -458,6 +577,14 @@ def sla_batch(records: Sequence[Any], load: Callable[[str], bytes | None]) -> tu
                 state.pop(key, None)
     out.states = {k: orjson.dumps(v) for k, v in live.items()}
     return out, live
+
+
+def _sla_state(stored: bytes) -> Json:
+    state = orjson.loads(stored)
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), int) for k in ("attempt", "breached")):
+        msg = f"stored SLA state is not one: {stored[:80]!r}"
+        raise ValueError(msg)
+    return state
 
 
 def sla_pending(state: Mapping[str, Any]) -> bool:

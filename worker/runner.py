@@ -6,6 +6,7 @@ import dataclasses
 import gc
 import logging
 
+from aiokafka.errors import KafkaError as AioKafkaError
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
@@ -28,6 +29,9 @@ def run_worker(settings: Settings) -> int:
     """Run until stopped (SIGTERM/SIGINT). A bad ruleset or model stops start-up with its message."""
     import faust  # importing faust is slow; only the worker needs it
 
+    from worker import _fetch
+
+    _fetch.install()  # records the client cannot read become dead letters, not a consumer that stops
     engine = load_engine(settings)
     ensure_topics(settings)
     control = None
@@ -35,7 +39,7 @@ def run_worker(settings: Settings) -> int:
         try:
             ensure_control_topic(settings)
             control = read_control(settings)
-        except KafkaError as exc:
+        except (KafkaError, AioKafkaError) as exc:
             msg = (
                 f"cannot use the control topic {settings.topic_control!r}: {exc!r}; create it (one partition,"
                 " compacted) and let the worker read it, or set LEADFLOW_RELOAD_FROM_CONTROL=false"
@@ -49,15 +53,18 @@ def run_worker(settings: Settings) -> int:
     try:
         ensure_accounts_topic(settings)
         accounts.load()
-    except KafkaError as exc:
+    except (KafkaError, AioKafkaError) as exc:
         msg = f"cannot read the accounts topic {settings.topic_accounts!r}: {exc!r}; check LEADFLOW_TOPIC_ACCOUNTS"
         raise ConfigError(msg) from exc
     engine = dataclasses.replace(engine, accounts=accounts.index)
     logger.info("ruleset %s, model %s", engine.ruleset.version, engine.model.version)
     app = build_app(settings, engine, CollectorRegistry(), control, accounts)
     if control is not None:  # what start-up refused counts like what the running worker refuses
+        metrics = app.leadflow_handler.metrics
         for kind, n in refused.items():
-            app.leadflow_handler.metrics.reloads.labels(kind, "control", "refused").inc(n)
+            metrics.reloads.labels(kind, "control", "refused").inc(n)
+        for error in control.undecodable:
+            metrics.count_refused("control", error.reason)
     tune_gc(settings.gc_threshold)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:

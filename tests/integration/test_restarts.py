@@ -63,8 +63,7 @@ def _latest_points(flow: Flow, want_ids: set[str], timeout: float = 90.0) -> dic
             continue  # nothing new within a second; the deadline above decides when to give up
     points: dict[str, float] = {}
     for d in decisions:
-        if not d["duplicate"]:
-            points[d["lead_id"]] = d["points"]
+        points[d["lead_id"]] = d["points"]
     return points
 
 
@@ -153,12 +152,12 @@ def test_a_state_stored_by_an_earlier_leadflow_is_read_and_carried_on(
     producer.close()
     flow.start_worker(LEADFLOW_RULES=str(counting_rules), LEADFLOW_STORE=store)
     flow.produce([activity("V001", "V001-old", "page_view"), activity("V001", "V001-new", "page_view")])
-    decisions = [o.json for o in flow.read(flow.settings.topic_decisions, 3) if o.json["lead_id"] == "V001"]
-    replayed, new = decisions
-    assert replayed["duplicate"] is True  # its id was remembered by the old state
-    assert replayed["points"] == 7.0
-    assert new["duplicate"] is False
+    flow.read(flow.settings.topic_decisions, 2)
+    decisions = [o.json for o in flow.quiet_read(flow.settings.topic_decisions, 2.0) if o.json["lead_id"] == "V001"]
+    (new,) = decisions  # V001-old's id was remembered by the old state: a replay, nothing is sent for it
+    assert new["event_id"] == "V001-new"
     assert new["points"] == 8.0  # 7 page views before the upgrade, 1 after
+    assert flow.metric("leadflow_duplicate_events_total") == 1
     assert "Traceback" not in flow.log()
 
 
@@ -176,8 +175,7 @@ def test_batches_committed_side_by_side_keep_each_leads_order_and_newest_state(
     seen: dict[str, list[float]] = {}
     for output in flow.read(flow.settings.topic_decisions, len(events)):
         decision = output.json
-        if not decision["duplicate"]:
-            seen.setdefault(decision["lead_id"], []).append(decision["points"])
+        seen.setdefault(decision["lead_id"], []).append(decision["points"])
     for lead in leads:  # a lead's decisions share a partition: in the order they were decided
         assert seen[lead][:40] == [float(n) for n in range(1, 41)], lead
     flow.stop_worker(worker)

@@ -31,4 +31,4 @@ def test_the_bare_engine_has_one_rule_and_one_feature_and_decides_every_event() 
     decisions = [orjson.loads(value) for _, value in result.decisions]
     assert {d["ruleset_version"] for d in decisions} == {engine.ruleset.version}
     assert any(d["matched_rules"] == ["has-email"] for d in decisions)
-    assert all(len(d["factors"]) == 1 for d in decisions if not d["duplicate"])
+    assert all(len(d["factors"]) == 1 for d in decisions)

@@ -148,7 +148,7 @@ def test_a_replayed_event_changes_nothing_and_keeps_its_decision_id(engine: Engi
     before = orjson.dumps(state)
     state, again = decide(engine, state, activity("e2", "page_view", count=3), decided_at=1_800_000_100.0)
     assert orjson.dumps(state) == before
-    assert again.decision["duplicate"] is True
+    assert again.duplicate is True
     assert again.decision["decision_id"] == out[1].decision["decision_id"]
     assert again.decision["points"] == out[1].decision["points"] == 3
     assert again.opportunity is None
@@ -161,7 +161,7 @@ def test_a_replay_of_the_converting_event_does_not_convert_twice(engine: Engine)
     for event in events:
         state, decided = decide(engine, state, event, decided_at=1_800_000_200.0)
         assert decided.opportunity is None
-        assert decided.decision["duplicate"] is True
+        assert decided.duplicate is True
         assert decided.decision["opportunity_id"] == out[1].opportunity["opportunity_id"]
         assert decided.decision["status"] == "Qualified"
 

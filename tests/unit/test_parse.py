@@ -46,7 +46,7 @@ def test_partial_upsert_keeps_track_of_explicit_nulls() -> None:
     [
         (b"L1", b"\xff\xfe\x00", "not_utf8", "not UTF-8"),
         (b"L1", b"{not json", "not_json", "not JSON"),
-        (b"L1", None, "not_json", "tombstone"),
+        (b"L1", None, "tombstone", "tombstone"),
         (b"L1", b"[1, 2]", "not_an_object", "got list"),
         (b"L1", _bytes({**GOOD, "lead_id": None}), "missing_lead_id", "lead_id"),
         (b"L1", _bytes({**GOOD, "event_type": "lead.deleted"}), "unknown_event_type", "'lead.deleted'"),

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from worker.control import ControlRecord, ControlSnapshot, decode_record, encode_record
 from worker.core import Engine
-from worker.exceptions import ConfigError
+from worker.exceptions import ConfigError, EventError
 from worker.metrics import Metrics
 from worker.reload import FileWatch, Reloader
 from worker.rules import parse_ruleset
@@ -86,7 +86,7 @@ def test_a_broken_ruleset_is_refused_logged_and_counted(
 
 def test_an_undecodable_control_record_is_refused(setup: tuple[Handler, Reloader, CollectorRegistry]) -> None:
     handler, reloader, registry = setup
-    assert reloader.offer_record(ConfigError("control record at offset 3 is not JSON")) == "refused"
+    assert reloader.offer_record(EventError("control record at offset 3 is not JSON", reason="not_json")) == "refused"
     assert reloader.offer_record(ControlRecord("ruleset", "r.yaml", V2, 4)) == "applied"
     assert _reloads(registry, "control", "refused", kind="unknown") == 1
     assert handler.engine.ruleset.version.startswith("v2+")
@@ -113,14 +113,14 @@ def test_file_watch_reports_content_changes_once(tmp_path: Path) -> None:
 def test_control_records_round_trip_and_bad_ones_say_what_is_wrong() -> None:
     record = decode_record(encode_record("ruleset", V1, "rules.yaml"), 7)
     assert record == ControlRecord("ruleset", "rules.yaml", V1, 7)
-    with pytest.raises(ConfigError, match="offset 1 is not JSON"):
+    with pytest.raises(EventError, match="offset 1 is not JSON"):
         decode_record(b"{", 1)
-    with pytest.raises(ConfigError, match="offset 2 has no value"):
+    with pytest.raises(EventError, match="offset 2 has no value"):
         decode_record(None, 2)
-    with pytest.raises(ConfigError, match="kind 'rules'; expected one of \\['ruleset', 'model'\\]"):
+    with pytest.raises(EventError, match="kind 'rules'; expected one of \\['ruleset', 'model'\\]"):
         decode_record(b'{"kind": "rules", "name": "m", "text": ""}', 3)
     tampered = encode_record("ruleset", V1, "rules.yaml").replace(b"points: 1", b"points: 9")
-    with pytest.raises(ConfigError, match="'sha256' does not match its text"):
+    with pytest.raises(EventError, match="'sha256' does not match its text"):
         decode_record(tampered, 4)
 
 
@@ -130,7 +130,7 @@ def test_the_newest_valid_ruleset_of_the_control_topic_wins() -> None:
             ControlRecord("ruleset", "a.yaml", V1, 0),
             ControlRecord("ruleset", "b.yaml", V2, 1),
             ControlRecord("ruleset", "c.yaml", BROKEN, 2),
-            ConfigError("control record at offset 3 is not JSON"),
+            EventError("control record at offset 3 is not JSON", reason="not_json"),
         ],
         {0: 4},
     )

@@ -92,8 +92,6 @@ class Run:
             lead = leads.get(decision["lead_id"])
             if lead is None:
                 lead = leads[decision["lead_id"]] = LeadResult(default_status)
-            if decision["duplicate"]:
-                continue
             matched: list[str] = decision["matched_rules"]
             rule = matched[-1] if matched and matched[-1] in qualification else None
             lead.status, lead.points, lead.score = decision["status"], decision["points"], decision["score"]

@@ -74,7 +74,7 @@ def _status_times(result: BatchResult) -> dict[tuple[str, str], str]:
     entered: dict[tuple[str, str], str] = {}
     for _, raw in result.decisions:
         decision: dict[str, Any] = orjson.loads(raw)
-        if not decision["duplicate"] and decision["status"] != decision["previous_status"]:
+        if decision["status"] != decision["previous_status"]:
             entered.setdefault((decision["lead_id"], decision["status"]), decision["occurred_at"])
     return entered
 

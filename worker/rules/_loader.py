@@ -15,6 +15,10 @@ Loc = tuple[str | int, ...]
 
 _MAX_DEPTH = 64
 _MAX_NODES = 100_000
+_TOO_BIG = (
+    f"the document is nested deeper than {_MAX_DEPTH} levels or holds more than {_MAX_NODES:,} values"
+    " (the limits of a ruleset document)"
+)
 
 
 def format_loc(loc: Loc) -> str:
@@ -64,7 +68,7 @@ class _Reader:
         if depth > _MAX_DEPTH or self.nodes > _MAX_NODES:
             if not self.too_big:
                 self.too_big = True
-                self.src.add(loc[:1], "the document is nested too deeply or is too large")
+                self.src.add(loc[:1], _TOO_BIG)
             return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc, depth)
@@ -104,10 +108,37 @@ class _Reader:
         return out
 
 
+_OPENING = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSING = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the document nests collections deeper than ``_MAX_DEPTH``, found by PyYAML's scanner, which reads
+    tokens in a loop (its composer recurses per level, and a deep enough document would exhaust Python's stack)."""
+    depth = 0
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, _OPENING):
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return True
+        elif isinstance(token, _CLOSING):
+            depth -= 1
+    return False
+
+
 def read_yaml(text: str, src: Source) -> object:
     """Parse ``text`` into plain data; a syntax error or an empty document becomes a problem (returns None)."""
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        if _too_deep(text):
+            src.problems.append(Problem(_TOO_BIG, src.path, None))
+            return None
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             src.problems.append(Problem("the ruleset is empty; it needs at least 'version'", src.path, None))
@@ -127,4 +158,5 @@ def read_yaml(text: str, src: Source) -> object:
         src.problems.append(Problem(f"YAML syntax error: {exc}", src.path, None))
         return None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
