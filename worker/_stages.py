@@ -43,7 +43,7 @@ class Outbox:
     letters) and ``changelog`` (the tables' state). A producer has one request in flight per broker, so with one
     lane a batch's states could wait behind outputs handed over meanwhile (another stage's, or the next batch's
     with ``LEADFLOW_BATCHES_IN_FLIGHT`` above 1). Within a lane, messages go out in the order they are handed
-    over.
+    over. Both compress their record batches with ``LEADFLOW_COMPRESSION``.
     """
 
     LANES = ("outputs", "changelog")
@@ -74,6 +74,7 @@ class Outbox:
                 linger_ms=0,  # we hand over whole batches; nothing to wait for
                 max_batch_size=512 * 1024,
                 max_request_size=s.max_event_bytes + 256 * 1024,
+                compression_type=s.compression_type,
                 **s.kafka_auth(),
             )
             await producer.start()

@@ -222,6 +222,7 @@ def build_app(
         broker_heartbeat_interval=s.heartbeat_interval,
         producer_acks=-1,
         producer_linger=0.002,
+        producer_compression_type=s.compression_type,
         stream_wait_empty=False,
         key_serializer="raw",
         value_serializer="raw",

@@ -122,6 +122,7 @@ def publish(settings: Settings, kind: ArtifactKind, path: Path) -> str:
             acks="all",
             client_id=f"{settings.app_id}-publisher",
             max_request_size=max(len(text) * 2 + 4096, 1024 * 1024),
+            compression_type=settings.compression_type,
             **settings.kafka_auth(),
         )
         try:

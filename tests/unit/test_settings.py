@@ -51,3 +51,25 @@ def test_a_bad_setting_is_a_config_error_naming_its_variable(monkeypatch: pytest
     with pytest.raises(ConfigError, match=r"LEADFLOW_TOPIC_DLQ: Value error, 'dead letters' cannot name a Kafka topic"):
         settings_from(topic_dlq="dead letters")
     assert settings_from(topic_control="ops.leadflow-control_v2").topic_control == "ops.leadflow-control_v2"
+
+
+def test_compression_is_zstd_unless_set_and_none_means_no_codec(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEADFLOW_COMPRESSION", raising=False)
+    assert (Settings().compression, Settings().compression_type) == ("zstd", "zstd")
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
+        monkeypatch.setenv("LEADFLOW_COMPRESSION", codec)
+        assert Settings().compression_type == codec
+    monkeypatch.setenv("LEADFLOW_COMPRESSION", "none")
+    assert (Settings().compression, Settings().compression_type) == ("none", None)
+    assert Settings().dump()["compression"] == "none"
+
+
+def test_an_unknown_codec_is_refused_with_the_variable_and_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.exceptions import ConfigError
+    from worker.settings import settings_from
+
+    monkeypatch.setenv("LEADFLOW_COMPRESSION", "brotli")
+    with pytest.raises(
+        ConfigError, match="LEADFLOW_COMPRESSION: Input should be 'none', 'gzip', 'snappy', 'lz4' or 'zstd'"
+    ):
+        settings_from()
