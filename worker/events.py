@@ -172,16 +172,16 @@ class Activity(_Model):
     count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
 
 
-def _not_bool(value: object) -> object:
-    """``true`` equals 1 to Python; the contract's version is the number 1, not a boolean."""
-    if isinstance(value, bool):
-        msg = "schema_version must be the number 1, not a boolean"
+def _integer(value: object) -> object:
+    """``true`` and ``1.0`` equal 1 to Python; the contract's version is the integer 1, nothing that equals it."""
+    if value.__class__ is not int:
+        msg = f"schema_version must be the integer 1, not {type(value).__name__} {value!r:.20}"
         raise ValueError(msg)
     return value
 
 
 class _Envelope(_Model):
-    schema_version: Annotated[Literal[1], BeforeValidator(_not_bool)] = 1
+    schema_version: Annotated[Literal[1], BeforeValidator(_integer)] = 1
     event_id: Id = Field(description="Producer-chosen, unique; a replay with the same id is applied once")
     occurred_at: Time = Field(description="RFC 3339 with an offset; its UTC instant within the years 1 to 9999")
     lead_id: Id = Field(description="Also the record key on the leads topic")
