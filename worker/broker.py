@@ -1,17 +1,24 @@
-"""The embedded Kafka-protocol broker (tansu, in memory) for demos, tests and laptops.
+"""The embedded Kafka-protocol broker (tansu) for demos, tests and laptops.
 
-It keeps everything in memory and loses it when it stops. Production deployments point ``LEADFLOW_BROKER_URL``
-at their own Kafka cluster instead.
+It keeps everything in memory and loses it when it stops. Production deployments point
+``LEADFLOW_BROKER_URL`` at their own Kafka cluster instead.
+
+The tansu process never outlives the Python process that started it: on Linux it is asked (``prctl``
+``PR_SET_PDEATHSIG``) to be sent SIGTERM when its parent dies, even by SIGKILL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from worker.exceptions import BrokerError
@@ -19,6 +26,8 @@ from worker.exceptions import BrokerError
 __all__ = ["EmbeddedBroker", "broker_binary", "free_port", "running_broker"]
 
 logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def broker_binary() -> str:
@@ -55,6 +64,7 @@ class EmbeddedBroker:
         return f"kafka://{self.bootstrap}"
 
     def stop(self) -> None:
+        """Stop tansu (SIGTERM, then SIGKILL after 5 s)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -65,27 +75,66 @@ class EmbeddedBroker:
 
 
 def start_broker(port: int | None = None, *, quiet: bool = True, timeout: float = 10.0) -> EmbeddedBroker:
-    """Start tansu on 127.0.0.1 (on ``port``, or one the OS picks) and wait until it accepts connections."""
+    """Start tansu on 127.0.0.1 (on ``port``, or one the OS picks) and wait until it accepts connections.
+
+    Call it from a thread that lives as long as the broker should: Linux signals the child when the thread that
+    started it ends.
+    """
     port = port or free_port()
     address = f"tcp://127.0.0.1:{port}"
     out = subprocess.DEVNULL if quiet else None
+    command = [broker_binary(), "broker", "--listener-url", address, "--advertised-listener-url", address]
     process = subprocess.Popen(  # noqa: S603  # a fixed binary with arguments we build
-        [broker_binary(), "broker", "--listener-url", address, "--advertised-listener-url", address],
+        command,
         stdout=out,
         stderr=out,
+        process_group=0,  # Ctrl-C in a terminal reaches us only, and we stop tansu
+        preexec_fn=_die_with_parent(),  # only prctl and getppid, resolved before the fork
     )
+    broker = EmbeddedBroker(port, process)
+    try:
+        _wait_until_listening(broker, timeout)
+    except BaseException:  # not ready, or interrupted meanwhile: leave nothing running
+        broker.stop()
+        raise
+    logger.info("embedded broker listening on 127.0.0.1:%d", port)
+    return broker
+
+
+def _wait_until_listening(broker: EmbeddedBroker, timeout: float) -> None:
+    port, process = broker.port, broker.process
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             msg = f"embedded broker exited with code {process.returncode} on port {port}; is the port in use?"
             raise BrokerError(msg)
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            logger.info("embedded broker listening on 127.0.0.1:%d", port)
-            return EmbeddedBroker(port, process)
+            return
         time.sleep(0.02)
-    process.kill()
     msg = f"embedded broker did not accept connections on port {port} within {timeout:.0f}s"
     raise BrokerError(msg)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux send the child SIGTERM when its parent dies; None elsewhere.
+
+    ``prctl`` is looked up here, before the fork: the child only calls it (no import, no dlopen after fork).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        logger.warning("cannot call prctl: the embedded broker may outlive this process if it is killed")
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 @contextlib.contextmanager

@@ -1,0 +1,95 @@
+"""``leadflow broker``: stopped by a signal, or killed, it leaves nothing running."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from worker.broker import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        return True
+    return False
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (dead, waiting to be reaped by whoever adopted it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} after {timeout}s")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _broker_command(port: int, tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``python -m worker broker --port PORT ARGS`` until it listens; (its process, tansu's pid)."""
+    log = (tmp_path / f"broker-{port}.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "broker", "--port", str(port), *args], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        _wait_for(lambda: _listening(port) or process.poll() is not None, 20, "the broker does not listen")
+        assert process.poll() is None, (tmp_path / f"broker-{port}.log").read_text()
+        (tansu,) = _children(process.pid)
+        yield process, tansu
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_broker_and_leaves_nothing_running(tmp_path: Path, signum: signal.Signals) -> None:
+    port = free_port()
+    with _broker_command(port, tmp_path) as (process, tansu):
+        assert _running(tansu)
+        started = time.monotonic()
+        process.send_signal(signum)
+        code = process.wait(timeout=10)
+        took = time.monotonic() - started
+    assert code == 0
+    assert took < 5, f"stopping took {took:.1f}s"
+    assert not _running(tansu), "tansu outlived leadflow broker"
+    assert not _listening(port)
+    with socket.socket() as sock:  # nobody holds the port: a new broker could take it at once
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+
+
+def test_the_broker_does_not_outlive_a_killed_leadflow(tmp_path: Path) -> None:
+    port = free_port()
+    with _broker_command(port, tmp_path) as (process, tansu):
+        os.kill(process.pid, signal.SIGKILL)  # no handler runs: only the kernel can stop tansu now
+        process.wait(timeout=10)
+        _wait_for(lambda: not _running(tansu), 5, "tansu still runs")
+    _wait_for(lambda: not _listening(port), 5, "the port still accepts connections")
