@@ -1,6 +1,7 @@
 """The embedded Kafka-protocol broker (tansu) for demos, tests and laptops.
 
-It keeps everything in memory and loses it when it stops. Production deployments point
+By default it keeps everything in memory and loses it when it stops; with a data directory it keeps its topics,
+records and consumer groups there across restarts (see :mod:`worker._bucket`). Production deployments point
 ``LEADFLOW_BROKER_URL`` at their own Kafka cluster instead.
 
 The tansu process never outlives the Python process that started it: on Linux it is asked (``prctl``
@@ -20,7 +21,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from worker._bucket import ObjectBucket
 from worker.exceptions import BrokerError
 
 __all__ = ["EmbeddedBroker", "broker_binary", "free_port", "running_broker"]
@@ -54,6 +57,7 @@ class EmbeddedBroker:
 
     port: int
     process: subprocess.Popen[bytes]
+    bucket: ObjectBucket | None = None  # where the records are kept, with a data directory
 
     @property
     def bootstrap(self) -> str:
@@ -64,7 +68,7 @@ class EmbeddedBroker:
         return f"kafka://{self.bootstrap}"
 
     def stop(self) -> None:
-        """Stop tansu (SIGTERM, then SIGKILL after 5 s)."""
+        """Stop tansu (SIGTERM, then SIGKILL after 5 s), then the store it wrote to."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -72,32 +76,50 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        if self.bucket is not None:
+            self.bucket.stop()
 
 
-def start_broker(port: int | None = None, *, quiet: bool = True, timeout: float = 10.0) -> EmbeddedBroker:
+def start_broker(
+    port: int | None = None, *, quiet: bool = True, timeout: float = 10.0, data_dir: Path | None = None
+) -> EmbeddedBroker:
     """Start tansu on 127.0.0.1 (on ``port``, or one the OS picks) and wait until it accepts connections.
 
-    Call it from a thread that lives as long as the broker should: Linux signals the child when the thread that
-    started it ends.
+    With ``data_dir`` the broker keeps its data there and finds it again when started on the same directory;
+    without, in memory. Call it from a thread that lives as long as the broker should: Linux signals the
+    child when the thread that started it ends.
     """
     port = port or free_port()
     address = f"tcp://127.0.0.1:{port}"
     out = subprocess.DEVNULL if quiet else None
     command = [broker_binary(), "broker", "--listener-url", address, "--advertised-listener-url", address]
-    process = subprocess.Popen(  # noqa: S603  # a fixed binary with arguments we build
-        command,
-        stdout=out,
-        stderr=out,
-        process_group=0,  # Ctrl-C in a terminal reaches us only, and we stop tansu
-        preexec_fn=_die_with_parent(),  # only prctl and getppid, resolved before the fork
-    )
-    broker = EmbeddedBroker(port, process)
+    env = None
+    bucket = None
+    if data_dir is not None:
+        bucket = ObjectBucket(data_dir)
+        env = _s3_env(bucket.endpoint)
+        command += ["--storage-engine", "s3://tansu/"]
+    try:
+        process = subprocess.Popen(  # noqa: S603  # a fixed binary with arguments we build
+            command,
+            stdout=out,
+            stderr=out,
+            env=env,
+            process_group=0,  # Ctrl-C in a terminal reaches us only; we stop tansu, then its store
+            preexec_fn=_die_with_parent(),  # only prctl and getppid, resolved before the fork
+        )
+    except BaseException:
+        if bucket is not None:
+            bucket.stop()
+        raise
+    broker = EmbeddedBroker(port, process, bucket)
     try:
         _wait_until_listening(broker, timeout)
     except BaseException:  # not ready, or interrupted meanwhile: leave nothing running
         broker.stop()
         raise
-    logger.info("embedded broker listening on 127.0.0.1:%d", port)
+    where = f"data in {data_dir}" if data_dir is not None else "in memory"
+    logger.info("embedded broker listening on 127.0.0.1:%d (%s)", port, where)
     return broker
 
 
@@ -113,6 +135,20 @@ def _wait_until_listening(broker: EmbeddedBroker, timeout: float) -> None:
         time.sleep(0.02)
     msg = f"embedded broker did not accept connections on port {port} within {timeout:.0f}s"
     raise BrokerError(msg)
+
+
+def _s3_env(endpoint: str) -> dict[str, str]:
+    """The environment that points tansu's S3 engine at our bucket, and at nothing else (no AWS_* of ours)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT=endpoint,
+        AWS_ALLOW_HTTP="true",
+        AWS_REGION="us-east-1",
+        # the bucket checks no signature; set, so that the client looks for no credentials anywhere else
+        AWS_ACCESS_KEY_ID="leadflow",
+        AWS_SECRET_ACCESS_KEY="leadflow",  # noqa: S106  # not a secret: nothing checks it
+    )
+    return env
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -138,9 +174,11 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 @contextlib.contextmanager
-def running_broker(port: int | None = None, *, quiet: bool = True) -> Iterator[EmbeddedBroker]:
+def running_broker(
+    port: int | None = None, *, quiet: bool = True, data_dir: Path | None = None
+) -> Iterator[EmbeddedBroker]:
     """``with running_broker() as broker:`` a broker that stops when the block ends."""
-    broker = start_broker(port, quiet=quiet)
+    broker = start_broker(port, quiet=quiet, data_dir=data_dir)
     try:
         yield broker
     finally:

@@ -44,8 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (tansu, in memory) in the foreground")
+    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (tansu) in the foreground")
     p.add_argument("--port", type=int, default=9092)
+    p.add_argument(
+        "--data", type=Path, metavar="DIR", help="keep the broker's data in DIR across restarts (default: in memory)"
+    )
     p.set_defaults(func=_cmd_broker)
 
     p = sub.add_parser("run", help="run the worker (settings from LEADFLOW_* variables; flags override them)")
@@ -193,8 +196,9 @@ def _cmd_broker(args: argparse.Namespace) -> int:
         signal.signal(signum, _interrupt)  # either stops the broker, and leaves nothing running
     broker = None
     try:
-        broker = start_broker(args.port, quiet=False)
-        print(f"embedded broker ready: LEADFLOW_BROKER_URL={broker.url}  (in memory; Ctrl-C stops it)", flush=True)
+        broker = start_broker(args.port, quiet=False, data_dir=args.data)
+        where = f"data in {args.data}" if args.data is not None else "in memory"
+        print(f"embedded broker ready: LEADFLOW_BROKER_URL={broker.url}  ({where}; Ctrl-C stops it)", flush=True)
         return broker.process.wait()
     except KeyboardInterrupt:
         return 0  # asked to stop (while starting too: start_broker stops what it started)
