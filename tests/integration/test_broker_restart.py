@@ -1,7 +1,7 @@
 """The broker goes away and comes back: a running worker neither exits nor spins, and decides what comes after.
 
 The broker keeps its data in a directory (``leadflow broker --data``) and comes back on the same port, as a
-restarted Kafka broker would; the worker is the real process, as in production. The worker's own Kafka clients
+restarted Kafka broker would; the worker is the real process, as in production. The worker's Kafka clients
 retry every 100 ms while the broker is away (about 5 % of a core on the 2-core build machine); a retry loop
 without a pause would take a whole core.
 """
@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Flow, activity, upsert
+from tests.integration.conftest import RULES, Flow, activity, upsert, write_rules
 from worker.broker import free_port, start_broker
+from worker.control import publish
 
 pytestmark = pytest.mark.integration
 
@@ -82,11 +83,16 @@ def test_a_worker_rides_out_a_broker_restart(tmp_path: Path, rules_file: Path) -
         assert worker.poll() is None, f"the worker exited during the outage\n{flow.log()[-6000:]}"
         assert busy < MOST_CPU_DURING_OUTAGE, f"the worker used {busy:.0%} of a core while the broker was away"
         assert len(logged) <= MOST_LOG_LINES_DURING_OUTAGE, "\n".join(logged[:100])
+        assert flow.metric("leadflow_worker_up") == 1  # /metrics answers meanwhile
 
         broker = flow.broker = start_broker(port, data_dir=data)
         after = _events("after", 20)
         flow.produce(after)
         _wait_decided(flow, in_flight + after, timeout=120)
+        # the whole-topic followers read on too: a ruleset published now reaches the worker
+        newer = write_rules(tmp_path, RULES.replace('version: "it-1"', 'version: "it-2"'), "newer.yaml")
+        publish(flow.settings, "ruleset", newer)
+        flow.wait_metric("leadflow_reloads_total", 1, kind="ruleset", origin="control", result="applied", timeout=60)
         assert worker.poll() is None, f"the worker exited after the broker came back\n{flow.log()[-6000:]}"
     finally:
         flow.close()
