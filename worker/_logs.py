@@ -63,7 +63,7 @@ class RepeatFilter(logging.Filter):
         if seen is not None and seen.held_back:
             held = f"{seen.held_back} more like this in the last {now - seen.shown_at:.0f}s"
             record.msg = f"{record.getMessage()} ({held})"
-            record.args = None
+            record.args = ()  # not None: Faust's formatter wraps None into (None,) and formats again
         if len(self._seen) >= _MOST_KINDS:
             self._seen = {k: v for k, v in self._seen.items() if now - v.shown_at < self.interval}
         self._seen[key] = _Seen(now)

@@ -34,6 +34,20 @@ def test_the_first_of_a_kind_passes_then_one_a_window_with_the_count_held_back()
     assert shown[1][1] == "Unable connect to node with id 111: Connect call failed (299 more like this in the last 30s)"
 
 
+def test_the_count_survives_the_workers_formatter() -> None:
+    from mode.utils.logging import ExtensionFormatter  # what Faust's worker formats its log with
+
+    clock = _Clock()
+    repeat = RepeatFilter(interval=30, clock=clock)
+    repeat.filter(_record("aiokafka.client", "Unable to update metadata from %s", [111]))
+    repeat.filter(_record("aiokafka.client", "Unable to update metadata from %s", [111]))
+    clock.now = 31.0
+    record = _record("aiokafka.client", "Unable to update metadata from %s", [111])
+    assert repeat.filter(record)
+    line = ExtensionFormatter(fmt="%(message)s").format(record)
+    assert line == "Unable to update metadata from [111] (1 more like this in the last 31s)"
+
+
 def test_kinds_are_counted_apart_and_other_loggers_and_info_pass() -> None:
     repeat = RepeatFilter(interval=30, clock=_Clock())
     fetch = _record("aiokafka.consumer.fetcher", "Failed fetch messages from %s: %s", 111, "not ready")
