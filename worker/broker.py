@@ -26,7 +26,7 @@ from pathlib import Path
 from worker._bucket import ObjectBucket
 from worker.exceptions import BrokerError
 
-__all__ = ["EmbeddedBroker", "broker_binary", "free_port", "running_broker"]
+__all__ = ["EmbeddedBroker", "broker_binary", "free_port", "running_broker", "start_broker"]
 
 logger = logging.getLogger(__name__)
 

@@ -98,38 +98,61 @@ def test_the_broker_does_not_outlive_a_killed_leadflow(tmp_path: Path) -> None:
     _wait_for(lambda: not _listening(port), 5, "the port still accepts connections")
 
 
+def _produce(bootstrap: str, sent: dict[bytes, bytes]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic("kept", num_partitions=3, replication_factor=1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    for key, value in sent.items():
+        producer.send("kept", key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def _read_all(bootstrap: str, expected: int) -> dict[bytes, bytes]:
+    tps = [TopicPartition("kept", p) for p in range(3)]
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    reader.assign(tps)
+    reader.seek_to_beginning(*tps)
+    read: dict[bytes, bytes] = {}
+    deadline = time.monotonic() + 30
+    while len(read) < expected and time.monotonic() < deadline:
+        for records in reader.poll(timeout_ms=500).values():
+            read.update((r.key, r.value) for r in records)
+    reader.close()
+    return read
+
+
 def test_with_data_records_and_committed_offsets_survive_a_restart(tmp_path: Path) -> None:
     port, data = free_port(), tmp_path / "data"
     bootstrap = f"127.0.0.1:{port}"
-    tps = [TopicPartition("kept", p) for p in range(3)]
+    first = TopicPartition("kept", 0)
     sent = {f"k{i}".encode(): f"v{i}".encode() for i in range(300)}
     with _broker_command(port, tmp_path, "--data", str(data)) as (process, _):
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic("kept", num_partitions=3, replication_factor=1)])
-        admin.close()
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-        for key, value in sent.items():
-            producer.send("kept", key=key, value=value)
-        producer.flush()
-        producer.close()
+        _produce(bootstrap, sent)
         group = KafkaConsumer(bootstrap_servers=bootstrap, group_id="keeper", enable_auto_commit=False)
-        group.commit({tps[0]: OffsetAndMetadata(7, "", -1)})
+        group.commit({first: OffsetAndMetadata(7, "", -1)})
         group.close()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
 
     with _broker_command(port, tmp_path, "--data", str(data)):
-        reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-        reader.assign(tps)
-        reader.seek_to_beginning(*tps)
-        read: dict[bytes, bytes] = {}
-        deadline = time.monotonic() + 30
-        while len(read) < len(sent) and time.monotonic() < deadline:
-            for records in reader.poll(timeout_ms=500).values():
-                read.update((r.key, r.value) for r in records)
-        reader.close()
+        read = _read_all(bootstrap, len(sent))
         group = KafkaConsumer(bootstrap_servers=bootstrap, group_id="keeper", enable_auto_commit=False)
-        committed = group.committed(tps[0])
+        committed = group.committed(first)
         group.close()
     assert read == sent
     assert committed == 7
+
+
+def test_with_data_what_was_acknowledged_survives_a_killed_broker(tmp_path: Path) -> None:
+    port, data = free_port(), tmp_path / "data"
+    bootstrap = f"127.0.0.1:{port}"
+    sent = {f"k{i}".encode(): f"v{i}".encode() for i in range(100)}
+    with _broker_command(port, tmp_path, "--data", str(data)) as (process, tansu):
+        _produce(bootstrap, sent)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        _wait_for(lambda: not _running(tansu) and not _listening(port), 5, "the old broker still runs")
+    with _broker_command(port, tmp_path, "--data", str(data)):
+        assert _read_all(bootstrap, len(sent)) == sent
