@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 import rocksdict
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from faust.streams import _current_event  # the context variable Faust's stores read
 from faust.types import TP
 
@@ -88,22 +89,44 @@ class Outbox:
                 await sender.producer.stop()
 
     async def send(self, messages: list[Message], lane: str = "outputs") -> dict[tuple[str, int], int]:
-        """Send and wait until the broker has every message; on errors retry (nothing is acked meanwhile)."""
+        """Send and wait until the broker has every message; on errors retry (nothing is acked meanwhile).
+
+        A broker that is away is waited for: the Kafka error is logged (without a traceback; repeats are held
+        back, see :mod:`worker._logs`), and once the messages are sent, how long it took.
+        """
         backoff = 0.1
+        failures = 0
+        first_failure = 0.0
         while True:
             sender = self.senders.get(lane)
             if sender is None:
                 await self.start()
                 sender = self.senders[lane]
             try:
-                return await sender.send(messages)
+                offsets = await sender.send(messages)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 self.metrics.send_retries.inc()
-                logger.exception("sending a batch failed; retrying in %.1fs (the batch is not acked)", backoff)
+                if not failures:
+                    first_failure = time.monotonic()
+                failures += 1
+                if isinstance(exc, KafkaError):
+                    logger.warning(
+                        "sending %d records failed (%r); retrying in %.1fs (nothing is acked meanwhile)",
+                        len(messages),
+                        exc,
+                        backoff,
+                    )
+                else:
+                    logger.exception("sending a batch failed; retrying in %.1fs (the batch is not acked)", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            if failures:
+                took = time.monotonic() - first_failure
+                logger.info("sent %d records after %d failed attempts over %.0fs", len(messages), failures, took)
+            return offsets
 
     def dead_letters(self, failures: Sequence[tuple[Any, EventError]]) -> list[Message]:
         """Dead-letter records: the original key and value, with the reason and position in headers."""

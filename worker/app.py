@@ -22,6 +22,7 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 
+from worker._logs import install_repeat_filter
 from worker._sender import Message
 from worker._stages import FeedbackStage, Outbox, RouteStage, SlaStage, TableStore
 from worker._transport import LeadflowTransport
@@ -35,7 +36,7 @@ from worker.reload import FileWatch, Reloader
 from worker.settings import Settings
 from worker.state import LeadState
 
-__all__ = ["LeadflowApp", "build_app"]
+__all__ = ["LeadflowApp", "LeadflowWorker", "build_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,14 @@ class LeadflowApp(faust.App):
 
     def _new_transport(self) -> Any:
         return LeadflowTransport(self.conf.broker_consumer, self)
+
+
+class LeadflowWorker(faust.Worker):
+    """Faust's worker, whose log holds back repeated Kafka client errors (see :mod:`worker._logs`)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        install_repeat_filter(logger)
 
 
 class Prepared(NamedTuple):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,8 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (tansu, in memory) in the foreground")
+    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (tansu) in the foreground")
     p.add_argument("--port", type=int, default=9092)
+    p.add_argument(
+        "--data", type=Path, metavar="DIR", help="keep the broker's data in DIR across restarts (default: in memory)"
+    )
     p.set_defaults(func=_cmd_broker)
 
     p = sub.add_parser("run", help="run the worker (settings from LEADFLOW_* variables; flags override them)")
@@ -185,15 +189,28 @@ def _rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
+    """Run tansu until it exits (its code) or we are stopped by SIGINT or SIGTERM (0, tansu stopped first)."""
     from worker.broker import start_broker  # keep `leadflow --help` fast
 
-    broker = start_broker(args.port, quiet=False)
-    print(f"embedded broker ready: LEADFLOW_BROKER_URL={broker.url}  (in memory; Ctrl-C stops it)", flush=True)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background job inherits it ignored
+        signal.signal(signum, _interrupt)  # either stops the broker, and leaves nothing running
+    broker = None
     try:
+        broker = start_broker(args.port, quiet=False, data_dir=args.data)
+        where = f"data in {args.data}" if args.data is not None else "in memory"
+        print(f"embedded broker ready: LEADFLOW_BROKER_URL={broker.url}  ({where}; Ctrl-C stops it)", flush=True)
         return broker.process.wait()
     except KeyboardInterrupt:
-        broker.stop()
-        return 0
+        return 0  # asked to stop (while starting too: start_broker stops what it started)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut the stop short
+        if broker is not None:
+            broker.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -11,7 +11,7 @@ from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from worker.accounts import AccountFeed
-from worker.app import build_app
+from worker.app import LeadflowWorker, build_app
 from worker.artifacts import KINDS, ArtifactKind, swap
 from worker.control import ControlSnapshot, read_control
 from worker.core import Engine
@@ -27,8 +27,6 @@ logger = logging.getLogger(__name__)
 
 def run_worker(settings: Settings) -> int:
     """Run until stopped (SIGTERM/SIGINT). A bad ruleset or model stops start-up with its message."""
-    import faust  # importing faust is slow; only the worker needs it
-
     from worker import _fetch
 
     _fetch.install()  # records the client cannot read become dead letters, not a consumer that stops
@@ -66,7 +64,7 @@ def run_worker(settings: Settings) -> int:
         for error in control.undecodable:
             metrics.count_refused("control", error.reason)
     tune_gc(settings.gc_threshold)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker = LeadflowWorker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

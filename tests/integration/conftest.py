@@ -210,6 +210,17 @@ class Flow:
         msg = f"{name}{labels} is {seen}, not {value}, after {timeout}s\n--- worker log ---\n{self.log()[-4000:]}"
         raise AssertionError(msg)
 
+    def disconnect(self) -> None:
+        """Close this test's own producer and readers; the next ``produce``/``read`` opens new ones (reading from the
+        start again). For a broker that goes away: kafka-python leaks a socket for each reconnection it tries."""
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
+        for consumer in self._consumers.values():
+            consumer.close()
+        self._consumers.clear()
+        self._read.clear()
+
     def close(self) -> None:
         for process in self.workers:
             self.stop_worker(process, kill=True)
