@@ -1,4 +1,5 @@
-"""Hypothesis profiles: ``make test`` runs the fuzz properties a thousand times each; ``make fuzz`` 10^5 times.
+"""Hypothesis profiles: ``make test`` runs each fuzz property a thousand times; ``make fuzz`` 12,000 times each
+(108,000 cases over the nine properties), or ``LEADFLOW_FUZZ_EXAMPLES`` each.
 
 Tests that set their own ``max_examples`` keep it; the fuzz properties (tests/unit/test_fuzz.py) take the
 profile's. Select one with ``pytest --hypothesis-profile=fuzz``.
@@ -6,12 +7,14 @@ profile's. Select one with ``pytest --hypothesis-profile=fuzz``.
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("default", max_examples=1_000, deadline=None)
 settings.register_profile(
     "fuzz",
-    max_examples=100_000,
+    max_examples=int(os.environ.get("LEADFLOW_FUZZ_EXAMPLES", "12000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,

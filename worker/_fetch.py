@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import struct
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -171,7 +170,9 @@ class _TolerantPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
             except Exception as exc:  # not readable either way: the marker below says both
                 why = f"{why}; read leniently: {type(exc).__name__}: {exc}"
             else:
-                _log_lenient(tp, first, why)
+                # a producer that always sends such headers would say this once per batch: worker._logs holds
+                # the repeats back (RATE_LIMITED)
+                logger.warning("%s[%d]: read the batch at offset %d leniently (%s)", tp.topic, tp.partition, first, why)
                 for offset, timestamp, key, value, headers in read:
                     self.next_fetch_offset = offset + 1
                     yield ConsumerRecord(
@@ -198,22 +199,6 @@ class _TolerantPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
 
 
 _MemoryRecords = fetcher.MemoryRecords
-_LOG_EVERY = 60.0
-_lenient_logged: dict[tuple[str, int], tuple[float, int]] = {}  # partition → (last logged, batches since)
-
-
-def _log_lenient(tp: Any, offset: int, why: str) -> None:
-    """Say that a partition's batches are read leniently, once a minute per partition (a producer that always
-    sends such headers must not flood the log)."""
-    key = (tp.topic, tp.partition)
-    last, since = _lenient_logged.get(key, (0.0, 0))
-    now = time.monotonic()
-    if now - last < _LOG_EVERY:
-        _lenient_logged[key] = (last, since + 1)
-        return
-    _lenient_logged[key] = (now, 0)
-    more = f"; {since} more batches since the last message" if since else ""
-    logger.warning("%s[%d]: read the batch at offset %d leniently (%s)%s", tp.topic, tp.partition, offset, why, more)
 
 
 def install() -> None:

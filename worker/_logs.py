@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 __all__ = ["RATE_LIMITED", "RepeatFilter", "install_repeat_filter"]
 
-RATE_LIMITED = ("aiokafka", "kafka", "worker._stages", "worker._topic_reader")  # loggers whose repeats are held back
+RATE_LIMITED = (
+    "aiokafka",
+    "kafka",
+    "worker._stages",
+    "worker._topic_reader",
+    "worker._fetch",
+)  # loggers whose repeats are held back
 _MOST_KINDS = 1_000  # kinds remembered; past that the stale ones are forgotten
 _DECIDED = "leadflow_repeat_passed"  # the filter's decision, kept on the record
 

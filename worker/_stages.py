@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 import rocksdict
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 from faust.streams import _current_event  # the context variable Faust's stores read
 from faust.types import TP
 
@@ -35,6 +35,7 @@ __all__ = ["FeedbackStage", "Outbox", "RouteStage", "SlaStage", "TableStore"]
 logger = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 10.0
+_LARGE_VALUE = 64 * 1024
 
 
 class Outbox:
@@ -108,6 +109,11 @@ class Outbox:
                 raise
             except Exception as exc:
                 self.metrics.send_retries.inc()
+                if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
+                    shrunk = self._without_large_values(messages)
+                    if shrunk is not None:  # the broker takes less than the record that came from it
+                        messages = shrunk
+                        continue
                 if not failures:
                     first_failure = time.monotonic()
                 failures += 1
@@ -127,6 +133,27 @@ class Outbox:
                 took = time.monotonic() - first_failure
                 logger.info("sent %d records after %d failed attempts over %.0fs", len(messages), failures, took)
             return offsets
+
+    def _without_large_values(self, messages: list[Message]) -> list[Message] | None:
+        """The messages with every large dead letter's value left out (a header says how large it was), or None
+        when there is none to leave out.
+
+        A record that only just fit the broker's limit on its own topic can be refused on the dead-letter topic,
+        where its headers make it larger; its key, reason and position (topic, partition, offset) still go, and
+        the value stays on the source topic. Nothing else is too large: outputs and states are bounded.
+        """
+        dlq = self.settings.topic_dlq
+        out, changed = [], False
+        for m in messages:
+            if m.topic == dlq and m.value is not None and len(m.value) > _LARGE_VALUE:
+                headers = [*(m.headers or []), ("leadflow.value_omitted", str(len(m.value)).encode())]
+                m = m._replace(value=None, headers=headers)
+                changed = True
+            out.append(m)
+        if not changed:
+            return None
+        logger.warning("the broker refused a dead letter as too large; sending them without values over 64 KiB")
+        return out
 
     def dead_letters(self, failures: Sequence[tuple[Any, EventError]]) -> list[Message]:
         """Dead-letter records: the original key and value, with the reason and position in headers."""

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 
 from worker._logs import install_repeat_filter
 from worker._sender import Message
@@ -31,7 +31,7 @@ from worker.artifacts import ArtifactKind
 from worker.control import ControlSnapshot, follow_control
 from worker.core import BatchResult, Engine, process_batch
 from worker.exceptions import ConfigError, EventError
-from worker.metrics import Metrics, observe_many
+from worker.metrics import LATENCY_BUCKETS, Metrics, observe_many
 from worker.reload import FileWatch, Reloader
 from worker.settings import Settings
 from worker.state import LeadState
@@ -240,6 +240,7 @@ def build_app(
     metrics = Metrics(registry)
     metrics.set_versions(engine.ruleset.version, engine.model.version, engine.ruleset.statuses)
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="leadflow_faust")
+    _faust_latencies_in_seconds(app.monitor, registry)
     _track_end_offsets_on_change(app.monitor)
     outbox = Outbox(s, metrics)
     handler = BatchHandler(app, s, engine, metrics, outbox)
@@ -331,6 +332,38 @@ def _watch_file(app: LeadflowApp, interval: float, reloader: Reloader, kind: Art
             reloader.offer(kind, text, str(path), "file")
 
     app.timer(interval, name=f"leadflow.{kind}_file")(check_file)
+
+
+class _Milliseconds:
+    """Takes Faust's latencies in milliseconds and observes them in seconds on a histogram named in seconds."""
+
+    __slots__ = ("histogram",)
+
+    def __init__(self, histogram: Any) -> None:
+        self.histogram = histogram
+
+    def observe(self, milliseconds: float) -> None:
+        self.histogram.observe(milliseconds / 1000)
+
+    def labels(self, *values: str, **labels: str) -> _Milliseconds:
+        return _Milliseconds(self.histogram.labels(*values, **labels))
+
+
+def _faust_latencies_in_seconds(monitor: Any, registry: CollectorRegistry) -> None:
+    """Faust's Prometheus monitor observes its latencies in milliseconds, one of them named ``_ms``; Prometheus
+    practice (and ``promtool check metrics``) wants base units. Each such histogram is replaced by one named
+    ``..._seconds`` that receives the same observations divided by 1,000."""
+    metrics = monitor._metrics  # Faust keeps its metrics in a NamedTuple on the monitor
+    replaced = {}
+    for field, metric in zip(metrics._fields, metrics, strict=True):
+        if not isinstance(metric, Histogram) or "in ms" not in metric._documentation:
+            continue
+        registry.unregister(metric)
+        name = metric._name.removesuffix("_ms") + "_seconds"
+        help_text = metric._documentation.replace("in ms", "in seconds")
+        seconds = Histogram(name, help_text, metric._labelnames, registry=registry, buckets=LATENCY_BUCKETS)
+        replaced[field] = _Milliseconds(seconds)
+    monitor._metrics = metrics._replace(**replaced)
 
 
 def _track_end_offsets_on_change(monitor: Any) -> None:

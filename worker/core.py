@@ -324,7 +324,7 @@ def process_batch(
 
     Nothing in a record stops the batch. A record that is not a valid lead event becomes a dead letter with its
     reason. A lead whose stored state cannot be read sends each of its events to the dead letters, naming it. Any
-    other exception while deciding a lead (a bug, a state grown over ``engine.max_event_bytes``) sends the lead
+    other exception while deciding a lead (a bug, a state grown over half of ``engine.max_event_bytes``) sends the lead
     again through its events one at a time from its stored state: the events that fail go to the dead letters,
     naming the lead, the others are decided as they would have been (decisions are pure). The batch's other
     leads are not touched. An event whose id the lead's state already holds (a replay) is counted in
@@ -434,12 +434,15 @@ class _StateTooLarge(Exception):
     """A lead's state would be stored larger than the limit (its changelog record would be refused)."""
 
 
-def _serialised(state: LeadState, limit: int) -> bytes:
+def _serialised(state: LeadState, max_event_bytes: int) -> bytes:
+    """The state's JSON, refused over half of LEADFLOW_MAX_EVENT_BYTES (its changelog record must fit the broker
+    with room to spare; a lead's state is a few KB)."""
     stored = orjson.dumps(state)
+    limit = max_event_bytes // 2
     if len(stored) > limit:
         msg = (
-            f"its state would grow to {len(stored):,} bytes, over the limit of {limit:,} (LEADFLOW_MAX_EVENT_BYTES):"
-            " too many custom fields or activity types"
+            f"its state would grow to {len(stored):,} bytes, over the limit of {limit:,} (half of"
+            " LEADFLOW_MAX_EVENT_BYTES): too many custom fields or activity types"
         )
         raise _StateTooLarge(msg)
     return stored

@@ -16,12 +16,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from worker.exceptions import DeadLetterReason
 
-__all__ = ["Metrics", "Source", "observe_many"]
+__all__ = ["LATENCY_BUCKETS", "Metrics", "Source", "observe_many"]
 
 Source = Literal["leads", "feedback", "route_requests", "sla", "accounts", "control"]
 """Where a refused record came from: the ``source`` label of ``leadflow_records_refused_total``."""
 
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
 
 
@@ -76,13 +76,13 @@ class Metrics:
         self.latency = Histogram(
             "leadflow_event_latency_seconds",
             "From the record's timestamp to its decision being sent",
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.batch_seconds = Histogram(
             "leadflow_batch_processing_seconds",
             "Time the core spends on one batch",
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.batch_size = Histogram(
@@ -163,7 +163,7 @@ class Metrics:
         self.time_to_assignment = Histogram(
             "leadflow_time_to_assignment_seconds",
             "From the lead event that converted the lead to its opportunity's first assignment",
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.sla_breaches = Counter(

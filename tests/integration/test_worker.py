@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,14 @@ def test_metrics_count_what_the_worker_did(flow: Flow, rules_file: Path) -> None
     assert m("leadflow_worker_up") == 1
     assert m("leadflow_event_latency_seconds_count") == 3
     assert 'leadflow_ruleset_info{version="it-1+' in flow.metrics()
+
+    # and the page passes Prometheus' own linter: base units, _total on counters, help on everything
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool is missing: 'make system-deps' installs Debian's prometheus package"
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=flow.metrics(), capture_output=True, text=True, check=False
+    )
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
 
 
 def test_leadflow_produce_sends_json_lines_keyed_by_lead(flow: Flow, rules_file: Path, tmp_path: Path) -> None:

@@ -75,3 +75,20 @@ def test_a_batch_s_feature_counts_move_the_feature_metrics() -> None:
     assert value("leadflow_feature_missing_total", "number_of_employees") == 4
     assert value("leadflow_feature_unseen_total", "lead_source") == 2
     assert value("leadflow_feature_missing_total", "lead_source") is None  # never counted: no series
+
+
+def test_faust_latencies_are_exposed_in_seconds() -> None:
+    """Faust observes milliseconds; the worker's /metrics says seconds, as Prometheus practice and promtool want."""
+    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+
+    from worker.app import _faust_latencies_in_seconds
+
+    registry = CollectorRegistry()
+    monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "leadflow_faust"))
+    _faust_latencies_in_seconds(monitor, registry)
+    monitor._metrics.events_runtime_latency.observe(250.0)  # what Faust hands over: milliseconds
+    assert registry.get_sample_value("leadflow_faust_events_runtime_seconds_sum") == 0.25
+    assert registry.get_sample_value("leadflow_faust_events_runtime_seconds_bucket", {"le": "0.25"}) == 1
+    names = {metric.name for metric in registry.collect()}
+    assert not any(name.endswith("_ms") for name in names)
+    assert "leadflow_faust_consumer_commit_latency_seconds" in names
