@@ -1,5 +1,5 @@
-"""Hypothesis profiles: ``make test`` runs each fuzz property a thousand times; ``make fuzz`` 12,000 times each
-(108,000 cases over the nine properties), or ``LEADFLOW_FUZZ_EXAMPLES`` each.
+"""Hypothesis profiles: ``make test`` runs each fuzz property 500 times (4,500 cases); ``make fuzz`` 12,000 times
+each (108,000 cases over the nine properties), or ``LEADFLOW_FUZZ_EXAMPLES`` each.
 
 Tests that set their own ``max_examples`` keep it; the fuzz properties (tests/unit/test_fuzz.py) take the
 profile's. Select one with ``pytest --hypothesis-profile=fuzz``.
@@ -11,7 +11,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("default", max_examples=1_000, deadline=None)
+settings.register_profile("default", max_examples=500, deadline=None)
 settings.register_profile(
     "fuzz",
     max_examples=int(os.environ.get("LEADFLOW_FUZZ_EXAMPLES", "12000")),

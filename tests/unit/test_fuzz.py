@@ -1,7 +1,7 @@
 """Fuzz properties: whatever producers send, the parser and the core answer with a decision or a dead letter.
 
-A thousand examples each in ``make test``; ``make fuzz`` runs this file with the ``fuzz`` profile (10^5 each, see
-tests/conftest.py). The properties:
+500 examples each in ``make test``; ``make fuzz`` runs this file with the ``fuzz`` profile (12,000 each, 108,000
+in all, see tests/conftest.py). The properties:
 
 - the parser is total: any bytes, any JSON, any valid event with hostile bytes spliced in, give an event or an
   EventError with a bounded reason; and every event the contract accepts parses, and survives a round trip;
