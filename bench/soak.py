@@ -10,7 +10,10 @@ restarting it each time; then wait until every event is decided and read every o
 without a decision (must be 0), leads with two opportunity ids (0), leads converted twice (0), routing requests
 answered twice differently (0), repeated outputs per topic (counted; byte-identical or not, and which fields
 differ), wall time, and the recovery time of each kill (kill to the first new decision). ``--rate N`` produces
-N events a second while the kills happen (live); without it everything is produced first (backlog).
+N events a second while the kills happen (live), and kills come ``--min-gap`` to ``--max-gap`` seconds after a
+restarted worker's first new decision; without it everything is produced first (backlog), and since a backlog is
+decided in seconds, its kills come at random points of its progress (3 % to 90 % of the events decided). A share
+of the kills (``--startup-share``) hits a worker that is still starting: joining the group, recovering its tables.
 
 ``memory``: ``--leads`` distinct leads, one event each (RocksDB store); the worker's RSS is sampled every second
 and plotted against the leads decided; it must level off once ``LEADFLOW_STATE_CACHE_SIZE`` states are cached.
@@ -616,6 +619,7 @@ class Outputs:
         self.consumer.seek_to_beginning(*self.partitions)
         self.records: list[Record] = []
         self.counts: Counter[str] = Counter()
+        self.decided: set[tuple[str, str]] = set()  # (lead id, event id) of every decision read
         self.bootstrap = bootstrap
         self.group: Any = None  # a consumer in the worker's group, that never joins it: reads committed offsets
 
@@ -637,6 +641,11 @@ class Outputs:
         self.read()
         return self.counts[topic]
 
+    def distinct(self) -> int:
+        """Events decided so far (a decision sent twice counts once), after reading what has arrived."""
+        self.read()
+        return len(self.decided)
+
     def read(self, seconds: float = 0.0) -> int:
         """Read what arrived (and for ``seconds`` more); returns how many records were new."""
         new = 0
@@ -646,6 +655,9 @@ class Outputs:
             for tp, rows in batches.items():
                 for r in rows:
                     self.records.append(Record(tp.topic, tp.partition, r.offset, r.timestamp, r.key, r.value))
+                    if tp.topic == DECISIONS and r.value is not None:
+                        d = orjson.loads(r.value)
+                        self.decided.add((d["lead_id"], d["event_id"]))
                 self.counts[tp.topic] += len(rows)
                 new += len(rows)
             if not batches and time.monotonic() >= deadline:
@@ -720,14 +732,31 @@ def _committed(outputs: Outputs) -> dict[int, int]:
         return {}
 
 
-def _await_output(outputs: Outputs, worker: Worker, since: int, timeout: float) -> float | None:
-    """Wait until the decisions topic grows past ``since``; the monotonic time it did, None on timeout."""
+def _await_count(outputs: Outputs, worker: Worker, target: float, timeout: float) -> bool:
+    """Wait until ``target`` events were decided; False if the worker exited or time ran out first."""
     deadline = time.monotonic() + timeout
+    while outputs.distinct() < target:
+        if worker.exited() is not None or time.monotonic() > deadline:
+            return False
+    return True
+
+
+def _await_output(
+    outputs: Outputs, worker: Worker, since: int, timeout: float, produced: int | None = None
+) -> float | None:
+    """Wait until the decisions topic grows past ``since``; the monotonic time it did, None on timeout, or when
+    every one of ``produced`` events is decided and committed (nothing is left to decide)."""
+    deadline = time.monotonic() + timeout
+    checked = time.monotonic()
     while time.monotonic() < deadline:
         if outputs.count() > since:
             return time.monotonic()
         if worker.exited() is not None:
             return None
+        if produced is not None and time.monotonic() - checked > 2 and outputs.distinct() >= produced:
+            checked = time.monotonic()
+            if sum(_committed(outputs).values()) >= produced:
+                return None
         time.sleep(0.1)
     return None
 
@@ -762,15 +791,21 @@ def run_crash(args: argparse.Namespace) -> Json:
         kills: list[Kill] = []
         try:
             at_start, started = 0, t0
+            # a backlog is decided in seconds (about 10,000 events/s): its kills come at random points of its
+            # progress (decision records read), so that each one interrupts work; live, at random intervals
+            marks = sorted(rng.uniform(0.03, 0.9) * len(events) for _ in range(args.kills))
             for k in range(args.kills):
                 if rng.random() < args.startup_share:  # kill it while it starts (joins, recovers its tables)
                     time.sleep(rng.uniform(0.5, args.startup_window))
-                else:
+                elif args.rate:
                     before = outputs.count()
                     if _await_output(outputs, worker, before, args.recovery_timeout) is None:
                         why = "exited" if worker.exited() is not None else "wrote no decision"
                         note(f"kill {k + 1}: the worker {why} within {args.recovery_timeout:.0f} s of its start")
                     time.sleep(rng.uniform(args.min_gap, args.max_gap))
+                elif not _await_count(outputs, worker, marks[k], args.recovery_timeout):
+                    why = "exited" if worker.exited() is not None else f"did not reach {marks[k]:,.0f} decisions"
+                    note(f"kill {k + 1}: the worker {why} within {args.recovery_timeout:.0f} s")
                 if (code := worker.exited()) is not None:
                     problems.append(f"worker start {worker.starts} exited by itself with code {code}")
                     note(problems[-1])
@@ -784,13 +819,15 @@ def run_crash(args: argparse.Namespace) -> Json:
                 kills.append(kill)
                 after_kill = at_start = outputs.count()
                 restarted = started = worker.start()
-                new = _await_output(outputs, worker, after_kill, args.recovery_timeout)
+                new = _await_output(
+                    outputs, worker, after_kill, args.recovery_timeout, sent[0] if not args.rate else None
+                )
                 if new is not None:
                     kill.recovery_s = round(new - at, 2)
                     kill.restart_to_output_s = round(new - restarted, 2)
                 elif worker.exited() is not None:
                     problems.append(f"after kill {k + 1} the worker exited with code {worker.exited()}")
-                elif sent[0] > 0 and after_kill < len(events):
+                elif outputs.distinct() < sent[0]:
                     problems.append(
                         f"after kill {k + 1} no new decision within {args.recovery_timeout:.0f} s "
                         f"({after_kill:,} decision records on the topic, {sent[0]:,} events produced)"
@@ -845,20 +882,18 @@ def _await_all(outputs: Outputs, worker: Worker, produced: Sequence[tuple[str, s
     """Read outputs until every event has a decision or a dead letter; restart the worker if it died."""
     deadline = time.monotonic() + timeout
     wanted = set(produced)
-    decided: set[tuple[str, str]] = set()
+    dead: set[tuple[str, str]] = set()
     read = 0
     last_note = time.monotonic()
     while True:
         outputs.read(1.0)
         for r in outputs.records[read:]:
-            if r.topic == DECISIONS and r.value is not None:
-                d = orjson.loads(r.value)
-                decided.add((d["lead_id"], d["event_id"]))
-            elif r.topic == DLQ and r.value is not None:
+            if r.topic == DLQ and r.value is not None:
                 with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
                     e = orjson.loads(r.value)
-                    decided.add((e["lead_id"], e["event_id"]))
+                    dead.add((e["lead_id"], e["event_id"]))
         read = len(outputs.records)
+        decided = outputs.decided | dead
         left = len(wanted - decided)
         if left == 0:
             return True
@@ -1124,8 +1159,12 @@ def parser() -> argparse.ArgumentParser:
         help="produce this many events a second while killing (live mode); "
         "without it everything is produced before the worker starts (backlog mode)",
     )
-    c.add_argument("--min-gap", type=float, default=0.5, help="least seconds from the first new decision to a kill")
-    c.add_argument("--max-gap", type=float, default=6.0, help="most seconds from the first new decision to a kill")
+    c.add_argument(
+        "--min-gap", type=float, default=0.5, help="live: least seconds from a restart's first new decision to a kill"
+    )
+    c.add_argument(
+        "--max-gap", type=float, default=8.0, help="live: most seconds from a restart's first new decision to a kill"
+    )
     c.add_argument(
         "--startup-share",
         type=float,
