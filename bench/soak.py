@@ -716,7 +716,7 @@ class Kill:
 
     at_s: float  # since the first start
     worker_age_s: float
-    phase: str  # "start-up" (no new decision yet) or "deciding"
+    phase: str  # "start-up" (no new decision yet), "deciding", or "idle" (a backlog already decided)
     decisions_before: int  # decision records on the topic when it was killed
     committed: dict[int, int]  # the group's committed offsets of the leads topic then, by partition
     replays_recognised: float | None  # leadflow_duplicate_events_total of the killed worker just before
@@ -775,6 +775,8 @@ def run_crash(args: argparse.Namespace) -> Json:
     with broker(workdir) as bootstrap:
         create_topics(bootstrap, args.partitions)
         extra = {"LEADFLOW_SESSION_TIMEOUT": str(args.session_timeout), "LEADFLOW_LOG_LEVEL": args.log_level}
+        if args.batch_size is not None:
+            extra["LEADFLOW_BATCH_SIZE"] = str(args.batch_size)
         worker = Worker(worker_env(bootstrap, workdir, args.store, args.partitions, extra), workdir / "worker.log")
         outputs = Outputs(bootstrap)
         sent = [0]
@@ -813,6 +815,8 @@ def run_crash(args: argparse.Namespace) -> Json:
                 at = time.monotonic()
                 count = outputs.count()
                 phase = "deciding" if count > at_start else "start-up"
+                if producer_thread is None and outputs.distinct() >= len(events):
+                    phase = "idle"  # the backlog was decided: this kill interrupts nothing
                 replays = scrape(int(worker.env["LEADFLOW_WEB_PORT"])).get("leadflow_duplicate_events_total")
                 worker.kill()
                 committed = _committed(outputs)
@@ -861,6 +865,7 @@ def run_crash(args: argparse.Namespace) -> Json:
         events=args.events,
         leads=args.leads,
         rate=args.rate,
+        batch_size=args.batch_size,
         kills=[asdict(k) for k in kills],
         wall_s=round(wall, 1),
         all_decided_in_time=waited,
@@ -1156,6 +1161,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--events", type=int, default=100_000, help="lead events to produce (default 100,000)")
     c.add_argument("--leads", type=int, default=5_000, help="over this many leads, heavy-tailed (default 5,000)")
     c.add_argument("--kills", type=int, default=10, help="SIGKILLs, each followed by a restart (default 10)")
+    c.add_argument(
+        "--batch-size",
+        type=int,
+        help="LEADFLOW_BATCH_SIZE (the worker's default: 10,000); a backlog of 10^5 events is 10 such batches, "
+        "too few for 10 kills to land in the middle of the work",
+    )
     c.add_argument(
         "--rate",
         type=float,
