@@ -822,8 +822,11 @@ def run_crash(args: argparse.Namespace) -> Json:
                 committed = _committed(outputs)
                 kill = Kill(round(at - t0, 2), round(at - started, 2), phase, count, committed, replays)
                 kills.append(kill)
-                after_kill = at_start = outputs.count()
                 restarted = started = worker.start()
+                # what the killed worker had sent may still land for a moment: read it as its own (a new worker
+                # takes several seconds to start), then wait for the first decision of the new one
+                outputs.read(1.0)
+                after_kill = at_start = outputs.count()
                 new = _await_output(
                     outputs, worker, after_kill, args.recovery_timeout, sent[0] if not args.rate else None
                 )
