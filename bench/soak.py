@@ -60,7 +60,8 @@ LEADS, DECISIONS, OPPORTUNITIES, DLQ, ROUTING = (
     "routing-decisions",
 )
 OUTPUTS = (DECISIONS, OPPORTUNITIES, ROUTING, DLQ)
-TOPICS = (*OUTPUTS, LEADS, "opportunity-feedback", f"{APP_ID}-route-requests", f"{APP_ID}-sla")
+ROUTE_REQUESTS = f"{APP_ID}-route-requests"
+TOPICS = (*OUTPUTS, LEADS, "opportunity-feedback", ROUTE_REQUESTS, f"{APP_ID}-sla")
 ID_FIELD = {DECISIONS: "decision_id", OPPORTUNITIES: "opportunity_id", ROUTING: "routing_id"}
 """The id a consumer drops repeats by, per output topic (schemas/README.md, "Ids")."""
 
@@ -632,6 +633,14 @@ class Outputs:
         found = sorted(self.consumer.partitions_for_topic(topic) or ())
         return {p: int(self.group.committed(TopicPartition(topic, p)) or 0) for p in found}
 
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """ListOffsets' end of each partition (short of the real end on tansu when its last batch holds several)."""
+        from kafka import TopicPartition
+
+        found = sorted(self.consumer.partitions_for_topic(topic) or ())
+        ends = self.consumer.end_offsets([TopicPartition(topic, p) for p in found])
+        return {tp.partition: int(end) for tp, end in sorted(ends.items())}
+
     def count(self, topic: str = DECISIONS) -> int:
         """Records of ``topic`` read so far, after reading what has arrived.
 
@@ -720,14 +729,15 @@ class Kill:
     decisions_before: int  # decision records on the topic when it was killed
     committed: dict[int, int]  # the group's committed offsets of the leads topic then, by partition
     replays_recognised: float | None  # leadflow_duplicate_events_total of the killed worker just before
+    committed_route_requests: dict[int, int] = field(default_factory=dict)  # the pools' requests, likewise
     recovery_s: float | None = None  # kill → first new decision record
     restart_to_output_s: float | None = None
     note: str = ""  # why there is no recovery time
 
 
-def _committed(outputs: Outputs) -> dict[int, int]:
+def _committed(outputs: Outputs, topic: str = LEADS) -> dict[int, int]:
     try:
-        return outputs.committed()
+        return outputs.committed(topic)
     except Exception as exc:  # evidence only: a failed look must not end the soak
         note(f"could not read the committed offsets: {exc!r}")
         return {}
@@ -820,7 +830,8 @@ def run_crash(args: argparse.Namespace) -> Json:
                 replays = scrape(int(worker.env["LEADFLOW_WEB_PORT"])).get("leadflow_duplicate_events_total")
                 worker.kill()
                 committed = _committed(outputs)
-                kill = Kill(round(at - t0, 2), round(at - started, 2), phase, count, committed, replays)
+                kill_requests = _committed(outputs, ROUTE_REQUESTS)
+                kill = Kill(round(at - t0, 2), round(at - started, 2), phase, count, committed, replays, kill_requests)
                 kills.append(kill)
                 restarted = started = worker.start()
                 # what the killed worker had sent may still land for a moment: read it as its own (a new worker
@@ -855,6 +866,7 @@ def run_crash(args: argparse.Namespace) -> Json:
             note(f"every event decided {wall:.1f} s after the first start" if waited else "timed out")
             settle_quiet(outputs, 5.0)
             final_committed = _committed(outputs)
+            final_requests = _committed(outputs, ROUTE_REQUESTS), outputs.end_offsets(ROUTE_REQUESTS)
             code = worker.stop()
         finally:
             worker.stop()
@@ -875,6 +887,7 @@ def run_crash(args: argparse.Namespace) -> Json:
         final_exit_code=code,
         committed_at_end=final_committed,
         committed_all=sum(final_committed.values()) == len(produced),
+        route_requests_committed_and_end_at_end=final_requests,
         worker_starts=worker.starts,
         workdir=str(workdir),
         problems=problems + report.pop("problems"),
