@@ -341,6 +341,7 @@ class Repeats:
     different: int = 0
     fields: dict[str, int] = field(default_factory=dict)  # field (or field.subfield) → differing extra records
     examples: list[str] = field(default_factory=list)  # a few ids that differ
+    diffs: list[dict[str, Any]] = field(default_factory=list)  # for those: what differs, and the record's context
 
 
 def diff_fields(first: Mapping[str, Any], other: Mapping[str, Any]) -> list[str]:
@@ -354,6 +355,19 @@ def diff_fields(first: Mapping[str, Any], other: Mapping[str, Any]) -> list[str]
             out.extend(f"{key}.{sub}" for sub in sorted(set(a) | set(b)) if a.get(sub) != b.get(sub))
         else:
             out.append(key)
+    return out
+
+
+_CONTEXT = ("lead_id", "event_id", "request_id", "pool", "target", "member", "attempt", "reason", "owner_id", "queue")
+
+
+def _pick(record: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """The values at ``field`` or ``field.subfield`` paths of a record."""
+    out = {}
+    for path in paths:
+        head, _, sub = path.partition(".")
+        value = record.get(head)
+        out[path] = value.get(sub) if sub and isinstance(value, dict) else value
     return out
 
 
@@ -375,9 +389,13 @@ def repeats(records: Iterable[tuple[str, bytes]], examples: int = 5) -> Repeats:
             out.identical += 1
             continue
         out.different += 1
-        fields.update(diff_fields(orjson.loads(seen), orjson.loads(value)))
+        a, b = orjson.loads(seen), orjson.loads(value)
+        differ = diff_fields(a, b)
+        fields.update(differ)
         if len(out.examples) < examples and rid not in out.examples:
             out.examples.append(rid)
+            context = {k: a[k] for k in _CONTEXT if k in a}
+            out.diffs.append({"id": rid, "context": context, "first": _pick(a, differ), "again": _pick(b, differ)})
     out.distinct = len(first)
     out.repeated_ids = len(ids_repeated)
     out.fields = dict(fields.most_common())

@@ -91,12 +91,16 @@ def test_repeats_counts_identical_and_different_records_and_names_the_fields() -
     assert (r.identical, r.different) == (1, 1)
     assert r.fields == {"decided_at": 1, "routing.member": 1}
     assert r.examples == ["d1"]
+    (diff,) = r.diffs
+    assert diff["first"] == {"decided_at": "10:00", "routing.member": "A"}
+    assert diff["again"] == {"decided_at": "10:05", "routing.member": "B"}
 
 
 def test_no_repeats_when_every_id_comes_once() -> None:
     r = repeats([("a", b"{}"), ("b", b"{}"), ("c", b'{"x":1}')])
     assert (r.records, r.distinct, r.extra_records, r.identical, r.different) == (3, 3, 0, 0, 0)
     assert r.fields == {}
+    assert r.diffs == []
 
 
 def test_diff_fields_names_added_and_removed_fields() -> None:
