@@ -820,6 +820,11 @@ def run_crash(args: argparse.Namespace) -> Json:
             note(f"produced {len(events):,} events in {time.monotonic() - t_produce:.1f} s")
         t0 = worker.start()
         kills: list[Kill] = []
+
+        def done(producer: threading.Thread | None) -> int | None:
+            """How many events were produced, once they all were (None while the producer runs)."""
+            return None if producer is not None and producer.is_alive() else sent[0]
+
         try:
             at_start, started = 0, t0
             # a backlog is decided in seconds (about 10,000 events/s): its kills come at random points of its
@@ -830,7 +835,7 @@ def run_crash(args: argparse.Namespace) -> Json:
                     time.sleep(rng.uniform(0.5, args.startup_window))
                 elif args.rate:
                     before = outputs.count()
-                    if _await_output(outputs, worker, before, args.recovery_timeout) is None:
+                    if _await_output(outputs, worker, before, args.recovery_timeout, done(producer_thread)) is None:
                         why = "exited" if worker.exited() is not None else "wrote no decision"
                         note(f"kill {k + 1}: the worker {why} within {args.recovery_timeout:.0f} s of its start")
                     time.sleep(rng.uniform(args.min_gap, args.max_gap))
@@ -843,8 +848,8 @@ def run_crash(args: argparse.Namespace) -> Json:
                 at = time.monotonic()
                 count = outputs.count()
                 phase = "deciding" if count > at_start else "start-up"
-                if producer_thread is None and outputs.distinct() >= len(events):
-                    phase = "idle"  # the backlog was decided: this kill interrupts nothing
+                if done(producer_thread) is not None and outputs.distinct() >= len(events):
+                    phase = "idle"  # every event was decided: this kill interrupts nothing
                 replays = scrape(int(worker.env["LEADFLOW_WEB_PORT"])).get("leadflow_duplicate_events_total")
                 worker.kill()
                 committed = _committed(outputs)
@@ -856,9 +861,7 @@ def run_crash(args: argparse.Namespace) -> Json:
                 # takes several seconds to start), then wait for the first decision of the new one
                 outputs.read(1.0)
                 after_kill = at_start = outputs.count()
-                new = _await_output(
-                    outputs, worker, after_kill, args.recovery_timeout, sent[0] if not args.rate else None
-                )
+                new = _await_output(outputs, worker, after_kill, args.recovery_timeout, done(producer_thread))
                 if new is not None:
                     kill.recovery_s = round(new - at, 2)
                     kill.restart_to_output_s = round(new - restarted, 2)
