@@ -4,16 +4,18 @@ Both subcommands start their own embedded broker (``leadflow broker``) and run t
 child processes, as in production; they import nothing from ``worker``, so that they measure whatever the
 installed ``leadflow`` command does.
 
-``crash``: produce ``--events`` lead events over ``--leads`` leads (a seeded mix in which about a third of the leads
-convert and are routed through pools), run the worker and SIGKILL it ``--kills`` times at seeded random moments,
-restarting it each time; then wait until every event is decided and read every output topic. Reported: events
-without a decision (must be 0), leads with two opportunity ids (0), leads converted twice (0), routing requests
-answered twice differently (0), repeated outputs per topic (counted; byte-identical or not, and which fields
-differ), wall time, and the recovery time of each kill (kill to the first new decision). ``--rate N`` produces
-N events a second while the kills happen (live), and kills come ``--min-gap`` to ``--max-gap`` seconds after a
-restarted worker's first new decision; without it everything is produced first (backlog), and since a backlog is
-decided in seconds, its kills come at random points of its progress (3 % to 90 % of the events decided). A share
-of the kills (``--startup-share``) hits a worker that is still starting: joining the group, recovering its tables.
+``crash``: produce ``--events`` lead events over ``--leads`` leads (a seeded mix in which about 28 % of the leads
+convert and are routed through pools or to a queue), run the worker and SIGKILL it ``--kills`` times at seeded
+random moments, restarting it each time; then wait until every event is decided and read every output topic.
+Reported: events without a decision (must be 0), leads with two opportunity ids (0), leads converted twice (0),
+routing requests answered twice differently (0), repeated outputs per topic (counted; byte-identical or not, and
+which fields differ), wall time, and the recovery time of each kill (kill to the first new decision). ``--rate N``
+produces N events a second while the kills happen (live), and kills come ``--min-gap`` to ``--max-gap`` seconds
+after a restarted worker's first new decision; without it everything is produced first (backlog), and since a
+backlog is decided in seconds, its kills come at random points of its progress (3 % to 85 % of the events
+decided; ``--batch-size 2000`` cuts 10^5 events into fifty batches where the worker's default makes ten, too few
+for ten kills to interrupt). A share of the kills (``--startup-share``) hits a worker that is still starting:
+joining the group, recovering its tables.
 
 ``memory``: ``--leads`` distinct leads, one event each (RocksDB store); the worker's RSS is sampled every second
 and plotted against the leads decided; it must level off once ``LEADFLOW_STATE_CACHE_SIZE`` states are cached.
