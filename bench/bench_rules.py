@@ -30,11 +30,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.events import KNOWN_ACTIVITY_TYPES  # noqa: E402
-from worker.parse import parse_event  # noqa: E402
+from worker.lead.events import KNOWN_ACTIVITY_TYPES  # noqa: E402
+from worker.lead.parse import parse_event  # noqa: E402
+from worker.lead.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
 from worker.rules import Ruleset, default_ruleset_path, load_ruleset, parse_ruleset  # noqa: E402
-from worker.scoring import generate  # noqa: E402
-from worker.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
+from worker.scoring.training import generate  # noqa: E402
 
 TEXT_FIELDS = ("title", "industry", "lead_source", "country", "city", "company", "email", "website", "rating")
 

@@ -1,7 +1,7 @@
 """The pure core: one lead event and the lead's state in, a decision (and maybe an opportunity) out.
 
 No broker, no Faust, no clock of its own: everything a decision depends on is an argument, so it can be tested,
-replayed and benchmarked as plain function calls. The Faust shell (:mod:`worker.app`) only moves bytes.
+replayed and benchmarked as plain function calls. The Faust shell (:mod:`worker.stream.app`) only moves bytes.
 """
 
 from __future__ import annotations
@@ -16,15 +16,24 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from worker import ids
-from worker.events import LeadActivity, LeadUpserted
 from worker.exceptions import EventError, StateError
-from worker.parse import DEFAULT_MAX_EVENT_BYTES, parse_event
-from worker.route_flow import RouteRequest, route_lead, route_opportunity, target_label
+from worker.lead import ids
+from worker.lead.events import LeadActivity, LeadUpserted
+from worker.lead.parse import DEFAULT_MAX_EVENT_BYTES, parse_event
+from worker.lead.state import (
+    HISTORY_FACT,
+    LeadState,
+    apply_event,
+    build_facts,
+    decode_state,
+    event_digest,
+    new_state,
+    seen,
+)
 from worker.routing import AccountIndex
+from worker.routing.flow import RouteRequest, route_lead, route_opportunity, target_label
 from worker.rules import QualificationRule, Ruleset
 from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
-from worker.state import HISTORY_FACT, LeadState, apply_event, build_facts, decode_state, event_digest, new_state, seen
 
 __all__ = [
     "BatchResult",
@@ -57,7 +66,7 @@ class Decided(NamedTuple):
 
     With routing configured, a converted lead also gets a routing decision (``routed``) when the route names a
     user or a queue; when it names a pool, the opportunity waits in a routing request (``route_request``) for the
-    pool's owner to assign it (see :mod:`worker.route_flow`), and ``opportunity`` is None.
+    pool's owner to assign it (see :mod:`worker.routing.flow`), and ``opportunity`` is None.
     """
 
     decision: dict[str, Any]

@@ -7,10 +7,10 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
-from worker.app import BatchHandler, Prepared
 from worker.core import BatchResult
-from worker.metrics import Metrics
 from worker.settings import Settings
+from worker.stream.app import BatchHandler, Prepared
+from worker.stream.metrics import Metrics
 
 
 def _handler(cache_size: int) -> tuple[BatchHandler, SimpleNamespace]:

@@ -1,4 +1,4 @@
-"""The S3 subset that tansu's object store client uses, served from a SQLite file (worker/_bucket.py)."""
+"""The S3 subset that tansu's object store client uses, served from a SQLite file (worker/tools/_bucket.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from worker._bucket import ObjectBucket
 from worker.exceptions import BrokerError
+from worker.tools._bucket import ObjectBucket
 
 
 @pytest.fixture

@@ -66,12 +66,13 @@ class Recorder:
 def test_every_producer_leadflow_creates_uses_leadflow_compression(
     codec: str, expected: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from worker import _stages, control, produce, topics
-    from worker.app import build_app
     from worker.core import Engine
-    from worker.metrics import Metrics
     from worker.rules import default_ruleset_path, load_ruleset
     from worker.scoring import default_model_path, load_model
+    from worker.stream import _stages, control, topics
+    from worker.stream.app import build_app
+    from worker.stream.metrics import Metrics
+    from worker.tools import produce
 
     settings = Settings(compression=codec, state_dir=tmp_path / "state")  # type: ignore[arg-type]
     recorder = Recorder()

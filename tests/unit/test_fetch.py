@@ -1,4 +1,4 @@
-"""Record batches aiokafka cannot read: garbage header keys, corrupt compressed payloads (worker/_fetch.py).
+"""Record batches aiokafka cannot read: garbage header keys, corrupt compressed payloads (worker/stream/_fetch.py).
 
 The batches are built with aiokafka's own record builder, the way a producer writes them, then read through
 aiokafka's fetcher classes as the worker installs them.
@@ -15,7 +15,7 @@ from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 
-from worker import _fetch
+from worker.stream import _fetch
 
 
 class _Bytes(str):
@@ -59,7 +59,7 @@ def test_a_header_key_that_is_not_utf8_costs_nothing_the_records_arrive_byte_for
 
 
 def test_plain_aiokafka_would_raise_on_that_batch_for_ever() -> None:
-    """The reason for worker/_fetch.py: without it, the same bytes stop the consumer (a regression guard)."""
+    """The reason for worker/stream/_fetch.py: without it, the same bytes stop the consumer (a regression guard)."""
     data = _batch(0, [(b"L1", b"x", [(_Bytes("bad"), b"y")])])
     with pytest.raises(UnicodeDecodeError):
         list(_fetch._MemoryRecords(data).next_batch())  # aiokafka's own classes, as they come

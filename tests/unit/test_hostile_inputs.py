@@ -18,16 +18,16 @@ import orjson
 import pytest
 
 from tests.hostile import HOSTILE, PLACES, _fatal, event, hostile_records, inject, wrong_types
-from worker.accounts import decode_account
-from worker.control import decode_record
 from worker.core import Engine, Record, process_batch
-from worker.events import Decision
 from worker.exceptions import DEAD_LETTER_REASONS, EventError
-from worker.parse import parse_event
-from worker.route_flow import accepted_notice, route_batch, sla_batch
+from worker.lead.events import Decision
+from worker.lead.parse import parse_event
 from worker.routing import Target
+from worker.routing.flow import accepted_notice, route_batch, sla_batch
 from worker.rules import default_ruleset_path, load_ruleset
 from worker.scoring import default_model_path, load_model
+from worker.stream.accounts import decode_account
+from worker.stream.control import decode_record
 
 KINDS = ("lead.upserted", "lead.activity")
 

@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker import ids
+from worker.lead import ids
 
 _NAMESPACE = uuid.UUID("6f1d8a52-5c3e-4d0b-9a51-3c1e4f0b7d21")
 

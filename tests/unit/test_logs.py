@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from worker._logs import RepeatFilter
+from worker.stream._logs import RepeatFilter
 
 
 class _Clock:
@@ -57,7 +57,7 @@ def test_kinds_are_counted_apart_and_other_loggers_and_info_pass() -> None:
     assert not repeat.filter(_record("aiokafka.consumer.fetcher", "Failed fetch messages from %s: %s", 111, "closed"))
     assert repeat.filter(_record("aiokafka.client", "Discovered coordinator %s", 111, level=logging.INFO))
     for _ in range(3):  # leadflow's own errors elsewhere (a refused ruleset, a bad record) are never held back
-        assert repeat.filter(_record("worker.reload", "refused a ruleset: %s", "line 3"))
+        assert repeat.filter(_record("worker.stream.reload", "refused a ruleset: %s", "line 3"))
 
 
 def test_a_record_gets_one_decision_for_every_handler() -> None:

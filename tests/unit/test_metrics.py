@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from worker.app import BatchHandler
 from worker.core import BatchResult
-from worker.metrics import Metrics, observe_many
 from worker.settings import Settings
+from worker.stream.app import BatchHandler
+from worker.stream.metrics import Metrics, observe_many
 
 
 def _buckets(registry: CollectorRegistry, name: str) -> dict[str, float]:
@@ -81,7 +81,7 @@ def test_faust_latencies_are_exposed_in_seconds() -> None:
     """Faust observes milliseconds; the worker's /metrics says seconds, as Prometheus practice and promtool want."""
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
-    from worker.app import _faust_latencies_in_seconds
+    from worker.stream.app import _faust_latencies_in_seconds
 
     registry = CollectorRegistry()
     monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "leadflow_faust"))

@@ -9,11 +9,11 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
-from worker._sender import Message
-from worker._stages import Outbox
 from worker.exceptions import EventError
-from worker.metrics import Metrics
 from worker.settings import Settings
+from worker.stream._sender import Message
+from worker.stream._stages import Outbox
+from worker.stream.metrics import Metrics
 
 
 class _Flaky:
@@ -37,7 +37,7 @@ def test_a_broker_away_is_waited_for_and_logged_without_a_traceback(caplog: pyte
     flaky = _Flaky(failures=2)
     outbox.senders["outputs"] = flaky  # type: ignore[assignment]
     messages = [Message("decisions", b"L-1", b"{}"), Message("decisions", b"L-2", b"{}")]
-    with caplog.at_level(logging.INFO, logger="worker._stages"):
+    with caplog.at_level(logging.INFO, logger="worker.stream._stages"):
         offsets = asyncio.run(outbox.send(messages))
     assert offsets == {("decisions", 0): 1}
     assert flaky.calls == 3

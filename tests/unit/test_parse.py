@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.events import LeadActivity, LeadUpserted
 from worker.exceptions import EventError
-from worker.parse import parse_event
+from worker.lead.events import LeadActivity, LeadUpserted
+from worker.lead.parse import parse_event
 
 GOOD = {
     "schema_version": 1,

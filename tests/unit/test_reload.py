@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.control import ControlRecord, ControlSnapshot, decode_record, encode_record
 from worker.core import Engine
 from worker.exceptions import ConfigError, EventError
-from worker.metrics import Metrics
-from worker.reload import FileWatch, Reloader
 from worker.rules import parse_ruleset
 from worker.scoring import default_model_path, load_model
+from worker.stream.control import ControlRecord, ControlSnapshot, decode_record, encode_record
+from worker.stream.metrics import Metrics
+from worker.stream.reload import FileWatch, Reloader
 
 V1 = """
 version: "v1"

@@ -12,12 +12,12 @@ import orjson
 import pytest
 
 from tests.unit.routing.helpers import MONDAY_NOON, routing_of
-from worker import ids
 from worker.cli import main
-from worker.route_explain import explain_decision, explain_decisions, find_decisions
-from worker.route_flow import route_batch, route_opportunity, sla_batch, sla_breaches
+from worker.lead import ids
 from worker.routing import Routing, Target
+from worker.routing.flow import route_batch, route_opportunity, sla_batch, sla_breaches
 from worker.settings import Settings
+from worker.tools.route_explain import explain_decision, explain_decisions, find_decisions
 
 ROUTING: dict[str, Any] = {
     "default": {"queue": "Inbound"},
@@ -155,7 +155,7 @@ def test_the_command_needs_a_lead_or_an_opportunity(capsys: pytest.CaptureFixtur
 
 
 def test_an_unreachable_broker_is_an_error_naming_the_topic_and_the_url(capsys: pytest.CaptureFixture[str]) -> None:
-    from worker.broker import free_port
+    from worker.tools.broker import free_port
 
     url = f"127.0.0.1:{free_port()}"
     assert main(["route", "explain", "--lead", "L1", "--broker", url]) == 2

@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from tests.builders import T0, activity, upsert, v1_state
-from worker.events import LeadActivity, LeadUpserted
 from worker.exceptions import StateError
-from worker.state import (
+from worker.lead.events import LeadActivity, LeadUpserted
+from worker.lead.state import (
     HISTORY_DAYS,
     HISTORY_FACT,
     apply_event,

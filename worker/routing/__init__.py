@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from worker.routing._accounts import AccountIndex, AccountMatch, normalize_company
 from worker.routing._assign import SKIP_REASONS, Assignment, Candidate, assign
+from worker.routing._compile import compile_routing
 from worker.routing._explain import explain_assignment
 from worker.routing._pool import Caps, Member, Pool
 from worker.routing._route import ROUTING_FACTS, Route, Routing, RoutingRule, Territory
@@ -31,6 +32,7 @@ __all__ = [
     "Target",
     "Territory",
     "assign",
+    "compile_routing",
     "explain_assignment",
     "normalize_company",
 ]

@@ -36,8 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from worker.events import KNOWN_ACTIVITY_TYPES
 from worker.exceptions import ModelError
+from worker.lead.events import KNOWN_ACTIVITY_TYPES
 
 __all__ = [
     "ACTIVITY_LABELS",

@@ -107,7 +107,7 @@ class Model:
     # -- scoring ---------------------------------------------------------------------------------------------
 
     def score(self, facts: Mapping[str, object]) -> Score:
-        """Score one lead's facts (see :func:`worker.state.build_facts`)."""
+        """Score one lead's facts (see :func:`worker.lead.state.build_facts`)."""
         return self._score(facts)
 
     def factors(self, score: Score, facts: Mapping[str, object], top: int) -> list[dict[str, Any]]:

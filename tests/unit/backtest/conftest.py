@@ -11,7 +11,8 @@ import pytest
 
 from worker.core import Engine, Record
 from worker.rules import default_ruleset_path, parse_ruleset
-from worker.scoring import default_model_path, generate, load_model
+from worker.scoring import default_model_path, load_model
+from worker.scoring.training import generate
 
 START = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
 

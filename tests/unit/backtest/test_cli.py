@@ -11,11 +11,11 @@ import pytest
 from rich.console import Console
 
 from tests.unit.backtest.conftest import HAND_HISTORY, RULES, variant, write_lines
-from worker.backtest import open_topic, run_backtest
-from worker.broker import free_port
 from worker.cli import main
 from worker.exceptions import BacktestError
 from worker.settings import Settings
+from worker.tools.backtest import open_topic, run_backtest
+from worker.tools.broker import free_port
 
 
 def _backtest(files: dict[str, Path], *args: str) -> int:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from tests.unit.backtest.conftest import HAND_HISTORY, RULES, RULES_NEW, engine, records
-from worker.backtest import build_report, diff_rules, parse_outcomes, replay, write_html
+from worker.tools.backtest import build_report, diff_rules, parse_outcomes, replay, write_html
 
 
 def test_the_report_embeds_both_charts_and_lists_the_changed_leads(hand_files: dict[str, Path], tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.backtest import confusion, load_outcomes, parse_outcomes
 from worker.exceptions import BacktestError
+from worker.tools.backtest import confusion, load_outcomes, parse_outcomes
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 
 from tests.unit.backtest.conftest import HAND_HISTORY, RULES, RULES_NEW, engine, records, variant, write_lines
-from worker.backtest import build_report, diff_rules, replay
 from worker.core import Engine, decide
-from worker.parse import parse_event
-from worker.state import LeadState
+from worker.lead.parse import parse_event
+from worker.lead.state import LeadState
+from worker.tools.backtest import build_report, diff_rules, replay
 
 
 def _report(runs: dict[str, Any], changes: Any = None) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def test_opportunities_are_counted_by_stage_queue_and_rule(hand_files: dict[str,
 
 
 def test_bad_events_are_counted_by_reason_with_their_line_and_the_rest_is_replayed(tmp_path: Path) -> None:
-    from worker.backtest import open_events_file
+    from worker.tools.backtest import open_events_file
 
     rows = [orjson.dumps(e) for e in HAND_HISTORY]
     rows.insert(2, b"{not json")

@@ -12,9 +12,9 @@ import pytest
 
 from tests.routed_rules import routed
 from tests.unit.backtest.conftest import act, engine, records, upsert, variant, write_lines
-from worker.backtest import build_report, replay
-from worker.backtest._views import side_by_side_tables
 from worker.cli import main
+from worker.tools.backtest import build_report, replay
+from worker.tools.backtest._views import side_by_side_tables
 
 ROUTED = routed(
     """\

@@ -9,9 +9,9 @@ from typing import NamedTuple
 import pytest
 from kafka import TopicPartition
 
-from worker.backtest import open_events_file
-from worker.backtest._sources import EventSource, _topic_batches
 from worker.exceptions import BacktestError
+from worker.tools.backtest import open_events_file
+from worker.tools.backtest._sources import EventSource, _topic_batches
 
 
 class _Msg(NamedTuple):

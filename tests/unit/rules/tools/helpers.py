@@ -6,8 +6,8 @@ from typing import Any
 
 import yaml
 
-from worker.rules.tools import CheckReport, Finding, check_text
-from worker.rules.tools._lint import Sample
+from worker.tools.rules import CheckReport, Finding, check_text
+from worker.tools.rules._lint import Sample
 
 _NUMERIC_OPS = ("gt", "gte", "lt", "lte", "between")
 

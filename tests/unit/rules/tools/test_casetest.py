@@ -7,8 +7,8 @@ import pytest
 
 from tests.unit.rules.tools.helpers import leaf, q, ruleset_text, scoring_rule
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
-from worker.rules.tools import cases_path_for, format_run, run_cases
 from worker.scoring import default_model_path, load_model
+from worker.tools.rules import cases_path_for, format_run, run_cases
 
 MODEL = load_model(default_model_path())
 RULESET = parse_ruleset(

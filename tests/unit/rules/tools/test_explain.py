@@ -12,8 +12,8 @@ from tests.builders import activity, upsert
 from tests.unit.rules.tools.helpers import leaf, q, ruleset_text, scoring_rule
 from worker.cli import main
 from worker.core import Engine, decide
-from worker.rules.tools import fixed_score, parse_for_tools
 from worker.scoring import default_model_path, load_model
+from worker.tools.rules import fixed_score, parse_for_tools
 
 RULES = ruleset_text(
     [

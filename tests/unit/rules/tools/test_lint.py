@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from tests.unit.rules.tools.helpers import check, codes, leaf, only, q, scoring_rule
+from worker.conditions import _operators as _ops
+from worker.conditions._fields import Kind
 from worker.exceptions import ConfigError
-from worker.rules import _ops
-from worker.rules._fields import Kind
-from worker.rules.tools import read_sample
+from worker.tools.rules import read_sample
 
 NEVER = [
     pytest.param(
@@ -334,7 +334,7 @@ def test_an_unreadable_sample_is_an_error(tmp_path: Path) -> None:
 
 def test_the_default_ruleset_has_no_warning() -> None:
     from worker.rules import default_ruleset_path
-    from worker.rules.tools import check_text
+    from worker.tools.rules import check_text
 
     path = default_ruleset_path()
     report = check_text(path.read_text(encoding="utf-8"), str(path))

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker.rules import parse_ruleset
-from worker.rules.tools import check_text
+from worker.tools.rules import check_text
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
