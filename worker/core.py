@@ -23,11 +23,13 @@ from worker.lead.parse import DEFAULT_MAX_EVENT_BYTES, parse_event
 from worker.lead.state import (
     HISTORY_FACT,
     LeadState,
+    Position,
     apply_event,
     build_facts,
     decode_state,
     event_digest,
     new_state,
+    redelivered,
     seen,
 )
 from worker.routing import AccountIndex
@@ -142,12 +144,19 @@ def _isoformat(moment: dt.datetime) -> str:
 
 
 def decide(
-    engine: Engine, state: LeadState | None, event: LeadUpserted | LeadActivity, decided_at: float
+    engine: Engine,
+    state: LeadState | None,
+    event: LeadUpserted | LeadActivity,
+    decided_at: float,
+    position: Position | None = None,
 ) -> tuple[LeadState, Decided]:
     """Apply ``event`` to the lead's ``state`` (mutated, or created when None) and decide.
 
     ``decided_at`` is the wall-clock time of the decision (epoch seconds); everything else, including the
     opportunity's ``converted_at`` and ``close_date``, derives from the event so that a replay is identical.
+    ``position`` is where the event's record was read (topic, partition, offset, timestamp), kept in the state:
+    an event whose id the state holds, or whose record is at or before the last one applied in its partition, is
+    a replay (``Decided.duplicate``) and changes nothing.
     """
     ruleset, model = engine.ruleset, engine.model
     lead_id = event.lead_id
@@ -156,7 +165,7 @@ def decide(
         state = new_state(lead_id, now)
     digest = event_digest(event.event_id)
     previous_status: str = state["status"] or ruleset.default_status
-    if seen(state, digest):
+    if seen(state, digest) or redelivered(state, position):
         last_score = state["score"] if state["score"] is not None else 0.0
         decision = _decision(
             engine, event, decided_at, previous_status, previous_status, state["points"], last_score, [], [], "none"
@@ -165,6 +174,8 @@ def decide(
         return state, Decided(decision, None, duplicate=True)
 
     changed = apply_event(state, event, digest, now, engine.dedupe_window)
+    if position is not None:
+        state["source"] = list(position)  # as stored (JSON): the cached state equals the stored one
     facts = build_facts(state, now, event, changed)
     score = model.score(facts)
     probability = score.probability
@@ -336,7 +347,8 @@ def process_batch(
     other exception while deciding a lead (a bug, a state grown over half of ``engine.max_event_bytes``) sends the lead
     again through its events one at a time from its stored state: the events that fail go to the dead letters,
     naming the lead, the others are decided as they would have been (decisions are pure). The batch's other
-    leads are not touched. An event whose id the lead's state already holds (a replay) is counted in
+    leads are not touched. An event whose id the lead's state already holds, or whose record is at or before the
+    last one applied to the lead in its partition (a replay, see :func:`worker.lead.state.redelivered`), is counted in
     ``duplicates`` and sends nothing: its decision was sent before its state was stored.
 
     The records are decided lead by lead (a lead's records one after the other, in their order), then their
@@ -472,8 +484,9 @@ def _decide_lead(
     """
     changed = False
     for index, event in events:
-        state, decided = decide(engine, state, event, decided_at)
-        outputs[index] = _rendered(engine, records[index], event, decided, drift_sample)
+        record = records[index]
+        state, decided = decide(engine, state, event, decided_at, _position(record))
+        outputs[index] = _rendered(engine, record, event, decided, drift_sample)
         changed = changed or not decided.duplicate
     stored = _serialised(state, engine.max_event_bytes) if changed and state is not None else None
     return state, stored
@@ -503,8 +516,10 @@ def _decide_one_by_one(
     for index, event in events:
         outputs[index] = None
         try:
-            trial, decided = decide(engine, None if state is None else copy.deepcopy(state), event, decided_at)
-            out = _rendered(engine, records[index], event, decided, drift_sample)
+            record = records[index]
+            trial = None if state is None else copy.deepcopy(state)
+            trial, decided = decide(engine, trial, event, decided_at, _position(record))
+            out = _rendered(engine, record, event, decided, drift_sample)
             trial_stored = None if decided.duplicate else _serialised(trial, engine.max_event_bytes)
         except Exception as exc:  # the event goes to the dead letters; the lead's next events go on without it
             failed[index] = _lead_error(lead_id, exc, event.event_id)
@@ -514,6 +529,10 @@ def _decide_one_by_one(
         if trial_stored is not None:
             stored = trial_stored
     return state, stored
+
+
+def _position(record: RecordLike) -> Position:
+    return (record.topic, record.partition, record.offset, record.timestamp)
 
 
 def _rendered(

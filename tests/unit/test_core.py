@@ -166,6 +166,38 @@ def test_a_replay_of_the_converting_event_does_not_convert_twice(engine: Engine)
         assert decided.decision["status"] == "Qualified"
 
 
+def test_a_redelivery_beyond_the_event_id_window_sends_nothing(engine: Engine) -> None:
+    """After a crash Kafka delivers the partition again from the last commit, which may lie further back than the
+    event ids a lead's state remembers: the record's position still marks it as a replay."""
+    narrow = dataclasses.replace(engine, dedupe_window=2)
+    events = [upsert("e0", company="Acme"), *(activity(f"e{i}", "page_view") for i in range(1, 6))]
+    events.append(activity("e6", "demo_request"))
+    records = [_record(offset, b"L1", _bytes(event)) for offset, event in enumerate(events)]
+    store: dict[str, bytes | None] = {}
+    first = process_batch(narrow, records, store.get, 1.0)
+    store.update(first.states)
+    assert (len(first.decisions), len(first.opportunities)) == (7, 1)
+    again = process_batch(narrow, records, store.get, 2.0)
+    assert (again.decisions, again.opportunities, again.states) == ([], [], {})
+    assert again.duplicates == 7
+
+
+def test_a_record_elsewhere_or_from_a_topic_made_again_is_decided(engine: Engine) -> None:
+    """Only a record at or before the last applied one in the same partition is a redelivery: the same offset in
+    another partition, or a lower offset with a later timestamp (the topic was deleted and created again), is
+    news."""
+    store: dict[str, bytes | None] = {}
+    first = process_batch(engine, [_record(5, b"L1", _bytes(upsert("e1", company="Acme")))], store.get, 1.0)
+    store.update(first.states)
+    moved = Record(b"L1", _bytes(activity("e2", "page_view")), "leads", 1, 5, timestamp=1_800_000_000.0)
+    made_again = Record(b"L1", _bytes(activity("e3", "page_view")), "leads", 0, 0, timestamp=1_800_000_500.0)
+    older = Record(b"L1", _bytes(activity("e4", "page_view")), "leads", 0, 4, timestamp=1_700_000_000.0)
+    replayed = process_batch(engine, [older], store.get, 2.0)
+    assert (replayed.decisions, replayed.duplicates) == ([], 1)
+    out = process_batch(engine, [moved, made_again], store.get, 2.0)
+    assert [orjson.loads(v)["event_id"] for _, v in out.decisions] == ["e2", "e3"]
+
+
 def test_decisions_are_reproducible_and_match_the_contract(engine: Engine) -> None:
     events: list[LeadUpserted | LeadActivity] = [
         upsert("e1", company="Acme", title="VP Sales", lead_source="Referral", email="a@acme.example"),

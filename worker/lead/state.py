@@ -17,6 +17,7 @@ an event are a copy of the state plus what the event itself says (:func:`build_f
      "points": float, "score": float | None, "converted": bool,
      "opportunity_id": str | None, "converted_at": float | None,
      "recent": " d1 d2 ...",               # digests of the last N event ids, for replay detection
+     "source": [topic, partition, offset, timestamp],  # where the last applied event was read (if from Kafka)
      "events": int, "first_seen_at": float, "updated_at": float}
 
 ``day`` is ``int(epoch seconds // 86400)``, the event's UTC day; days are kept relative to the newest day seen for
@@ -50,6 +51,7 @@ __all__ = [
     "event_digest",
     "new_state",
     "profile_of",
+    "redelivered",
     "seen",
     "upgrade",
 ]
@@ -159,6 +161,29 @@ def seen(state: LeadState, digest: str) -> bool:
     followed by 12 hex characters can only match a whole digest.
     """
     return " " + digest in state["recent"]
+
+
+Position = tuple[str, int, int, float | None]
+"""Where a record was read: topic, partition, offset and its timestamp (epoch seconds, None if it has none)."""
+
+
+def redelivered(state: LeadState, position: Position | None) -> bool:
+    """Whether the record read at ``position`` is at or before the last one applied to the state (``source``) in
+    the same partition: a record that Kafka delivers again after a crash, however many events ago.
+
+    The event ids in ``recent`` catch a repeat within the last N events, whoever sent it; the position catches
+    any redelivery of the partition, beyond that window. A record at a lower offset with a later timestamp than
+    the one applied is not taken for a redelivery (the topic was deleted and created again: its offsets started
+    over); the event ids still guard it.
+    """
+    source = state.get("source")
+    if source is None or position is None:
+        return False
+    topic, partition, offset, timestamp = position
+    if offset > source[2] or partition != source[1] or topic != source[0]:
+        return False
+    applied_at = source[3]
+    return timestamp is None or applied_at is None or timestamp <= applied_at
 
 
 def apply_event(

@@ -281,7 +281,11 @@ class _Stage:
         return prepared
 
     async def commit(self, prepared: _Prepared, before: Awaitable[None] | None = None) -> None:
-        """Send the outputs, then (after the batch ``before``, if still being committed) store the tables' states."""
+        """Send the outputs, then (after the batch ``before``, if still being committed) store the tables' states.
+
+        The tables are stored in the order of ``prepared.writes``, each locally and in its changelog before the
+        next: a crash in between leaves the first stored and the next not, whichever store restores them.
+        """
         try:
             await self.outbox.send(prepared.outputs)  # outputs first: a crash after this re-sends the same ids
             if before is not None:
@@ -331,9 +335,12 @@ class RouteStage(_Stage):
         outputs += [Message(s.topic_sla, k, v) for k, v in out.sla_notices]
         outputs += [Message(s.topic_route_requests, k, v) for k, v in out.forwards]
         outputs += self.outbox.dead_letters(out.dead_letters)
+        # the answers before the pools' states (tables are stored in this order, each before the next): after a
+        # crash between the two, a request whose answer is stored is answered again as before, while a pool that
+        # had moved on without the answer would assign the request a second time, to its next member
         writes = {
-            "pool-state": [(n.encode(), v, partition_of[n.encode()]) for n, v in out.pool_states.items()],
             "route-done": [(f"{r}@{p}".encode(), v, partition_of[p.encode()]) for (r, p), v in out.done.items()],
+            "pool-state": [(n.encode(), v, partition_of[n.encode()]) for n, v in out.pool_states.items()],
         }
 
         def done() -> None:
