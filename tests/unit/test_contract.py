@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 
 from worker.lead.events import LeadEvent
 from worker.routing import AccountIndex
-from worker.routing.flow import accepted_notice
+from worker.routing.sla import accepted_notice
 from worker.stream.accounts import decode_account
 from worker.tools.schema import render_examples, render_schemas
 

@@ -30,7 +30,8 @@ from worker.exceptions import DEAD_LETTER_REASONS, EventError
 from worker.lead.events import Decision, LeadActivity, LeadUpserted, OpportunityCreated, RoutingDecision
 from worker.lead.parse import parse_event
 from worker.routing import Target
-from worker.routing.flow import accepted_notice, route_batch, sla_batch
+from worker.routing.flow import route_batch
+from worker.routing.sla import accepted_notice, sla_batch
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
 from worker.scoring import default_model_path, load_model
 from worker.stream.accounts import decode_account

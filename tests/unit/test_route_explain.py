@@ -15,7 +15,8 @@ from tests.unit.routing.helpers import MONDAY_NOON, routing_of
 from worker.cli import main
 from worker.lead import ids
 from worker.routing import Routing, Target
-from worker.routing.flow import route_batch, route_opportunity, sla_batch, sla_breaches
+from worker.routing.flow import route_batch, route_opportunity
+from worker.routing.sla import sla_batch, sla_breaches
 from worker.settings import Settings
 from worker.tools.route_explain import explain_decision, explain_decisions, find_decisions
 

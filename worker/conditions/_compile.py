@@ -4,6 +4,9 @@
 the facts read and the derived facts to compute); the ruleset compiler (:mod:`worker.rules._compile`) and the
 routing compiler (:mod:`worker.routing._compile`) each extend it. Every problem is recorded in the source, with its
 location, rule id and a suggestion, so that one broken rule does not hide the others.
+
+Why one module of about 510 lines: the context that records problems and the walk of the condition tree that
+reports them are one compiler; a rule's problems must read the same wherever the condition sits.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Called by the ruleset compiler with its context, so problems carry the file, line, rule id and a suggestion, and
 routing conditions are compiled exactly like qualification rules' (over the same facts, plus the account facts).
+
+Why one module of about 530 lines: one compiler class walks the whole section (pools, members, hours, caps,
+SLA, rules, territories) with one set of messages; its parts check one another's names (pools, overflow).
 """
 
 from __future__ import annotations

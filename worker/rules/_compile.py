@@ -3,6 +3,9 @@
 Conditions are compiled by :mod:`worker.conditions`; this module adds what only rulesets have: statuses, stages,
 conversion defaults, scoring and qualification rules, decay and opportunity amounts, and the ``routing:`` section
 (compiled by :mod:`worker.routing`).
+
+Why one module of about 510 lines: the sections of a ruleset (statuses, stages, conversion, scoring,
+qualification, decay, amounts) check one another's names in one pass over one context.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ from faust.types import TP
 
 from worker.exceptions import EventError
 from worker.routing import Target
-from worker.routing.flow import accepted_notice, route_batch, sla_batch, sla_breaches, sla_pending
+from worker.routing.flow import route_batch
+from worker.routing.sla import accepted_notice, sla_batch, sla_breaches, sla_pending
 from worker.settings import Settings
 from worker.stream._sender import BatchSender, Message
 from worker.stream.metrics import Metrics, Source, observe_many

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import orjson
 
 from worker.exceptions import ConfigError
-from worker.routing import explain_assignment
+from worker.routing import describe_target, explain_assignment
 from worker.settings import Settings
 
 __all__ = ["explain_decision", "explain_decisions", "find_decisions", "run_route_explain"]
@@ -61,18 +61,11 @@ def _attempt(decision: Mapping[str, Any]) -> int:
     return attempt if isinstance(attempt, int) else 0
 
 
-def _target(raw: object) -> str:
-    if isinstance(raw, Mapping) and len(raw) == 1:
-        ((kind, name),) = raw.items()
-        return f"{kind} {name!r}"
-    return repr(raw)
-
-
 def _matched(decision: Mapping[str, Any]) -> str:
     """What sent the lead where it went: the account, routing rule, territory or default, and its first target."""
     via, ref = decision.get("via"), decision.get("ref")
     pool = decision.get("pool")
-    first = f"pool {pool!r}" if pool is not None else _target(decision.get("target"))
+    first = f"pool {pool!r}" if pool is not None else describe_target(decision.get("target"))
     if via == "account":
         return f"matched: known account {ref!r}, whose owner gets it: {first}"
     if via == "rule":
@@ -111,9 +104,9 @@ def explain_decision(decision: Mapping[str, Any]) -> str:
     if pool is not None and candidates:
         lines.extend(f"  {line}" for line in explain_assignment(decision).splitlines())
     elif pool is not None:  # a pool without candidates: the SLA escalated it past the members
-        lines.append(f"  result: escalated (the pool's SLA says so) to {_target(decision.get('target'))}")
+        lines.append(f"  result: escalated (the pool's SLA says so) to {describe_target(decision.get('target'))}")
     else:
-        lines.append(f"  result: routed directly to {_target(decision.get('target'))}")
+        lines.append(f"  result: routed directly to {describe_target(decision.get('target'))}")
     return "\n".join(lines)
 
 
@@ -122,7 +115,7 @@ def explain_decisions(decisions: Sequence[Mapping[str, Any]]) -> str:
     parts = [explain_decision(d) for d in decisions]
     last = decisions[-1]
     member = last.get("member")
-    final = f"user {member!r}" if member is not None else _target(last.get("target"))
+    final = f"user {member!r}" if member is not None else describe_target(last.get("target"))
     what = "lead" if last.get("opportunity_id") is None else "opportunity"
     count = f"{len(decisions)} routing decision" + ("s" if len(decisions) != 1 else "")
     return "\n\n".join([*parts, f"{count}; the {what} is now with {final}"])

@@ -34,7 +34,8 @@ from worker.exceptions import RulesetError
 from worker.lead.state import PROFILE_FIELDS
 from worker.routing import SKIP_REASONS, AccountIndex, Pool, Routing, Target, assign, explain_assignment
 from worker.routing import _limits as limits
-from worker.routing.flow import accepted_notice, route_batch, route_opportunity, sla_batch, sla_breaches
+from worker.routing.flow import route_batch, route_opportunity
+from worker.routing.sla import accepted_notice, sla_batch, sla_breaches
 from worker.rules import Ruleset, parse_ruleset
 from worker.stream.accounts import decode_account
 from worker.stream.metrics import Metrics

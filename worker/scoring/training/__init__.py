@@ -5,6 +5,7 @@
 a model card. scikit-learn and numpy are imported only when training runs.
 """
 
+from worker.scoring.training._figures import figure_png
 from worker.scoring.training._mapping import ColumnMapping, load_mapping, parse_mapping
 from worker.scoring.training._report import TableReport
 from worker.scoring.training.synth import SynthData, generate
@@ -16,6 +17,7 @@ __all__ = [
     "SynthData",
     "TableReport",
     "TrainReport",
+    "figure_png",
     "generate",
     "load_mapping",
     "parse_mapping",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,9 +15,12 @@ from typing import Any
 from worker.scoring._features import MISSING, OTHER, Categorical, Cross, Flag, Keyword, Numeric
 from worker.scoring._model import Model
 from worker.scoring.training._evaluation import calibration_bins, lift_by_decile
+from worker.scoring.training._figures import figure_png
 from worker.scoring.training._report import TableReport
 
 __all__ = ["strongest_factors", "write_card"]
+
+_DPI = 100  # of the PNG figures
 
 _COLOURS = {"model": "#2563eb", "naive Bayes (Odoo)": "#f59e0b", "points": "#6b7280"}
 _CHARTS = ("roc", "calibration", "scores", "lift", "factors")
@@ -79,15 +81,6 @@ def _figure(width: float = 5.5, height: float = 4.0) -> Any:
     return Figure(figsize=(width, height))
 
 
-def _png(figure: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
-
-
 def _roc(report: TableReport) -> bytes:
     from sklearn.metrics import roc_curve
 
@@ -101,7 +94,7 @@ def _roc(report: TableReport) -> bytes:
     ax.plot([0, 1], [0, 1], linestyle=":", color="#9ca3af")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, held-out leads")
     ax.legend(loc="lower right", fontsize=8)
-    return _png(figure)
+    return figure_png(figure, _DPI)
 
 
 def _calibration(report: TableReport) -> bytes:
@@ -117,7 +110,7 @@ def _calibration(report: TableReport) -> bytes:
     ax.plot([0, 1], [0, 1], linestyle=":", color="#9ca3af", label="perfect")
     ax.set(xlabel="predicted probability", ylabel="observed conversion rate", title="Calibration, held-out leads")
     ax.legend(loc="upper left", fontsize=8)
-    return _png(figure)
+    return figure_png(figure, _DPI)
 
 
 def _scores(report: TableReport) -> bytes:
@@ -129,7 +122,7 @@ def _scores(report: TableReport) -> bytes:
     ax.hist([pi for pi, yi in zip(p, y, strict=True) if not yi], bins=edges, alpha=0.6, label="not converted")
     ax.set(xlabel="score (probability)", ylabel="held-out leads", title="Score distribution by outcome")
     ax.legend(fontsize=8)
-    return _png(figure)
+    return figure_png(figure, _DPI)
 
 
 def _lift(report: TableReport) -> bytes:
@@ -145,7 +138,7 @@ def _lift(report: TableReport) -> bytes:
     ax.set(xlabel="decile (1 = highest scores)", ylabel="conversion rate / overall rate", title="Lift by decile")
     ax.set_xticks(range(1, 11))
     ax.legend(fontsize=8)
-    return _png(figure)
+    return figure_png(figure, _DPI)
 
 
 def _factors(factors: Sequence[tuple[str, float]]) -> bytes:
@@ -160,7 +153,7 @@ def _factors(factors: Sequence[tuple[str, float]]) -> bytes:
     ax.axvline(0, color="#111827", linewidth=0.8)
     ax.set(xlabel="contribution to the log-odds", title="Strongest factors")
     ax.tick_params(axis="y", labelsize=8)
-    return _png(figure)
+    return figure_png(figure, _DPI)
 
 
 def _html(model: Model, report: TableReport, factors: Sequence[tuple[str, float]], pngs: Mapping[str, bytes]) -> str:

@@ -6,21 +6,15 @@ matplotlib is imported when a chart is drawn, and only its object API is used (n
 
 from __future__ import annotations
 
-import io
 from typing import Any
+
+from worker.scoring.training import figure_png
 
 __all__ = ["funnel_chart", "load_chart", "points_chart"]
 
+_DPI = 110  # of the PNG figures
+
 _COLOURS = {"new": "#2563eb", "old": "#9ca3af"}
-
-
-def _png(figure: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return buffer.getvalue()
 
 
 def funnel_stages(summary: dict[str, Any]) -> list[tuple[str, int]]:
@@ -57,7 +51,7 @@ def funnel_chart(report: dict[str, Any]) -> bytes:
     axes.set_title("conversion funnel")
     axes.legend(loc="lower right")
     axes.margins(x=0.15)
-    return _png(figure)
+    return figure_png(figure, _DPI)
 
 
 def points_chart(report: dict[str, Any]) -> bytes:
@@ -84,7 +78,7 @@ def points_chart(report: dict[str, Any]) -> bytes:
     axes.set_xlabel("points (final, per lead)")
     axes.set_ylabel("leads")
     axes.set_title("points distribution")
-    return _png(figure)
+    return figure_png(figure, _DPI)
 
 
 def load_chart(report: dict[str, Any]) -> bytes:
@@ -115,4 +109,4 @@ def load_chart(report: dict[str, Any]) -> bytes:
     axes.set_title("leads per pool member")
     axes.legend(loc="lower right")
     axes.margins(x=0.15)
-    return _png(figure)
+    return figure_png(figure, _DPI)

@@ -56,7 +56,7 @@ def domains(points: tuple[float, float] | None = None) -> Callable[[str], Domain
     """The domain of every fact; ``points`` narrows the points to the range the scoring rules allow."""
     cache: dict[str, Domain] = {}
 
-    def domain_of(name: str) -> Domain:
+    def fact_domain(name: str) -> Domain:
         found = cache.get(name)
         if found is None:
             found = _fixed(name) or Domain()  # anything else (custom fields, new facts): anything at all
@@ -67,7 +67,7 @@ def domains(points: tuple[float, float] | None = None) -> Callable[[str], Domain
             cache[name] = found
         return found
 
-    return domain_of
+    return fact_domain
 
 
 def base_facts() -> dict[str, object]:

@@ -9,6 +9,9 @@ The answers are three-valued. ``UNSAT`` is only given with a proof; a test this 
 operator it does not know, a test reading other facts) counts as "could be true or false", so it can turn an
 answer into ``UNKNOWN`` but never into a wrong ``UNSAT``. ``SAT`` comes with a witness: facts on which the
 compiled tests were run and all held.
+
+Why one module of about 580 lines: the normal form, the per-kind domains and the solver are one argument
+(an ``UNSAT`` is only as sound as all three together); they are read and changed together.
 """
 
 from __future__ import annotations
@@ -405,7 +408,7 @@ class _Text:
 class Solver:
     """Decides conjunctions and whole conditions; ``domains`` narrows what a field can hold."""
 
-    domain_of: Callable[[str], Domain]
+    fact_domain: Callable[[str], Domain]
     base: Mapping[str, object]
     """The facts a witness starts from (a blank lead at :data:`NOW`)."""
     cap: int = 512
@@ -487,7 +490,7 @@ class Solver:
         witness: dict[str, object] = {}
         undecided = False
         for name, lits in sorted(fields.items()):
-            domain = self.domain_of(name)
+            domain = self.fact_domain(name)
             verdict, value = self._field(lits, domain)
             if verdict is Verdict.UNSAT:
                 # name what the field can hold only when that is part of the reason
