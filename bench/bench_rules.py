@@ -5,9 +5,9 @@ Rulesets:
   generated  N rules (default 500: 400 scoring, 100 qualification) of mixed operators, windows, decay and nested
              conditions, their values drawn from the facts themselves so that a realistic share of them match
 
-Facts are those the core builds for every event of the synthetic sample (worker.scoring.training.generate), with what each
-event changed, and a fixed score. Each evaluation copies the facts first (evaluate writes ``points`` and derived
-facts into them), as bench/bench_core.py's "rules" stage does.
+Facts are those the core builds for every event of the synthetic sample (worker.scoring.training.generate), with
+what each event changed, and a fixed score. Each evaluation copies the facts first (evaluate writes ``points`` and
+derived facts into them), as bench/bench_core.py's "rules" stage does.
 
     python bench/bench_rules.py [--leads 2000] [--repeat 3] [--rules 500]
 """
