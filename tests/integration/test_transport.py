@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from worker.stream._sender import BatchSender, Message
+from worker.stream._outbox import BatchSender, Message
 from worker.stream._transport import fetch_highwaters
 from worker.tools.broker import EmbeddedBroker
 

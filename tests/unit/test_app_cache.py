@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry
 
 from worker.core import BatchResult
 from worker.settings import Settings
-from worker.stream.app import BatchHandler, Prepared
+from worker.stream._lead_stage import LeadBatch as Prepared
+from worker.stream._lead_stage import LeadStage as BatchHandler
 from worker.stream.metrics import Metrics
 
 

@@ -69,7 +69,8 @@ def test_every_producer_leadflow_creates_uses_leadflow_compression(
     from worker.core import Engine
     from worker.rules import default_ruleset_path, load_ruleset
     from worker.scoring import default_model_path, load_model
-    from worker.stream import _stages, control, topics
+    from worker.stream import _outbox as _stages
+    from worker.stream import control, topics
     from worker.stream.app import build_app
     from worker.stream.metrics import Metrics
     from worker.tools import produce

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from worker.core import BatchResult
 from worker.settings import Settings
-from worker.stream.app import BatchHandler
+from worker.stream._lead_stage import LeadStage as BatchHandler
 from worker.stream.metrics import Metrics, observe_many
 
 

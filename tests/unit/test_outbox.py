@@ -11,8 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from worker.exceptions import EventError
 from worker.settings import Settings
-from worker.stream._sender import Message
-from worker.stream._stages import Outbox
+from worker.stream._outbox import Message, Outbox
 from worker.stream.metrics import Metrics
 
 
@@ -37,7 +36,7 @@ def test_a_broker_away_is_waited_for_and_logged_without_a_traceback(caplog: pyte
     flaky = _Flaky(failures=2)
     outbox.senders["outputs"] = flaky  # type: ignore[assignment]
     messages = [Message("decisions", b"L-1", b"{}"), Message("decisions", b"L-2", b"{}")]
-    with caplog.at_level(logging.INFO, logger="worker.stream._stages"):
+    with caplog.at_level(logging.INFO, logger="worker.stream._outbox"):
         offsets = asyncio.run(outbox.send(messages))
     assert offsets == {("decisions", 0): 1}
     assert flaky.calls == 3

@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 from tests.unit.test_route_flow import _engine, _requests
 from worker.core import Engine
 from worker.settings import Settings
-from worker.stream._sender import Message
-from worker.stream._stages import RouteStage
+from worker.stream._outbox import Message
+from worker.stream._route_stages import RouteStage
 from worker.stream.metrics import Metrics
 
 

@@ -18,7 +18,9 @@ __all__ = ["RATE_LIMITED", "RepeatFilter", "install_repeat_filter"]
 RATE_LIMITED = (
     "aiokafka",
     "kafka",
-    "worker.stream._stages",
+    "worker.stream._outbox",
+    "worker.stream._stage",
+    "worker.stream._route_stages",
     "worker.stream.reader",
     "worker.stream._fetch",
 )  # loggers whose repeats are held back

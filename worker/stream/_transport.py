@@ -19,21 +19,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from aiokafka.protocol.fetch import FetchRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from worker.core import RecordLike
 from worker.exceptions import EventError
 from worker.settings import Settings
 from worker.stream._fetch import UNREADABLE, unreadable
+from worker.stream._stage import Stage
 
 __all__ = ["LeadflowTransport", "fetch_highwaters"]
 
 logger = logging.getLogger(__name__)
 
 _FETCH_WAIT_MS = 10
+
+P = TypeVar("P")
 
 
 async def fetch_highwaters(consumer: Any, partitions: Iterable[Any]) -> dict[Any, int]:
@@ -113,7 +117,7 @@ class _Consumer(faust_aiokafka.Consumer):
         batch before it has stored its own, and its messages are acked after that batch's. Messages of any
         other topic take Faust's usual path.
         """
-        handlers: dict[str, Any] | None = getattr(self.app, "leadflow_handlers", None)
+        handlers: dict[str, Stage[Any]] | None = getattr(self.app, "leadflow_handlers", None)
         if not handlers:
             await super()._drain_messages(fetcher)
             return
@@ -128,9 +132,9 @@ class _Consumer(faust_aiokafka.Consumer):
         track, ack = self._unacked_messages.add, self.ack
         in_flight = settings.batches_in_flight
         pending: dict[str, deque[asyncio.Future[None]]] = defaultdict(deque)  # topic → its batches being committed
-        batches: dict[str, list[Any]] = {}  # topic → the messages of this fetch not yet handed over
+        batches: dict[str, list[RecordLike]] = {}  # topic → the messages of this fetch not yet handed over
 
-        async def hand_over(topic: str, prepared: Iterable[tuple[Any, list[Any]]]) -> None:
+        async def hand_over(topic: str, prepared: Iterable[tuple[Any, list[RecordLike]]]) -> None:
             handler = handlers[topic]
             for batch_prepared, messages in prepared:
                 committing = pending[topic]
@@ -140,7 +144,7 @@ class _Consumer(faust_aiokafka.Consumer):
                 commit = self._commit_batch(handler, batch_prepared, messages, ack, before)
                 committing.append(asyncio.ensure_future(commit))
 
-        async def flush(topic: str, batch: list[Any]) -> None:
+        async def flush(topic: str, batch: list[RecordLike]) -> None:
             await hand_over(topic, _prepared(handlers[topic], batch))
 
         async def flush_unreadable(topic: str, message: Any) -> None:
@@ -203,14 +207,18 @@ class _Consumer(faust_aiokafka.Consumer):
 
     @staticmethod
     async def _commit_batch(
-        handler: Any, prepared: Any, batch: list[Any], ack: Any, before: asyncio.Future[None] | None
+        handler: Stage[P],
+        prepared: P,
+        batch: list[RecordLike],
+        ack: Callable[[Any], object],  # Faust's Consumer.ack, of its own Message type
+        before: asyncio.Future[None] | None,
     ) -> None:
         await handler.commit(prepared, before)
         for message in batch:
             ack(message)
 
 
-def _prepared(handler: Any, batch: list[Any]) -> Iterator[tuple[Any, list[Any]]]:
+def _prepared(handler: Stage[P], batch: list[RecordLike]) -> Iterator[tuple[P, list[RecordLike]]]:
     """The batch prepared by its handler, or, when preparing it raises (a bug: the core turns bad records into dead
     letters itself), its halves, down to the single message that fails, which becomes a dead letter: one message
     costs one dead letter, never the stream."""
