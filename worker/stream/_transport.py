@@ -12,6 +12,8 @@
 4. Nothing stops the fetch loop: records the client cannot read arrive as markers (see :mod:`worker.stream._fetch`) and
    go to the dead-letter topic; a batch whose handler raises is split until the one message that fails is found,
    and that message goes to the dead-letter topic.
+5. Seeks overtake fetches safely: records fetched before a seek (a rebalance, a table's recovery) are left once
+   it happens, and come again from where it put the partition (see :mod:`worker.stream._positions`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from worker.core import RecordLike
 from worker.exceptions import EventError
 from worker.settings import Settings
 from worker.stream._fetch import UNREADABLE, unreadable
+from worker.stream._positions import ReadPositions
 from worker.stream._stage import Stage
 
 __all__ = ["LeadflowTransport", "fetch_highwaters"]
@@ -105,6 +108,49 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    @property
+    def positions(self) -> ReadPositions:
+        positions: ReadPositions | None = self.__dict__.get("_leadflow_positions")
+        if positions is None:
+            positions = self.__dict__["_leadflow_positions"] = ReadPositions(self._read_offset)
+        return positions
+
+    # Everything that moves or resets read positions: the records fetched before it are stale once it is done.
+    async def seek(self, partition: Any, offset: int) -> None:
+        self.positions.moved()
+        try:
+            await super().seek(partition, offset)
+        finally:
+            self.positions.moved()
+
+    async def seek_wait(self, partitions: Mapping[Any, int]) -> None:
+        self.positions.moved()
+        try:
+            await super().seek_wait(partitions)
+        finally:
+            self.positions.moved()
+
+    async def perform_seek(self) -> None:
+        self.positions.moved()
+        try:
+            await super().perform_seek()
+        finally:
+            self.positions.moved()
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.positions.moved()
+        try:
+            await super().on_partitions_revoked(revoked)
+        finally:
+            self.positions.moved()
+
+    async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+        self.positions.moved()
+        try:
+            await super().on_partitions_assigned(assigned, generation_id)
+        finally:
+            self.positions.moved()
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover  # runs inside the worker
         """Faust's fetch loop, but the messages of leadflow's topics go to their handlers a fetch at a time.
 
@@ -126,7 +172,7 @@ class _Consumer(faust_aiokafka.Consumer):
         callback = self.callback
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
-        read_offset = self._read_offset
+        positions = self.positions
         # Consumer.track_message without its per-message sensor calls (leadflow counts its own events): the
         # message is pending until acked, which is what graceful shutdown and commits look at.
         track, ack = self._unacked_messages.add, self.ack
@@ -160,15 +206,18 @@ class _Consumer(faust_aiokafka.Consumer):
                 if self.should_stop:
                     break
                 batches.clear()
+                first = True
                 async for tp, message in self.getmany(timeout=1.0):
-                    offset = message.offset
-                    last = read_offset[tp]
-                    if last is not None:
-                        if offset < last:
-                            continue  # already seen in this generation
-                        if offset - last > 1:
-                            await self._add_gap(tp, last + 1, offset)  # e.g. transaction markers: commit past them
-                    read_offset[tp] = offset
+                    if first:
+                        positions.fetched()
+                        first = False
+                    elif positions.stale():  # a seek overtook this fetch: its records come again from there
+                        break
+                    new, gap = positions.read(tp, message.offset)
+                    if not new:
+                        continue  # already read since the last seek
+                    if gap is not None:
+                        await self._add_gap(tp, *gap)  # e.g. transaction markers: commits may pass them
                     topic = message.topic
                     if topic not in handlers:
                         await callback(message)
