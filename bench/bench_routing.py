@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench_core import best_rate  # noqa: E402  # the same timing as the core's benchmark (bench/ is on the path)
 
-from worker.core import Engine, Record, process_batch  # noqa: E402
+from worker.batch import Record, process_batch  # noqa: E402
+from worker.core import Engine  # noqa: E402
 from worker.lead.parse import parse_event  # noqa: E402
 from worker.lead.state import apply_event, build_facts, event_digest, new_state, profile_of  # noqa: E402
 from worker.routing import AccountIndex, Pool, Routing, assign  # noqa: E402

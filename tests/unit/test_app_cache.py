@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
-from worker.core import BatchResult
+from worker.batch import BatchResult
 from worker.settings import Settings
 from worker.stream._lead_stage import LeadBatch as Prepared
 from worker.stream._lead_stage import LeadStage as BatchHandler

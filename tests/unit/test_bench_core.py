@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from bench_core import bare_engine
 
-from worker.core import Record, process_batch
+from worker.batch import Record, process_batch
 from worker.scoring.training import generate
 
 

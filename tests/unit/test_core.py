@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from tests.builders import T0, activity, upsert
-from worker.core import Engine, Record, decide, process_batch
+from worker.batch import Record, process_batch
+from worker.core import Engine, decide
 from worker.lead.events import Decision, LeadActivity, LeadUpserted, OpportunityCreated
 from worker.lead.parse import parse_event
 from worker.lead.state import LeadState

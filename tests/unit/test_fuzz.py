@@ -25,7 +25,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.hostile import HOSTILE, PLACES, hostile_records, inject, valid_events
-from worker.core import Engine, Record, process_batch
+from worker.batch import Record, process_batch
+from worker.core import Engine
 from worker.exceptions import DEAD_LETTER_REASONS, EventError
 from worker.lead.events import Decision, LeadActivity, LeadUpserted, OpportunityCreated, RoutingDecision
 from worker.lead.parse import parse_event

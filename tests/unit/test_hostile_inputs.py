@@ -18,7 +18,8 @@ import orjson
 import pytest
 
 from tests.hostile import HOSTILE, PLACES, _fatal, event, hostile_records, inject, wrong_types
-from worker.core import Engine, Record, process_batch
+from worker.batch import Record, process_batch
+from worker.core import Engine
 from worker.exceptions import DEAD_LETTER_REASONS, EventError
 from worker.lead.events import Decision
 from worker.lead.parse import parse_event

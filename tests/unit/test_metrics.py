@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from worker.core import BatchResult
+from worker.batch import BatchResult
 from worker.settings import Settings
 from worker.stream._lead_stage import LeadStage as BatchHandler
 from worker.stream.metrics import Metrics, observe_many

@@ -10,7 +10,8 @@ import pytest
 
 from tests.builders import activity, upsert
 from tests.routed_rules import CONVERTS_ON_DEMO
-from worker.core import Engine, Record, decide, process_batch
+from worker.batch import Record, process_batch
+from worker.core import Engine, decide
 from worker.exceptions import EventError, RulesetError
 from worker.routing import Routing, Target
 from worker.routing.flow import route_batch

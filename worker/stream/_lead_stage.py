@@ -1,6 +1,6 @@
 """The lead step of the Faust shell: batches of lead events decided by the core, sent, stored, then acked.
 
-It calls :func:`worker.core.process_batch`, sends every output and waits for the broker to have them, then
+It calls :func:`worker.batch.process_batch`, sends every output and waits for the broker to have them, then
 writes the states (RocksDB and the changelog); only then are the messages acked, and Faust commits only acked
 offsets. So a crash anywhere re-processes events (at-least-once) and never loses one; deterministic ids make the
 re-sent outputs harmless to consumers. Decoded states are cached between batches (:meth:`LeadStage._cache`).
@@ -14,7 +14,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from worker.core import BatchResult, Engine, RecordLike, process_batch
+from worker.batch import BatchResult, RecordLike, process_batch
+from worker.core import Engine
 from worker.lead.state import LeadState
 from worker.settings import Settings
 from worker.stream._outbox import Message, Outbox

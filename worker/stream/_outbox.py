@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 from aiokafka.partitioner import murmur2
 
-from worker.core import RecordLike
+from worker.batch import RecordLike
 from worker.exceptions import EventError
 from worker.settings import Settings
 from worker.stream.metrics import Metrics

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from worker.core import Engine, RecordLike
+from worker.batch import RecordLike
+from worker.core import Engine
 from worker.exceptions import EventError
 from worker.routing import Target
 from worker.routing.flow import route_batch

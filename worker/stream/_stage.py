@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
-from worker.core import RecordLike
+from worker.batch import RecordLike
 from worker.exceptions import EventError
 from worker.stream._outbox import Message, Outbox
 from worker.stream._tables import TableStore, Update

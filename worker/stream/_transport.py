@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from aiokafka.protocol.fetch import FetchRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from worker.core import RecordLike
+from worker.batch import RecordLike
 from worker.exceptions import EventError
 from worker.settings import Settings
 from worker.stream._fetch import UNREADABLE, unreadable

@@ -1,7 +1,7 @@
 """``leadflow drift``: compare the facts of the most recent decisions with the model's training data, per feature.
 
 The history (a JSON-lines file or a topic read without a consumer group, as ``leadflow backtest`` reads it) is
-replayed through :func:`worker.core.process_batch`, so that the facts are exactly those the worker scores; the
+replayed through :func:`worker.batch.process_batch`, so that the facts are exactly those the worker scores; the
 last ``last`` decided events form the window. See docs/MODEL.md, "Drift".
 """
 
@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from worker.core import process_batch
+from worker.batch import process_batch
 from worker.engine import load_engine
 from worker.exceptions import DriftError
 from worker.lead.state import LeadState

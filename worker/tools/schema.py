@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from worker.core import Engine, Record, decide, process_batch
+from worker.batch import Record, process_batch
+from worker.core import Engine, decide
 from worker.lead.events import (
     AccountRecord,
     DeadLetterHeaders,

@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from worker.core import Engine, Record
+from worker.batch import Record
+from worker.core import Engine
 from worker.rules import default_ruleset_path, parse_ruleset
 from worker.scoring import default_model_path, load_model
 from worker.scoring.training import generate

@@ -8,7 +8,8 @@ from collections import Counter
 
 import orjson
 
-from worker.core import Engine, Record, process_batch
+from worker.batch import Record, process_batch
+from worker.core import Engine
 from worker.rules import default_ruleset_path, load_ruleset
 from worker.scoring import default_model_path, load_model
 from worker.scoring.training import generate

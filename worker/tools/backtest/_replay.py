@@ -1,6 +1,6 @@
 """Replay raw records through the real core, one fresh in-memory state per ruleset, and keep each lead's outcome.
 
-The records go through :func:`worker.core.process_batch` exactly as in the worker (same parsing, validation,
+The records go through :func:`worker.batch.process_batch` exactly as in the worker (same parsing, validation,
 dead-letter reasons and replay detection); only the state store is a dict. ``decided_at`` is fixed, and every
 other part of a decision derives from the events, so the same history gives the same result every time. With a
 ``routing:`` section, the opportunities routed to a pool are assigned in the same replay (see
@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from worker.core import Engine, Record, RecordLike, process_batch
+from worker.batch import Record, RecordLike, process_batch
+from worker.core import Engine
 from worker.lead.state import LeadState
 from worker.tools.backtest._routing import RoutingTally
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from worker.core import BatchResult, Engine, Record
+from worker.batch import BatchResult, Record
+from worker.core import Engine
 from worker.routing.flow import route_batch
 
 __all__ = ["RoutingTally"]

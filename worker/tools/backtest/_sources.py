@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.core import Record, RecordLike
+from worker.batch import Record, RecordLike
 from worker.exceptions import BacktestError
 from worker.settings import Settings
 from worker.stream.topics import unreachable
