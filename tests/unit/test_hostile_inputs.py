@@ -4,7 +4,7 @@ The classes are the issue's list: not UTF-8; not JSON; JSON nested 10,000 levels
 and inside ``custom``); numbers beyond float range and integers of thousands of digits; NaN/Infinity literals;
 lone surrogates and control characters; duplicate keys; wrong types in every field; strings of 100 KB in every
 field; arrays of 100,000 elements; tombstones; a key that does not match; records over the size limit. Garbage
-headers are the transport's (tests/unit/test_fetch.py); the worker's handling of all of it is in the integration
+headers are the transport's (tests/unit/stream/test_fetch.py); the worker's handling of all of it is in the integration
 test tests/integration/test_hostile.py.
 """
 

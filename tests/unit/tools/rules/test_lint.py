@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.rules.tools.helpers import check, codes, leaf, only, q, scoring_rule
+from tests.unit.tools.rules.helpers import check, codes, leaf, only, q, scoring_rule
 from worker.conditions import _operators as _ops
 from worker.conditions._fields import Kind
 from worker.exceptions import ConfigError

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from rich.console import Console
 
-from tests.unit.backtest.conftest import HAND_HISTORY, RULES, variant, write_lines
+from tests.unit.tools.backtest.conftest import HAND_HISTORY, RULES, variant, write_lines
 from worker.cli import main
 from worker.exceptions import BacktestError
 from worker.settings import Settings

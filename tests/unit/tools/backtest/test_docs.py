@@ -12,7 +12,7 @@ import pytest
 from worker.cli import main
 from worker.rules import default_ruleset_path
 
-DOC = Path(__file__).parents[3] / "docs" / "BACKTEST.md"
+DOC = Path(__file__).parents[4] / "docs" / "BACKTEST.md"
 
 
 def test_backtest_md_example_prints_what_the_page_shows(

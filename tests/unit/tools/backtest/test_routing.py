@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tests.routed_rules import routed
-from tests.unit.backtest.conftest import act, engine, records, upsert, variant, write_lines
+from tests.unit.tools.backtest.conftest import act, engine, records, upsert, variant, write_lines
 from worker.cli import main
 from worker.tools.backtest import build_report, replay
 from worker.tools.backtest._views import side_by_side_tables
@@ -86,7 +86,7 @@ def test_the_comparison_table_shows_each_members_load_side_by_side_with_the_diff
 
 
 def test_without_routing_the_report_has_no_routing_tables() -> None:
-    from tests.unit.backtest.conftest import HAND_HISTORY, RULES
+    from tests.unit.tools.backtest.conftest import HAND_HISTORY, RULES
 
     runs = replay({"new": engine(RULES)}, [records(HAND_HISTORY)])
     report = build_report(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.rules.tools.helpers import leaf, q, ruleset_text, scoring_rule
+from tests.unit.tools.rules.helpers import leaf, q, ruleset_text, scoring_rule
 from worker.cli import main
 
 CLEAN = ruleset_text(

@@ -6,7 +6,7 @@ import base64
 import re
 from pathlib import Path
 
-from tests.unit.backtest.conftest import HAND_HISTORY, RULES, RULES_NEW, engine, records
+from tests.unit.tools.backtest.conftest import HAND_HISTORY, RULES, RULES_NEW, engine, records
 from worker.tools.backtest import build_report, diff_rules, parse_outcomes, replay, write_html
 
 

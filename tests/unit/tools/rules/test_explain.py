@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from tests.builders import activity, upsert
-from tests.unit.rules.tools.helpers import leaf, q, ruleset_text, scoring_rule
+from tests.unit.tools.rules.helpers import leaf, q, ruleset_text, scoring_rule
 from worker.cli import main
 from worker.core import Engine, decide
 from worker.scoring import default_model_path, load_model

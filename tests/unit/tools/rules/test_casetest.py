@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.rules.tools.helpers import leaf, q, ruleset_text, scoring_rule
+from tests.unit.tools.rules.helpers import leaf, q, ruleset_text, scoring_rule
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
 from worker.scoring import default_model_path, load_model
 from worker.tools.rules import cases_path_for, format_run, run_cases

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from tests.unit.backtest.conftest import HAND_HISTORY, RULES, RULES_NEW, engine, records, variant, write_lines
+from tests.unit.tools.backtest.conftest import HAND_HISTORY, RULES, RULES_NEW, engine, records, variant, write_lines
 from worker.core import Engine, decide
 from worker.lead.parse import parse_event
 from worker.lead.state import LeadState

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.rules.tools.docs import DOC, Example, examples, run
+from tests.unit.tools.rules.docs import DOC, Example, examples, run
 
 EXAMPLES = examples(DOC.read_text(encoding="utf-8"))
 
