@@ -44,9 +44,11 @@ from kafka import codec as kp_codec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.core import Engine, Record, process_batch  # noqa: E402
+from worker.batch import Record, process_batch  # noqa: E402
+from worker.core import Engine  # noqa: E402
 from worker.rules import default_ruleset_path, load_ruleset  # noqa: E402
-from worker.scoring import default_model_path, generate, load_model  # noqa: E402
+from worker.scoring import default_model_path, load_model  # noqa: E402
+from worker.scoring.training import generate  # noqa: E402
 
 HEADER = 61  # bytes of a v2 record batch's header, before its (compressed) records
 MAX_BATCH = 512 * 1024  # the Outbox producers' max_batch_size

@@ -31,13 +31,15 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.core import Engine, Record, decide, process_batch  # noqa: E402
-from worker.parse import parse_event  # noqa: E402
+from worker.batch import Record, process_batch  # noqa: E402
+from worker.core import Engine, decide  # noqa: E402
+from worker.lead.parse import parse_event  # noqa: E402
+from worker.lead.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset  # noqa: E402
-from worker.runner import tune_gc  # noqa: E402
-from worker.scoring import Model, default_model_path, generate, load_model  # noqa: E402
+from worker.scoring import Model, default_model_path, load_model  # noqa: E402
+from worker.scoring.training import generate  # noqa: E402
 from worker.settings import Settings  # noqa: E402
-from worker.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
+from worker.stream.runner import tune_gc  # noqa: E402
 
 
 def best_rate(n: int, fn: Callable[[], object], repeat: int) -> float:

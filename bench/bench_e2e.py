@@ -28,10 +28,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.broker import free_port, running_broker  # noqa: E402
-from worker.scoring import generate  # noqa: E402
+from worker.scoring.training import generate  # noqa: E402
 from worker.settings import Settings  # noqa: E402
-from worker.topics import ensure_topics  # noqa: E402
+from worker.stream.topics import ensure_topics  # noqa: E402
+from worker.tools.broker import free_port, running_broker  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:

@@ -19,9 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.scoring import load_mapping, load_model  # noqa: E402
-from worker.scoring._export import prepare, read_table  # noqa: E402
-from worker.scoring.train import _Bar  # noqa: E402
+from worker.scoring import load_model  # noqa: E402
+from worker.scoring.training import load_mapping  # noqa: E402
+from worker.scoring.training._export import prepare, read_table  # noqa: E402
+from worker.scoring.training._progress import Bar as _Bar  # noqa: E402
 
 
 def main() -> int:

@@ -33,13 +33,15 @@ sys.path.insert(0, str(ROOT))
 
 from bench_core import best_rate  # noqa: E402  # the same timing as the core's benchmark (bench/ is on the path)
 
-from worker.core import Engine, Record, process_batch  # noqa: E402
-from worker.parse import parse_event  # noqa: E402
-from worker.route_flow import route_batch  # noqa: E402
+from worker.batch import Record, process_batch  # noqa: E402
+from worker.core import Engine  # noqa: E402
+from worker.lead.parse import parse_event  # noqa: E402
+from worker.lead.state import apply_event, build_facts, event_digest, new_state, profile_of  # noqa: E402
 from worker.routing import AccountIndex, Pool, Routing, assign  # noqa: E402
+from worker.routing.flow import route_batch  # noqa: E402
 from worker.rules import default_ruleset_path, parse_ruleset  # noqa: E402
-from worker.scoring import default_model_path, generate, load_model  # noqa: E402
-from worker.state import apply_event, build_facts, event_digest, new_state, profile_of  # noqa: E402
+from worker.scoring import default_model_path, load_model  # noqa: E402
+from worker.scoring.training import generate  # noqa: E402
 
 START = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday
 ZONES = ("America/New_York", "Europe/London", "Asia/Singapore")

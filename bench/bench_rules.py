@@ -5,9 +5,9 @@ Rulesets:
   generated  N rules (default 500: 400 scoring, 100 qualification) of mixed operators, windows, decay and nested
              conditions, their values drawn from the facts themselves so that a realistic share of them match
 
-Facts are those the core builds for every event of the synthetic sample (worker.scoring.generate), with what each
-event changed, and a fixed score. Each evaluation copies the facts first (evaluate writes ``points`` and derived
-facts into them), as bench/bench_core.py's "rules" stage does.
+Facts are those the core builds for every event of the synthetic sample (worker.scoring.training.generate), with
+what each event changed, and a fixed score. Each evaluation copies the facts first (evaluate writes ``points`` and
+derived facts into them), as bench/bench_core.py's "rules" stage does.
 
     python bench/bench_rules.py [--leads 2000] [--repeat 3] [--rules 500]
 """
@@ -30,11 +30,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.events import KNOWN_ACTIVITY_TYPES  # noqa: E402
-from worker.parse import parse_event  # noqa: E402
+from worker.lead.events import KNOWN_ACTIVITY_TYPES  # noqa: E402
+from worker.lead.parse import parse_event  # noqa: E402
+from worker.lead.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
 from worker.rules import Ruleset, default_ruleset_path, load_ruleset, parse_ruleset  # noqa: E402
-from worker.scoring import generate  # noqa: E402
-from worker.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
+from worker.scoring.training import generate  # noqa: E402
 
 TEXT_FIELDS = ("title", "industry", "lead_source", "country", "city", "company", "email", "website", "rating")
 

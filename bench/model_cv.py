@@ -30,12 +30,12 @@ from sklearn.model_selection import StratifiedKFold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.scoring import parse_mapping  # noqa: E402
-from worker.scoring._export import Prepared, prepare, read_table  # noqa: E402
 from worker.scoring._features import Feature, Numeric  # noqa: E402
-from worker.scoring._mapping import Mapping  # noqa: E402
-from worker.scoring.tabular import TOL, _crosses, _features, _split, neutral_unseen  # noqa: E402
-from worker.scoring.train import _Bar, fit, learn_features  # noqa: E402
+from worker.scoring.training import ColumnMapping, parse_mapping  # noqa: E402
+from worker.scoring.training._export import Prepared, prepare, read_table  # noqa: E402
+from worker.scoring.training._progress import Bar as _Bar  # noqa: E402
+from worker.scoring.training.tabular import TOL, _crosses, _features, _split, neutral_unseen  # noqa: E402
+from worker.scoring.training.train import fit, learn_features  # noqa: E402
 
 MAPPING = ROOT / "examples" / "x-education" / "mapping.yaml"
 DATA = ROOT.parent / "shared" / "data" / "x-education-leads.csv"
@@ -97,7 +97,7 @@ BOOSTED = {
 }
 
 
-def mapping_for(edits: Sequence[Edit]) -> Mapping:
+def mapping_for(edits: Sequence[Edit]) -> ColumnMapping:
     data = yaml.safe_load(MAPPING.read_text(encoding="utf-8"))
     data = copy.deepcopy(data)
     for edit in edits:
@@ -105,14 +105,16 @@ def mapping_for(edits: Sequence[Edit]) -> Mapping:
     return parse_mapping(yaml.safe_dump(data, sort_keys=False), source="variant", default_name="x-education")
 
 
-def learned(prepared: Prepared, mapping: Mapping, rows: Sequence[dict[str, object]]) -> list[Feature]:
+def learned(prepared: Prepared, mapping: ColumnMapping, rows: Sequence[dict[str, object]]) -> list[Feature]:
     """The features ``train`` would learn from ``rows`` (as in tabular.train_table)."""
     base = _features(prepared.columns, rows, mapping.missing_values)
     features = [*base, *_crosses(base, prepared, mapping)]
     return learn_features(rows, features, min_share=mapping.min_share, min_count=mapping.min_count)
 
 
-def logistic(prepared: Prepared, mapping: Mapping, rows: list[dict[str, object]], y: list[int], test: list[Any]) -> Any:
+def logistic(
+    prepared: Prepared, mapping: ColumnMapping, rows: list[dict[str, object]], y: list[int], test: list[Any]
+) -> Any:
     model = fit(
         rows,
         y,
@@ -145,7 +147,9 @@ def codes(features: Sequence[Feature], rows: Sequence[dict[str, object]]) -> tup
 
 
 def boosted(kind: str) -> Callable[..., Any]:
-    def run(prepared: Prepared, mapping: Mapping, rows: list[dict[str, object]], y: list[int], test: list[Any]) -> Any:
+    def run(
+        prepared: Prepared, mapping: ColumnMapping, rows: list[dict[str, object]], y: list[int], test: list[Any]
+    ) -> Any:
         features = learned(prepared, mapping, rows)
         x, categorical = codes(features, rows)
         params: dict[str, Any] = (
@@ -162,7 +166,7 @@ def boosted(kind: str) -> Callable[..., Any]:
     return run
 
 
-def cross_validated(data: Path, mapping: Mapping, scorer: Callable[..., Any]) -> list[Any]:
+def cross_validated(data: Path, mapping: ColumnMapping, scorer: Callable[..., Any]) -> list[Any]:
     """Out-of-fold scores of each of the 10 folds (5 folds × 2 repeats) of the split's training rows."""
     prepared = prepare(read_table(data), mapping, _Bar())
     train_i, _, _ = _split(prepared, mapping)

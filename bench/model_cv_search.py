@@ -54,11 +54,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.model_cv import DATA, learned, mapping_for, numbers  # noqa: E402
-from worker.scoring._export import Prepared, Table, prepare, read_table  # noqa: E402
 from worker.scoring._features import Cross, Feature, Flag, Numeric  # noqa: E402
-from worker.scoring._mapping import Mapping  # noqa: E402
-from worker.scoring.tabular import TOL, _split  # noqa: E402
-from worker.scoring.train import _Bar, matrix  # noqa: E402
+from worker.scoring.training import ColumnMapping  # noqa: E402
+from worker.scoring.training._export import Prepared, Table, prepare, read_table  # noqa: E402
+from worker.scoring.training._progress import Bar as _Bar  # noqa: E402
+from worker.scoring.training.tabular import TOL, _split  # noqa: E402
+from worker.scoring.training.train import matrix  # noqa: E402
 
 C = 0.3
 Estimator = Callable[[], Any]
@@ -84,7 +85,7 @@ class Fold:
 class Data:
     table: Table
     prepared: Prepared
-    mapping: Mapping
+    mapping: ColumnMapping
     rows: list[dict[str, object]]
     y: Any
     column: dict[str, str]  # feature name -> mapped column

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from worker.scoring import parse_mapping, train_synthetic, train_table
+from worker.scoring.training import parse_mapping, train_synthetic, train_table
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPING = ROOT / "examples" / "x-education" / "mapping.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from worker.events import Activity, LeadActivity, LeadFields, LeadUpserted
+from worker.lead.events import Activity, LeadActivity, LeadFields, LeadUpserted
 
 __all__ = ["T0", "activity", "upsert", "v1_state"]
 

@@ -1,7 +1,8 @@
 """The two things a running worker can switch without a restart, a ruleset and a model, compiled from their text.
 
-Both the control topic (:mod:`worker.control`) and the hot reload (:mod:`worker.reload`) handle them the same way:
-compile the text (refusing it with every problem named), then swap it into a new :class:`~worker.core.Engine`.
+Both the control topic (:mod:`worker.stream.control`) and the hot reload (:mod:`worker.stream.reload`) handle them
+the same way: compile the text (refusing it with every problem named), then swap it into a new
+:class:`~worker.core.Engine`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from worker.conditions import activity_part, check_field
 from worker.core import Engine
 from worker.exceptions import ModelError
 from worker.rules import Ruleset, parse_ruleset
-from worker.rules._fields import activity_part, check_field
-from worker.scoring import Model
-from worker.scoring._model import model_from_text
+from worker.scoring import Model, model_from_text
 
 __all__ = [
     "KINDS",

@@ -190,7 +190,7 @@ def _rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _cmd_broker(args: argparse.Namespace) -> int:
     """Run tansu until it exits (its code) or we are stopped by SIGINT or SIGTERM (0, tansu stopped first)."""
-    from worker.broker import start_broker  # keep `leadflow --help` fast
+    from worker.tools.broker import start_broker  # keep `leadflow --help` fast
 
     for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background job inherits it ignored
         signal.signal(signum, _interrupt)  # either stops the broker, and leaves nothing running
@@ -227,7 +227,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from worker.runner import run_worker
+    from worker.stream.runner import run_worker
 
     settings = _settings(args)
     if args.print_settings:
@@ -238,7 +238,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_produce(args: argparse.Namespace) -> int:
-    from worker.produce import produce_file
+    from worker.tools.produce import produce_file
 
     settings = _settings(args)
     sent = produce_file(settings, args.file)
@@ -247,7 +247,7 @@ def _cmd_produce(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from worker.backtest import run_backtest
+    from worker.tools.backtest import run_backtest
 
     run_backtest(
         settings=_settings(args),
@@ -264,7 +264,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_drift(args: argparse.Namespace) -> int:
-    from worker.drift import run_drift
+    from worker.tools.drift import run_drift
 
     return run_drift(
         _settings(args),
@@ -278,13 +278,13 @@ def _cmd_drift(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from worker.demo import run_demo
+    from worker.tools.demo import run_demo
 
     return run_demo(leads=args.leads, seed=args.seed, weeks=args.weeks, timeout=args.timeout)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from worker.scoring import train_synthetic, train_table
+    from worker.scoring.training import train_synthetic, train_table
 
     if args.synthetic == (args.data is not None):
         print("leadflow: error: train needs either --synthetic or --data FILE --mapping MAPPING.yaml", file=sys.stderr)
@@ -308,7 +308,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from worker.contract import write_schemas
+    from worker.tools.schema import write_schemas
 
     changed = write_schemas(args.out, check=args.check)
     if args.check and changed:
@@ -318,13 +318,13 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
-    from worker.rules.tools import run_cli
+    from worker.tools.rules import run_cli
 
     return run_cli(args)
 
 
 def _cmd_route_explain(args: argparse.Namespace) -> int:
-    from worker.route_explain import run_route_explain
+    from worker.tools.route_explain import run_route_explain
 
     if args.lead is None and args.opportunity is None:
         print("leadflow: error: route explain needs --lead LEAD_ID or --opportunity OPP_ID", file=sys.stderr)
@@ -333,7 +333,7 @@ def _cmd_route_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from worker.control import publish
+    from worker.stream.control import publish
 
     settings = _settings(args)
     version = publish(settings, args.kind, args.file)

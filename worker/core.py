@@ -1,51 +1,39 @@
 """The pure core: one lead event and the lead's state in, a decision (and maybe an opportunity) out.
 
 No broker, no Faust, no clock of its own: everything a decision depends on is an argument, so it can be tested,
-replayed and benchmarked as plain function calls. The Faust shell (:mod:`worker.app`) only moves bytes.
+replayed and benchmarked as plain function calls. Batches of raw records go through it in :mod:`worker.batch`;
+the Faust shell (:mod:`worker.stream`) only moves bytes.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import functools
-from collections import Counter
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import orjson
 
-from worker import ids
-from worker.events import LeadActivity, LeadUpserted
-from worker.exceptions import EventError, StateError
-from worker.parse import DEFAULT_MAX_EVENT_BYTES, parse_event
-from worker.route_flow import RouteRequest, route_lead, route_opportunity, target_label
-from worker.routing import AccountIndex
-from worker.rules import QualificationRule, Ruleset
-from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
-from worker.state import (
-    HISTORY_FACT,
+from worker.lead import ids
+from worker.lead.events import LeadActivity, LeadUpserted
+from worker.lead.parse import DEFAULT_MAX_EVENT_BYTES
+from worker.lead.state import (
     LeadState,
     Position,
     apply_event,
     build_facts,
-    decode_state,
     event_digest,
     new_state,
     redelivered,
     seen,
 )
+from worker.lead.times import iso_utc
+from worker.routing import AccountIndex
+from worker.routing.flow import RouteRequest, route_lead, route_opportunity
+from worker.rules import QualificationRule, Ruleset
+from worker.scoring import Model
 
-__all__ = [
-    "BatchResult",
-    "Decided",
-    "Engine",
-    "Record",
-    "RecordLike",
-    "decide",
-    "process_batch",
-]
+__all__ = ["Decided", "Engine", "decide"]
 
 _UTC = dt.UTC
 
@@ -68,7 +56,7 @@ class Decided(NamedTuple):
 
     With routing configured, a converted lead also gets a routing decision (``routed``) when the route names a
     user or a queue; when it names a pool, the opportunity waits in a routing request (``route_request``) for the
-    pool's owner to assign it (see :mod:`worker.route_flow`), and ``opportunity`` is None.
+    pool's owner to assign it (see :mod:`worker.routing.flow`), and ``opportunity`` is None.
     """
 
     decision: dict[str, Any]
@@ -78,64 +66,6 @@ class Decided(NamedTuple):
     route_request: RouteRequest | None = None
     duplicate: bool = False
     """The event's id was already applied to the lead: nothing changed, and the worker sends nothing for it."""
-
-
-class RecordLike(Protocol):
-    """What the core reads of a raw record: Faust's consumer messages have these attributes too."""
-
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> float | None: ...
-
-
-class Record(NamedTuple):
-    """One raw record of the ``leads`` topic with its position."""
-
-    key: bytes | None
-    value: bytes | None
-    topic: str
-    partition: int
-    offset: int
-    timestamp: float | None = None  # epoch seconds the record was produced, if known
-
-
-@dataclass(slots=True)
-class BatchResult:
-    """What a batch produced, ready to send, plus the counts that metrics need."""
-
-    decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
-    opportunities: list[tuple[bytes, bytes]] = field(default_factory=list)
-    routing_decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
-    route_requests: list[tuple[bytes, bytes]] = field(default_factory=list)  # key: the pool's name
-    routed: Counter[tuple[str, str]] = field(default_factory=Counter)  # ("", target) of direct routes
-    routed_times: list[float] = field(default_factory=list)  # record timestamps of the directly routed events
-    dead_letters: list[tuple[RecordLike, EventError]] = field(default_factory=list)
-    states: dict[str, bytes] = field(default_factory=dict)
-    events_by_type: Counter[str] = field(default_factory=Counter)
-    decisions_by: Counter[tuple[str, str]] = field(default_factory=Counter)
-    duplicates: int = 0
-    scores: list[float] = field(default_factory=list)
-    record_times: list[float] = field(default_factory=list)
-    # drift: the facts of the sampled events (1 record offset in ``drift_sample``) and, per model feature, how
-    # many were observed, missing or unseen (see worker.scoring.feature_checks)
-    sampled_facts: list[dict[str, object]] = field(default_factory=list)
-    features_observed: Counter[str] = field(default_factory=Counter)
-    features_missing: Counter[str] = field(default_factory=Counter)
-    features_unseen: Counter[str] = field(default_factory=Counter)
-
-
-@functools.lru_cache(maxsize=4)  # one decided_at per batch: formatted once
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, _UTC).isoformat()
 
 
 def _isoformat(moment: dt.datetime) -> str:
@@ -236,7 +166,7 @@ def _decision(
         "decision_id": ids.decision_id(event.lead_id, event.event_id),
         "event_id": event.event_id,
         "lead_id": event.lead_id,
-        "decided_at": _iso(decided_at),
+        "decided_at": iso_utc(decided_at),
         "occurred_at": _isoformat(event.occurred_at),
         "ruleset_version": engine.ruleset.version,
         "model_version": engine.model.version,
@@ -325,312 +255,3 @@ def _convert(
         "model_version": engine.model.version,
         "converted_at": _isoformat(converted_at),
     }
-
-
-def process_batch(
-    engine: Engine,
-    records: Sequence[RecordLike],
-    load_state: Callable[[str], bytes | None],
-    decided_at: float,
-    cache: MutableMapping[str, LeadState] | None = None,
-    drift_sample: int = 0,
-) -> BatchResult:
-    """Run a batch of raw records through the core; each lead's records in order, the outputs in record order.
-
-    ``load_state`` returns a lead's stored state (JSON bytes) or None. The states are carried in memory from one
-    event to the next and serialised once, into ``states``. ``cache``, if given, holds decoded states equal to
-    the stored ones: a lead found there is not loaded, and every lead of the batch is left there as it ends the
-    batch (the caller stores ``states`` before the next batch).
-
-    Nothing in a record stops the batch. A record that is not a valid lead event becomes a dead letter with its
-    reason. A lead whose stored state cannot be read sends each of its events to the dead letters, naming it. Any
-    other exception while deciding a lead (a bug, a state grown over half of ``engine.max_event_bytes``) sends the lead
-    again through its events one at a time from its stored state: the events that fail go to the dead letters,
-    naming the lead, the others are decided as they would have been (decisions are pure). The batch's other
-    leads are not touched. An event whose id the lead's state already holds, or whose record is at or before the
-    last one applied to the lead in its partition (a replay, see :func:`worker.state.redelivered`), is counted in
-    ``duplicates`` and sends nothing: its decision was sent before its state was stored.
-
-    The records are decided lead by lead (a lead's records one after the other, in their order), then their
-    outputs are listed in the records' order: decisions depend only on the lead's own state and events, so the
-    result is the same as deciding the records one by one in order, and a lead's state stays in the CPU's caches
-    from one of its events to the next (about 15 % faster with several events per lead in a batch).
-
-    ``drift_sample`` N > 0 keeps the facts of the decided (not duplicate) events whose record offset is a multiple
-    of N, and counts per feature whether each is missing or unseen (0: none).
-    """
-    result = BatchResult()
-    cached = cache if cache is not None else {}
-    outputs: list[_Output | None] = [None] * len(records)
-    failed: dict[int, EventError] = {}
-    states = result.states
-    for indexes in _by_key(records):
-        events = _parsed(records, indexes, engine.max_event_bytes, failed)
-        if not events:
-            continue
-        lead_id = events[0][1].lead_id
-        state = cached.get(lead_id)
-        if state is None:
-            try:
-                state = _decoded(lead_id, load_state(lead_id))
-            except Exception as exc:  # the lead's events wait in the dead letters; the others go on
-                for index, _ in events:
-                    failed[index] = _lead_error(lead_id, exc)
-                continue
-        try:
-            state, stored = _decide_lead(engine, records, events, state, decided_at, drift_sample, outputs)
-        except Exception:  # one event of this lead fails: find which, from the stored state
-            state, stored = _decide_one_by_one(
-                engine, records, events, lead_id, load_state, decided_at, drift_sample, outputs, failed
-            )
-        if stored is not None:
-            states[lead_id] = stored
-        if state is not None:
-            cached[lead_id] = state
-        else:  # the fast path may have changed the cached state before it failed
-            cached.pop(lead_id, None)
-    _collect(engine.model, records, outputs, failed, result)
-    return result
-
-
-_Output = tuple[
-    bytes | None,  # the decision's JSON (None for a replay: nothing is sent)
-    float | None,  # its score (None for a replay)
-    dict[str, object] | None,  # its facts, when sampled for drift
-    tuple[str, bytes] | None,  # the opportunity: its id and JSON
-    tuple[str, bytes, str] | None,  # the routing decision: its key, JSON and target
-    tuple[str, bytes] | None,  # the routing request: its pool and JSON
-    str,  # the event type
-    str,  # the decision's status
-    str,  # the decision's action
-]
-
-
-def _by_key(records: Sequence[RecordLike]) -> Iterator[list[int]]:
-    """The records' indexes grouped by key (a lead's records in their order), keys in order of first record."""
-    groups: dict[bytes | None, list[int]] = {}
-    for index, record in enumerate(records):
-        group = groups.get(record.key)
-        if group is None:
-            groups[record.key] = [index]
-        else:
-            group.append(index)
-    return iter(groups.values())
-
-
-def _parsed(
-    records: Sequence[RecordLike], indexes: list[int], max_bytes: int, failed: dict[int, EventError]
-) -> list[tuple[int, LeadUpserted | LeadActivity]]:
-    """The valid events among one key's records (each keyed by its lead id); the others go to ``failed``."""
-    events = []
-    for index in indexes:
-        record = records[index]
-        try:
-            events.append((index, parse_event(record.key, record.value, max_bytes)))
-        except EventError as exc:
-            failed[index] = exc
-        except Exception as exc:  # a bug in the parser must not stop the stream either
-            failed[index] = EventError(f"the parser failed: {type(exc).__name__}: {exc}", reason="processing_error")
-    return events
-
-
-def _decoded(lead_id: str, stored: bytes | None) -> LeadState | None:
-    state = None if stored is None else decode_state(stored)
-    if state is not None and state.get("lead_id") != lead_id:
-        msg = f"stored state is of lead {str(state.get('lead_id'))[:80]!r}"
-        raise StateError(msg, lead_id=lead_id)
-    return state
-
-
-def _lead_error(lead_id: str, exc: Exception, event_id: str | None = None) -> EventError:
-    """A dead letter's reason for an event of ``lead_id`` that could not be decided."""
-    event = f" event {event_id!r}" if event_id is not None else ""
-    if isinstance(exc, _StateTooLarge):
-        return EventError(f"lead {lead_id!r}{event}: {exc}", reason="state_too_large")
-    what = "stored state cannot be read" if isinstance(exc, StateError | orjson.JSONDecodeError) else "failed"
-    return EventError(f"lead {lead_id!r}{event}: {what}: {type(exc).__name__}: {exc}", reason="processing_error")
-
-
-class _StateTooLarge(Exception):
-    """A lead's state would be stored larger than the limit (its changelog record would be refused)."""
-
-
-def _serialised(state: LeadState, max_event_bytes: int) -> bytes:
-    """The state's JSON, refused over half of LEADFLOW_MAX_EVENT_BYTES (its changelog record must fit the broker
-    with room to spare; a lead's state is a few KB)."""
-    stored = orjson.dumps(state)
-    limit = max_event_bytes // 2
-    if len(stored) > limit:
-        msg = (
-            f"its state would grow to {len(stored):,} bytes, over the limit of {limit:,} (half of"
-            " LEADFLOW_MAX_EVENT_BYTES): too many custom fields or activity types"
-        )
-        raise _StateTooLarge(msg)
-    return stored
-
-
-def _decide_lead(
-    engine: Engine,
-    records: Sequence[RecordLike],
-    events: list[tuple[int, LeadUpserted | LeadActivity]],
-    state: LeadState | None,
-    decided_at: float,
-    drift_sample: int,
-    outputs: list[_Output | None],
-) -> tuple[LeadState | None, bytes | None]:
-    """Decide one lead's events in order (the fast path); returns its state and, if it changed, the state's JSON.
-
-    Any exception escapes: the caller then decides the lead again event by event (``state`` may be half-changed).
-    """
-    changed = False
-    for index, event in events:
-        record = records[index]
-        state, decided = decide(engine, state, event, decided_at, _position(record))
-        outputs[index] = _rendered(engine, record, event, decided, drift_sample)
-        changed = changed or not decided.duplicate
-    stored = _serialised(state, engine.max_event_bytes) if changed and state is not None else None
-    return state, stored
-
-
-def _decide_one_by_one(
-    engine: Engine,
-    records: Sequence[RecordLike],
-    events: list[tuple[int, LeadUpserted | LeadActivity]],
-    lead_id: str,
-    load_state: Callable[[str], bytes | None],
-    decided_at: float,
-    drift_sample: int,
-    outputs: list[_Output | None],
-    failed: dict[int, EventError],
-) -> tuple[LeadState | None, bytes | None]:
-    """The slow path: each event on a copy of the state after the ones before it; a failing event is a dead letter
-    and leaves the state as it was. Returns the lead's state and its JSON (None when nothing changed)."""
-    try:
-        state = _decoded(lead_id, load_state(lead_id))
-    except Exception as exc:
-        for index, _ in events:
-            outputs[index] = None
-            failed[index] = _lead_error(lead_id, exc)
-        return None, None
-    stored = None
-    for index, event in events:
-        outputs[index] = None
-        try:
-            record = records[index]
-            trial = None if state is None else copy.deepcopy(state)
-            trial, decided = decide(engine, trial, event, decided_at, _position(record))
-            out = _rendered(engine, record, event, decided, drift_sample)
-            trial_stored = None if decided.duplicate else _serialised(trial, engine.max_event_bytes)
-        except Exception as exc:  # the event goes to the dead letters; the lead's next events go on without it
-            failed[index] = _lead_error(lead_id, exc, event.event_id)
-            continue
-        outputs[index] = out
-        state = trial
-        if trial_stored is not None:
-            stored = trial_stored
-    return state, stored
-
-
-def _position(record: RecordLike) -> Position:
-    return (record.topic, record.partition, record.offset, record.timestamp)
-
-
-def _rendered(
-    engine: Engine, record: RecordLike, event: LeadUpserted | LeadActivity, decided: Decided, drift_sample: int
-) -> _Output:
-    """One decided event's outputs as JSON, ready to list (a replay's: nothing to send)."""
-    decision = decided.decision
-    status, action = decision["status"], decision["action"]
-    if decided.duplicate:
-        return (None, None, None, None, None, None, event.event_type, status, action)
-    dumps = orjson.dumps
-    opportunity = decided.opportunity
-    opportunity_out = None if opportunity is None else (opportunity["opportunity_id"], dumps(opportunity))
-    routed = decided.routed
-    routed_out = None
-    if routed is not None:
-        routed_out = (routed["opportunity_id"] or routed["lead_id"], dumps(routed), target_label(routed["target"]))
-    request = decided.route_request
-    request_out = None
-    if request is not None:
-        request.message["event_time"] = record.timestamp  # for the time from lead event to assignment
-        request_out = (request.pool, dumps(request.message))
-    sampled = None
-    if drift_sample and record.offset % drift_sample == 0 and decided.facts is not None:
-        sampled = _without_history(decided.facts)
-    return (
-        dumps(decision),
-        decision["score"],
-        sampled,
-        opportunity_out,
-        routed_out,
-        request_out,
-        event.event_type,
-        status,
-        action,
-    )
-
-
-def _without_history(facts: dict[str, object]) -> dict[str, object]:
-    """An event's facts as the drift sample keeps them: without the per-day history, which is the lead's own (the
-    live state's, changed by its later events) and which no model can read (see worker.artifacts.check_servable)."""
-    facts.pop(HISTORY_FACT, None)
-    return facts
-
-
-def _collect(
-    model: Model,
-    records: Sequence[RecordLike],
-    outputs: Sequence[_Output | None],
-    failed: dict[int, EventError],
-    result: BatchResult,
-) -> None:
-    """List the batch's outputs and dead letters in the order of their records, and count them."""
-    dead_letters, decisions, scores, record_times = (
-        result.dead_letters,
-        result.decisions,
-        result.scores,
-        result.record_times,
-    )
-    by_type, by_outcome = result.events_by_type, result.decisions_by
-    for index, out in enumerate(outputs):
-        record = records[index]
-        if out is None:
-            dead_letters.append((record, failed[index]))
-            continue
-        decision_bytes, score, sampled, opportunity, routed, request, event_type, status, action = out
-        by_type[event_type] += 1
-        by_outcome[status, action] += 1
-        if decision_bytes is None:  # a replay: counted, nothing sent
-            result.duplicates += 1
-            continue
-        decisions.append((record.key or b"", decision_bytes))  # the lead id: parse_event checked the key
-        if score is not None:
-            scores.append(score)
-        if sampled is not None:
-            _sample(model, sampled, result)
-        if opportunity is not None:
-            result.opportunities.append((opportunity[0].encode(), opportunity[1]))
-        if routed is not None:
-            routed_key, routed_bytes, target = routed
-            result.routing_decisions.append((routed_key.encode(), routed_bytes))
-            result.routed["", target] += 1
-            if record.timestamp is not None:
-                result.routed_times.append(record.timestamp)
-        if request is not None:
-            result.route_requests.append((request[0].encode(), request[1]))
-        if record.timestamp is not None:
-            record_times.append(record.timestamp)
-
-
-def _sample(model: Model, facts: dict[str, object], result: BatchResult) -> None:
-    """Keep one sampled event's facts and count which features are missing or unseen in them."""
-    result.sampled_facts.append(facts)
-    observed, missing, unseen = result.features_observed, result.features_missing, result.features_unseen
-    for name, check in feature_checks(model):
-        observed[name] += 1
-        status = check(facts)
-        if status == IS_MISSING:
-            missing[name] += 1
-        elif status == IS_UNSEEN:
-            unseen[name] += 1

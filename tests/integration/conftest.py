@@ -21,9 +21,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.broker import EmbeddedBroker, free_port, running_broker
 from worker.settings import Settings
-from worker.topics import ensure_topics
+from worker.stream.topics import ensure_topics
+from worker.tools.broker import EmbeddedBroker, free_port, running_broker
 
 pytestmark = pytest.mark.integration
 

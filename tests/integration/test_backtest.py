@@ -13,8 +13,8 @@ from kafka.structs import OffsetAndMetadata
 
 from tests.integration.conftest import RULES, Flow, write_rules
 from worker.cli import main
-from worker.scoring import generate
-from worker.topics import ensure_topics
+from worker.scoring.training import generate
+from worker.stream.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

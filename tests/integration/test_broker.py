@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.structs import OffsetAndMetadata
 
-from worker.broker import free_port
+from worker.tools.broker import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import RULES, Flow, activity, upsert, write_rules
-from worker.broker import free_port, start_broker
-from worker.control import publish
+from worker.stream.control import publish
+from worker.tools.broker import free_port, start_broker
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,10 @@ from kafka import KafkaProducer
 
 from tests.integration.conftest import Flow, Output, activity, upsert, write_rules
 from tests.routed_rules import routed
-from worker.broker import EmbeddedBroker
-from worker.control import publish
 from worker.settings import Settings
-from worker.topics import ensure_accounts_topic, ensure_control_topic, ensure_topics
+from worker.stream.control import publish
+from worker.stream.topics import ensure_accounts_topic, ensure_control_topic, ensure_topics
+from worker.tools.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
@@ -167,7 +167,7 @@ def worker(
         ensure_topics(s)
         ensure_control_topic(s)
         ensure_accounts_topic(s)
-        # read at start-up by kafka-python (worker._topic_reader.read_topic)
+        # read at start-up by kafka-python (worker.stream.reader.read_topic)
         w.publish_ruleset(f"{codec}-1")
         w.send("kafka-python", s.topic_accounts, [(b"001-ACME", orjson.dumps(ACME))])
         flow.start_worker(LEADFLOW_COMPRESSION=codec)
@@ -182,7 +182,7 @@ def test_a_compressed_ruleset_and_account_are_read_at_start_up_and_followed_afte
     metrics = flow.metrics()
     assert f'leadflow_ruleset_info{{version="{codec}-1+' in metrics  # the control topic's, over the shipped file
     assert flow.metric("leadflow_accounts_known") == 1
-    # read while the worker runs, by aiokafka (worker._topic_reader.follow_topic)
+    # read while the worker runs, by aiokafka (worker.stream.reader.follow_topic)
     worker.publish_ruleset(f"{codec}-2")
     worker.send("librdkafka", flow.settings.topic_accounts, [(b"001-GLOBEX", orjson.dumps(GLOBEX))])
     flow.wait_metric("leadflow_reloads_total", 1, kind="ruleset", origin="control", result="applied")

@@ -12,11 +12,11 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.integration.conftest import RULES, Flow, activity, write_rules
-from worker.broker import free_port
-from worker.control import encode_record, publish
 from worker.exceptions import ConfigError, ModelError
 from worker.scoring import default_model_path, load_model
 from worker.settings import Settings
+from worker.stream.control import encode_record, publish
+from worker.tools.broker import free_port
 
 # Version 2 gives 10 points per page view instead of 1: every decision shows which version made it.
 RULES_V2 = RULES.replace('version: "it-1"', 'version: "it-2"').replace(

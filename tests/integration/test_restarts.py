@@ -150,7 +150,7 @@ def test_a_state_stored_by_an_earlier_leadflow_is_read_and_carried_on(
     import orjson
     from kafka import KafkaProducer
 
-    from worker.state import event_digest
+    from worker.lead.state import event_digest
 
     worker = flow.start_worker(LEADFLOW_RULES=str(counting_rules), LEADFLOW_STORE=store)
     flow.produce([activity("V000", "V000-warmup", "page_view")])  # the worker is up: its changelog exists

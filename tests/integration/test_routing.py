@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 
 from tests.integration.conftest import Flow, Output, activity, upsert, write_rules
 from tests.routed_rules import routed
-from worker.broker import free_port
+from worker.tools.broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +137,7 @@ def test_a_lead_of_a_known_account_goes_to_its_owner_and_new_accounts_apply_with
         producer.send(flow.settings.topic_accounts, key=account_id.encode(), value=orjson.dumps(record))
         producer.flush()
 
-    from worker.topics import ensure_accounts_topic
+    from worker.stream.topics import ensure_accounts_topic
 
     ensure_accounts_topic(flow.settings)
     account("001-ACME", name="Acme GmbH", owner_id="005-ACME", website="https://www.acme.example")

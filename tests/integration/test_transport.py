@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from worker._sender import BatchSender, Message
-from worker._transport import fetch_highwaters
-from worker.broker import EmbeddedBroker
+from worker.stream._outbox import BatchSender, Message
+from worker.stream._transport import fetch_highwaters
+from worker.tools.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 

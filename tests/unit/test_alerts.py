@@ -11,7 +11,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from worker.metrics import Metrics
+from worker.stream.metrics import Metrics
 
 ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created", "_info")

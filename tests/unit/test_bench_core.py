@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from bench_core import bare_engine
 
-from worker.core import Record, process_batch
-from worker.scoring import generate
+from worker.batch import Record, process_batch
+from worker.scoring.training import generate
 
 
 def test_the_bare_engine_has_one_rule_and_one_feature_and_decides_every_event() -> None:

@@ -9,11 +9,11 @@ import jsonschema
 import pytest
 from pydantic import TypeAdapter
 
-from worker.accounts import decode_account
-from worker.contract import render_examples, render_schemas
-from worker.events import LeadEvent
-from worker.route_flow import accepted_notice
+from worker.lead.events import LeadEvent
 from worker.routing import AccountIndex
+from worker.routing.sla import accepted_notice
+from worker.stream.accounts import decode_account
+from worker.tools.schema import render_examples, render_schemas
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 EXAMPLES = sorted((SCHEMAS / "examples").glob("*.json"))

@@ -12,12 +12,13 @@ import orjson
 import pytest
 
 from tests.builders import T0, activity, upsert
-from worker.core import Engine, Record, decide, process_batch
-from worker.events import Decision, LeadActivity, LeadUpserted, OpportunityCreated
-from worker.parse import parse_event
+from worker.batch import Record, process_batch
+from worker.core import Engine, decide
+from worker.lead.events import Decision, LeadActivity, LeadUpserted, OpportunityCreated
+from worker.lead.parse import parse_event
+from worker.lead.state import LeadState
 from worker.rules import parse_ruleset
 from worker.scoring import Model, default_model_path, load_model
-from worker.state import LeadState
 
 RULES = """
 version: "unit-1"
@@ -293,7 +294,7 @@ def test_an_unexpected_error_dead_letters_the_event_and_leaves_the_state_as_it_w
 def test_a_batch_of_interleaved_leads_gives_what_deciding_its_records_one_at_a_time_gives(engine: Engine) -> None:
     # the core decides a batch lead by lead (for speed) and lists its outputs in record order: the result must be
     # the same as deciding every record on its own, in order, whatever is mixed in
-    from worker.scoring import generate
+    from worker.scoring.training import generate
 
     broken = dataclasses.replace(engine, model=cast(Model, _ExplodingModel(engine.model)))
     data = generate(12, seed=5, start=T0, weeks=3)

@@ -25,17 +25,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.hostile import HOSTILE, PLACES, hostile_records, inject, valid_events
-from worker.accounts import decode_account
-from worker.contract import _EXAMPLE_ROUTING
-from worker.control import decode_record
-from worker.core import Engine, Record, process_batch
-from worker.events import Decision, LeadActivity, LeadUpserted, OpportunityCreated, RoutingDecision
+from worker.batch import Record, process_batch
+from worker.core import Engine
 from worker.exceptions import DEAD_LETTER_REASONS, EventError
-from worker.parse import parse_event
-from worker.route_flow import accepted_notice, route_batch, sla_batch
+from worker.lead.events import Decision, LeadActivity, LeadUpserted, OpportunityCreated, RoutingDecision
+from worker.lead.parse import parse_event
 from worker.routing import Target
+from worker.routing.flow import route_batch
+from worker.routing.sla import accepted_notice, sla_batch
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
 from worker.scoring import default_model_path, load_model
+from worker.stream.accounts import decode_account
+from worker.stream.control import decode_record
+from worker.tools.schema import _EXAMPLE_ROUTING
 
 MODEL = load_model(default_model_path())
 ENGINES = {

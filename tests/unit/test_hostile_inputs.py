@@ -4,7 +4,7 @@ The classes are the issue's list: not UTF-8; not JSON; JSON nested 10,000 levels
 and inside ``custom``); numbers beyond float range and integers of thousands of digits; NaN/Infinity literals;
 lone surrogates and control characters; duplicate keys; wrong types in every field; strings of 100 KB in every
 field; arrays of 100,000 elements; tombstones; a key that does not match; records over the size limit. Garbage
-headers are the transport's (tests/unit/test_fetch.py); the worker's handling of all of it is in the integration
+headers are the transport's (tests/unit/stream/test_fetch.py); the worker's handling of all of it is in the integration
 test tests/integration/test_hostile.py.
 """
 
@@ -18,16 +18,18 @@ import orjson
 import pytest
 
 from tests.hostile import HOSTILE, PLACES, _fatal, event, hostile_records, inject, wrong_types
-from worker.accounts import decode_account
-from worker.control import decode_record
-from worker.core import Engine, Record, process_batch
-from worker.events import Decision
+from worker.batch import Record, process_batch
+from worker.core import Engine
 from worker.exceptions import DEAD_LETTER_REASONS, EventError
-from worker.parse import parse_event
-from worker.route_flow import accepted_notice, route_batch, sla_batch
+from worker.lead.events import Decision
+from worker.lead.parse import parse_event
 from worker.routing import Target
+from worker.routing.flow import route_batch
+from worker.routing.sla import accepted_notice, sla_batch
 from worker.rules import default_ruleset_path, load_ruleset
 from worker.scoring import default_model_path, load_model
+from worker.stream.accounts import decode_account
+from worker.stream.control import decode_record
 
 KINDS = ("lead.upserted", "lead.activity")
 

@@ -10,10 +10,12 @@ import pytest
 
 from tests.builders import activity, upsert
 from tests.routed_rules import CONVERTS_ON_DEMO
-from worker.core import Engine, Record, decide, process_batch
+from worker.batch import Record, process_batch
+from worker.core import Engine, decide
 from worker.exceptions import EventError, RulesetError
-from worker.route_flow import accepted_notice, route_batch, sla_batch, sla_breaches, sla_pending
 from worker.routing import Routing, Target
+from worker.routing.flow import route_batch
+from worker.routing.sla import accepted_notice, sla_batch, sla_breaches, sla_pending
 from worker.rules import parse_ruleset
 from worker.scoring import default_model_path, load_model
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from worker.routing._accounts import AccountIndex, AccountMatch, normalize_company
 from worker.routing._assign import SKIP_REASONS, Assignment, Candidate, assign
-from worker.routing._explain import explain_assignment
+from worker.routing._compile import compile_routing
+from worker.routing._explain import describe_target, explain_assignment
 from worker.routing._pool import Caps, Member, Pool
 from worker.routing._route import ROUTING_FACTS, Route, Routing, RoutingRule, Territory
 from worker.routing._target import Sla, Target
@@ -31,6 +32,8 @@ __all__ = [
     "Target",
     "Territory",
     "assign",
+    "compile_routing",
+    "describe_target",
     "explain_assignment",
     "normalize_company",
 ]

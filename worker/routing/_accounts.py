@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from worker.rules._freemail import FREE_EMAIL_DOMAINS
-from worker.rules._ops import domain_of
+from worker.conditions import FREE_EMAIL_DOMAINS, domain_of
 
 __all__ = ["LEGAL_SUFFIXES", "AccountIndex", "AccountMatch", "normalize_company"]
 

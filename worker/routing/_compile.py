@@ -2,18 +2,35 @@
 
 Called by the ruleset compiler with its context, so problems carry the file, line, rule id and a suggestion, and
 routing conditions are compiled exactly like qualification rules' (over the same facts, plus the account facts).
+
+Why one module of about 530 lines: one compiler class walks the whole section (pools, members, hours, caps,
+SLA, rules, territories) with one set of messages; its parts check one another's names (pools, overflow).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from worker.conditions import (
+    ROUTING_FIELDS,
+    ConditionContext,
+    FieldCheck,
+    Kind,
+    Loc,
+    compile_condition,
+    describe,
+    raw_id,
+    suggest,
+    within_limits,
+)
 from worker.routing._limits import MAX_MEMBERS, MAX_OUT_OF_OFFICE, MAX_POOLS, MAX_ROUTING_RULES, MAX_TERRITORIES
 from worker.routing._pool import DAYS, STRATEGIES, Caps, Member, Pool, WorkingHours
 from worker.routing._route import ROUTING_FACTS, Routing, RoutingRule, Territory
@@ -31,8 +48,6 @@ from worker.routing._schema import (
     WindowDoc,
 )
 from worker.routing._target import Sla, Target
-from worker.rules._compile import _Context, _describe, _suggest, _within_limits, compile_condition
-from worker.rules._loader import Loc
 
 __all__ = ["compile_routing"]
 
@@ -47,25 +62,47 @@ def _zones() -> tuple[str, ...]:
     return tuple(sorted(available_timezones()))
 
 
-def _zone(name: str | None, loc: Loc, ctx: _Context, what: str) -> bool:
+def _zone(name: str | None, loc: Loc, ctx: ConditionContext, what: str) -> bool:
     """Whether ``name`` (None: not given) is a known IANA time zone (a problem is recorded when not)."""
     if name is None:
         return True
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        hint = _suggest(name, _zones(), 0.7)
+        hint = suggest(name, _zones(), 0.7)
         ctx.add(loc, f"{what}: unknown time zone {name!r}; use an IANA name like 'Europe/Berlin'", None, hint)
         return False
     return True
 
 
-class _Compiler:
-    """Walks one routing section; ``pools`` are the defined pool names, known before any target is checked."""
+@dataclass(slots=True)
+class RoutingContext(ConditionContext):
+    """The condition compiler's context for routing rules: they can also read the account facts (``ROUTING_FIELDS``)."""
 
-    def __init__(self, ctx: _Context, pool_names: Mapping[str, int]) -> None:
+    def field(self, name: object, expect: Kind = Kind.TEXT) -> FieldCheck:
+        if isinstance(name, str) and name in ROUTING_FIELDS:
+            self.read.add(name)
+            return FieldCheck(ROUTING_FIELDS[name])
+        checked = ConditionContext.field(self, name, expect)
+        if checked.kind is None and isinstance(name, str):
+            close = difflib.get_close_matches(name, list(ROUTING_FIELDS), n=1, cutoff=0.8)
+            if close:
+                return FieldCheck(None, f"unknown field {name!r}", close[0])
+        return checked
+
+
+class _Compiler:
+    """Walks one routing section; ``pools`` are the defined pool names, known before any target is checked.
+
+    ``ctx`` is the ruleset's context (problems, declared fields, derived facts); routing rules' conditions are
+    compiled in a :class:`RoutingContext` that shares its source and derived facts; ``statuses`` are the ruleset's.
+    """
+
+    def __init__(self, ctx: ConditionContext, pool_names: Mapping[str, int], statuses: Collection[str]) -> None:
         self.ctx = ctx
+        self.rules_ctx = RoutingContext(ctx.src, ctx.activity_types, ctx.custom, derived=ctx.derived)
         self.pool_names = pool_names
+        self.statuses = statuses
         self.broken = False
         self.reads_account = False
 
@@ -78,7 +115,7 @@ class _Compiler:
         if not isinstance(raw, dict):
             self.add(
                 loc,
-                f"{what} needs one of {{user: ID}}, {{queue: NAME}} or {{pool: NAME}}, got {_describe(raw)}",
+                f"{what} needs one of {{user: ID}}, {{queue: NAME}} or {{pool: NAME}}, got {describe(raw)}",
                 rule_id,
             )
             return None
@@ -95,25 +132,25 @@ class _Compiler:
         name: str = getattr(doc, kind)
         if kind == "pool" and name not in self.pool_names:
             known = ", ".join(self.pool_names) or "none defined"
-            hint = _suggest(name, self.pool_names)
+            hint = suggest(name, self.pool_names)
             self.add((*loc, "pool"), f"{what}: unknown pool {name!r}; pools are: {known}", rule_id, hint)
             return None
         return Target(kind, name)  # type: ignore[arg-type]  # kind is one of _TARGET_KEYS
 
     def rule(self, raw: object, index: int) -> RoutingRule | None:
         loc: Loc = ("routing", "rules", index)
-        rule_id = _raw_id(raw)
+        rule_id = raw_id(raw)
         doc, bad = self.ctx.validate(RoutingRuleDoc, raw, loc, "routing rule", rule_id)
         if doc is None or bad:
             self.broken = True
             return None
-        self.ctx.read = set()
+        self.rules_ctx.read = set()
         compiled = None
         if doc.when is None:
             self.add((*loc, "when"), "'when' is empty; a routing rule needs a condition", rule_id)
-        elif _within_limits(doc.when, (*loc, "when"), self.ctx, rule_id):
-            compiled = compile_condition(doc.when, (*loc, "when"), self.ctx, rule_id)
-        self.reads_account = self.reads_account or any(name in ROUTING_FACTS for name in self.ctx.read)
+        elif within_limits(doc.when, (*loc, "when"), self.rules_ctx, rule_id):
+            compiled = compile_condition(doc.when, (*loc, "when"), self.rules_ctx, rule_id)
+        self.reads_account = self.reads_account or any(name in ROUTING_FACTS for name in self.rules_ctx.read)
         target = self.target(doc.to, (*loc, "to"), "'to'", rule_id)
         if compiled is None or target is None:
             self.broken = True
@@ -122,7 +159,7 @@ class _Compiler:
 
     def territory(self, raw: object, index: int) -> Territory | None:
         loc: Loc = ("routing", "territories", index)
-        rule_id = _raw_id(raw)
+        rule_id = raw_id(raw)
         doc, bad = self.ctx.validate(TerritoryDoc, raw, loc, "territory", rule_id)
         if doc is None or bad:
             self.broken = True
@@ -159,7 +196,7 @@ class _Compiler:
             self.add(
                 loc,
                 f'{what}: working_hours needs a mapping of days to hours like {{mon-fri: "09:00-17:00"}},'
-                f" got {_describe(raw)}",
+                f" got {describe(raw)}",
             )
             return None
         days: list[list[tuple[int, int]]] = [[] for _ in DAYS]
@@ -169,7 +206,7 @@ class _Compiler:
             key_loc = (*loc, key)
             covered = _day_range(key)
             if covered is None:
-                hint = _suggest(key, [*DAYS, "mon-fri", "sat-sun"])
+                hint = suggest(key, [*DAYS, "mon-fri", "sat-sun"])
                 self.add(
                     key_loc,
                     f"{what}: unknown day {key!r}; days are {', '.join(DAYS)} or a range like 'mon-fri'",
@@ -220,10 +257,8 @@ class _Compiler:
             item_loc = (*loc, i)
             if not isinstance(item, dict) or set(item) != {"from", "to"}:
                 extra = sorted(set(item) - {"from", "to"}) if isinstance(item, dict) else []
-                hint = _suggest(extra[0], ["from", "to"]) if extra else None
-                msg = (
-                    f"{what}: an out-of-office period is {{from: <date-time>, to: <date-time>}}, got {_describe(item)}"
-                )
+                hint = suggest(extra[0], ["from", "to"]) if extra else None
+                msg = f"{what}: an out-of-office period is {{from: <date-time>, to: <date-time>}}, got {describe(item)}"
                 if extra:
                     msg = f"{what}: unknown key {extra[0]!r} in an out-of-office period (it has 'from' and 'to')"
                 self.add(item_loc, msg, None, hint)
@@ -249,7 +284,7 @@ class _Compiler:
         what = f"pool {doc.name!r}"
         ok = True
         if doc.strategy not in STRATEGIES:
-            hint = _suggest(doc.strategy, STRATEGIES) or ("weighted_round_robin" if "weight" in doc.strategy else None)
+            hint = suggest(doc.strategy, STRATEGIES) or ("weighted_round_robin" if "weight" in doc.strategy else None)
             self.add(
                 (*loc, "strategy"),
                 f"{what}: unknown strategy {doc.strategy!r}; use {' or '.join(STRATEGIES)}",
@@ -300,10 +335,10 @@ class _Compiler:
         if isinstance(then, dict) and set(then) == {"escalate"}:
             target = self.target(then["escalate"], (*loc, "then", "escalate"), f"{what}: 'escalate'")
             return target is not None, None if target is None else Sla(doc.accept_within_minutes * 60.0, target)
-        hint = _suggest(then, ["next_member"]) if isinstance(then, str) else None
+        hint = suggest(then, ["next_member"]) if isinstance(then, str) else None
         if isinstance(then, dict):
-            hint = _suggest(next(iter(then), ""), ["escalate"])
-        msg = f"{what}: 'then' is next_member or {{escalate: {{user: ID}} | {{queue: NAME}}}}, got {_describe(then)}"
+            hint = suggest(next(iter(then), ""), ["escalate"])
+        msg = f"{what}: 'then' is next_member or {{escalate: {{user: ID}} | {{queue: NAME}}}}, got {describe(then)}"
         self.add((*loc, "then"), msg, None, hint)
         return False, None
 
@@ -339,8 +374,12 @@ class _Compiler:
         return Member(doc.id, weight, doc.active, doc.timezone or pool.timezone, own_hours, own_caps, away)
 
 
-def compile_routing(raw: object, ctx: _Context) -> Routing | None:
-    """The compiled ``routing:`` section; None when any problem was recorded (every one is, not just the first)."""
+def compile_routing(raw: object, ctx: ConditionContext, statuses: Collection[str]) -> Routing | None:
+    """The compiled ``routing:`` section; None when any problem was recorded (every one is, not just the first).
+
+    ``ctx`` is the ruleset compiler's context (problems go to its source); ``statuses`` are the ruleset's lead
+    statuses, in order, that ``lead_statuses`` may name.
+    """
     loc: Loc = ("routing",)
     doc, bad = ctx.validate(RoutingDoc, raw, loc, "'routing'")
     if doc is None or bad:
@@ -362,7 +401,7 @@ def compile_routing(raw: object, ctx: _Context) -> Routing | None:
                 at = f" (first on line {line})" if line is not None else ""
                 ctx.add((*loc, "pools", i, "name"), f"pool {name!r} is defined twice{at}")
             pool_names.setdefault(name, i)
-    compiler = _Compiler(ctx, pool_names)
+    compiler = _Compiler(ctx, pool_names, statuses)
     default = compiler.target(doc.default, (*loc, "default"), "'default'")
     match = True
     if doc.accounts is not None:
@@ -373,7 +412,7 @@ def compile_routing(raw: object, ctx: _Context) -> Routing | None:
     ids: dict[str, Loc] = {}
     for section, items in (("rules", doc.rules), ("territories", doc.territories)):
         for i, item in enumerate(items):
-            rule_id = _raw_id(item)
+            rule_id = raw_id(item)
             if rule_id is None:
                 continue
             if rule_id in ids:
@@ -388,9 +427,7 @@ def compile_routing(raw: object, ctx: _Context) -> Routing | None:
             pools[pool.name] = pool
     _overflow_cycles(pools, pool_names, compiler)
     derived_before = dict(ctx.derived)
-    ctx.in_routing = True
     rules = [compiler.rule(item, i) for i, item in enumerate(doc.rules)]
-    ctx.in_routing = False
     territories = [compiler.territory(item, i) for i, item in enumerate(doc.territories)]
     if compiler.broken or default is None:
         return None
@@ -409,11 +446,11 @@ def compile_routing(raw: object, ctx: _Context) -> Routing | None:
 
 def _lead_statuses(raw: list[Any], loc: Loc, compiler: _Compiler) -> frozenset[str]:
     """The statuses on entering which a lead itself is routed (not only its opportunity)."""
-    known = compiler.ctx.statuses
+    known = compiler.statuses
     found: set[str] = set()
     for i, status in enumerate(raw):
         if not isinstance(status, str) or status not in known:
-            hint = _suggest(status, known) if isinstance(status, str) else None
+            hint = suggest(status, known) if isinstance(status, str) else None
             msg = f"lead_statuses: {status!r} is not a status of this ruleset; statuses are: {', '.join(known)}"
             compiler.add((*loc, i), msg, None, hint)
             continue
@@ -437,11 +474,6 @@ def _overflow_cycles(pools: Mapping[str, Pool], position: Mapping[str, int], com
                 break
             seen.append(target.id)
             target = pools[target.id].overflow
-
-
-def _raw_id(raw: object) -> str | None:
-    value = raw.get("id") if isinstance(raw, dict) else None
-    return value if isinstance(value, str) else None
 
 
 def _folded(value: list[str] | str | None) -> frozenset[str] | None:
@@ -468,7 +500,7 @@ def _span(value: object) -> tuple[int, int] | str:
     """``"09:00-17:00"`` -> minutes ``(540, 1020)``; a message when it is not such a span."""
     match = _HOURS.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
-        return f'hours are written like "09:00-17:00", got {_describe(value)}'
+        return f'hours are written like "09:00-17:00", got {describe(value)}'
     h1, m1, h2, m2 = (int(g) for g in match.groups())
     if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
         return f"{value!r} is not a time of day (00:00 to 24:00)"
@@ -491,7 +523,7 @@ def _instant(value: object) -> float | str:
         day = value.isoformat()
         return f'{day!r} is a date; give a date-time with its offset like "{day}T00:00:00+01:00"'
     else:
-        return f'an out-of-office time is a date-time like "2026-12-20T00:00:00+01:00", got {_describe(value)}'
+        return f'an out-of-office time is a date-time like "2026-12-20T00:00:00+01:00", got {describe(value)}'
     if moment.tzinfo is None or moment.utcoffset() is None:
         return f'{value!s} has no UTC offset; add one, e.g. "{moment.isoformat()}+01:00" or "Z" for UTC'
     return moment.timestamp()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-__all__ = ["explain_assignment"]
+__all__ = ["describe_target", "explain_assignment"]
 
 _REASONS = {
     "switched_off": "skipped: switched off (active: false)",
@@ -17,7 +17,8 @@ _REASONS = {
 }
 
 
-def _target(raw: object) -> str:
+def describe_target(raw: object) -> str:
+    """A target as written in a routing decision, ``{"pool": "emea"}``, in words: ``pool 'emea'``."""
     if isinstance(raw, Mapping) and len(raw) == 1:
         ((kind, name),) = raw.items()
         return f"{kind} {name!r}"
@@ -54,7 +55,7 @@ def explain_assignment(decision: Mapping[str, object]) -> str:
         lines.append(
             f"  {name}: weight {cand.get('weight')}, {cand.get('count')} leads so far, pointer {shown} - {verdict}"
         )
-    target = _target(decision.get("target"))
+    target = describe_target(decision.get("target"))
     if decision.get("overflow"):
         lines.append(f"result: every member was skipped; the lead overflows to {target}")
     else:

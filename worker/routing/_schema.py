@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from worker.rules._schema import Name, RuleId, Text, _Doc
+from worker.conditions import Name, RuleId, StrictDoc, Text
 
 __all__ = [
     "POOL_NAME",
@@ -29,7 +29,7 @@ PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME)]
 Texts = list[Name] | Name
 
 
-class RoutingDoc(_Doc):
+class RoutingDoc(StrictDoc):
     """The ``routing:`` section."""
 
     default: Any
@@ -40,13 +40,13 @@ class RoutingDoc(_Doc):
     lead_statuses: list[Any] = Field(default_factory=list)
 
 
-class AccountsDoc(_Doc):
+class AccountsDoc(StrictDoc):
     """Lead-to-account matching."""
 
     match: bool = True
 
 
-class TargetDoc(_Doc):
+class TargetDoc(StrictDoc):
     """Where a lead goes: exactly one of a user id, a queue name or a pool name."""
 
     user: Name | None = None
@@ -54,7 +54,7 @@ class TargetDoc(_Doc):
     pool: Name | None = None
 
 
-class RoutingRuleDoc(_Doc):
+class RoutingRuleDoc(StrictDoc):
     """One ordered routing rule."""
 
     id: RuleId
@@ -63,7 +63,7 @@ class RoutingRuleDoc(_Doc):
     to: Any
 
 
-class TerritoryDoc(_Doc):
+class TerritoryDoc(StrictDoc):
     """One territory: every given criterion must hold."""
 
     id: RuleId
@@ -75,35 +75,35 @@ class TerritoryDoc(_Doc):
     to: Any
 
 
-class BandDoc(_Doc):
+class BandDoc(StrictDoc):
     """A company-size band, both ends included."""
 
     min: Annotated[int, Field(ge=0)] | None = None
     max: Annotated[int, Field(ge=0)] | None = None
 
 
-class WindowDoc(_Doc):
+class WindowDoc(StrictDoc):
     """At most ``count`` leads in any ``hours`` hours."""
 
     count: Annotated[int, Field(ge=1)]
     hours: Annotated[float, Field(gt=0, le=24 * 366)]
 
 
-class CapsDoc(_Doc):
+class CapsDoc(StrictDoc):
     """Capacity caps."""
 
     per_day: Annotated[int, Field(ge=1)] | None = None
     per_window: Any = None
 
 
-class SlaDoc(_Doc):
+class SlaDoc(StrictDoc):
     """A pool's SLA."""
 
     accept_within_minutes: Annotated[float, Field(gt=0, le=60 * 24 * 366)]
     then: Any = "next_member"
 
 
-class PoolDoc(_Doc):
+class PoolDoc(StrictDoc):
     """One pool."""
 
     name: PoolName
@@ -117,7 +117,7 @@ class PoolDoc(_Doc):
     members: list[Any] = Field(default_factory=list)
 
 
-class MemberDoc(_Doc):
+class MemberDoc(StrictDoc):
     """One member of a pool."""
 
     id: Name

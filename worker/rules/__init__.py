@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from worker.conditions import OPERATORS, Source, read_yaml
 from worker.exceptions import Problem, RulesetError
 from worker.rules._compile import compile_ruleset
-from worker.rules._loader import Source, read_yaml
 from worker.rules._model import (
     ConversionDefaults,
     OpportunitySpec,
@@ -21,7 +21,6 @@ from worker.rules._model import (
     StageDef,
     StatusDef,
 )
-from worker.rules._ops import OPERATORS
 
 __all__ = [
     "OPERATORS",
@@ -33,6 +32,7 @@ __all__ = [
     "ScoringRule",
     "StageDef",
     "StatusDef",
+    "compile_ruleset",
     "default_ruleset_path",
     "load_ruleset",
     "parse_ruleset",

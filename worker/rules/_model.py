@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-if TYPE_CHECKING:
-    from worker.routing import Routing
+from worker.conditions import Condition, Facts, inline_form
+from worker.routing import Routing
 
 __all__ = [
-    "Condition",
     "ConversionDefaults",
     "Decay",
-    "Facts",
     "OpportunitySpec",
     "QualificationRule",
     "RuleOutcome",
@@ -22,12 +20,6 @@ __all__ = [
     "StageDef",
     "StatusDef",
 ]
-
-Facts = Mapping[str, Any]
-"""The flat ``path -> value`` facts of a lead (see :func:`worker.state.build_facts`)."""
-
-Condition = Callable[[Facts], bool]
-"""A compiled ``when``: a pure function of the facts."""
 
 _NUMBER: frozenset[type[float]] = frozenset({int, float})
 _DAY = 86400.0
@@ -174,13 +166,11 @@ def _generate_scorer(rules: tuple[ScoringRule, ...]) -> _Scorer:
 
     Rules are added in file order, exactly as a loop over them would (the same float sums); a one-fact rule
     calls its test on the fact directly (a missing fact skips it), or, for the simplest operators, runs the test's
-    own expression in place (``worker.rules._ops.inline_form``), and a rule with a guard is skipped when the
-    guard's fact is missing (its condition would be False). The source holds only generated identifiers and those
+    own expression in place (``worker.conditions.inline_form``), and a rule with a guard is skipped when the guard's
+    fact is missing (its condition would be False). The source holds only generated identifiers and those
     expressions, which are leadflow's code; every value from the ruleset (fields, tests, values, points, ids) is
     passed in the namespace, never pasted into the code.
     """
-    from worker.rules._ops import inline_form  # _ops builds on this module's types
-
     namespace: dict[str, Any] = {"NUMBER": _NUMBER}
     lines = [
         "def score(facts):",

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
+
+from worker.conditions import Name, RuleId, StrictDoc, Text
 
 __all__ = [
     "AmountDoc",
@@ -22,26 +24,11 @@ __all__ = [
     "StatusDoc",
 ]
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-RuleId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")]
 Version = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
 ActivityType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Text = Annotated[str, StringConstraints(max_length=2000)]
-
-PATTERN_HINTS = {
-    "version": 'a version like "1.0" (letters, digits, ".", "-" and "_"; quote it)',
-    "id": "an id of letters, digits, '-', '_', '.' or ':' (at most 100)",
-    "activity_types": "an activity type in lower case like 'trial_signup'",
-    "name": "a pool name of letters, digits, '_', '.' or '-' starting with a letter or digit (at most 64)",
-}
-"""What a value that fails a pattern should look like, by key (for error messages)."""
 
 
-class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-
-
-class RulesetDoc(_Doc):
+class RulesetDoc(StrictDoc):
     """The top level of a ruleset file."""
 
     version: Version
@@ -58,7 +45,7 @@ class RulesetDoc(_Doc):
     routing: Any = None
 
 
-class StatusDoc(_Doc):
+class StatusDoc(StrictDoc):
     """One lead status."""
 
     name: Name
@@ -68,7 +55,7 @@ class StatusDoc(_Doc):
     description: Text | None = None
 
 
-class StageDoc(_Doc):
+class StageDoc(StrictDoc):
     """One opportunity stage; for a stage of the standard table, omitted keys keep the standard values."""
 
     name: Name
@@ -78,7 +65,7 @@ class StageDoc(_Doc):
     won: bool | None = None
 
 
-class ConversionDoc(_Doc):
+class ConversionDoc(StrictDoc):
     """Defaults for the opportunity of converting rules."""
 
     stage: Name = "Prospecting"
@@ -88,7 +75,7 @@ class ConversionDoc(_Doc):
     name: Annotated[str, StringConstraints(max_length=200)] = "$company - $lead_source"
 
 
-class ScoringDoc(_Doc):
+class ScoringDoc(StrictDoc):
     """One additive scoring rule."""
 
     id: RuleId
@@ -100,7 +87,7 @@ class ScoringDoc(_Doc):
     decay: Any = None
 
 
-class QualificationDoc(_Doc):
+class QualificationDoc(StrictDoc):
     """One ordered qualification rule."""
 
     id: RuleId
@@ -111,7 +98,7 @@ class QualificationDoc(_Doc):
     opportunity: Any = None
 
 
-class OpportunityDoc(_Doc):
+class OpportunityDoc(StrictDoc):
     """A converting rule's overrides of the conversion defaults."""
 
     stage: Name | None = None
@@ -124,14 +111,14 @@ class OpportunityDoc(_Doc):
     forecast_category: Name | None = None
 
 
-class DecayDoc(_Doc):
+class DecayDoc(StrictDoc):
     """Linear decay of engagement points: ``percent`` % of them per ``days`` days."""
 
     percent: Annotated[float, Field(gt=0, le=100)]
     days: Annotated[float, Field(gt=0, le=3650)]
 
 
-class AmountDoc(_Doc):
+class AmountDoc(StrictDoc):
     """An amount computed from a numeric fact."""
 
     field: str

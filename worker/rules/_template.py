@@ -6,7 +6,7 @@ import re
 import string
 from collections.abc import Callable
 
-from worker.rules._model import Facts
+from worker.conditions import Facts
 
 __all__ = ["FALLBACK_NAME", "FactTemplate", "compile_name", "render_value", "tidy"]
 

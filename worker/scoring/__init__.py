@@ -1,6 +1,7 @@
-"""The scoring model: a synthetic data generator, training and export, and plain-Python scoring with factors.
+"""The scoring model as served: plain-Python scoring with factors, its features, and drift measures.
 
-Importing this package is cheap: scikit-learn and numpy are imported only when training.
+Training (synthetic data, CRM exports, the model card) lives in :mod:`worker.scoring.training`, which builds on this
+package; nothing here imports it. Importing this package is cheap: no numpy, no scikit-learn.
 """
 
 from worker.scoring._drift import (
@@ -17,11 +18,7 @@ from worker.scoring._drift import (
     verdict,
 )
 from worker.scoring._lead import explain_lead
-from worker.scoring._mapping import Mapping, load_mapping, parse_mapping
-from worker.scoring._model import Model, Score, default_model_path, load_model
-from worker.scoring.synth import SynthData, generate
-from worker.scoring.tabular import TableReport, train_table
-from worker.scoring.train import TrainReport, train_synthetic
+from worker.scoring._model import Model, Score, default_model_path, load_model, model_from_text
 
 __all__ = [
     "IS_MISSING",
@@ -29,24 +26,16 @@ __all__ = [
     "MODERATE",
     "STABLE",
     "FeatureDrift",
-    "Mapping",
     "Model",
     "Score",
-    "SynthData",
-    "TableReport",
-    "TrainReport",
     "default_model_path",
     "distributions",
     "explain_lead",
     "feature_checks",
-    "generate",
-    "load_mapping",
     "load_model",
     "measure_drift",
-    "parse_mapping",
+    "model_from_text",
     "psi",
-    "train_synthetic",
-    "train_table",
     "training_distributions",
     "verdict",
 ]

@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from worker.exceptions import EventError, ModelError, StateError
-from worker.parse import parse_event
-from worker.state import apply_event, build_facts, event_digest, new_state, upgrade
+from worker.lead.parse import parse_event
+from worker.lead.state import apply_event, build_facts, event_digest, new_state, upgrade
+from worker.scoring._model import load_model
 
 __all__ = ["REFERENCE_TIME", "explain_lead", "facts_from_events", "facts_from_fields", "read_lead"]
 
@@ -112,8 +113,6 @@ def _stdin() -> str:
 
 def explain_lead(lead: Path, model_path: Path, *, top: int = 5) -> str:
     """What ``leadflow score`` prints: the probability, then the log-odds as baseline + factors, adding up exactly."""
-    from worker.scoring._model import load_model
-
     model = load_model(model_path)
     facts = read_lead(lead)
     score = model.score(facts)

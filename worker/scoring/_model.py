@@ -8,6 +8,9 @@ where ``baseline`` is the intercept, i.e. the logit of the mean lead. At load ti
 into a lookup table (one-hot groups), a line ``a·x + b`` (numbers) or one such line per stretch between a
 number's bin edges and knots, and the whole model into one generated straight-line function (:func:`_generate`),
 so that scoring plus factors stay within a few microseconds.
+
+Why one module of about 570 lines: loading, the generated scorer and the explanation read the same folded
+tables; split, each part would need the others' private layout.
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ class Model:
     # -- scoring ---------------------------------------------------------------------------------------------
 
     def score(self, facts: Mapping[str, object]) -> Score:
-        """Score one lead's facts (see :func:`worker.state.build_facts`)."""
+        """Score one lead's facts (see :func:`worker.lead.state.build_facts`)."""
         return self._score(facts)
 
     def factors(self, score: Score, facts: Mapping[str, object], top: int) -> list[dict[str, Any]]:

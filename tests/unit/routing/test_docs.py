@@ -30,14 +30,15 @@ import orjson
 import pytest
 import yaml
 
-from worker.accounts import decode_account
 from worker.exceptions import RulesetError
-from worker.metrics import Metrics
-from worker.route_flow import accepted_notice, route_batch, route_opportunity, sla_batch, sla_breaches
+from worker.lead.state import PROFILE_FIELDS
 from worker.routing import SKIP_REASONS, AccountIndex, Pool, Routing, Target, assign, explain_assignment
 from worker.routing import _limits as limits
+from worker.routing.flow import route_batch, route_opportunity
+from worker.routing.sla import accepted_notice, sla_batch, sla_breaches
 from worker.rules import Ruleset, parse_ruleset
-from worker.state import PROFILE_FIELDS
+from worker.stream.accounts import decode_account
+from worker.stream.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "ROUTING.md"
@@ -277,7 +278,7 @@ def sla() -> str:
 
 
 def route_explain() -> str:
-    from worker.route_explain import explain_decisions, find_decisions
+    from worker.tools.route_explain import explain_decisions, find_decisions
 
     return explain_decisions(find_decisions(sla_story()[1], lead="L-1"))
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from tests.unit.routing.helpers import routing_of
+from worker.lead.state import HISTORY_FACT, PROFILE_FIELDS
 from worker.routing import AccountIndex, AccountMatch, Route, Routing, Target, normalize_company
-from worker.state import HISTORY_FACT, PROFILE_FIELDS
 
 ROUTING: dict[str, Any] = {
     "default": {"queue": "Inbound"},

@@ -8,9 +8,9 @@ from typing import Any
 import yaml
 
 from tests.builders import T0
-from worker.events import LeadActivity, LeadUpserted
+from worker.lead.events import LeadActivity, LeadUpserted
+from worker.lead.state import LeadState, apply_event, build_facts, event_digest, new_state
 from worker.rules import Ruleset, parse_ruleset
-from worker.state import LeadState, apply_event, build_facts, event_digest, new_state
 
 NOW = T0.timestamp()
 DAY = 86400.0

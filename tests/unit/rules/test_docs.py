@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.builders import activity, upsert
+from worker.conditions._fields import FIXED_FIELDS
 from worker.core import Engine, decide
-from worker.events import LeadActivity, LeadUpserted
 from worker.exceptions import RulesetError
+from worker.lead.events import LeadActivity, LeadUpserted
 from worker.rules import OPERATORS, parse_ruleset
-from worker.rules._fields import FIXED_FIELDS
 from worker.scoring import default_model_path, load_model
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "RULES.md"

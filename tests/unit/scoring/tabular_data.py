@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from worker.core import Engine, decide
-from worker.events import LeadFields, LeadUpserted
+from worker.lead.events import LeadFields, LeadUpserted
 from worker.rules import default_ruleset_path, load_ruleset
-from worker.scoring import Model, TableReport, parse_mapping, train_table
+from worker.scoring import Model
+from worker.scoring.training import TableReport, parse_mapping, train_table
 
 HEADER = ["Lead ID", "Created", "Origin", "Source", "Visits", "Newsletter", "Sales Tag", "Notes", "Converted"]
 

@@ -135,7 +135,7 @@ del V1_STATE["history"]
 def test_score_reads_a_state_as_the_worker_stores_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str
 ) -> None:
-    from worker.state import upgrade
+    from worker.lead.state import upgrade
 
     state = upgrade(V1_STATE) if layout == "current" else V1_STATE
     lead = tmp_path / "state.json"

@@ -11,9 +11,10 @@ import pytest
 
 from tests.unit.scoring.tabular_data import MAPPING, served_score, train_export
 from worker.exceptions import ModelError, TrainingError
-from worker.scoring import TableReport, default_model_path, load_model, parse_mapping
+from worker.scoring import default_model_path, load_model
 from worker.scoring._features import OTHER, Categorical, Cross, Flag
 from worker.scoring._lead import facts_from_fields
+from worker.scoring.training import TableReport, parse_mapping
 
 CROSSED = MAPPING + "interactions:\n  - [Origin, Newsletter]\n"
 FACTS = [

@@ -13,15 +13,14 @@ from worker.cli import main
 from worker.scoring import (
     default_model_path,
     distributions,
-    generate,
     load_model,
     measure_drift,
     psi,
-    train_synthetic,
     verdict,
 )
 from worker.scoring._features import Categorical, Numeric
-from worker.scoring.train import SYNTHETIC_START, SYNTHETIC_WEEKS
+from worker.scoring.training import generate, train_synthetic
+from worker.scoring.training.train import SYNTHETIC_START, SYNTHETIC_WEEKS
 
 TRAIN_LEADS = 1500  # enough that sampling noise stays well below PSI 0.1 (measured: at most 0.05)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.scoring import load_mapping, train_table
+from worker.scoring.training import load_mapping, train_table
 
 ROOT = Path(__file__).resolve().parents[3]
 EXPORT = ROOT.parent / "shared" / "data" / "x-education-leads.csv"

@@ -7,11 +7,11 @@ import random
 
 import pytest
 
-from worker.scoring._baselines import NaiveBayes, Points
 from worker.scoring._features import MISSING, Numeric
-from worker.scoring._metrics import expected_calibration_error, lift_by_decile, metrics
 from worker.scoring._model import Model, Weights
-from worker.scoring.tabular import calibrate
+from worker.scoring.training._baselines import NaiveBayes, Points
+from worker.scoring.training._evaluation import expected_calibration_error, lift_by_decile, metrics
+from worker.scoring.training.tabular import calibrate
 
 # Four leads: source a converted twice and was lost once, source b was lost once; x says nothing.
 ROWS = [{"src": "a", "x": "yes"}, {"src": "a", "x": "no"}, {"src": "a", "x": "no"}, {"src": "b", "x": "yes"}]

@@ -13,10 +13,11 @@ import pytest
 from tests.unit.scoring.tabular_data import MAPPING, served_score, train_export, write_export
 from worker.artifacts import check_servable
 from worker.exceptions import ModelError, TrainingError
-from worker.scoring import Model, TableReport, load_model, parse_mapping, train_table
+from worker.scoring import Model, load_model
 from worker.scoring._features import Numeric, feature_from_dict
 from worker.scoring._lead import facts_from_fields
-from worker.scoring.train import fit, matrix
+from worker.scoring.training import TableReport, parse_mapping, train_table
+from worker.scoring.training.train import fit, matrix
 
 KNOTTED = MAPPING.replace("kind: numeric, bins: 4}", "kind: numeric, bins: 0, knots: 5, label: visits}")
 ASCENDING = "knots must be a list of at least 2 strictly ascending finite numbers"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from worker.exceptions import TrainingError
-from worker.scoring import load_mapping, parse_mapping
+from worker.scoring.training import load_mapping, parse_mapping
 
 GOOD = """
 outcome: {column: Converted, positive: [1, "Won"]}

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from worker.events import Factor
 from worker.exceptions import ModelError
-from worker.scoring import Model, Score, default_model_path, generate, load_model
-from worker.scoring.train import Fitted, final_facts, fit, matrix, write_model
+from worker.lead.events import Factor
+from worker.scoring import Model, Score, default_model_path, load_model
+from worker.scoring.training import generate
+from worker.scoring.training.train import Fitted, final_facts, fit, matrix, write_model
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 

@@ -9,9 +9,9 @@ from collections import Counter
 import orjson
 import pytest
 
-from worker.events import KNOWN_ACTIVITY_TYPES, LeadUpserted
-from worker.parse import parse_event
-from worker.scoring import SynthData, generate
+from worker.lead.events import KNOWN_ACTIVITY_TYPES, LeadUpserted
+from worker.lead.parse import parse_event
+from worker.scoring.training import SynthData, generate
 
 START = dt.datetime(2024, 3, 4, 9, 0, tzinfo=dt.UTC)
 

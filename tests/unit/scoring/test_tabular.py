@@ -12,13 +12,14 @@ import pytest
 
 from tests.unit.scoring.tabular_data import MAPPING, write_export
 from worker.core import Engine, decide
-from worker.events import LeadFields, LeadUpserted
 from worker.exceptions import TrainingError
+from worker.lead.events import LeadFields, LeadUpserted
 from worker.rules import default_ruleset_path, load_ruleset
-from worker.scoring import TableReport, load_model, parse_mapping, train_table
-from worker.scoring._export import read_table
+from worker.scoring import load_model
 from worker.scoring._features import MISSING, OTHER, Categorical, Flag, Numeric
 from worker.scoring._lead import facts_from_fields
+from worker.scoring.training import TableReport, parse_mapping, train_table
+from worker.scoring.training._export import read_table
 
 
 @pytest.fixture(scope="module")

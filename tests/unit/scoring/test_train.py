@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.scoring import TrainReport, load_model, train_synthetic
+from worker.scoring import load_model
+from worker.scoring.training import TrainReport, train_synthetic
 
 
 @pytest.fixture(scope="module")

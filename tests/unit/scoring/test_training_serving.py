@@ -8,10 +8,12 @@ from collections import Counter
 
 import orjson
 
-from worker.core import Engine, Record, process_batch
+from worker.batch import Record, process_batch
+from worker.core import Engine
 from worker.rules import default_ruleset_path, load_ruleset
-from worker.scoring import default_model_path, generate, load_model
-from worker.scoring.train import replay
+from worker.scoring import default_model_path, load_model
+from worker.scoring.training import generate
+from worker.scoring.training.train import replay
 
 
 def test_every_event_scores_the_same_in_training_and_in_the_worker() -> None:

@@ -1,0 +1,94 @@
+"""The pool owner's commit, against tables and an outbox that stand in for Faust's and the broker: what a crash
+between storing two tables leaves behind."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tests.unit.test_route_flow import _engine, _requests
+from worker.core import Engine
+from worker.settings import Settings
+from worker.stream._outbox import Message
+from worker.stream._route_stages import RouteStage
+from worker.stream.metrics import Metrics
+
+
+class _Killed(BaseException):
+    """The process dies (SIGKILL) in the middle of a commit."""
+
+
+class _Store(dict[bytes, bytes]):
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        pass
+
+
+class _Topic:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_topic_name(self) -> str:
+        return self.name
+
+
+class _Table:
+    """A memory-store table: after a restart, it holds what its changelog holds."""
+
+    def __init__(self, name: str, changelog: list[Message]) -> None:
+        self.changelog_topic = _Topic(f"leadflow-{name}-changelog")
+        self.data = _Store((m.key, m.value) for m in changelog if m.topic == self.changelog_topic.name)
+
+
+class _Outbox:
+    """Keeps what the broker acknowledged; dies on the first send to ``kill_on`` (a topic)."""
+
+    def __init__(self, acknowledged: list[Message], kill_on: str | None = None) -> None:
+        self.acknowledged = acknowledged
+        self.kill_on = kill_on
+        self.metrics = Metrics(CollectorRegistry())
+
+    async def send(self, messages: list[Message], lane: str = "outputs") -> dict[tuple[str, int], int]:
+        if any(m.topic == self.kill_on for m in messages):
+            raise _Killed
+        self.acknowledged.extend(messages)
+        return {}
+
+    def dead_letters(self, failures: Any) -> list[Message]:
+        return []
+
+
+def _stage(engine: Engine, outbox: _Outbox) -> RouteStage:
+    tables = {name: _Table(name, outbox.acknowledged) for name in ("pool-state", "route-done")}
+    return RouteStage(Settings(), outbox, outbox.metrics, lambda: engine, tables)  # type: ignore[arg-type]
+
+
+def _owners(messages: list[Message]) -> list[str]:
+    return [orjson.loads(m.value or b"")["owner_id"] for m in messages if m.topic == Settings().topic_opportunities]
+
+
+@pytest.mark.parametrize("dies_storing", ["pool-state", "route-done"])
+def test_a_crash_while_storing_the_tables_never_assigns_a_request_twice(dies_storing: str) -> None:
+    engine = _engine()
+    requests = _requests(engine, 3)  # not a whole round of the pool (ann twice, bob, cy)
+    broker: list[Message] = []
+    first = _stage(engine, _Outbox(broker, kill_on=f"leadflow-{dies_storing}-changelog"))
+    prepared = first.prepare(requests)
+    try:
+        asyncio.run(first.commit(prepared))
+    except _Killed:
+        pass
+    else:  # pragma: no cover - the outbox above always dies
+        raise AssertionError("the commit was expected to die storing the pools")
+    assigned = _owners(broker)
+    assert len(assigned) == 3
+
+    restarted = _stage(engine, _Outbox(broker))  # the tables as their changelogs restore them
+    again = restarted.prepare(requests)
+    assert _owners(again.outputs) == assigned  # the stored answers, not a second round of the pool
+    asyncio.run(restarted.commit(again))
+    replayed = restarted.metrics.registry.get_sample_value("leadflow_routing_replayed_requests_total")
+    assert replayed == (3 if dies_storing == "pool-state" else 0)  # the answers were stored first

@@ -1,0 +1,26 @@
+"""Training the scoring model: from synthetic data (``leadflow train``) or a CRM export (``leadflow train --data``).
+
+:func:`train_synthetic` and :func:`train_table` fit a logistic model over the serving features
+(:mod:`worker.scoring`), compare it with baselines, calibrate it, and write the model JSON and, for a CRM export,
+a model card. scikit-learn and numpy are imported only when training runs.
+"""
+
+from worker.scoring.training._figures import figure_png
+from worker.scoring.training._mapping import ColumnMapping, load_mapping, parse_mapping
+from worker.scoring.training._report import TableReport
+from worker.scoring.training.synth import SynthData, generate
+from worker.scoring.training.tabular import train_table
+from worker.scoring.training.train import TrainReport, train_synthetic
+
+__all__ = [
+    "ColumnMapping",
+    "SynthData",
+    "TableReport",
+    "TrainReport",
+    "figure_png",
+    "generate",
+    "load_mapping",
+    "parse_mapping",
+    "train_synthetic",
+    "train_table",
+]
