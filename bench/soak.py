@@ -1049,7 +1049,7 @@ def run_memory(args: argparse.Namespace) -> Json:
                 )
                 if time.monotonic() - last_note > 15:
                     last_note = time.monotonic()
-                    note(f"{decided:,} of {args.leads:,} leads decided, RSS {rss / 2**20:,.0f} MB")
+                    note(f"{decided:,} of {args.leads:,} leads decided, RSS {rss / 2**20:,.0f} MiB")
                 if decided >= args.leads:
                     break
                 if time.monotonic() - t0 > args.timeout:
@@ -1166,12 +1166,12 @@ def print_memory(report: Mapping[str, Any]) -> None:
     print(f"\n== memory soak: {report['leads']:,} leads, store {report['store']} ==")
     print(f"  decided {report['leads_decided']:,} leads in {report['wall_s']:.0f} s ({report['rate_per_s']} /s)")
     print(
-        f"  RSS at cache full ({report['state_cache_size']:,} leads) {report['rss_at_cache_full_mb']} MB, "
-        f"peak {report['rss_peak_mb']} MB, final {report['rss_final_mb']} MB"
+        f"  RSS at cache full ({report['state_cache_size']:,} leads) {report['rss_at_cache_full_mb']} MiB, "
+        f"peak {report['rss_peak_mb']} MiB, final {report['rss_final_mb']} MiB"
     )
     print(
-        f"  growth after the cache filled: first third {lv['first_mb_per_100k']} MB per 100k leads, last third "
-        f"{lv['last_mb_per_100k']} MB per 100k ({lv['last_third_growth_mb']} MB in all): "
+        f"  growth after the cache filled: first third {lv['first_mb_per_100k']} MiB per 100k leads, last third "
+        f"{lv['last_mb_per_100k']} MiB per 100k ({lv['last_third_growth_mb']} MiB in all): "
         f"{'levels off' if lv['levelled'] else 'DOES NOT level off'}"
     )
 
