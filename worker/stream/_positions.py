@@ -6,39 +6,41 @@ Faust's commits may pass. Faust's own seeks (after a rebalance, after a table's 
 the offset to read next, and the consumer then fetches from there. Records fetched *before* such a seek can still be
 in the hands of the fetch loop after it: had they been taken for new ones, the read offset would jump past the seek's
 target, the records between would look like a gap that commits may pass, and when they came again they would be
-skipped as read. :class:`ReadPositions` counts the seeks; a fetch whose records are overtaken by a seek is left
-there (its records come again, from where the seek put the partition).
+skipped as read. :class:`ReadPositions` notes the partitions that moved; a fetch's records of a partition that moved
+after it are left (they come again, from where the seek put the partition); the other partitions' records are not
+touched, since the consumer's positions there are past them already.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 __all__ = ["ReadPositions"]
 
 
 class ReadPositions:
-    """The offset last read per partition (Faust's mapping, shared with its seeks), and the seeks so far."""
+    """The offset last read per partition (Faust's mapping, shared with its seeks), and the partitions moved since
+    the fetch being read began."""
 
-    __slots__ = ("_fetched_at", "moves", "read_offset")
+    __slots__ = ("_moved", "read_offset")
 
     def __init__(self, read_offset: MutableMapping[Any, int | None]) -> None:
         self.read_offset = read_offset
-        self.moves = 0  # seeks, revocations and assignments so far
-        self._fetched_at = 0
+        self._moved: set[Any] = set()
 
-    def moved(self) -> None:
-        """A seek, revocation or assignment began or ended: the records fetched before it are stale."""
-        self.moves += 1
+    def moved(self, partitions: Iterable[Any]) -> None:
+        """A seek, revocation or assignment of ``partitions`` began or ended: their records fetched before it are
+        stale. Other partitions' records are not: their positions did not move."""
+        self._moved.update(partitions)
 
     def fetched(self) -> None:
-        """A fetch's first record is here: its records are current until the next move."""
-        self._fetched_at = self.moves
+        """A fetch's first record is here: its records are current until a partition moves."""
+        self._moved.clear()
 
-    def stale(self) -> bool:
-        """Whether a move happened since the fetch being read (its records come again; leave them)."""
-        return self.moves != self._fetched_at
+    def stale(self, tp: Any) -> bool:
+        """Whether ``tp`` moved since the fetch being read (its records come again from where it moved to)."""
+        return tp in self._moved
 
     def read(self, tp: Any, offset: int) -> tuple[bool, tuple[int, int] | None]:
         """Note the record at ``offset`` as read: whether it is new (False: read before, skip it), and the gap before

@@ -117,39 +117,37 @@ class _Consumer(faust_aiokafka.Consumer):
 
     # Everything that moves or resets read positions: the records fetched before it are stale once it is done.
     async def seek(self, partition: Any, offset: int) -> None:
-        self.positions.moved()
+        self.positions.moved((partition,))
         try:
             await super().seek(partition, offset)
         finally:
-            self.positions.moved()
+            self.positions.moved((partition,))
 
     async def seek_wait(self, partitions: Mapping[Any, int]) -> None:
-        self.positions.moved()
+        self.positions.moved(partitions)
         try:
             await super().seek_wait(partitions)
         finally:
-            self.positions.moved()
+            self.positions.moved(partitions)
 
-    async def perform_seek(self) -> None:
-        self.positions.moved()
-        try:
-            await super().perform_seek()
-        finally:
-            self.positions.moved()
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        offsets: Mapping[Any, int] = await super().seek_to_committed()
+        self.positions.moved(offsets)  # perform_seek sets their read offsets next, before anything else runs
+        return offsets
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.positions.moved()
+        self.positions.moved(revoked)
         try:
             await super().on_partitions_revoked(revoked)
         finally:
-            self.positions.moved()
+            self.positions.moved(revoked)
 
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
-        self.positions.moved()
+        self.positions.moved(assigned)
         try:
             await super().on_partitions_assigned(assigned, generation_id)
         finally:
-            self.positions.moved()
+            self.positions.moved(assigned)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover  # runs inside the worker
         """Faust's fetch loop, but the messages of leadflow's topics go to their handlers a fetch at a time.
@@ -211,8 +209,8 @@ class _Consumer(faust_aiokafka.Consumer):
                     if first:
                         positions.fetched()
                         first = False
-                    elif positions.stale():  # a seek overtook this fetch: its records come again from there
-                        break
+                    elif positions.stale(tp):  # a seek overtook this fetch: these records come again from there
+                        continue
                     new, gap = positions.read(tp, message.offset)
                     if not new:
                         continue  # already read since the last seek

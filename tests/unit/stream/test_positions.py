@@ -4,46 +4,68 @@ from __future__ import annotations
 
 from worker.stream._positions import ReadPositions
 
-TP = ("leads", 0)
+P0, P1 = ("leads", 0), ("leads", 1)
 
 
-def _fetch(positions: ReadPositions, offsets: list[int], seek_after: int | None = None, seek_to: int = 0) -> list[int]:
-    """Read one fetch's records as the fetch loop does; Faust seeks to ``seek_to`` after ``seek_after`` of them
-    (while the loop waits for the broker). Returns the offsets handed over."""
-    handed: list[int] = []
-    for n, offset in enumerate(offsets):
+def _fetch(
+    positions: ReadPositions,
+    records: list[tuple[tuple[str, int], int]],
+    seek_after: int | None = None,
+    seek: tuple[tuple[str, int], int] = (P0, 0),
+) -> list[tuple[tuple[str, int], int]]:
+    """Read one fetch's records (partition, offset) as the fetch loop does; Faust seeks ``seek`` (a partition, the
+    offset to read next) after ``seek_after`` of them, while the loop waits for the broker. Returns the records
+    handed over."""
+    handed = []
+    for n, (tp, offset) in enumerate(records):
         if n == 0:
             positions.fetched()
-        elif positions.stale():
-            break
-        new, gap = positions.read(TP, offset)
-        assert gap is None, f"offset {offset}: a gap {gap} where every offset holds a record"
+        elif positions.stale(tp):
+            continue
+        new, gap = positions.read(tp, offset)
+        assert gap is None, f"{tp} offset {offset}: a gap {gap} where every offset holds a record"
         if new:
-            handed.append(offset)
+            handed.append((tp, offset))
         if seek_after is not None and n + 1 == seek_after:
-            positions.moved()
-            positions.read_offset[TP] = seek_to  # what Faust's seek writes: the offset to read next
-            positions.moved()
+            moved, target = seek
+            positions.moved([moved])
+            positions.read_offset[moved] = target  # what Faust's seek writes: the offset to read next
+            positions.moved([moved])
     return handed
+
+
+def _of(tp: tuple[str, int], offsets: range) -> list[tuple[tuple[str, int], int]]:
+    return [(tp, offset) for offset in offsets]
 
 
 def test_records_are_handed_over_once_in_order() -> None:
     positions = ReadPositions({})
-    assert _fetch(positions, [0, 1, 2]) == [0, 1, 2]
-    assert _fetch(positions, [1, 3, 4]) == [3, 4]  # what was read already is not handed over again
+    assert _fetch(positions, _of(P0, range(3))) == _of(P0, range(3))
+    assert _fetch(positions, [(P0, 1), (P0, 3), (P0, 4)]) == _of(P0, range(3, 5))  # 1 was read already
 
 
 def test_a_seek_back_during_a_fetch_leaves_the_rest_and_reads_everything_again_from_its_target() -> None:
     positions = ReadPositions({})
-    assert _fetch(positions, list(range(10))) == list(range(10))
+    assert _fetch(positions, _of(P0, range(10))) == _of(P0, range(10))
     # a rebalance: the partition goes back to its committed offset 4 while offsets 10.. are being read
-    assert _fetch(positions, list(range(10, 20)), seek_after=3, seek_to=4) == [10, 11, 12]
-    assert _fetch(positions, list(range(4, 20))) == list(range(4, 20))
+    assert _fetch(positions, _of(P0, range(10, 20)), seek_after=3, seek=(P0, 4)) == _of(P0, range(10, 13))
+    assert _fetch(positions, _of(P0, range(4, 20))) == _of(P0, range(4, 20))
+
+
+def test_a_seek_of_one_partition_leaves_the_others_records_to_be_read() -> None:
+    """The consumer's position of a partition that did not move is past the records of the fetch: leaving them
+    would lose them until the next restart (and hold its commits back meanwhile)."""
+    positions = ReadPositions({})
+    interleaved = [record for pair in zip(_of(P0, range(10)), _of(P1, range(10)), strict=True) for record in pair]
+    handed = _fetch(positions, interleaved, seek_after=4, seek=(P0, 1))
+    assert [offset for tp, offset in handed if tp == P1] == list(range(10))
+    assert [offset for tp, offset in handed if tp == P0] == [0, 1]
+    assert _fetch(positions, _of(P0, range(1, 10))) == _of(P0, range(1, 10))
 
 
 def test_only_offsets_without_records_are_a_gap() -> None:
     positions = ReadPositions({})
-    assert positions.read(TP, 5) == (True, None)
-    assert positions.read(TP, 9) == (True, (6, 8))  # 6, 7 and 8 hold no record (transaction markers, say)
-    assert positions.read(TP, 10) == (True, None)
-    assert positions.read(TP, 7) == (False, None)
+    assert positions.read(P0, 5) == (True, None)
+    assert positions.read(P0, 9) == (True, (6, 8))  # 6, 7 and 8 hold no record (transaction markers, say)
+    assert positions.read(P0, 10) == (True, None)
+    assert positions.read(P0, 7) == (False, None)
