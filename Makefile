@@ -37,7 +37,7 @@ integration: install
 	$(PY) -m pytest -q -m integration
 
 # The fuzz properties of tests/unit/test_fuzz.py at 12,000 examples each (LEADFLOW_FUZZ_EXAMPLES), 108,000 in all:
-# every record a producer can write must end in a decision or a dead letter. About 20 minutes on 2 cores.
+# every record a producer can write must end in a decision or a dead letter. 15 to 30 minutes on 2 cores.
 fuzz: install
 	$(PY) -m pytest -q tests/unit/test_fuzz.py --hypothesis-profile=fuzz --durations=0
 
