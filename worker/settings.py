@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "settings_from"]
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
@@ -23,8 +27,31 @@ class Settings(BaseSettings):
         default="kafka://localhost:9092",
         description="Kafka bootstrap servers, 'host:port[;host:port]' with or without the kafka:// scheme",
     )
-    broker_username: str | None = Field(default=None, description="SASL/PLAIN user, if the cluster needs one")
-    broker_password: SecretStr | None = Field(default=None, description="SASL/PLAIN password")
+    broker_security_protocol: SecurityProtocol | None = Field(
+        default=None,
+        description=(
+            "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; default: SASL_PLAINTEXT with a username, else PLAINTEXT"
+        ),
+    )
+    broker_sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default: PLAIN); needs a username"
+    )
+    broker_username: str | None = Field(default=None, description="SASL user, if the cluster needs one")
+    broker_password: SecretStr | None = Field(default=None, description="SASL password (never printed)")
+    broker_password_file: Path | None = Field(
+        default=None, description="File holding the SASL password, e.g. a mounted Kubernetes secret"
+    )
+    broker_ssl_cafile: Path | None = Field(
+        default=None, description="PEM file of the CA(s) that signed the brokers' certificates (default: system CAs)"
+    )
+    broker_ssl_certfile: Path | None = Field(
+        default=None, description="PEM client certificate, for mutual TLS (with LEADFLOW_BROKER_SSL_KEYFILE)"
+    )
+    broker_ssl_keyfile: Path | None = Field(default=None, description="PEM private key of the client certificate")
+    broker_ssl_verify: bool = Field(
+        default=True,
+        description="Verify the brokers' certificates and host names; false only for a test cluster (insecure)",
+    )
     app_id: str = Field(default="leadflow", description="Consumer group id and prefix of internal topics")
 
     topic_leads: str = "leads"
@@ -147,6 +174,61 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return ";".join(h if "://" in h else f"kafka://{h}" for h in hosts)
 
+    @model_validator(mode="after")
+    def _security_fits_together(self) -> Settings:
+        protocol = self.security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol.endswith("SSL")
+        if self.broker_password is not None and self.broker_password_file is not None:
+            msg = "LEADFLOW_BROKER_PASSWORD and LEADFLOW_BROKER_PASSWORD_FILE are both set: keep one"
+            raise ValueError(msg)
+        has_password = self.broker_password is not None or self.broker_password_file is not None
+        if sasl and (self.broker_username is None or not has_password):
+            msg = (
+                f"LEADFLOW_BROKER_SECURITY_PROTOCOL={protocol} needs LEADFLOW_BROKER_USERNAME and"
+                " LEADFLOW_BROKER_PASSWORD (or LEADFLOW_BROKER_PASSWORD_FILE)"
+            )
+            raise ValueError(msg)
+        if not sasl and (self.broker_username is not None or has_password or self.broker_sasl_mechanism):
+            given = "LEADFLOW_BROKER_SASL_MECHANISM" if self.broker_sasl_mechanism else "SASL credentials"
+            msg = (
+                f"{given} set but LEADFLOW_BROKER_SECURITY_PROTOCOL={protocol} does not use SASL:"
+                " set it to SASL_SSL or SASL_PLAINTEXT, or remove them"
+            )
+            raise ValueError(msg)
+        files = {
+            "LEADFLOW_BROKER_SSL_CAFILE": self.broker_ssl_cafile,
+            "LEADFLOW_BROKER_SSL_CERTFILE": self.broker_ssl_certfile,
+            "LEADFLOW_BROKER_SSL_KEYFILE": self.broker_ssl_keyfile,
+        }
+        named = [name for name, path in files.items() if path is not None]
+        if named and not tls:
+            msg = (
+                f"{', '.join(named)} set but LEADFLOW_BROKER_SECURITY_PROTOCOL={protocol} does not use TLS:"
+                " set it to SSL or SASL_SSL"
+            )
+            raise ValueError(msg)
+        if (self.broker_ssl_certfile is None) != (self.broker_ssl_keyfile is None):
+            given = "LEADFLOW_BROKER_SSL_CERTFILE" if self.broker_ssl_keyfile is None else "LEADFLOW_BROKER_SSL_KEYFILE"
+            msg = (
+                "mutual TLS needs both LEADFLOW_BROKER_SSL_CERTFILE and LEADFLOW_BROKER_SSL_KEYFILE;"
+                f" only {given} is set"
+            )
+            raise ValueError(msg)
+        files["LEADFLOW_BROKER_PASSWORD_FILE"] = self.broker_password_file
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                msg = f"{name}={str(path)!r}: no such file"
+                raise ValueError(msg)
+        return self
+
+    @property
+    def security_protocol(self) -> SecurityProtocol:
+        """The protocol in force: the one set, else SASL_PLAINTEXT with a username (as before 0.x), else PLAINTEXT."""
+        if self.broker_security_protocol is not None:
+            return self.broker_security_protocol
+        return "PLAINTEXT" if self.broker_username is None else "SASL_PLAINTEXT"
+
     @property
     def topic_route_requests(self) -> str:
         """Internal: routing requests re-keyed by pool, so that one worker owns each pool's state."""
@@ -167,17 +249,51 @@ class Settings(BaseSettings):
         """``host:port`` list for plain Kafka clients."""
         return [h.split("://", 1)[1] for h in self.broker_url.split(";")]
 
-    def kafka_auth(self) -> dict[str, str]:
-        """SASL keyword arguments for kafka-python and aiokafka clients (empty without a username)."""
-        if self.broker_username is None:
-            return {}
-        password = self.broker_password.get_secret_value() if self.broker_password else ""
-        return {
-            "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "PLAIN",
-            "sasl_plain_username": self.broker_username,
-            "sasl_plain_password": password,
-        }
+    def broker_secret(self) -> str:
+        """The SASL password, from LEADFLOW_BROKER_PASSWORD or read now from LEADFLOW_BROKER_PASSWORD_FILE."""
+        if self.broker_password is not None:
+            return self.broker_password.get_secret_value()
+        if self.broker_password_file is not None:
+            return self.broker_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        return ""
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of every Kafka client (None without TLS): the CA file, the client certificate, checks."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        from worker.exceptions import ConfigError
+
+        cafile = self.broker_ssl_cafile
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cafile) if cafile else None)
+        except (ssl.SSLError, OSError) as exc:
+            msg = f"LEADFLOW_BROKER_SSL_CAFILE={str(cafile)!r} holds no usable PEM certificate: {exc}"
+            raise ConfigError(msg) from None
+        if self.broker_ssl_certfile is not None and self.broker_ssl_keyfile is not None:
+            try:
+                context.load_cert_chain(str(self.broker_ssl_certfile), str(self.broker_ssl_keyfile))
+            except (ssl.SSLError, OSError) as exc:
+                msg = (
+                    f"LEADFLOW_BROKER_SSL_CERTFILE={str(self.broker_ssl_certfile)!r} and LEADFLOW_BROKER_SSL_KEYFILE="
+                    f"{str(self.broker_ssl_keyfile)!r} are not a PEM certificate and its key: {exc}"
+                )
+                raise ConfigError(msg) from None
+        if not self.broker_ssl_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def kafka_auth(self) -> dict[str, Any]:
+        """Security keyword arguments for kafka-python and aiokafka clients alike (both take these names)."""
+        protocol = self.security_protocol
+        options: dict[str, Any] = {"security_protocol": protocol}
+        if protocol.endswith("SSL"):
+            options["ssl_context"] = self.ssl_context()
+        if protocol.startswith("SASL_"):
+            options["sasl_mechanism"] = self.broker_sasl_mechanism or "PLAIN"
+            options["sasl_plain_username"] = self.broker_username
+            options["sasl_plain_password"] = self.broker_secret()
+        return options
 
     def dump(self) -> dict[str, object]:
         """All settings as printable values; secrets stay hidden."""
@@ -192,7 +308,10 @@ def settings_from(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]  # validated by pydantic, which is the point
     except ValidationError as exc:
         problems = "; ".join(
-            f"LEADFLOW_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
+            f"LEADFLOW_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            if error["loc"]
+            else error["msg"].removeprefix("Value error, ")
+            for error in exc.errors()
         )
         msg = f"invalid settings: {problems}"
         raise ConfigError(msg) from None

@@ -239,7 +239,15 @@ def _track_end_offsets_on_change(monitor: Any) -> None:
 
 
 def _credentials(settings: Settings) -> Any:
-    if settings.broker_username is None:
+    """Faust's credentials for the security settings (faust passes them on to aiokafka), None for PLAINTEXT."""
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
         return None
-    password = settings.broker_password.get_secret_value() if settings.broker_password else ""
-    return faust.SASLCredentials(username=settings.broker_username, password=password)
+    if protocol == "SSL":
+        return faust.SSLCredentials(settings.ssl_context())
+    return faust.SASLCredentials(  # SASL_SSL when given a context
+        username=settings.broker_username,
+        password=settings.broker_secret(),
+        ssl_context=settings.ssl_context(),
+        mechanism=settings.broker_sasl_mechanism or "PLAIN",
+    )
