@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
@@ -13,7 +14,7 @@ from kafka.errors import TopicAlreadyExistsError
 from worker.exceptions import ConfigError
 from worker.settings import Settings
 
-__all__ = ["ensure_accounts_topic", "ensure_control_topic", "ensure_topics", "topic_names", "unreachable"]
+__all__ = ["check_tls", "ensure_accounts_topic", "ensure_control_topic", "ensure_topics", "topic_names", "unreachable"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +107,71 @@ def unreachable(settings: Settings, timeout: float = 3.0) -> str | None:
         except (OSError, ValueError) as exc:
             errors.append(f"{server}: {exc}")
     return "; ".join(errors)
+
+
+def check_tls(settings: Settings, timeout: float = 5.0) -> None:
+    """With SSL or SASL_SSL, a TLS handshake with the first bootstrap server that answers; a failure is a ConfigError.
+
+    Kafka clients retry a failed handshake until their request timeout (30 s and more) and then report only that no
+    broker is available; this says within seconds whether the certificate or the port is the problem.
+    """
+    context = settings.ssl_context()
+    if context is None:
+        if settings.security_protocol == "PLAINTEXT":
+            _check_plaintext(settings, timeout)
+        return
+    for server in settings.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        host = host.strip("[]")
+        try:
+            sock = socket.create_connection((host, int(port)), timeout=timeout)
+        except (OSError, ValueError):
+            continue  # unreachable: the clients say so
+        try:
+            with context.wrap_socket(sock, server_hostname=host):
+                return
+        except ssl.SSLCertVerificationError as exc:
+            msg = (
+                f"TLS to {server}: the broker's certificate is not trusted ({exc.verify_message}); set"
+                " LEADFLOW_BROKER_SSL_CAFILE to the CA that signed it (LEADFLOW_BROKER_SSL_VERIFY=false only for tests)"
+            )
+            raise ConfigError(msg) from None
+        except (ssl.SSLError, OSError) as exc:
+            msg = (
+                f"TLS to {server} failed ({exc}): is it a TLS listener? LEADFLOW_BROKER_SECURITY_PROTOCOL="
+                f"{settings.security_protocol} needs one; use the cluster's TLS port or a protocol without SSL"
+            )
+            raise ConfigError(msg) from None
+        finally:
+            sock.close()
+
+
+# ApiVersions v0, correlation id 1, client id "leadflow": the request every Kafka client sends first
+_API_VERSIONS_BODY = bytes.fromhex("00120000000000010008") + b"leadflow"
+_API_VERSIONS = len(_API_VERSIONS_BODY).to_bytes(4, "big") + _API_VERSIONS_BODY
+
+
+def _check_plaintext(settings: Settings, timeout: float) -> None:
+    """A plaintext ApiVersions to the first bootstrap server that accepts; closed unanswered means a TLS listener."""
+    for server in settings.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+        except (OSError, ValueError):
+            continue
+        try:
+            sock.sendall(_API_VERSIONS)
+            answer = sock.recv(4)
+        except TimeoutError:
+            return  # slow, not refused: the clients' own timeouts apply
+        except OSError:
+            answer = b""
+        finally:
+            sock.close()
+        if not answer or answer[:1] == b"\x15":  # closed, or a TLS alert record
+            msg = (
+                f"{server} closed the connection on a plaintext Kafka request: is it a TLS listener? set"
+                " LEADFLOW_BROKER_SECURITY_PROTOCOL=SSL (or SASL_SSL) and LEADFLOW_BROKER_SSL_CAFILE"
+            )
+            raise ConfigError(msg)
+        return

