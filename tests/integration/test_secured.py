@@ -48,16 +48,23 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
              "-CAcreateserial", "-days", "2", "-extfile", str(d / "san.cnf"),
              "-out", str(d / "server.pem"))  # fmt: skip
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=leadflow",
+             "-keyout", str(d / "client.key"), "-out", str(d / "client.csr"))  # fmt: skip
+    _openssl("x509", "-req", "-in", str(d / "client.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+             "-CAcreateserial", "-days", "2", "-out", str(d / "client.pem"))  # fmt: skip
     return d
 
 
 class _TlsRelay:
     """Accepts TLS on ``port`` and relays the plaintext to ``upstream``, in a thread of its own."""
 
-    def __init__(self, port: int, upstream: int, certfile: Path, keyfile: Path) -> None:
+    def __init__(self, port: int, upstream: int, certfile: Path, keyfile: Path, client_ca: Path | None = None) -> None:
         self.port, self.upstream = port, upstream
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(str(certfile), str(keyfile))
+        if client_ca is not None:  # mutual TLS: only clients with a certificate signed by client_ca
+            self.context.load_verify_locations(str(client_ca))
+            self.context.verify_mode = ssl.CERT_REQUIRED
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -111,8 +118,8 @@ class _TlsRelay:
         await asyncio.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def tls_broker(certificates: Path) -> Iterator[EmbeddedBroker]:
+@contextlib.contextmanager
+def _tls_broker(certificates: Path, client_ca: Path | None = None) -> Iterator[EmbeddedBroker]:
     """tansu on a private port, advertising the TLS relay's port, which is the only one clients are given."""
     inner, outer = free_port(), free_port()
     listen, advertise = f"tcp://127.0.0.1:{inner}", f"tcp://127.0.0.1:{outer}"
@@ -123,11 +130,23 @@ def tls_broker(certificates: Path) -> Iterator[EmbeddedBroker]:
     )
     broker = EmbeddedBroker(outer, process)
     try:
-        with _TlsRelay(outer, inner, certificates / "server.pem", certificates / "server.key"):
+        with _TlsRelay(outer, inner, certificates / "server.pem", certificates / "server.key", client_ca):
             time.sleep(0.5)
             yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_broker(certificates: Path) -> Iterator[EmbeddedBroker]:
+    with _tls_broker(certificates) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="module")
+def mtls_broker(certificates: Path) -> Iterator[EmbeddedBroker]:
+    with _tls_broker(certificates, client_ca=certificates / "ca.pem") as broker:
+        yield broker
 
 
 @pytest.fixture
@@ -142,9 +161,27 @@ def tls_flow(
 
 
 def test_the_worker_decides_events_over_tls(tls_flow: Flow, rules_file: Path) -> None:
-    s = tls_flow.settings
-    assert s.security_protocol == "SSL"
-    tls_flow.start_worker(LEADFLOW_RULES=str(rules_file))
+    assert tls_flow.settings.security_protocol == "SSL"
+    _decides_events(tls_flow, rules_file)
+
+
+def test_the_worker_decides_events_over_mutual_tls(
+    mtls_broker: EmbeddedBroker, certificates: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rules_file: Path
+) -> None:
+    monkeypatch.setenv("LEADFLOW_BROKER_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("LEADFLOW_BROKER_SSL_CAFILE", str(certificates / "ca.pem"))
+    monkeypatch.setenv("LEADFLOW_BROKER_SSL_CERTFILE", str(certificates / "client.pem"))
+    monkeypatch.setenv("LEADFLOW_BROKER_SSL_KEYFILE", str(certificates / "client.key"))
+    flow = Flow(mtls_broker, tmp_path)
+    try:
+        _decides_events(flow, rules_file)
+    finally:
+        flow.close()
+
+
+def _decides_events(flow: Flow, rules_file: Path) -> None:
+    s = flow.settings
+    flow.start_worker(LEADFLOW_RULES=str(rules_file))
     producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", **s.kafka_auth())
     events = [
         upsert("L-tls", "L-tls-e1", company="Analytical Engines Ltd", email="ada@engines.example", country="GB"),
@@ -164,7 +201,7 @@ def test_the_worker_decides_events_over_tls(tls_flow: Flow, rules_file: Path) ->
         for records in consumer.poll(timeout_ms=500).values():
             decided.extend(orjson.loads(r.value) for r in records)
     consumer.close()
-    assert [d["event_id"] for d in decided] == ["L-tls-e1", "L-tls-e2"], tls_flow.log()[-3000:]
+    assert [d["event_id"] for d in decided] == ["L-tls-e1", "L-tls-e2"], flow.log()[-3000:]
 
 
 def _start_up(flow: Flow, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
