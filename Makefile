@@ -27,14 +27,20 @@ system-deps:
 demo: install
 	$(VENV)/bin/leadflow demo
 
+# Two test processes, each with its own embedded broker; a file's tests stay in one process (--dist loadfile) so
+# module fixtures (one worker for a file's tests) are shared. Integration tests mostly wait on worker start-ups,
+# so two processes take about half the time even on two cores. TEST_PROCESSES=0 runs them in this process.
+TEST_PROCESSES ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
+
 test: install system-deps
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 unit: install
-	$(PY) -m pytest -q tests/unit
+	$(PYTEST) tests/unit
 
-integration: install
-	$(PY) -m pytest -q -m integration
+integration: install system-deps
+	$(PYTEST) -m integration
 
 # The fuzz properties of tests/unit/test_fuzz.py at 12,000 examples each (LEADFLOW_FUZZ_EXAMPLES), 108,000 in all:
 # every record a producer can write must end in a decision or a dead letter. 15 to 30 minutes on 2 cores.

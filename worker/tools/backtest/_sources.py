@@ -6,6 +6,7 @@ offsets at the start, so that production consumers and their offsets are untouch
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,9 +108,7 @@ def open_topic(
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
-            known = sorted(t for t in consumer.topics() if not t.startswith("__"))
-            shown = ", ".join(repr(t) for t in known[:20]) or "none"
-            msg = f"topic {topic!r} does not exist on {url!r}; topics there: {shown}"
+            msg = f"topic {topic!r} does not exist on {url!r}; {_topics_there(topic, consumer.topics())}"
             raise BacktestError(msg, source=topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
@@ -182,3 +181,15 @@ def _topic_batches(
         if batch:
             last_progress = time.monotonic()
             yield batch
+
+
+def _topics_there(topic: str, topics: set[str], shown: int = 20) -> str:
+    """The broker's topics for an error about a missing one: the names closest to it first (a typo shows its
+    fix), at most ``shown`` of them, and how many there are in all."""
+    known = [t for t in topics if not t.startswith("__")]
+    if not known:
+        return "the broker has no topics"
+    known.sort(key=lambda t: (-difflib.SequenceMatcher(None, topic, t).ratio(), t))
+    listed = ", ".join(repr(t) for t in known[:shown])
+    more = f" and {len(known) - shown} more" if len(known) > shown else ""
+    return f"topics there, closest first: {listed}{more}"

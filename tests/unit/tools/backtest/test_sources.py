@@ -11,7 +11,7 @@ from kafka import TopicPartition
 
 from worker.exceptions import BacktestError
 from worker.tools.backtest import open_events_file
-from worker.tools.backtest._sources import EventSource, _topic_batches
+from worker.tools.backtest._sources import EventSource, _topic_batches, _topics_there
 
 
 class _Msg(NamedTuple):
@@ -88,3 +88,12 @@ def test_a_file_is_read_in_batches_with_line_numbers_and_its_errors_name_it(tmp_
     assert source.where(batches[1][0]) == "line 4"
     with pytest.raises(BacktestError, match=r"events file '.*' is a directory"), open_events_file(tmp_path):
         pass
+
+
+def test_a_missing_topic_lists_the_closest_names_first_however_many_topics_there_are() -> None:
+    topics = {f"team-{i:03}-events" for i in range(40)} | {"leads", "lead-decisions", "__consumer_offsets"}
+    said = _topics_there("leeds", topics)
+    assert said.startswith("topics there, closest first: 'leads', 'lead-decisions'")
+    assert "__consumer_offsets" not in said
+    assert said.endswith(" and 22 more")  # 42 topics of ours, 20 shown
+    assert _topics_there("leads", set()) == "the broker has no topics"
