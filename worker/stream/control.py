@@ -102,7 +102,7 @@ def publish(settings: Settings, kind: ArtifactKind, path: Path) -> str:
 
     What does not validate is never published: the RulesetError or ModelError says why.
     """
-    from worker.stream.topics import ensure_control_topic, unreachable
+    from worker.stream.topics import check_reachable, ensure_control_topic
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -110,11 +110,8 @@ def publish(settings: Settings, kind: ArtifactKind, path: Path) -> str:
         msg = f"cannot read the {kind} file {str(path)!r}: {exc}"
         raise ConfigError(msg) from exc
     version = compile_artifact(kind, text, str(path)).version
+    check_reachable(settings, f"publish to the control topic {settings.topic_control!r}")
     where = f"the control topic {settings.topic_control!r} at {settings.broker_url}"
-    why = unreachable(settings)
-    if why is not None:
-        msg = f"cannot publish to {where}: no broker answers ({why}); check LEADFLOW_BROKER_URL (or --broker)"
-        raise ConfigError(msg)
     try:
         ensure_control_topic(settings)
         producer = KafkaProducer(

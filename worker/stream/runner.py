@@ -18,7 +18,7 @@ from worker.settings import Settings
 from worker.stream.accounts import AccountFeed
 from worker.stream.app import LeadflowWorker, build_app
 from worker.stream.control import ControlSnapshot, read_control
-from worker.stream.topics import check_tls, ensure_accounts_topic, ensure_control_topic, ensure_topics
+from worker.stream.topics import check_broker, ensure_accounts_topic, ensure_control_topic, ensure_topics
 
 __all__ = ["run_worker", "tune_gc"]
 
@@ -31,7 +31,7 @@ def run_worker(settings: Settings) -> int:
 
     _fetch.install()  # records the client cannot read become dead letters, not a consumer that stops
     engine = load_engine(settings)
-    check_tls(settings)
+    check_broker(settings)
     ensure_topics(settings)
     control = None
     if settings.reload_from_control:

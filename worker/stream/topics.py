@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
 from collections.abc import Iterable
 
+from aiokafka.errors import KafkaConnectionError as AioKafkaConnectionError
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from worker.exceptions import ConfigError
 from worker.settings import Settings
 
-__all__ = ["check_tls", "ensure_accounts_topic", "ensure_control_topic", "ensure_topics", "topic_names", "unreachable"]
+__all__ = [
+    "auth_failure",
+    "check_broker",
+    "check_reachable",
+    "check_sasl",
+    "check_tls",
+    "ensure_accounts_topic",
+    "ensure_control_topic",
+    "ensure_topics",
+    "topic_names",
+    "unreachable",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -175,3 +188,90 @@ def _check_plaintext(settings: Settings, timeout: float) -> None:
             )
             raise ConfigError(msg)
         return
+
+
+def check_reachable(settings: Settings, what: str) -> None:
+    """Before a command makes a Kafka client: a broker answers, and TLS and the SASL login work; else a ConfigError.
+
+    A client would otherwise retry for half a minute or more and then say only that no broker is available.
+    """
+    why = unreachable(settings)
+    if why is not None:
+        msg = (
+            f"cannot {what} at {settings.broker_url}: no broker answers ({why});"
+            " check LEADFLOW_BROKER_URL (or --broker)"
+        )
+        raise ConfigError(msg)
+    check_broker(settings)
+
+
+def check_broker(settings: Settings, timeout: float = 5.0) -> None:
+    """The security checks run before any Kafka client is made: the TLS handshake, then one SASL login.
+
+    The worker at start-up and every command that talks to a broker call it, so a distrusted certificate, a
+    plaintext client on a TLS port or refused credentials end in seconds with a ConfigError saying which.
+    """
+    check_tls(settings, timeout)
+    check_sasl(settings, timeout)
+
+
+def check_sasl(settings: Settings, timeout: float = 5.0) -> None:
+    """With SASL_PLAINTEXT or SASL_SSL, log in once to the first bootstrap server that accepts; refused: ConfigError.
+
+    The Kafka clients do not say it readably: kafka-python retries a refused login until its bootstrap timeout and
+    reports "Unable to bootstrap", aiokafka raises a bare ``KeyError: 'v'`` when a SCRAM server's final message is
+    an error. :func:`auth_failure` turns these into one message naming the settings to check.
+    """
+    if not settings.security_protocol.startswith("SASL_"):
+        return
+    from aiokafka.conn import create_conn
+
+    async def login(host: str, port: int) -> None:
+        conn = await asyncio.wait_for(
+            create_conn(host, port, client_id=f"{settings.app_id}-check", **settings.kafka_auth()), timeout
+        )
+        conn.close()
+
+    for server in settings.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            asyncio.run(login(host.strip("[]"), int(port)))
+        except TimeoutError:
+            return  # slow, not refused: the clients' own timeouts apply
+        except (OSError, ValueError):
+            continue  # unreachable: the clients say so
+        except Exception as exc:
+            error = auth_failure(settings, server, exc)
+            if error is None:
+                raise
+            raise error from None
+        return
+
+
+_SASL_ERRNOS = {33: "UnsupportedSaslMechanism", 34: "IllegalSaslState", 58: "SaslAuthenticationFailed"}
+
+
+def auth_failure(settings: Settings, server: str, exc: BaseException) -> ConfigError | None:
+    """The ConfigError saying why the SASL login to ``server`` failed with ``exc``; None when ``exc`` is another error.
+
+    Maps the broker's SASL error codes (raised by aiokafka or kafka-python), aiokafka's ``KeyError('v')`` (a SCRAM
+    server-final message ``e=...``: an unknown user or a wrong password) and a connection closed during the login.
+    """
+    mechanism = settings.broker_sasl_mechanism or "PLAIN"
+    family = "SCRAM" if mechanism.startswith("SCRAM-") else mechanism
+    errno = None if isinstance(exc, OSError) else getattr(exc, "errno", None)  # a Kafka error code, not a socket's
+    if isinstance(exc, KeyError) and exc.args == ("v",):
+        why = "the broker's final SCRAM message is an error, not its signature: an unknown user or a wrong password"
+    elif errno in _SASL_ERRNOS:
+        _, _, detail = str(exc).partition(": ")  # "[Error 58] SaslAuthenticationFailed: the broker's message"
+        why = _SASL_ERRNOS[errno] + (f" ({detail})" if detail and not detail.startswith("<") else "")
+    elif isinstance(exc, AioKafkaConnectionError | KafkaConnectionError):
+        why = f"the broker closed the connection during the login, as one that does not offer {mechanism} may ({exc})"
+    else:
+        return None
+    password = "LEADFLOW_BROKER_PASSWORD" + ("_FILE" if settings.broker_password_file is not None else "")
+    msg = (
+        f"{family} authentication failed for user {settings.broker_username!r} at {server} with {mechanism}: {why};"
+        f" check LEADFLOW_BROKER_USERNAME / {password} and LEADFLOW_BROKER_SASL_MECHANISM"
+    )
+    return ConfigError(msg)

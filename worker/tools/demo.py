@@ -172,6 +172,7 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
             enable_auto_commit=False,
             group_id=None,
             consumer_timeout_ms=1000,
+            **settings.kafka_auth(),
         )
         with _worker(env, log) as process:
             columns = (

@@ -12,6 +12,7 @@ from kafka import KafkaProducer
 
 from worker.exceptions import ConfigError
 from worker.settings import Settings
+from worker.stream.topics import check_reachable
 
 __all__ = ["key_of", "make_producer", "produce_file", "produce_lines"]
 
@@ -74,6 +75,7 @@ def produce_file(settings: Settings, path: Path) -> int:
     if str(path) != "-" and not path.is_file():
         msg = f"cannot read {str(path)!r}: no such file; expected JSON lines, one lead event per line ('-' for stdin)"
         raise ConfigError(msg)
+    check_reachable(settings, f"send to the leads topic {settings.topic_leads!r}")
     total = None if str(path) == "-" else path.stat().st_size
     with Progress(transient=True) as progress:
         task = progress.add_task(f"sending {path}", total=total)

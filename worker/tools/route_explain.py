@@ -126,19 +126,13 @@ def run_route_explain(
 ) -> int:
     """``leadflow route explain``: 0 when decisions were found and printed, 1 when there are none."""
     from worker.stream.reader import read_topic
-    from worker.stream.topics import unreachable
+    from worker.stream.topics import check_reachable
 
     if lead is None and opportunity is None:
         msg = "route explain needs --lead LEAD_ID or --opportunity OPPORTUNITY_ID"
         raise ConfigError(msg)
     topic = settings.topic_routing_decisions
-    why = unreachable(settings)
-    if why is not None:
-        msg = (
-            f"cannot read the routing-decisions topic {topic!r} at {settings.broker_url}: no broker answers ({why}); "
-            "check LEADFLOW_BROKER_URL (or --broker)"
-        )
-        raise ConfigError(msg)
+    check_reachable(settings, f"read the routing-decisions topic {topic!r}")
     records, _ = read_topic(settings, topic, "route-explain")
     decisions = find_decisions((r.value for r in records), lead, opportunity)
     if not decisions:

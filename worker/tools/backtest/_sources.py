@@ -17,7 +17,7 @@ from typing import Any
 from worker.batch import Record, RecordLike
 from worker.exceptions import BacktestError
 from worker.settings import Settings
-from worker.stream.topics import unreachable
+from worker.stream.topics import check_broker, unreachable
 from worker.tools.produce import key_of
 
 __all__ = ["EventSource", "open_events_file", "open_topic"]
@@ -134,6 +134,7 @@ def _check_reachable(settings: Settings, topic: str, timeout: float) -> None:
             "start it, or pass --broker URL (default: LEADFLOW_BROKER_URL)"
         )
         raise BacktestError(msg, source=settings.broker_url)
+    check_broker(settings, timeout)  # a distrusted certificate or refused credentials: said now, not after retries
 
 
 def _topic_batches(
