@@ -643,3 +643,29 @@ def test_the_pods_run_as_the_images_user() -> None:
     assert (security["runAsUser"], security["fsGroup"]) == (int(uid.group(1)), int(gid.group(1)))
     (state,) = [m for m in _container()["volumeMounts"] if m["name"] == "state"]
     assert state["mountPath"] == _dockerfile_env()["LEADFLOW_STATE_DIR"]
+
+
+# --- README -------------------------------------------------------------------------------------------------------
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n### {title}\n")
+    end = text.index("\n## ", start)
+    return text[start:end]
+
+
+def test_running_on_your_cluster_names_only_real_settings_and_files() -> None:
+    section = _readme_section("Running on your cluster")
+    assert _unknown_settings(re.findall(r"\bLEADFLOW_[A-Z_]+[A-Z]", section)) == []
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| service")]
+    services = {row.split(" | ")[0].removeprefix("| ").split(",")[0] for row in rows if "---" not in row}
+    assert services == {"Amazon MSK", "Confluent Cloud", "Aiven", "Strimzi", "Redpanda Cloud"}
+    for row in rows[1:]:
+        protocol, mechanism = row.split(" | ")[2:4]
+        assert set(re.findall(r"`([A-Z_]+)`", protocol)) <= {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}, row
+        assert set(re.findall(r"`([A-Z0-9-]+)`", mechanism)) <= {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}, row
+        assert protocol.startswith("`SASL_") == (mechanism != "unset"), row
+    for link in re.findall(r"\]\(((?:deploy|docs)/[^)#]*)", section):
+        assert (ROOT / link).exists(), link
+    assert "(#secured-clusters)" in section
