@@ -95,3 +95,10 @@ def test_an_alert_fires_and_stays_quiet_as_its_promtool_unit_tests_say(alert: st
 
 def test_every_rule_test_file_is_of_an_alert_that_exists() -> None:
     assert {path.stem for path in RULE_TESTS.glob("*.yml")} <= set(_NAMES)
+
+
+def test_the_readme_explains_every_alert() -> None:
+    readme = (PROMETHEUS.parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("### Dashboard and alerts") :]
+    named = set(re.findall(r"`(Leadflow\w+)`", table[: table.index("\n## ")]))
+    assert named == set(_NAMES)
