@@ -210,7 +210,8 @@ def render(
             else:
                 ax.text(0.5, 0.5, "No data", ha="center", va="center", fontsize=14, color="#888")
             continue
-        ncol = max(1, int(w / 2.6))
+        widest = max((len(label) for label, *_ in lines), default=0) * 0.075 + 0.5  # inches, at font size 9
+        ncol = max(1, min(len(lines), int((w - 0.3) / widest)))
         legend_in = 0.2 * math.ceil(len(lines) / ncol) if lines else 0
         ax = fig.add_axes(box(x + 0.85, top + 0.42, w - 1.0, h - 0.42 - 0.35 - legend_in))
         if not lines:

@@ -33,7 +33,12 @@ def _rules() -> list[dict[str, Any]]:
 def exported_metrics() -> set[str]:
     """The names of the metrics a worker registers (without the suffixes of their samples)."""
     registry = CollectorRegistry()
-    Metrics(registry)
+    metrics = Metrics(registry)
+    # the consumer lag and oldest-record gauges are collected from the consumer's partitions once the app passes
+    # them (Metrics.watch_partitions, from the consumer-lag change): with none, their names alone
+    watch = getattr(metrics, "watch_partitions", None)
+    if watch is not None:
+        watch(list)
     return {metric.name for metric in registry.collect()}
 
 
