@@ -15,14 +15,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# promtool (Debian's prometheus package) checks deploy/prometheus/alerts.yml in the tests; installed when missing
-# and apt-get can (root, as in CI); otherwise that one test says it is skipped and why.
+# Debian's prometheus package: promtool checks and unit-tests deploy/prometheus/alerts.yml, and the prometheus
+# server scrapes a real worker in tests/integration/test_prometheus.py. Installed when missing and apt-get can (root,
+# as in CI); those tests fail, saying to run `make system-deps`, when it is not there. The package starts its own
+# prometheus service on :9090 where systemd (or sysvinit) runs: stopped and disabled at once, the tests start their
+# own server on a free port.
 system-deps:
-	@command -v promtool >/dev/null 2>&1 || { \
-	  echo "installing promtool (Debian package prometheus) for the alert rules check"; \
-	  { apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
-	    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; }; } \
-	  || echo "could not install promtool (needs root and Debian's apt): test_promtool_accepts_the_rules will be skipped"; }
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	  echo "installing Debian's prometheus package (promtool and the server) for the alert and dashboard tests"; \
+	  if { apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+	       || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; }; }; then \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service >/dev/null 2>&1 || true; \
+	    elif [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop >/dev/null 2>&1 || true; fi; \
+	  else echo "could not install prometheus (needs root and Debian's apt): the promtool and prometheus tests will fail"; fi; \
+	fi
 
 demo: install
 	$(VENV)/bin/leadflow demo
