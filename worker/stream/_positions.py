@@ -9,14 +9,19 @@ target, the records between would look like a gap that commits may pass, and whe
 skipped as read. :class:`ReadPositions` notes the partitions that moved; a fetch's records of a partition that moved
 after it are left (they come again, from where the seek put the partition); the other partitions' records are not
 touched, since the consumer's positions there are past them already.
+
+:class:`Unprocessed` keeps, per partition, the records read and not yet processed (acked), in order: the first of
+them is the oldest unprocessed record the worker holds (``leadflow_oldest_unprocessed_seconds``).
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-__all__ = ["ReadPositions"]
+__all__ = ["ReadPositions", "Unprocessed"]
 
 
 class ReadPositions:
@@ -54,3 +59,41 @@ class ReadPositions:
                 gap = (last + 1, offset - 1)
         self.read_offset[tp] = offset
         return True, gap
+
+
+class Unprocessed:
+    """Per partition, the records read and not yet processed, oldest first, as ``(offset, timestamp)``.
+
+    The fetch loop reads a partition's records in offset order and its batches are acked in that order, so the
+    first entry is the partition's first unprocessed record. A record without a timestamp (a marker standing for
+    records the client could not read) counts from when it was read.
+    """
+
+    __slots__ = ("_clock", "_pending")
+
+    def __init__(self, clock: Any = time.time) -> None:
+        self._pending: dict[Any, deque[tuple[int, float]]] = {}
+        self._clock = clock
+
+    def read(self, tp: Any, offset: int, timestamp: float | None) -> None:
+        """The record at ``offset`` of ``tp`` is in the worker's hands."""
+        pending = self._pending.get(tp)
+        if pending is None:
+            pending = self._pending[tp] = deque()
+        pending.append((offset, timestamp if timestamp is not None and timestamp > 0 else self._clock()))
+
+    def processed(self, tp: Any, offset: int) -> None:
+        """The records of ``tp`` up to ``offset`` (included) are processed."""
+        pending = self._pending.get(tp)
+        while pending and pending[0][0] <= offset:
+            pending.popleft()
+
+    def forget(self, partitions: Iterable[Any]) -> None:
+        """The partitions were revoked: what is in hand of them is no longer this worker's to process."""
+        for tp in partitions:
+            self._pending.pop(tp, None)
+
+    def oldest(self, tp: Any) -> float | None:
+        """The timestamp of the first unprocessed record of ``tp``, or None when none is in hand."""
+        pending = self._pending.get(tp)
+        return pending[0][1] if pending else None
