@@ -137,3 +137,11 @@ def test_lag_and_age_show_a_backlog_draining_then_zero_and_revoked_partitions_le
     second = _partitions(flow, "leadflow_oldest_unprocessed_seconds", second_port)
     assert set(first) | set(second) == every_partition
     assert not set(first) & set(second)
+
+    # the second worker starts from the offsets the first one committed: nothing is behind on either page
+    def caught_up() -> bool:
+        lag = _partitions(flow, "leadflow_consumer_lag_records", port)
+        lag.update(_partitions(flow, "leadflow_consumer_lag_records", second_port))
+        return lag == dict.fromkeys(every_partition, 0)
+
+    _wait("the two workers' lag not 0 on every partition", caught_up, flow, timeout=30)

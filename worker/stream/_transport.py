@@ -203,6 +203,7 @@ class _Consumer(faust_aiokafka.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         positions = self.positions
         unprocessed = self.unprocessed
+        in_hand = unprocessed.pending  # partition → records read and not yet processed (leadflow's own metric)
         # Consumer.track_message without its per-message sensor calls (leadflow counts its own events): the
         # message is pending until acked, which is what graceful shutdown and commits look at.
         track, ack = self._unacked_messages.add, self.ack
@@ -253,11 +254,12 @@ class _Consumer(faust_aiokafka.Consumer):
                         await callback(message)
                         continue
                     track(message)
-                    unprocessed.read(tp, message.offset, message.timestamp)
                     headers: Any = message.headers
                     if headers and headers[0][0] is UNREADABLE:  # records the client could not read
+                        unprocessed.read(tp, message.offset, None)  # no timestamp: it waits from now
                         await flush_unreadable(topic, message)
                         continue
+                    in_hand[tp].append((message.offset, message.timestamp))
                     batch = batches.get(topic)
                     if batch is None:
                         batch = batches[topic] = []
@@ -295,12 +297,9 @@ class _Consumer(faust_aiokafka.Consumer):
         before: asyncio.Future[None] | None,
     ) -> None:
         await handler.commit(prepared, before)
-        last: dict[tuple[str, int], int] = {}
         for message in batch:
             ack(message)
-            last[message.topic, message.partition] = message.offset
-        for tp, offset in last.items():
-            unprocessed.processed(tp, offset)
+        unprocessed.processed(batch)
 
 
 def _prepared(handler: Stage[P], batch: list[RecordLike]) -> Iterator[tuple[P, list[RecordLike]]]:

@@ -8,6 +8,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
+from worker.batch import Record
 from worker.stream._positions import Unprocessed
 from worker.stream.metrics import Metrics, PartitionState, consumer_lag, unprocessed_age
 
@@ -35,6 +36,10 @@ def test_age_is_now_minus_the_record_timestamp_and_0_when_nothing_is_in_hand() -
     assert unprocessed_age(NOW, NOW + 3) == 0  # a producer's clock ahead of ours
 
 
+def _record(tp: tuple[str, int], offset: int) -> Record:
+    return Record(None, None, tp[0], tp[1], offset)
+
+
 def test_the_first_unprocessed_record_is_the_oldest_until_its_batch_is_processed() -> None:
     unprocessed = Unprocessed(clock=lambda: NOW)
     assert unprocessed.oldest(P0) is None
@@ -42,12 +47,12 @@ def test_the_first_unprocessed_record_is_the_oldest_until_its_batch_is_processed
         unprocessed.read(P0, offset, timestamp)
     unprocessed.read(P1, 7, NOW - 1)
     assert unprocessed.oldest(P0) == NOW - 30  # the first in line, whatever the others' timestamps
-    unprocessed.processed(P0, 11)  # a batch of 10 and 11 acked
+    unprocessed.processed([_record(P0, 10), _record(P0, 11)])  # a batch of 10 and 11 acked
     assert unprocessed.oldest(P0) == NOW - 5
     assert unprocessed.oldest(P1) == NOW - 1  # another partition is its own line
-    unprocessed.processed(P0, 12)
+    unprocessed.processed([_record(P0, 12)])
     assert unprocessed.oldest(P0) is None
-    unprocessed.processed(P0, 12)  # acked again (a batch split after a failure): nothing to pop
+    unprocessed.processed([_record(P0, 12)])  # acked again: nothing to pop
     assert unprocessed.oldest(P0) is None
 
 
