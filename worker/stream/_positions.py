@@ -9,14 +9,19 @@ target, the records between would look like a gap that commits may pass, and whe
 skipped as read. :class:`ReadPositions` notes the partitions that moved; a fetch's records of a partition that moved
 after it are left (they come again, from where the seek put the partition); the other partitions' records are not
 touched, since the consumer's positions there are past them already.
+
+:class:`Unprocessed` keeps, per partition, the records read and not yet processed (acked), in order: the first of
+them is the oldest unprocessed record the worker holds (``leadflow_oldest_unprocessed_seconds``).
 """
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict, deque
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-__all__ = ["ReadPositions"]
+__all__ = ["ReadPositions", "Unprocessed"]
 
 
 class ReadPositions:
@@ -54,3 +59,50 @@ class ReadPositions:
                 gap = (last + 1, offset - 1)
         self.read_offset[tp] = offset
         return True, gap
+
+
+class Unprocessed:
+    """Per partition, the records read and not yet processed, oldest first, as ``(offset, timestamp)``.
+
+    The fetch loop reads a partition's records in offset order and its batches are acked in that order, so the
+    first entry is the partition's first unprocessed record. The loop appends to :attr:`pending` itself (a few
+    hundred nanoseconds a record); a record without a timestamp (a marker standing for records the client could
+    not read) goes through :meth:`read`, and counts from when it was read.
+    """
+
+    __slots__ = ("_clock", "pending")
+
+    def __init__(self, clock: Any = time.time) -> None:
+        self.pending: defaultdict[Any, deque[tuple[int, float]]] = defaultdict(deque)
+        """Partition → its records in hand, ``(offset, record timestamp in epoch seconds)``, in offset order."""
+        self._clock = clock
+
+    def read(self, tp: Any, offset: int, timestamp: float | None) -> None:
+        """The record at ``offset`` of ``tp`` is in the worker's hands."""
+        stamp = timestamp if timestamp is not None and timestamp > 0 else self._clock()
+        self.pending[tp].append((offset, stamp))
+
+    def processed(self, records: Iterable[Any]) -> None:
+        """The records (anything with ``topic``, ``partition`` and ``offset``) are processed, and so are those read
+        before them on their partitions."""
+        last = {}
+        for record in records:
+            last[record.topic, record.partition] = record.offset
+        pending = self.pending
+        for tp, offset in last.items():
+            queue = pending.get(tp)
+            while queue and queue[0][0] <= offset:
+                queue.popleft()
+
+    def forget(self, partitions: Iterable[Any]) -> None:
+        """The partitions were revoked: what is in hand of them is no longer this worker's to process."""
+        for tp in partitions:
+            self.pending.pop(tp, None)
+
+    def oldest(self, tp: Any) -> float | None:
+        """The timestamp of the first unprocessed record of ``tp``, or None when none is in hand."""
+        queue = self.pending.get(tp)
+        if not queue:
+            return None
+        timestamp = queue[0][1]
+        return timestamp if timestamp is not None and timestamp > 0 else None  # none known: the age says 0

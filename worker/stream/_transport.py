@@ -14,6 +14,8 @@
    and that message goes to the dead-letter topic.
 5. Seeks overtake fetches safely: records fetched before a seek (a rebalance, a table's recovery) are left once
    it happens, and come again from where it put the partition (see :mod:`worker.stream._positions`).
+6. What an operator needs, read from memory when scraped: each assigned partition's high watermark (from Fetch
+   responses, right on tansu too), committed offset and first unprocessed record (``partition_states``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from aiokafka.protocol.fetch import FetchRequest
@@ -31,8 +33,9 @@ from worker.batch import RecordLike
 from worker.exceptions import EventError
 from worker.settings import Settings
 from worker.stream._fetch import UNREADABLE, unreadable
-from worker.stream._positions import ReadPositions
+from worker.stream._positions import ReadPositions, Unprocessed
 from worker.stream._stage import Stage
+from worker.stream.metrics import PartitionState
 
 __all__ = ["LeadflowTransport", "fetch_highwaters"]
 
@@ -115,6 +118,33 @@ class _Consumer(faust_aiokafka.Consumer):
             positions = self.__dict__["_leadflow_positions"] = ReadPositions(self._read_offset)
         return positions
 
+    @property
+    def unprocessed(self) -> Unprocessed:
+        unprocessed: Unprocessed | None = self.__dict__.get("_leadflow_unprocessed")
+        if unprocessed is None:
+            unprocessed = self.__dict__["_leadflow_unprocessed"] = Unprocessed()
+        return unprocessed
+
+    def partition_states(self, topics: Collection[str]) -> list[PartitionState]:
+        """Every partition of ``topics`` assigned to this worker, from memory: the high watermark the last Fetch
+        response reported (aiokafka keeps it per partition), the committed offset Faust tracks, the first record in
+        hand and not yet processed. Read from the consumer's current assignment object (replaced, never changed,
+        on a rebalance), so a partition and its state come from the same assignment."""
+        consumer = self._thread._consumer  # aiokafka's, once started
+        subscription = consumer._subscription.subscription if consumer is not None else None
+        assignment = subscription.assignment if subscription is not None else None
+        if assignment is None:  # not started, or between a revocation and the next assignment
+            return []
+        committed, unprocessed = self._committed_offset, self.unprocessed
+        states = []
+        for tp in assignment.tps:
+            if tp.topic not in topics:
+                continue
+            state = assignment.state_value(tp)
+            highwater = state.highwater if state is not None else None
+            states.append(PartitionState(tp.topic, tp.partition, highwater, committed.get(tp), unprocessed.oldest(tp)))
+        return states
+
     # Everything that moves or resets read positions: the records fetched before it are stale once it is done.
     async def seek(self, partition: Any, offset: int) -> None:
         self.positions.moved((partition,))
@@ -137,6 +167,7 @@ class _Consumer(faust_aiokafka.Consumer):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.positions.moved(revoked)
+        self.unprocessed.forget(revoked)
         try:
             await super().on_partitions_revoked(revoked)
         finally:
@@ -171,6 +202,8 @@ class _Consumer(faust_aiokafka.Consumer):
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         positions = self.positions
+        unprocessed = self.unprocessed
+        in_hand = unprocessed.pending  # partition → records read and not yet processed (leadflow's own metric)
         # Consumer.track_message without its per-message sensor calls (leadflow counts its own events): the
         # message is pending until acked, which is what graceful shutdown and commits look at.
         track, ack = self._unacked_messages.add, self.ack
@@ -185,7 +218,7 @@ class _Consumer(faust_aiokafka.Consumer):
                 while len(committing) >= in_flight:
                     await committing.popleft()
                 before = committing[-1] if committing else None
-                commit = self._commit_batch(handler, batch_prepared, messages, ack, before)
+                commit = self._commit_batch(handler, batch_prepared, messages, ack, unprocessed, before)
                 committing.append(asyncio.ensure_future(commit))
 
         async def flush(topic: str, batch: list[RecordLike]) -> None:
@@ -223,8 +256,10 @@ class _Consumer(faust_aiokafka.Consumer):
                     track(message)
                     headers: Any = message.headers
                     if headers and headers[0][0] is UNREADABLE:  # records the client could not read
+                        unprocessed.read(tp, message.offset, None)  # no timestamp: it waits from now
                         await flush_unreadable(topic, message)
                         continue
+                    in_hand[tp].append((message.offset, message.timestamp))
                     batch = batches.get(topic)
                     if batch is None:
                         batch = batches[topic] = []
@@ -258,11 +293,13 @@ class _Consumer(faust_aiokafka.Consumer):
         prepared: P,
         batch: list[RecordLike],
         ack: Callable[[Any], object],  # Faust's Consumer.ack, of its own Message type
+        unprocessed: Unprocessed,
         before: asyncio.Future[None] | None,
     ) -> None:
         await handler.commit(prepared, before)
         for message in batch:
             ack(message)
+        unprocessed.processed(batch)
 
 
 def _prepared(handler: Stage[P], batch: list[RecordLike]) -> Iterator[tuple[P, list[RecordLike]]]:

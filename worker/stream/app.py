@@ -11,6 +11,7 @@ messages acked, and Faust commits only acked offsets.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from worker.artifacts import ArtifactKind
 from worker.core import Engine
 from worker.exceptions import ConfigError
 from worker.settings import Settings
+from worker.stream._health import add_health_pages
 from worker.stream._lead_stage import LeadStage
 from worker.stream._logs import install_repeat_filter
 from worker.stream._outbox import Outbox
@@ -30,7 +32,7 @@ from worker.stream._stage import Stage
 from worker.stream._transport import LeadflowTransport
 from worker.stream.accounts import AccountFeed
 from worker.stream.control import ControlSnapshot, follow_control
-from worker.stream.metrics import LATENCY_BUCKETS, Metrics
+from worker.stream.metrics import LATENCY_BUCKETS, Metrics, PartitionState
 from worker.stream.reload import FileWatch, Reloader
 
 __all__ = ["LeadflowApp", "LeadflowWorker", "build_app"]
@@ -48,6 +50,12 @@ class LeadflowApp(faust.App):
     def _new_transport(self) -> Any:
         return LeadflowTransport(self.conf.broker_consumer, self)
 
+    def partition_states(self, topics: Collection[str]) -> list[PartitionState]:
+        """The partitions of ``topics`` assigned to this worker, read from memory (see ``_Consumer``)."""
+        consumer: Any = self.consumer  # LeadflowTransport's
+        states: list[PartitionState] = consumer.partition_states(topics)
+        return states
+
 
 class LeadflowWorker(faust.Worker):
     """Faust's worker, whose log holds back repeated Kafka client errors (see :mod:`worker.stream._logs`)."""
@@ -64,7 +72,8 @@ def build_app(
     control: ControlSnapshot | None = None,
     accounts: AccountFeed | None = None,
 ) -> LeadflowApp:
-    """The Faust app of one worker, with its agents, tables, ``/metrics`` page and ruleset reloads.
+    """The Faust app of one worker, with its agents, tables, ``/metrics``, ``/healthz`` and ``/ready`` pages and
+    ruleset reloads.
 
     ``control`` is what the control topic held at start-up (see :func:`worker.stream.runner.run_worker`): the worker
     follows the topic from there. Without it the control topic is not followed. ``accounts``, loaded at start-up,
@@ -126,6 +135,9 @@ def build_app(
         (s.topic_feedback, "feedback"),
     ):
         _subscribe(app, topic_name, role, outbox, metrics if role == "process" else None)
+    topics = frozenset(app.leadflow_handlers)
+    metrics.watch_partitions(lambda: app.partition_states(topics))
+    add_health_pages(app, topics)
     app.timer(s.sla_check_interval, name="leadflow.sla_clock")(sla.tick)
     if accounts is not None:
         accounts.on_refused = lambda reason: metrics.count_refused("accounts", reason)

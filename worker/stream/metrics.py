@@ -8,15 +8,35 @@ data ever goes into a label.
 from __future__ import annotations
 
 import bisect
+import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Literal, NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from worker.exceptions import DeadLetterReason
 
-__all__ = ["LATENCY_BUCKETS", "Metrics", "Source", "observe_many"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "Metrics",
+    "PartitionState",
+    "PartitionsCollector",
+    "Source",
+    "consumer_lag",
+    "observe_many",
+    "unprocessed_age",
+]
 
 Source = Literal["leads", "feedback", "route_requests", "sla", "accounts", "control"]
 """Where a refused record came from: the ``source`` label of ``leadflow_records_refused_total``."""
@@ -40,8 +60,75 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
     histogram._sum.inc(sum(values))
 
 
+class PartitionState(NamedTuple):
+    """What the worker knows of one partition assigned to it, read from memory (no broker round trip)."""
+
+    topic: str
+    partition: int
+    highwater: int | None
+    """The offset after the partition's last record, as the last Fetch response said; None before the first one."""
+    committed: int | None
+    """The consumer group's committed offset (the next record to read); None when none is known (Faust keeps a
+    committed 0 as None too)."""
+    oldest_unprocessed: float | None
+    """The record timestamp (epoch seconds) of the first record read from the partition and not yet processed, or
+    None when the worker holds none."""
+
+
+def consumer_lag(highwater: int, committed: int | None) -> int:
+    """Records of a partition past its committed offset: the high watermark minus the committed offset (from 0 when
+    nothing is committed), never below 0."""
+    return max(highwater - (committed or 0), 0)
+
+
+def unprocessed_age(now: float, oldest_unprocessed: float | None) -> float:
+    """Seconds the first unprocessed record has waited since its record timestamp; 0 when none is in hand (and for
+    a timestamp in the future: producers' clocks)."""
+    if oldest_unprocessed is None:
+        return 0.0
+    return max(now - oldest_unprocessed, 0.0)
+
+
+LAG_HELP = (
+    "Records of a partition assigned to this worker not yet committed by its consumer group: the high watermark "
+    "of the last Fetch response minus the committed offset (commits follow processing by up to "
+    "LEADFLOW_COMMIT_INTERVAL); a partition appears once a Fetch has reported its high watermark"
+)
+AGE_HELP = (
+    "Seconds since the record timestamp of the first record the worker has read from the partition and not yet "
+    "processed (outputs sent and states stored); 0 when it holds none. Records still on the broker are not seen: "
+    "exact while the worker holds a record of the partition, else 0 (lag counts the rest)"
+)
+
+
+class PartitionsCollector(Collector):
+    """``leadflow_consumer_lag_records`` and ``leadflow_oldest_unprocessed_seconds`` for every partition that
+    ``read`` reports, computed when scraped from what the consumer holds in memory: no broker round trip. A
+    partition revoked is no longer reported, so its samples disappear."""
+
+    def __init__(self, read: Callable[[], Iterable[PartitionState]], clock: Callable[[], float] = time.time) -> None:
+        self.read = read
+        self.clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily("leadflow_consumer_lag_records", LAG_HELP, labels=["topic", "partition"])
+        age = GaugeMetricFamily("leadflow_oldest_unprocessed_seconds", AGE_HELP, labels=["topic", "partition"])
+        now = self.clock()
+        for state in sorted(self.read(), key=lambda s: (s.topic, s.partition)):
+            labels = [state.topic, str(state.partition)]
+            if state.highwater is not None:
+                lag.add_metric(labels, consumer_lag(state.highwater, state.committed))
+            age.add_metric(labels, unprocessed_age(now, state.oldest_unprocessed))
+        yield lag
+        yield age
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:  # names only: registering must not read the consumer
+        yield GaugeMetricFamily("leadflow_consumer_lag_records", LAG_HELP, labels=["topic", "partition"])
+        yield GaugeMetricFamily("leadflow_oldest_unprocessed_seconds", AGE_HELP, labels=["topic", "partition"])
+
+
 class Metrics:
-    """The ``leadflow_`` metrics of one worker."""
+    """The ``leadflow_`` metrics of one worker, and the process's CPU, memory and Python version."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -186,7 +273,14 @@ class Metrics:
             registry=registry,
         )
         self.up = Gauge("leadflow_worker_up", "1 while the worker processes events", registry=registry)
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds... (Linux /proc) and python_info
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
         self._statuses: frozenset[str] = frozenset()
+
+    def watch_partitions(self, read: Callable[[], Iterable[PartitionState]]) -> None:
+        """Export the consumer lag and the oldest unprocessed record's age of the partitions ``read`` reports."""
+        self.registry.register(PartitionsCollector(read))
 
     def set_versions(self, ruleset_version: str, model_version: str, statuses: Iterable[str]) -> None:
         self.ruleset.info({"version": ruleset_version})
