@@ -65,6 +65,7 @@ class BatchResult:
 
     decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
     opportunities: list[tuple[bytes, bytes]] = field(default_factory=list)
+    created_by_stage: Counter[str] = field(default_factory=Counter)  # the opportunities sent, by their stage
     routing_decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
     route_requests: list[tuple[bytes, bytes]] = field(default_factory=list)  # key: the pool's name
     routed: Counter[tuple[str, str]] = field(default_factory=Counter)  # ("", target) of direct routes
@@ -154,7 +155,7 @@ _Output = tuple[
     bytes | None,  # the decision's JSON (None for a replay: nothing is sent)
     float | None,  # its score (None for a replay)
     dict[str, object] | None,  # its facts, when sampled for drift
-    tuple[str, bytes] | None,  # the opportunity: its id and JSON
+    tuple[str, bytes, str] | None,  # the opportunity: its id, JSON and stage
     tuple[str, bytes, str] | None,  # the routing decision: its key, JSON and target
     tuple[str, bytes] | None,  # the routing request: its pool and JSON
     str,  # the event type
@@ -302,7 +303,9 @@ def _rendered(
         return (None, None, None, None, None, None, event.event_type, status, action)
     dumps = orjson.dumps
     opportunity = decided.opportunity
-    opportunity_out = None if opportunity is None else (opportunity["opportunity_id"], dumps(opportunity))
+    opportunity_out = (
+        None if opportunity is None else (opportunity["opportunity_id"], dumps(opportunity), opportunity["stage_name"])
+    )
     routed = decided.routed
     routed_out = None
     if routed is not None:
@@ -368,6 +371,7 @@ def _collect(
             _sample(model, sampled, result)
         if opportunity is not None:
             result.opportunities.append((opportunity[0].encode(), opportunity[1]))
+            result.created_by_stage[opportunity[2]] += 1
         if routed is not None:
             routed_key, routed_bytes, target = routed
             result.routing_decisions.append((routed_key.encode(), routed_bytes))

@@ -34,11 +34,7 @@ def exported_metrics() -> set[str]:
     """The names of the metrics a worker registers (without the suffixes of their samples)."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    # the consumer lag and oldest-record gauges are collected from the consumer's partitions once the app passes
-    # them (Metrics.watch_partitions, from the consumer-lag change): with none, their names alone
-    watch = getattr(metrics, "watch_partitions", None)
-    if watch is not None:
-        watch(list)
+    metrics.watch_partitions(list)  # the consumer lag and oldest-record gauges: with no partitions, names alone
     return {metric.name for metric in registry.collect()}
 
 

@@ -187,7 +187,7 @@ class RouteBatch:
     overflows: Counter[str] = field(default_factory=Counter)  # pool
     reassignments: Counter[tuple[str, str]] = field(default_factory=Counter)  # (pool, how)
     replayed: int = 0
-    created: int = 0  # opportunities assigned for the first time (not replays, not reassignments)
+    created: Counter[str] = field(default_factory=Counter)  # stage → first assignments (not replays or reassignments)
     waits: list[float] = field(default_factory=list)  # seconds from the lead event to the assignment
 
 
@@ -300,7 +300,7 @@ def _route_one(
         produced = _assign(pool, states, request, now, ruleset_version, out)
     done_bytes = orjson.dumps(produced)
     if produced["opportunity"] is not None and request["attempt"] == 1:
-        out.created += 1
+        out.created[str(produced["opportunity"].get("stage_name") or "unknown")] += 1
     out.done[request_id, name] = done_bytes
     _emit(out, produced)
     event_time = request.get("event_time")

@@ -3,8 +3,8 @@ worker or sends it traffic.
 
 Liveness says whether restarting the process would help: it answers while the event loop does (a blocked loop
 does not answer at all, and the probe times out), and fails once the app crashed or is stopping, or one of its
-agents stopped. Readiness says whether the worker is doing its share: in its consumer group with partitions of
-leadflow's topics assigned, its tables recovered, and not rebalancing. Both answer a small JSON body with the
+agents stopped. Readiness says whether the worker is doing its share: in its consumer group, its tables recovered,
+and not rebalancing (a spare worker with no partitions is ready: it stands by). Both answer a small JSON body with the
 reason. The decisions are plain functions of a :class:`WorkerView`; :func:`observe` reads one from Faust.
 """
 
@@ -55,7 +55,7 @@ def liveness(view: WorkerView) -> Health:
 
 
 def readiness(view: WorkerView) -> Health:
-    """Ready once in the consumer group with partitions assigned, tables recovered and not rebalancing."""
+    """Ready once in the consumer group with its tables recovered and not rebalancing; a spare stands by."""
     alive = liveness(view)
     if not alive.ok:
         return alive
@@ -66,7 +66,9 @@ def readiness(view: WorkerView) -> Health:
     if not view.recovered:
         return Health(False, "joining the consumer group")
     if view.partitions == 0:
-        return Health(False, "no partitions assigned (more workers than partitions?)")
+        # a spare worker (more workers than partitions) is in the group and takes over when one leaves; holding it
+        # unready would stall a rolling update that waits for every pod to be ready
+        return Health(True, "standing by: no partitions assigned (more workers than partitions)")
     return Health(True, f"consuming {view.partitions} partitions")
 
 

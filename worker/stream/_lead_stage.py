@@ -138,8 +138,8 @@ class LeadStage(TableStage[LeadBatch]):
             m.events.labels(event_type).inc(n)
         for (status, action), n in result.decisions_by.items():
             m.decisions.labels(m.status_label(status), action).inc(n)
-        if result.opportunities:
-            m.opportunities.inc(len(result.opportunities))
+        for stage, n in result.created_by_stage.items():
+            m.opportunities.labels(stage).inc(n)
         for (pool, target), n in result.routed.items():
             m.assignments.labels(pool, target).inc(n)
         observe_many(m.time_to_assignment, [max(0.0, time.time() - ts) for ts in result.routed_times])

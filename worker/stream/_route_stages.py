@@ -90,8 +90,8 @@ class RouteStage(BatchStage):
                 m.reassignments.labels(pool, how).inc(n)
             if out.replayed:
                 m.routing_replayed.inc(out.replayed)
-            if out.created:
-                m.opportunities.inc(out.created)
+            for stage, n in out.created.items():
+                m.opportunities.labels(stage).inc(n)
             observe_many(m.time_to_assignment, out.waits)
 
         return Prepared(outputs, writes, done, out.dead_letters)

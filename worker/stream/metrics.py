@@ -146,7 +146,8 @@ class Metrics:
         )
         self.opportunities = Counter(
             "leadflow_opportunities_created_total",
-            "Opportunities created by conversion (counted when sent: at once, or once their pool assigned them)",
+            "Opportunities created by conversion, by stage (counted when sent: at once, or when assigned by a pool)",
+            ["stage"],
             registry=registry,
         )
         self.dead_letters = Counter(

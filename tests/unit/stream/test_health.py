@@ -23,12 +23,9 @@ def test_a_recovered_worker_with_partitions_is_alive_and_ready() -> None:
         (WorkerView(rebalancing=True, recovering=True), "rebalancing"),
         (WorkerView(recovering=True, recovered=True, partitions=4), "recovering tables"),
         (WorkerView(recovered=True, rebalancing=True, partitions=4), "rebalancing"),
-        (WorkerView(recovered=True, partitions=0), "no partitions assigned (more workers than partitions?)"),
     ],
 )
-def test_not_ready_but_alive_while_joining_rebalancing_recovering_or_without_partitions(
-    view: WorkerView, reason: str
-) -> None:
+def test_not_ready_but_alive_while_joining_rebalancing_or_recovering(view: WorkerView, reason: str) -> None:
     assert readiness(view) == Health(False, reason)
     assert liveness(view).ok  # a restart would not help: it only has to wait
 
@@ -44,3 +41,8 @@ def test_not_ready_but_alive_while_joining_rebalancing_recovering_or_without_par
 def test_a_crashed_or_stopping_worker_is_neither_alive_nor_ready(view: WorkerView, reason: str) -> None:
     assert liveness(view) == Health(False, reason)
     assert readiness(view) == Health(False, reason)
+
+
+def test_a_spare_worker_without_partitions_is_ready_so_a_rolling_update_does_not_wait_for_it() -> None:
+    spare = WorkerView(recovered=True, partitions=0)
+    assert readiness(spare) == Health(True, "standing by: no partitions assigned (more workers than partitions)")
