@@ -101,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="a CRM export of leads with their outcome (CSV, or Parquet)")
     p.add_argument("--mapping", type=Path, help="the export's column mapping (YAML; see docs/MODEL.md)")
     p.add_argument("--out", type=Path, required=True, help="with --synthetic: the model JSON; with --data: a directory")
+    p.add_argument(
+        "--splits",
+        type=int,
+        help="with --data: repeated stratified splits to evaluate on (default: the mapping's evaluation.splits, 10)",
+    )
+    p.add_argument(
+        "--allow-no-better",
+        action="store_true",
+        help="with --data: write model.json and exit 0 even when a baseline does as well as the model",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("score", help="score one lead with a model and show the factors behind the score")
@@ -293,8 +303,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.mapping is None:
             print("leadflow: error: --data needs --mapping MAPPING.yaml (see docs/MODEL.md)", file=sys.stderr)
             return 2
-        print(train_table(args.data, args.mapping, args.out))
-        return 0
+        if args.splits is not None and args.splits < 1:
+            print(f"leadflow: error: --splits must be at least 1, got {args.splits}", file=sys.stderr)
+            return 2
+        table = train_table(args.data, args.mapping, args.out, splits=args.splits, allow_no_better=args.allow_no_better)
+        print(table)
+        return 3 if table.withheld else 0
+    if args.splits is not None or args.allow_no_better:
+        print("leadflow: error: --splits and --allow-no-better apply to --data only", file=sys.stderr)
+        return 2
     report = train_synthetic(seed=args.seed, n_leads=args.leads, out=args.out)
     print(report)
     return 0

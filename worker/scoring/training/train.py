@@ -20,6 +20,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import random
 import sys
 import time
@@ -57,6 +58,7 @@ __all__ = [
     "CalibrationBin",
     "Fitted",
     "TrainReport",
+    "choose_c",
     "evaluate",
     "final_facts",
     "fit",
@@ -76,6 +78,7 @@ HOLDOUT_FRACTION = 0.25
 MIN_LEVEL_SHARE = 0.01  # a categorical level needs 1 % of the training rows (and at least MIN_LEVEL_COUNT)
 MIN_LEVEL_COUNT = 10
 DEDUPE_WINDOW = 64
+CV_FOLDS = 5  # folds of the cross-validation that chooses C
 CUTS_PER_LEAD = 4  # training rows per lead: snapshots after this many random events (with replacement)
 
 
@@ -369,8 +372,13 @@ def fit(
     min_count: int = MIN_LEVEL_COUNT,
     tol: float = 1e-8,
     scale_indicators: bool = True,
+    c_grid: Sequence[float] = (),
+    cv_seed: int = 0,
 ) -> Fitted:
     """Standardise, fit an L2 logistic regression (no class weights: probabilities stay calibrated), export.
+
+    With a ``c_grid`` of two or more values, C is the one with the best mean log loss over stratified
+    ``CV_FOLDS``-fold cross-validation of these rows (:func:`choose_c`), and ``c`` is ignored.
 
     With ``scale_indicators=False`` the 0/1 columns of text and yes/no features are centred but not scaled: a
     value only a handful of rows have then gets a penalised, modest weight instead of one as large as its rarity.
@@ -396,6 +404,10 @@ def fit(
             elif feature.knots:
                 scale[i + n - len(feature.knots) : i + n] = 1.0
             i += n
+    searched: dict[str, Any] = {}
+    if len(c_grid) > 1:
+        c, scores = choose_c((x - mean) / scale, y, c_grid, seed=cv_seed, tol=tol)
+        searched = {"C_search": {"grid": list(c_grid), "folds": CV_FOLDS, "seed": cv_seed, "log_loss": scores}}
     estimator = LogisticRegression(C=c, max_iter=2000, tol=tol)
     estimator.fit((x - mean) / scale, y)
     coef = estimator.coef_[0]
@@ -416,11 +428,36 @@ def fit(
         "estimator": "sklearn.linear_model.LogisticRegression",
         "sklearn_version": sklearn.__version__,
         "C": c,
+        **searched,
         "n_rows": len(rows),
         "positive_rate": round(float(y.mean()), 6) if len(y) else 0.0,
     }
     model = Model(name, float(estimator.intercept_[0]), tuple(learned), tuple(weights), meta)
     return Fitted(model=model, estimator=estimator, mean=mean, scale=scale)
+
+
+def choose_c(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], grid: Sequence[float], *, seed: int = 0, tol: float = 1e-8
+) -> tuple[float, list[float]]:
+    """The C of ``grid`` with the lowest mean held-out log loss over stratified ``CV_FOLDS``-fold cross-validation.
+
+    ``x`` is the standardised training matrix (levels, knots and scaling learned on all of it, as the fit will
+    use them); returns the chosen C and each C's mean log loss, in the grid's order. A tie goes to the smaller C.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = list(StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed).split(x, y))
+    by_c: dict[float, list[float]] = {c: [] for c in grid}
+    for inner, outer in folds:
+        estimator = LogisticRegression(max_iter=2000, tol=tol, warm_start=True)  # each C starts from the last
+        for c in sorted(grid):
+            estimator.set_params(C=c).fit(x[inner], y[inner])
+            by_c[c].append(log_loss(y[outer], estimator.predict_proba(x[outer])[:, 1], labels=[0, 1]))
+    losses = [round(math.fsum(by_c[c]) / len(by_c[c]), 6) for c in grid]
+    best = min(range(len(grid)), key=lambda i: (losses[i], grid[i]))
+    return float(grid[best]), losses
 
 
 def evaluate(model: Model, rows: Sequence[Mapping[str, object]], labels: Sequence[bool]) -> dict[str, Any]:
