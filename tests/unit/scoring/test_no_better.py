@@ -145,3 +145,22 @@ def test_a_fixed_c_in_the_mapping_is_used_as_is(independent: Path) -> None:
     assert report.model is not None
     assert report.model.training["C"] == 0.5
     assert "C = 0.5, fixed by the mapping (model.C)" in str(report)
+
+
+def test_a_progress_bar_counts_the_splits(independent: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train_table(independent, parse_mapping(INDEPENDENT + "model: {C: 1}\n"), progress=True, splits=2)
+    shown = capsys.readouterr()
+    (line,) = [line for line in (shown.out + shown.err).splitlines() if line.startswith("splits ")]
+    assert "2/2" in line
+
+
+def test_splits_below_one_and_split_flags_without_data_are_refused(
+    independent: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(INDEPENDENT, encoding="utf-8")
+    out = str(tmp_path / "o")
+    assert main(["train", "--data", str(independent), "--mapping", str(mapping), "--out", out, "--splits", "0"]) == 2
+    assert "--splits must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["train", "--synthetic", "--out", out, "--allow-no-better"]) == 2
+    assert "--splits and --allow-no-better apply to --data only" in capsys.readouterr().err
