@@ -191,7 +191,9 @@ def test_the_baselines_are_evaluated_on_the_same_rows(trained: tuple[TableReport
 def test_a_date_column_makes_the_holdout_the_latest_leads(export: Path) -> None:
     mapping = parse_mapping(MAPPING.replace("exclude: [Notes, Created]", "exclude: [Notes]\ndate: Created"))
     report = train_table(export, mapping, progress=False)
-    assert report.split == "latest 30% by 'Created'"
+    assert report.split == "latest 30% by 'Created'"  # one split: time cannot be resampled
+    assert report.spread["model"]["roc_auc"].n == 1
+    assert report.curves["which"] == "latest 30% by 'Created'"
     rows = _rows(export)
     held_out = {rows[line]["Created"] for line in report.curves["lines"]}
     trained_on = {r["Created"] for line, r in rows.items() if line not in set(report.curves["lines"])}

@@ -96,7 +96,7 @@ def _roc(report: TableReport) -> bytes:
     ax.set(
         xlabel="false positive rate",
         ylabel="true positive rate",
-        title=f"ROC, held-out leads (split seed {report.curves.get('seed', 0)})",
+        title=f"ROC, held-out leads ({report.curves.get('which', 'one split')})",
     )
     ax.legend(loc="lower right", fontsize=8)
     return figure_png(figure, _DPI)
@@ -291,7 +291,7 @@ is then fitted the same way on all {report.n_rows:,} leads. {made}.</p>
 is mapped to a probability by a logistic fit on the training rows. Lift by decile (model): {lift}.</p>
 {other}
 <h2>Calibration</h2><p>{esc(cal_text)}</p>
-<p>The charts show the held-out leads of one split (seed {report.curves.get("seed", 0)}).</p>
+<p>The charts show the held-out leads of one split ({esc(report.curves.get("which", "one split"))}).</p>
 {img("roc", "ROC curves")}{img("calibration", "Calibration: predicted against observed")}
 {img("scores", "Score distribution by outcome")}{img("lift", "Lift by decile")}
 <h2>Strongest factors</h2>

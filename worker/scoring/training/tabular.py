@@ -495,6 +495,7 @@ def _train_table(
         splits=[{"seed": r.seed, "C": r.c, "metrics": r.metrics} for r in runs],
         curves={
             "seed": first.seed,
+            "which": split if prepared.times is not None else f"split seed {first.seed}",
             "y": y_first,
             "lines": [prepared.lines[i] for i in first.test_i],
             "scores": first.scores,
