@@ -48,7 +48,7 @@ class TableReport:
         return [v for v in self.verdicts if v.as_good]
 
     def __str__(self) -> str:
-        n = next(iter(next(iter(self.spread.values())).values())).n if self.spread else 1
+        n = self.spread["model"]["roc_auc"].n if self.spread else 1
         lines = [
             f"model {self.version}: {self.n_rows:,} leads from {self.data} ({self.n_skipped:,} skipped: no outcome), "
             f"base rate {self.base_rate:.1%}",
