@@ -104,12 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--splits",
         type=int,
-        help="with --data: repeated stratified splits to evaluate on (default: the mapping's evaluation.splits, 10)",
+        help="repeated stratified splits to evaluate on (default 10; with --data: the mapping's evaluation.splits; "
+        "with --synthetic, 0 skips them)",
     )
     p.add_argument(
         "--allow-no-better",
         action="store_true",
-        help="with --data: write model.json and exit 0 even when a baseline does as well as the model",
+        help="write the model and exit 0 even when a baseline does as well as the model",
     )
     p.set_defaults(func=_cmd_train)
 
@@ -294,7 +295,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from worker.scoring.training import train_synthetic, train_table
+    from worker.scoring.training import DEFAULT_SPLITS, train_synthetic, train_table
 
     if args.synthetic == (args.data is not None):
         print("leadflow: error: train needs either --synthetic or --data FILE --mapping MAPPING.yaml", file=sys.stderr)
@@ -309,12 +310,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         table = train_table(args.data, args.mapping, args.out, splits=args.splits, allow_no_better=args.allow_no_better)
         print(table)
         return 3 if table.withheld else 0
-    if args.splits is not None or args.allow_no_better:
-        print("leadflow: error: --splits and --allow-no-better apply to --data only", file=sys.stderr)
+    if args.splits is not None and args.splits < 0:
+        print(f"leadflow: error: --splits must be 0 or more with --synthetic, got {args.splits}", file=sys.stderr)
         return 2
-    report = train_synthetic(seed=args.seed, n_leads=args.leads, out=args.out)
+    splits = DEFAULT_SPLITS if args.splits is None else args.splits
+    report = train_synthetic(
+        seed=args.seed, n_leads=args.leads, out=args.out, splits=splits, allow_no_better=args.allow_no_better
+    )
     print(report)
-    return 0
+    return 3 if report.withheld else 0
 
 
 def _cmd_score(args: argparse.Namespace) -> int:

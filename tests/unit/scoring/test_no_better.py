@@ -154,13 +154,11 @@ def test_a_progress_bar_counts_the_splits(independent: Path, capsys: pytest.Capt
     assert "2/2" in line
 
 
-def test_splits_below_one_and_split_flags_without_data_are_refused(
-    independent: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_splits_below_one_are_refused(independent: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(INDEPENDENT, encoding="utf-8")
     out = str(tmp_path / "o")
     assert main(["train", "--data", str(independent), "--mapping", str(mapping), "--out", out, "--splits", "0"]) == 2
     assert "--splits must be at least 1, got 0" in capsys.readouterr().err
-    assert main(["train", "--synthetic", "--out", out, "--allow-no-better"]) == 2
-    assert "--splits and --allow-no-better apply to --data only" in capsys.readouterr().err
+    assert main(["train", "--synthetic", "--out", out, "--splits", "-1"]) == 2
+    assert "--splits must be 0 or more with --synthetic, got -1" in capsys.readouterr().err

@@ -6,13 +6,14 @@ a model card. scikit-learn and numpy are imported only when training runs.
 """
 
 from worker.scoring.training._figures import figure_png
-from worker.scoring.training._mapping import ColumnMapping, load_mapping, parse_mapping
+from worker.scoring.training._mapping import DEFAULT_SPLITS, ColumnMapping, load_mapping, parse_mapping
 from worker.scoring.training._report import TableReport
 from worker.scoring.training.synth import SynthData, generate
 from worker.scoring.training.tabular import train_table
 from worker.scoring.training.train import TrainReport, train_synthetic
 
 __all__ = [
+    "DEFAULT_SPLITS",
     "ColumnMapping",
     "SynthData",
     "TableReport",

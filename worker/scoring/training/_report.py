@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.scoring import Model
-from worker.scoring.training._splits import Spread, Verdict
+from worker.scoring.training._splits import Spread, Verdict, spread_table
 
 __all__ = ["TableReport"]
 
@@ -74,7 +74,7 @@ class TableReport:
             )
         if self.spread:
             lines.append(f"held-out figures over {n} split{'s' if n > 1 else ''}: mean ± standard deviation [min, max]")
-            lines.append(_spread_table(self.spread))
+            lines.append(spread_table(self.spread))
         else:
             lines.append(_table(self.metrics))
         if self.other_variant is not None:
@@ -110,16 +110,4 @@ def _table(rows: Mapping[str, Mapping[str, Any]]) -> str:
             f"  {name:<22}{m['roc_auc']:>8.4f}{m['pr_auc']:>8.4f}{m['log_loss']:>9.4f}{m['brier']:>8.4f}"
             f"{m['ece']:>8.4f}{m['lift'][0]:>9.2f}"
         )
-    return "\n".join(out)
-
-
-def _spread_table(rows: Mapping[str, Mapping[str, Spread]]) -> str:
-    """One line of mean ± sd per scorer, and under it [min, max]."""
-    names = (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("log_loss", "log loss"), ("brier", "Brier"), ("ece", "ECE"))
-    out = [f"  {'':<22}" + "".join(f"{label:<17}" for _, label in names).rstrip()]
-    for scorer, by in rows.items():
-        out.append(
-            f"  {scorer:<22}" + "".join(f"{f'{by[k].mean:.4f} ± {by[k].sd:.4f}':<17}" for k, _ in names).rstrip()
-        )
-        out.append(f"  {'':<22}" + "".join(f"{f'[{by[k].min:.4f}, {by[k].max:.4f}]':<17}" for k, _ in names).rstrip())
     return "\n".join(out)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SPREAD_METRICS", "Spread", "Verdict", "as_good", "mean_metrics", "spread", "spreads"]
+__all__ = ["SPREAD_METRICS", "Spread", "Verdict", "as_good", "mean_metrics", "spread", "spread_table", "spreads"]
 
 SPREAD_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift@10%")
 """What is summarised over the splits: the metrics of :func:`._evaluation.metrics` and the top decile's lift."""
@@ -131,3 +131,15 @@ def as_good(runs: Sequence[Run], baselines: Sequence[str], model: str = "model")
         baseline_auc = math.fsum(float(run[baseline]["roc_auc"]) for run in runs) / len(runs)
         out.append(Verdict(baseline, model_auc, baseline_auc, lead))
     return out
+
+
+def spread_table(rows: Mapping[str, Mapping[str, Spread]]) -> str:
+    """One line of mean ± sd per scorer, and under it [min, max]."""
+    names = (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("log_loss", "log loss"), ("brier", "Brier"), ("ece", "ECE"))
+    out = [f"  {'':<22}" + "".join(f"{label:<17}" for _, label in names).rstrip()]
+    for scorer, by in rows.items():
+        out.append(
+            f"  {scorer:<22}" + "".join(f"{f'{by[k].mean:.4f} ± {by[k].sd:.4f}':<17}" for k, _ in names).rstrip()
+        )
+        out.append(f"  {'':<22}" + "".join(f"{f'[{by[k].min:.4f}, {by[k].max:.4f}]':<17}" for k, _ in names).rstrip())
+    return "\n".join(out)
