@@ -93,6 +93,7 @@ class LeadStage(TableStage[LeadBatch]):
         result = prepared.result
         out = [Message(s.topic_decisions, k, v) for k, v in result.decisions]
         out += [Message(s.topic_opportunities, k, v) for k, v in result.opportunities]
+        out += [Message(s.topic_pipeline, k, v) for k, v in result.opportunities]  # for the pipeline's table
         out += [Message(s.topic_routing_decisions, k, v) for k, v in result.routing_decisions]
         out += [Message(s.topic_route_requests, k, v) for k, v in result.route_requests]
         if result.dead_letters:
@@ -145,6 +146,8 @@ class LeadStage(TableStage[LeadBatch]):
         observe_many(m.time_to_assignment, [max(0.0, time.time() - ts) for ts in result.routed_times])
         if result.duplicates:
             m.duplicates.inc(result.duplicates)
+        for source, n in result.leads_created.items():
+            m.leads_created.labels(m.lead_sources(source)).inc(n)
         observe_many(m.score, result.scores)
         for name, n in result.features_observed.items():
             m.feature_observed.labels(name).inc(n)
