@@ -1,8 +1,10 @@
-"""The ``leadflow`` command line: broker, run, produce, backtest, drift, demo, train, score, schema, route."""
+"""The ``leadflow`` command line: broker, run, produce, backtest, drift, demo, train, export-training, score, schema,
+route."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import signal
@@ -113,6 +115,33 @@ def _parser() -> argparse.ArgumentParser:
         help="write the model and exit 0 even when a baseline does as well as the model",
     )
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "export-training",
+        help="the facts the worker decided on, with the outcome sales reached: a CSV and mapping for train --data",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="writes DIR/training.csv and DIR/mapping.yaml"
+    )
+    p.add_argument("--model", type=Path, help="the live model: its features are the columns (LEADFLOW_MODEL)")
+    p.add_argument("--rules", type=Path, help="ruleset YAML, for its stages (LEADFLOW_RULES)")
+    p.add_argument(
+        "--cutoff",
+        type=_moment,
+        metavar="TIME",
+        help="a lead never converted whose last event is before TIME is a negative (default: 30 days before the "
+        "newest lead event)",
+    )
+    p.add_argument("--converted-only", action="store_true", help="leave out the leads that never converted")
+    p.add_argument("--broker", dest="broker_url", metavar="URL", help="to read the topics (LEADFLOW_BROKER_URL)")
+    for name, what in (
+        ("leads", "lead events"),
+        ("opportunities", "opportunity.created records"),
+        ("feedback", "opportunity feedback"),
+        ("decisions", "decisions (optional: for the live scores of leads never converted)"),
+    ):
+        p.add_argument(f"--{name}", type=Path, metavar="FILE", help=f"JSON lines of {what}, instead of the topic")
+    p.set_defaults(func=_cmd_export_training)
 
     p = sub.add_parser("score", help="score one lead with a model and show the factors behind the score")
     p.add_argument("--lead", type=Path, required=True, help="JSON (fields, an event or a state) or JSON-lines events")
@@ -319,6 +348,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     print(report)
     return 3 if report.withheld else 0
+
+
+def _moment(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"expected an ISO date or time such as 2026-10-01 or 2026-10-01T12:00:00+00:00, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _cmd_export_training(args: argparse.Namespace) -> int:
+    from worker.tools.export_training import Inputs, run_export
+
+    run_export(
+        _settings(args),
+        out=args.out,
+        inputs=Inputs(args.leads, args.opportunities, args.feedback, args.decisions),
+        model_path=args.model,
+        rules=args.rules,
+        cutoff=args.cutoff,
+        converted_only=args.converted_only,
+    )
+    return 0
 
 
 def _cmd_score(args: argparse.Namespace) -> int:

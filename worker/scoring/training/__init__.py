@@ -7,7 +7,7 @@ for a CRM export, a model card. scikit-learn and numpy are imported only when tr
 """
 
 from worker.scoring.training._figures import figure_png
-from worker.scoring.training._mapping import DEFAULT_SPLITS, ColumnMapping, load_mapping, parse_mapping
+from worker.scoring.training._mapping import DEFAULT_SPLITS, LEAD_FIELDS, ColumnMapping, load_mapping, parse_mapping
 from worker.scoring.training._report import TableReport
 from worker.scoring.training.synth import SynthData, generate
 from worker.scoring.training.tabular import train_table
@@ -15,6 +15,7 @@ from worker.scoring.training.train import TrainReport, train_synthetic
 
 __all__ = [
     "DEFAULT_SPLITS",
+    "LEAD_FIELDS",
     "ColumnMapping",
     "SynthData",
     "TableReport",
