@@ -106,8 +106,8 @@ def export_columns(model: Model) -> tuple[list[ExportColumn], dict[str, Any], li
         if spec["field"] != path:  # a metadata that does not match its features: trust the features
             spec = {"field": path}
         spec["kind"] = kind
-        if "label" not in spec and original is None:
-            spec["label"] = feature.label
+        if "label" not in spec and original is None and feature.kind != "keyword":
+            spec["label"] = feature.label  # a keyword feature's label names its levels, not the raw text
         columns.append(ExportColumn(original or path, path, kind, spec, feature))
     settings: dict[str, Any] = {"name": (raw or {}).get("name", model.name)}
     for key in ("missing_values", "rare", "leakage", "evaluation", "calibration", "model"):

@@ -17,9 +17,10 @@ import yaml
 
 from tests.export_scenario import CUTOFF, RULES, Loop, build_loop, decide_all
 from worker.cli import main
-from worker.scoring import default_model_path, load_model
+from worker.rules import parse_ruleset
+from worker.scoring import Model, default_model_path, load_model
 from worker.scoring.training import parse_mapping, train_table
-from worker.tools.export_training import Join, export_columns
+from worker.tools.export_training import Export, Join, Row, Summary, export_columns, write_export
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +145,26 @@ def test_a_model_not_trained_from_an_export_gives_its_lead_field_features_and_na
     parse_mapping(yaml.safe_dump(mapping))  # valid as train reads it
 
 
+def test_a_live_mapping_with_a_date_gets_the_time_of_the_facts_as_its_date(loop: Loop, tmp_path: Path) -> None:
+    """The retrain splits by time as the live model's training did: the latest leads by the events' times."""
+    training = {**loop.model.training, "mapping": {**loop.model.training["mapping"], "date": "Created"}}
+    dated = Model(loop.model.name, loop.model.intercept, loop.model.features, loop.model.weights, training)
+    columns, settings, _ = export_columns(dated)
+    join = Join(dated, parse_ruleset(RULES).stages)
+    for value in loop.opportunities:
+        join.opportunity(value)
+    for value in loop.feedback:
+        join.feedback(value)
+    for raw in loop.events:
+        join.lead_event(raw["lead_id"].encode(), orjson.dumps(raw))
+    data, mapping = write_export(join.finish(CUTOFF.timestamp()), columns, settings, tmp_path / "dated")
+    assert yaml.safe_load(mapping.read_text(encoding="utf-8"))["date"] == "facts_at"
+    report = train_table(data, mapping)
+    assert report.split == "latest 30% by 'facts_at'"
+
+
 def test_cells_read_back_as_the_facts_the_model_read(loop: Loop) -> None:
     """Numbers keep every digit, yes/no is the level the model read, line breaks in text become spaces."""
-    from worker.tools.export_training import Export, Row, Summary, write_export
-
     columns, settings, _ = export_columns(loop.model)
     facts = {
         "custom.origin": "API\nlate",
