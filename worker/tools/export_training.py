@@ -472,9 +472,8 @@ def run_export(
     console = Console(file=stderr or sys.stderr)
     with ExitStack() as stack:
         try:
-            sources = [
-                (name, stack.enter_context(_open(settings, where, inputs.leads is None))) for name, where, _ in steps
-            ]
+            topics = inputs.leads is None
+            sources = [(name, stack.enter_context(_open(settings, name, where, topics))) for name, where, _ in steps]
         except BacktestError as exc:  # the same readers as backtest: their messages name the topic or file
             raise ExportError(str(exc), source=exc.source) from exc
         _read(sources, [step[2] for step in steps], console)
@@ -486,12 +485,24 @@ def run_export(
     return export
 
 
-def _open(settings: Settings, where: Path | str, topic: bool) -> Any:
+def _open(settings: Settings, name: str, where: Path | str, topic: bool) -> Any:
     from worker.tools.backtest import open_events_file, open_topic
 
     if topic:
         return open_topic(settings, str(where), settings.batch_size)
+    if not Path(where).is_file():
+        what = "is a directory" if Path(where).is_dir() else "does not exist"
+        msg = f"{name} file {str(where)!r} {what}; expected JSON lines, one {_RECORD[name]} per line, as on its topic"
+        raise ExportError(msg, source=str(where))
     return open_events_file(Path(where), settings.batch_size)
+
+
+_RECORD = {
+    "leads": "lead event",
+    "opportunities": "opportunity.created record",
+    "feedback": "opportunity feedback event",
+    "decisions": "decision",
+}
 
 
 def _read(sources: list[tuple[str, Any]], handlers: list[Any], console: Any) -> None:

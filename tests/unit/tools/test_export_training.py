@@ -20,7 +20,7 @@ from worker.cli import main
 from worker.rules import parse_ruleset
 from worker.scoring import Model, default_model_path, load_model
 from worker.scoring.training import parse_mapping, train_table
-from worker.tools.export_training import Export, Join, Row, Summary, export_columns, write_export
+from worker.tools.export_training import META_COLUMNS, Export, Join, Row, Summary, export_columns, write_export
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +196,31 @@ def test_files_for_some_inputs_only_is_an_error_naming_what_to_give(
     leads.write_text("", encoding="utf-8")
     assert main(["export-training", "--out", str(tmp_path / "x"), "--leads", str(leads)]) == 2
     assert "give all three files (--leads, --opportunities, --feedback" in capsys.readouterr().err
+
+
+def test_a_missing_file_is_an_error_naming_it_and_what_it_should_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    args = ["export-training", "--out", str(tmp_path / "x"), f"--leads={empty}", f"--feedback={empty}"]
+    assert main([*args, f"--opportunities={tmp_path / 'opps.jsonl'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"opportunities file '{tmp_path / 'opps.jsonl'}' does not exist" in err
+    assert "one opportunity.created record per line" in err
+
+
+def test_scores_decided_by_another_model_are_not_compared_and_the_summary_says_so(
+    loop: Loop, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = loop.write_files(tmp_path)
+    args = ["export-training", "--out", str(tmp_path / "export"), "--rules", str(loop.rules)]
+    args += [f"--{name}={path}" for name, path in files.items()]
+    assert main([*args, "--cutoff", CUTOFF.isoformat()]) == 0  # the shipped model, not the one that decided
+    printed = capsys.readouterr().out
+    assert "live scores reproduced" not in printed
+    assert f"decided by other model versions, not checked: {loop.model.version} ({len(loop.labels)})" in printed
+    assert "features no column can hold (train --data reads lead fields): activity.page_view.count" in printed
+    header = list(_rows(tmp_path / "export" / "training.csv")[0])
+    features = ["lead_source", "industry", "country", "title", "email", "number_of_employees", "annual_revenue"]
+    assert header == [*META_COLUMNS, *features]
