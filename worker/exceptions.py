@@ -14,8 +14,10 @@ Hierarchy::
     ├── BrokerError(RuntimeError)          the embedded broker could not be found or started
     ├── BacktestError(ValueError)          a backtest input that cannot be read (events file, topic, broker,
     │                                      ruleset, outcomes CSV); ``.source`` names it
-    └── DriftError(ValueError)             ``leadflow drift`` cannot compare: a model without training
-                                           distributions, no events; ``.source`` names the model or history
+    ├── DriftError(ValueError)             ``leadflow drift`` cannot compare: a model without training
+    │                                      distributions, no events; ``.source`` names the model or history
+    └── ForecastError(ValueError)          ``leadflow forecast`` cannot read a file, or has no opportunities;
+                                           ``.source`` names it
 
 Errors in the stream are data, not exceptions that escape: the worker turns an :class:`EventError` into a
 dead-letter record and goes on.
@@ -35,6 +37,7 @@ __all__ = [
     "DeadLetterReason",
     "DriftError",
     "EventError",
+    "ForecastError",
     "LeadflowError",
     "ModelError",
     "Problem",
@@ -145,6 +148,14 @@ class BacktestError(LeadflowError, ValueError):
 
 class DriftError(LeadflowError, ValueError):
     """``leadflow drift`` cannot compare a window with the training data; ``source`` names the model or events."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        self.source = source
+        super().__init__(message)
+
+
+class ForecastError(LeadflowError, ValueError):
+    """``leadflow forecast`` cannot read an input or has nothing to report; ``source`` names the file or topic."""
 
     def __init__(self, message: str, *, source: str) -> None:
         self.source = source

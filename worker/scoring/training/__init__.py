@@ -5,6 +5,7 @@
 a model card. scikit-learn and numpy are imported only when training runs.
 """
 
+from worker.scoring.training._evaluation import calibration_bins, expected_calibration_error
 from worker.scoring.training._figures import figure_png
 from worker.scoring.training._mapping import ColumnMapping, load_mapping, parse_mapping
 from worker.scoring.training._report import TableReport
@@ -17,6 +18,8 @@ __all__ = [
     "SynthData",
     "TableReport",
     "TrainReport",
+    "calibration_bins",
+    "expected_calibration_error",
     "figure_png",
     "generate",
     "load_mapping",
