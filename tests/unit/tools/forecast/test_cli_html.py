@@ -12,6 +12,7 @@ import pytest
 
 from tests.unit.tools.forecast.conftest import DECISIONS, FEEDBACK, LEADS, OPPORTUNITIES, jsonl
 from worker.cli import main
+from worker.tools.broker import free_port
 
 
 class _Page(HTMLParser):
@@ -162,3 +163,11 @@ def test_opportunities_with_no_conversion_is_an_error_saying_so(
     path.write_bytes(jsonl(FEEDBACK))
     assert main(["forecast", "--opportunities", str(path)]) == 2
     assert "holds no opportunity.created record (7 records read)" in capsys.readouterr().err
+
+
+def test_a_broker_that_is_not_there_is_an_error_naming_it_and_the_topic(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"127.0.0.1:{free_port()}"
+    assert main(["forecast", "--broker", url]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the broker at 'kafka://{url}' to read topic 'opportunities'" in err
+    assert "pass --broker URL" in err
