@@ -7,22 +7,14 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 
-from tests.integration.conftest import Flow
-from tests.unit.tools.forecast.conftest import DECISIONS, FEEDBACK, LEADS, OPPORTUNITIES, jsonl
+from tests.integration.conftest import Flow, consumer_groups
+from tests.unit.tools.forecast.conftest import DECISIONS, FEEDBACK, LEADS, OPPORTUNITIES, write_files
 from worker.cli import main
 from worker.stream.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
-
-
-def _groups(flow: Flow) -> set[str]:
-    admin = KafkaAdminClient(bootstrap_servers=flow.settings.bootstrap_servers)
-    try:
-        return {group["group_id"] for group in admin.list_groups()}
-    finally:
-        admin.close()
 
 
 def test_the_topics_give_the_figures_computed_by_hand_and_no_group_joins(
@@ -43,7 +35,7 @@ def test_the_topics_give_the_figures_computed_by_hand_and_no_group_joins(
     producer.close()
     for name, value in flow.env().items():
         monkeypatch.setenv(name, value)
-    groups_before = _groups(flow)
+    groups_before = consumer_groups(flow.settings)
 
     html = tmp_path / "forecast.html"
     assert main(["forecast", "--json", "--html", str(html)]) == 0
@@ -63,19 +55,11 @@ def test_the_topics_give_the_figures_computed_by_hand_and_no_group_joins(
     assert report["calibration"]["ece"] == 0.275
     assert html.read_text(encoding="utf-8").count("data:image/png;base64,") == 5
 
-    files = []
-    for name, values in (
-        ("opportunities", OPPORTUNITIES),
-        ("feedback", FEEDBACK),
-        ("decisions", DECISIONS),
-        ("leads", LEADS),
-    ):
-        (tmp_path / f"{name}.jsonl").write_bytes(jsonl(values))
-        files += [f"--{name}", str(tmp_path / f"{name}.jsonl")]
+    files = write_files(tmp_path)
     assert main(["forecast", "--json", *files]) == 0
     from_files = orjson.loads(capsys.readouterr().out)
     assert {k: v for k, v in report.items() if k != "sources"} == {
         k: v for k, v in from_files.items() if k != "sources"
     }
 
-    assert _groups(flow) == groups_before  # read without a consumer group, nothing committed
+    assert consumer_groups(flow.settings) == groups_before  # read without a consumer group, nothing committed

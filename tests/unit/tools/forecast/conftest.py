@@ -11,6 +11,7 @@ Leads: L-A..L-E converted, L-F (Web) and L-G (no source) not.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -83,3 +84,17 @@ def records(values: list[dict[str, Any]], topic: str = "t") -> list[Record]:
 
 def jsonl(values: list[dict[str, Any]]) -> bytes:
     return b"".join(orjson.dumps(v) + b"\n" for v in values)
+
+
+def write_files(directory: Path) -> list[str]:
+    """The history as JSON-lines files in ``directory``; returns the arguments that name them."""
+    args = []
+    for name, values in (
+        ("opportunities", OPPORTUNITIES),
+        ("feedback", FEEDBACK),
+        ("decisions", DECISIONS),
+        ("leads", LEADS),
+    ):
+        (directory / f"{name}.jsonl").write_bytes(jsonl(values))
+        args += [f"--{name}", str(directory / f"{name}.jsonl")]
+    return args

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.unit.tools.forecast.conftest import DECISIONS, FEEDBACK, LEADS, OPPORTUNITIES, jsonl
+from tests.unit.tools.forecast.conftest import FEEDBACK, jsonl, write_files
 from worker.cli import main
 from worker.tools.broker import free_port
 
@@ -61,18 +61,7 @@ def _number(cell: str) -> float | None:
 
 @pytest.fixture
 def files(tmp_path: Path) -> list[str]:
-    for name, values in (
-        ("opportunities", OPPORTUNITIES),
-        ("feedback", FEEDBACK),
-        ("decisions", DECISIONS),
-        ("leads", LEADS),
-    ):
-        (tmp_path / f"{name}.jsonl").write_bytes(jsonl(values))
-    return [
-        arg
-        for name in ("opportunities", "feedback", "decisions", "leads")
-        for arg in (f"--{name}", str(tmp_path / f"{name}.jsonl"))
-    ]
+    return write_files(tmp_path)
 
 
 def test_the_html_report_has_every_chart_and_its_tables_hold_the_json_figures(
