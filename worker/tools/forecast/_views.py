@@ -50,7 +50,7 @@ def _by_category(report: dict[str, Any]) -> View:
     categories = forecast["categories"]
     rows = [
         [
-            name,
+            LABELS.get(name, name),
             count(categories[name]["count"]),
             money(categories[name]["amount"]),
             money(forecast["forecast"].get(name)),
@@ -58,7 +58,7 @@ def _by_category(report: dict[str, Any]) -> View:
         for name in CATEGORIES
     ]
     head = ("forecast category", "opportunities", "amount", "forecast (rolled up)")
-    return View("categories", "forecast by category (Closed ⊂ Commit ⊂ Most Likely ⊂ Best Case ⊂ Pipeline)", head, rows)
+    return View("categories", "forecast by category, rolled up", head, rows)
 
 
 def _by_month(report: dict[str, Any]) -> View:
@@ -99,7 +99,7 @@ def _calibration(report: dict[str, Any]) -> View:
         for b in calibration["bins"]
     ]
     ece = "–" if calibration["ece"] is None else f"{calibration['ece']:.3f}"
-    title = f"win rate by score band, closed opportunities (ECE {ece})"
+    title = f"win rate by score band (closed; ECE {ece})"
     return View("calibration", title, ("score band", "closed", "mean score", "won"), rows)
 
 

@@ -73,7 +73,7 @@ def test_the_html_report_has_every_chart_and_its_tables_hold_the_json_figures(
     assert main(["forecast", *files, "--html", str(html)]) == 0
     printed = capsys.readouterr().out
     assert "pipeline by stage" in printed
-    assert "(ECE 0.275)" in printed
+    assert "ECE 0.275)" in printed
 
     page = _Page()
     page.feed(html.read_text(encoding="utf-8"))
@@ -82,7 +82,7 @@ def test_the_html_report_has_every_chart_and_its_tables_hold_the_json_figures(
         "pipeline by stage",
         "forecast by close month",
         "funnel by lead source",
-        "win rate by score band, closed opportunities",
+        "win rate by score band",
         "converting rules, best win rate first",
     ]
     for _, src in page.images:
@@ -101,6 +101,7 @@ def test_the_html_report_has_every_chart_and_its_tables_hold_the_json_figures(
     assert {labels.get(r[0], r[0]): [_number(c) for c in r[1:]] for r in rows} == {
         name: [c["count"], c["amount"], rolled.get(name)] for name, c in categories.items()
     }
+    assert [r[0] for r in rows] == ["Closed", "Commit", "Most Likely", "Best Case", "Pipeline", "Omitted"]
     assert [r[3] for r in rows] == ["15,000", "35,000", "35,000", "43,000", "47,000", "–"]
 
     _, *rows = page.tables["months"]
