@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--weeks", type=int, default=6)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for every decision")
+    p.add_argument("--forecast-html", type=Path, metavar="REPORT.html", help="also write the forecast's HTML report")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("train", help="train the scoring model and export it as JSON")
@@ -307,7 +308,9 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from worker.tools.demo import run_demo
 
-    return run_demo(leads=args.leads, seed=args.seed, weeks=args.weeks, timeout=args.timeout)
+    return run_demo(
+        leads=args.leads, seed=args.seed, weeks=args.weeks, timeout=args.timeout, forecast_html=args.forecast_html
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

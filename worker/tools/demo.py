@@ -35,7 +35,7 @@ from worker.stream.topics import ensure_accounts_topic, ensure_topics
 from worker.tools._demo_routing import SLA_SECONDS, accept_some, demo_ruleset, publish_accounts, routing_summary
 from worker.tools._demo_sales import work_opportunities
 from worker.tools.broker import free_port, running_broker
-from worker.tools.forecast import forecast_report, print_forecast
+from worker.tools.forecast import forecast_report, print_forecast, write_html
 from worker.tools.produce import make_producer
 
 __all__ = ["collect", "run_demo", "start_worker_process"]
@@ -121,8 +121,11 @@ def collect(
     return out
 
 
-def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: float = 300.0) -> int:
-    """Run the demo end to end; returns 0 when every event got its decision."""
+def run_demo(
+    *, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: float = 300.0, forecast_html: Path | None = None
+) -> int:
+    """Run the demo end to end; returns 0 when every event got its decision (``forecast_html``: also write the
+    forecast's HTML report there)."""
     console = Console(stderr=False)
     logging.getLogger("kafka").setLevel(logging.ERROR)  # kafka-python's event-loop timing warnings are noise here
     for name in ("worker.stream.topics", "worker.tools.broker"):  # the summary says what they would log
@@ -226,6 +229,9 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
         "closings sent twice). What 'leadflow forecast' reads from the topics:"
     )
     print_forecast(console, forecast)
+    if forecast_html is not None:
+        write_html(forecast, forecast_html)
+        console.print(f"wrote {forecast_html}", markup=False)
     console.print("[green]demo complete[/]: every event has its decision; broker and worker stopped.")
     return 0
 

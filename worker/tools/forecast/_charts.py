@@ -57,7 +57,9 @@ def months_chart(report: dict[str, Any]) -> bytes:
         )
     axes.set_xticks(list(xs), list(months), rotation=45, ha="right")
     axes.set_ylabel("amount (rolled up)")
-    axes.set_title("forecast by close month: Closed ⊂ Commit ⊂ Best Case ⊂ Pipeline")
+    axes.set_title(
+        "forecast by close month, rolled up: Closed ⊂ Commit ⊂ Most Likely ⊂ Best Case ⊂ Pipeline", fontsize=10
+    )
     axes.legend()
     return figure_png(figure, _DPI)
 

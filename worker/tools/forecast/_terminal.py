@@ -13,6 +13,9 @@ from worker.tools.forecast._views import headline, views
 
 __all__ = ["print_forecast"]
 
+_WIDTH = 100
+"""The tables' width at least, also when the output is not a terminal (rich's default there: 80 columns)."""
+
 
 def print_forecast(console: Console, report: dict[str, Any]) -> None:
     """The headline, then every table of the report."""
@@ -26,4 +29,17 @@ def print_forecast(console: Console, report: dict[str, Any]) -> None:
             table.add_column(head, justify="right" if i else "left")
         for row in view.rows:
             table.add_row(*(Text(cell) for cell in row))
+        _print_wide(console, table)
+
+
+def _print_wide(console: Console, table: Table) -> None:
+    """Print ``table`` at least ``_WIDTH`` wide when the output is a file or a pipe (a terminal keeps its width)."""
+    width = console.width
+    if console.is_terminal or width >= _WIDTH:
         console.print(table)
+        return
+    console.width = _WIDTH
+    try:
+        console.print(table)
+    finally:
+        console.width = width
