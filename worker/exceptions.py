@@ -59,6 +59,7 @@ DeadLetterReason = Literal[
     "unreadable",
     "state_too_large",
     "processing_error",
+    "unknown_opportunity",
 ]
 """Why a record was refused: the ``leadflow.reason`` header of a dead letter and the ``reason`` label of the
 metrics that count refusals. A bounded set; docs/RELIABILITY.md says what each means."""

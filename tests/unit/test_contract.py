@@ -26,6 +26,8 @@ SCHEMA_OF = {
     "opportunity-routed": "opportunity.schema.json",
     "routing-decision": "routing-decision.schema.json",
     "opportunity-accepted": "opportunity-accepted.schema.json",
+    "opportunity-updated": "opportunity-updated.schema.json",
+    "opportunity-closed": "opportunity-closed.schema.json",
     "account": "account.schema.json",
 }
 

@@ -40,7 +40,10 @@ __all__ = [
     "LeadFields",
     "LeadUpserted",
     "OpportunityAccepted",
+    "OpportunityClosed",
     "OpportunityCreated",
+    "OpportunityFeedback",
+    "OpportunityUpdated",
     "RoutingCandidate",
     "RoutingDecision",
     "RoutingSummary",
@@ -323,6 +326,9 @@ class OpportunityCreated(_Model):
     ruleset_version: str
     model_version: str
     converted_at: AwareDatetime
+    lead_created_at: AwareDatetime | None = Field(
+        default=None, description="The time of the lead's first event (for the days from lead to conversion)"
+    )
     routing: RoutingSummary | None = Field(default=None, description="Present when the ruleset has routing")
 
 
@@ -363,6 +369,49 @@ class OpportunityAccepted(_Model):
     opportunity_id: str
     accepted_by: str | None = None
     occurred_at: AwareDatetime | None = None
+
+
+_FeedbackText = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+_FeedbackId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+_Amount = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
+ForecastCategory = Literal["Pipeline", "BestCase", "MostLikely", "Forecast", "Closed", "Omitted"]
+"""Salesforce's forecast categories as its API spells them (``BestCase`` is shown as Best Case, ``Forecast`` as
+Commit)."""
+
+
+class OpportunityUpdated(_Model):
+    """Feedback from the sales side (topic ``opportunity-feedback``, any key): the opportunity moved on. Only the
+    fields given change; probability and forecast category follow the stage (the ruleset's ``stages:``, the
+    Salesforce table by default) unless given too. A stage that closes (Closed Won, Closed Lost) closes it."""
+
+    event_type: Literal["opportunity.updated"]
+    opportunity_id: _FeedbackId
+    event_id: _FeedbackId = Field(description="Unique per opportunity: a repeat of an applied id is ignored")
+    occurred_at: Time
+    stage_name: _FeedbackText | None = Field(default=None, description="One of the ruleset's stages")
+    amount: _Amount | None = None
+    close_date: dt.date | None = None
+    owner_id: _FeedbackText | None = None
+    probability: int | None = Field(default=None, ge=0, le=100)
+    forecast_category: ForecastCategory | None = None
+
+
+class OpportunityClosed(_Model):
+    """Feedback from the sales side (topic ``opportunity-feedback``, any key): the opportunity was won or lost.
+    It moves to the ruleset's won stage (Closed Won) or lost stage (Closed Lost); amount and close date, when
+    given, replace the opportunity's."""
+
+    event_type: Literal["opportunity.closed"]
+    opportunity_id: _FeedbackId
+    event_id: _FeedbackId = Field(description="Unique per opportunity: a repeat of an applied id is ignored")
+    occurred_at: Time
+    won: bool = Field(description="true: Closed Won; false: Closed Lost")
+    amount: _Amount | None = None
+    close_date: dt.date | None = Field(default=None, description="Default: the day of occurred_at, in UTC")
+
+
+OpportunityFeedback = Annotated[OpportunityUpdated | OpportunityClosed, Field(discriminator="event_type")]
+"""What ``opportunity-feedback`` carries besides ``opportunity.accepted``: an opportunity's life after routing."""
 
 
 class AccountRecord(_Model):

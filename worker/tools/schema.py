@@ -16,7 +16,9 @@ from worker.lead.events import (
     Decision,
     LeadEvent,
     OpportunityAccepted,
+    OpportunityClosed,
     OpportunityCreated,
+    OpportunityUpdated,
     RoutingDecision,
 )
 from worker.lead.parse import parse_event
@@ -38,6 +40,8 @@ SCHEMAS: dict[str, Any] = {
     "dead-letter-headers.schema.json": DeadLetterHeaders,
     "routing-decision.schema.json": RoutingDecision,
     "opportunity-accepted.schema.json": OpportunityAccepted,
+    "opportunity-updated.schema.json": OpportunityUpdated,
+    "opportunity-closed.schema.json": OpportunityClosed,
     "account.schema.json": AccountRecord,
 }
 
