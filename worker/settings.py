@@ -69,7 +69,8 @@ class Settings(BaseSettings):
         default="accounts", description="Compacted topic of known accounts (key: account id) for account matching"
     )
     topic_feedback: str = Field(
-        default="opportunity-feedback", description="Where sales systems report 'opportunity.accepted' (SLA)"
+        default="opportunity-feedback",
+        description="Where sales systems report 'opportunity.accepted' (SLA), '.updated' and '.closed' (pipeline)",
     )
     partitions: int = Field(default=4, ge=1, description="Partitions of the leads topic and the state table")
 
@@ -238,6 +239,12 @@ class Settings(BaseSettings):
     def topic_sla(self) -> str:
         """Internal: assignments and acceptances keyed by opportunity id, for the SLA clock."""
         return f"{self.app_id}-sla"
+
+    @property
+    def topic_pipeline(self) -> str:
+        """Internal: each opportunity as converted, then its updates and closing from the feedback topic, keyed by
+        opportunity id (one partition, so one order, per opportunity) for the pipeline."""
+        return f"{self.app_id}-pipeline"
 
     @property
     def compression_type(self) -> str | None:

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from worker.opportunities import Pipeline
 from worker.stream.metrics import Metrics
 
 PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -35,6 +36,7 @@ def exported_metrics() -> set[str]:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.watch_partitions(list)  # the consumer lag and oldest-record gauges: with no partitions, names alone
+    metrics.watch_pipeline(Pipeline)  # the pipeline gauges: with no opportunities, names alone
     return {metric.name for metric in registry.collect()}
 
 

@@ -93,6 +93,7 @@ class LeadStage(TableStage[LeadBatch]):
         result = prepared.result
         out = [Message(s.topic_decisions, k, v) for k, v in result.decisions]
         out += [Message(s.topic_opportunities, k, v) for k, v in result.opportunities]
+        out += [Message(s.topic_pipeline, k, v) for k, v in result.opportunities]  # for the pipeline's table
         out += [Message(s.topic_routing_decisions, k, v) for k, v in result.routing_decisions]
         out += [Message(s.topic_route_requests, k, v) for k, v in result.route_requests]
         if result.dead_letters:

@@ -19,6 +19,7 @@ import orjson
 from worker.batch import RecordLike
 from worker.core import Engine
 from worker.exceptions import EventError
+from worker.opportunities import parse_feedback
 from worker.routing import Target
 from worker.routing.flow import route_batch
 from worker.routing.sla import accepted_notice, sla_batch, sla_breaches, sla_pending
@@ -66,6 +67,7 @@ class RouteStage(BatchStage):
         fallback = Target("queue", ruleset.conversion.queue)
         out = route_batch(ruleset.routing, messages, load_pool, load_done, now, ruleset.version, fallback)
         outputs = [Message(s.topic_opportunities, k, v) for k, v in out.opportunities]
+        outputs += [Message(s.topic_pipeline, k, v) for k, v in out.opportunities]  # for the pipeline's table
         outputs += [Message(s.topic_routing_decisions, k, v) for k, v in out.routing_decisions]
         outputs += [Message(s.topic_sla, k, v) for k, v in out.sla_notices]
         outputs += [Message(s.topic_route_requests, k, v) for k, v in out.forwards]
@@ -172,8 +174,13 @@ class SlaStage(BatchStage):
             self._fired = {f for f in self._fired if f[0] in self.clocks}
 
 
+_FEEDBACK_TYPES = "'opportunity.accepted', 'opportunity.updated' or 'opportunity.closed'"
+
+
 class FeedbackStage(BatchStage):
-    """Forwards ``opportunity.accepted`` feedback to the SLA topic, keyed by opportunity id (no table)."""
+    """Forwards ``opportunity.accepted`` feedback to the SLA topic and ``opportunity.updated`` / ``.closed`` to the
+    pipeline topic, keyed by opportunity id (no table): the sales side writes with its own keys and partitioner,
+    leadflow's producer puts each on the partition of its opportunity's state."""
 
     source = "feedback"
 
@@ -186,10 +193,24 @@ class FeedbackStage(BatchStage):
         failures: list[tuple[RecordLike, EventError]] = []
         for message in messages:
             try:
-                key, value = accepted_notice(message.key, message.value)
+                outputs.append(self._forward(message))
             except EventError as exc:
                 failures.append((message, exc))
-                continue
-            outputs.append(Message(self.settings.topic_sla, key, value))
         outputs += self.outbox.dead_letters(failures)
         return Prepared(outputs, {}, None, failures)
+
+    def _forward(self, message: RecordLike) -> Message:
+        try:
+            key, value = accepted_notice(message.key, message.value)
+            return Message(self.settings.topic_sla, key, value)
+        except EventError as exc:
+            if exc.reason != "unknown_event_type":
+                raise
+        try:
+            event = parse_feedback(message.value)
+        except EventError as exc:
+            if exc.reason != "unknown_event_type":
+                raise
+            msg = f"{str(exc).split(';')[0]}; expected {_FEEDBACK_TYPES}"
+            raise EventError(msg, reason="unknown_event_type") from None
+        return Message(self.settings.topic_pipeline, event.opportunity_id.encode(), message.value or b"")

@@ -3,7 +3,8 @@
 Nothing here decides anything. Faust runs the consumer group, partition assignment, table recovery, offset
 commits and the web server. The messages of each of leadflow's topics go from Faust's fetch loop to its step a
 fetch at a time (see :mod:`worker.stream._transport`); every step is a :class:`~worker.stream._stage.Stage`
-(:mod:`._lead_stage` for the leads, :mod:`._route_stages` for routing, the SLA clock and feedback): it decides a
+(:mod:`._lead_stage` for the leads, :mod:`._route_stages` for routing, the SLA clock and feedback,
+:mod:`._pipeline_stage` for the opportunities' states and the pipeline): it decides a
 batch with the pure core, sends every output and waits for the broker, then stores its states; only then are the
 messages acked, and Faust commits only acked offsets.
 """
@@ -27,6 +28,7 @@ from worker.stream._health import add_health_pages
 from worker.stream._lead_stage import LeadStage
 from worker.stream._logs import install_repeat_filter
 from worker.stream._outbox import Outbox
+from worker.stream._pipeline_stage import PipelineStage
 from worker.stream._route_stages import FeedbackStage, RouteStage, SlaStage
 from worker.stream._stage import Stage
 from worker.stream._transport import LeadflowTransport
@@ -120,11 +122,13 @@ def build_app(
     route_tables = {"pool-state": table("pool-state"), "route-done": table("route-done")}
     route = RouteStage(s, outbox, metrics, lambda: handler.engine, route_tables)
     sla = SlaStage(s, outbox, metrics, app, table("sla-state"))
+    pipeline = PipelineStage(s, outbox, metrics, app, lambda: handler.engine, table("pipeline-state"))
     app.leadflow_handlers = {
         s.topic_leads: handler,
         s.topic_route_requests: route,
         s.topic_sla: sla,
         s.topic_feedback: FeedbackStage(s, outbox),
+        s.topic_pipeline: pipeline,
     }
     # One agent per topic subscribes it and holds the producer open; the messages themselves go from the consumer
     # straight to the handlers in batches (see worker.stream._transport), not through the agents' streams.
@@ -133,12 +137,15 @@ def build_app(
         (s.topic_route_requests, "route"),
         (s.topic_sla, "sla"),
         (s.topic_feedback, "feedback"),
+        (s.topic_pipeline, "pipeline"),
     ):
         _subscribe(app, topic_name, role, outbox, metrics if role == "process" else None)
     topics = frozenset(app.leadflow_handlers)
     metrics.watch_partitions(lambda: app.partition_states(topics))
     add_health_pages(app, topics)
     app.timer(s.sla_check_interval, name="leadflow.sla_clock")(sla.tick)
+    metrics.watch_pipeline(lambda: pipeline.pipeline)
+    app.timer(s.sla_check_interval, name="leadflow.pipeline_sums")(pipeline.tick)
     if accounts is not None:
         accounts.on_refused = lambda reason: metrics.count_refused("accounts", reason)
         metrics.accounts_known.set_function(lambda: len(accounts.index))

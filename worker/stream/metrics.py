@@ -26,23 +26,28 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from worker.exceptions import DeadLetterReason
+from worker.opportunities import Pipeline
 
 __all__ = [
     "LATENCY_BUCKETS",
     "Metrics",
     "PartitionState",
     "PartitionsCollector",
+    "PipelineCollector",
     "Source",
     "consumer_lag",
     "observe_many",
     "unprocessed_age",
 ]
 
-Source = Literal["leads", "feedback", "route_requests", "sla", "accounts", "control"]
+Source = Literal["leads", "feedback", "route_requests", "sla", "pipeline", "accounts", "control"]
 """Where a refused record came from: the ``source`` label of ``leadflow_records_refused_total``."""
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+_DAY = 86_400.0
+DAYS_BUCKETS = tuple(d * _DAY for d in (1 / 24, 1, 2, 3, 7, 14, 30, 60, 90, 180, 365))
+"""Buckets of the lead-to-conversion and conversion-to-close histograms: an hour to a year, in seconds."""
 
 
 def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
@@ -125,6 +130,51 @@ class PartitionsCollector(Collector):
     def describe(self) -> Iterator[GaugeMetricFamily]:  # names only: registering must not read the consumer
         yield GaugeMetricFamily("leadflow_consumer_lag_records", LAG_HELP, labels=["topic", "partition"])
         yield GaugeMetricFamily("leadflow_oldest_unprocessed_seconds", AGE_HELP, labels=["topic", "partition"])
+
+
+_PIPELINE = (
+    (
+        "leadflow_pipeline_opportunities",
+        "Opportunities on this worker's partitions, by stage, forecast category and close month",
+    ),
+    ("leadflow_pipeline_amount", "Sum of their amounts, by stage, forecast category and close month"),
+    (
+        "leadflow_pipeline_expected_revenue",
+        "Sum of amount x probability / 100, by stage, forecast category and close month",
+    ),
+)
+_PIPELINE_LABELS = ["stage", "forecast_category", "close_month"]
+_OUTCOMES_HELP = (
+    "Opportunities on this worker's partitions by lead source (the first 50 seen, then 'other'), score band at "
+    "conversion and outcome (open, won, lost)"
+)
+_OUTCOMES_LABELS = ["lead_source", "score_band", "outcome"]
+
+
+class PipelineCollector(Collector):
+    """The pipeline gauges, from the sums the pipeline step keeps (changed an opportunity at a time, never by a
+    scan when scraped). Each opportunity lives on one worker's partition, so ``sum`` across workers is the whole
+    pipeline."""
+
+    def __init__(self, read: Callable[[], Pipeline]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families = [GaugeMetricFamily(name, text, labels=_PIPELINE_LABELS) for name, text in _PIPELINE]
+        outcomes = GaugeMetricFamily("leadflow_pipeline_outcomes", _OUTCOMES_HELP, labels=_OUTCOMES_LABELS)
+        pipeline = self.read()
+        for cell, sums in sorted(pipeline.cells.items()):
+            for family, value in zip(families, sums, strict=True):
+                family.add_metric(list(cell), value)
+        for key, count in sorted(pipeline.outcomes.items()):
+            outcomes.add_metric(list(key), count)
+        yield from families
+        yield outcomes
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        for name, text in _PIPELINE:
+            yield GaugeMetricFamily(name, text, labels=_PIPELINE_LABELS)
+        yield GaugeMetricFamily("leadflow_pipeline_outcomes", _OUTCOMES_HELP, labels=_OUTCOMES_LABELS)
 
 
 class Metrics:
@@ -268,10 +318,41 @@ class Metrics:
         )
         self.refused = Counter(
             "leadflow_records_refused_total",
-            "Input records refused, by source (leads, feedback, route_requests, sla, accounts, control) and reason;"
-            " those of the first four also go to the dead-letter topic",
+            "Input records refused, by source (leads, feedback, route_requests, sla, pipeline, accounts, control) and"
+            " reason; those of the first five also go to the dead-letter topic",
             ["source", "reason"],
             registry=registry,
+        )
+        self.opportunities_closed = Counter(
+            "leadflow_opportunities_closed_total",
+            "Opportunities closed (opportunity.closed, or an update to a closed stage), by outcome (won, lost)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.opportunities_closed_amount = Counter(
+            "leadflow_opportunities_closed_amount_total",
+            "Sum of the amounts of the opportunities closed, by outcome (won, lost)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.feedback_replayed = Counter(
+            "leadflow_opportunity_feedback_replayed_total",
+            "Opportunity records and feedback events already applied (redelivered, or an event id sent again): "
+            "counted once",
+            registry=registry,
+        )
+        self.lead_to_conversion = Histogram(
+            "leadflow_lead_to_conversion_seconds",
+            "Time from a lead's first event to its conversion, observed when its opportunity is first followed",
+            registry=registry,
+            buckets=DAYS_BUCKETS,
+        )
+        self.conversion_to_close = Histogram(
+            "leadflow_conversion_to_close_seconds",
+            "Time from an opportunity's conversion to its closing (won or lost)",
+            ["outcome"],
+            registry=registry,
+            buckets=DAYS_BUCKETS,
         )
         self.up = Gauge("leadflow_worker_up", "1 while the worker processes events", registry=registry)
         # process_cpu_seconds_total, process_resident_memory_bytes, open fds... (Linux /proc) and python_info
@@ -282,6 +363,10 @@ class Metrics:
     def watch_partitions(self, read: Callable[[], Iterable[PartitionState]]) -> None:
         """Export the consumer lag and the oldest unprocessed record's age of the partitions ``read`` reports."""
         self.registry.register(PartitionsCollector(read))
+
+    def watch_pipeline(self, read: Callable[[], Pipeline]) -> None:
+        """Export the pipeline gauges from the sums ``read`` returns (see :class:`PipelineCollector`)."""
+        self.registry.register(PipelineCollector(read))
 
     def set_versions(self, ruleset_version: str, model_version: str, statuses: Iterable[str]) -> None:
         self.ruleset.info({"version": ruleset_version})
