@@ -3,8 +3,9 @@ deploy/grafana/leadflow.json shows data, and every alert of deploy/prometheus/al
 
 One worker and one Prometheus for the module. The worker gets a varied stream: leads that convert (routed to a
 weighted pool with a 3-second SLA, so that opportunities are reassigned and at last overflow, or to a queue), leads
-that stay open, warm up or are disqualified, leads with missing fields and with values the model never saw (drift is
-sampled on every event), bad records (dead letters), and three ruleset files (one applied, one refused).
+that stay open, warm up or are disqualified, opportunities moved on, won and lost by the sales side's feedback, leads
+with missing fields and with values the model never saw (drift is sampled on every event), bad records (dead
+letters), and three ruleset files (one applied, one refused).
 Prometheus scrapes it every second and evaluates the alert rules every second.
 
 What "returns data" means here: a panel's query is run over the whole run with ``/api/v1/query_range`` (what
@@ -35,8 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
+from kafka import KafkaProducer
 
 from tests.integration.conftest import RULES, Flow, activity, upsert, write_rules
 from tests.routed_rules import CONVERTS_ON_DEMO, routed
@@ -185,11 +188,13 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 write_rules(tmp, _ruleset("prom-2"))  # applied
                 flow.wait_metric("leadflow_reloads_total", 1, kind="ruleset", origin="file", result="applied")
             time.sleep(2)
+        _follow_some_opportunities(flow)
         write_rules(tmp, _ruleset("prom-3").replace("op: gte", "op: greater"))  # refused: kept prom-2
         flow.wait_metric("leadflow_reloads_total", 1, kind="ruleset", origin="file", result="refused")
         flow.wait_metric("leadflow_sla_breaches_total", 1, pool="ae")
         _scraped(url, 'leadflow_reloads_total{result="refused"}')
         _scraped(url, "leadflow_sla_breaches_total")
+        _scraped(url, 'leadflow_opportunities_closed_total{outcome="lost"}')
         time.sleep(4)  # a few more scrapes and rule evaluations after the last change
         yield Run(flow, url, start - 2, time.time())
     finally:
@@ -197,6 +202,25 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
             prometheus.terminate()
             prometheus.wait(timeout=30)
         flow.close()
+
+
+def _follow_some_opportunities(flow: Flow) -> None:
+    """The sales side moves the first opportunity on, wins the second and loses the third (the pipeline panels)."""
+    created = [o.json["opportunity_id"] for o in flow.read(flow.settings.topic_opportunities, 3, timeout=60)]
+    one, two, three = list(dict.fromkeys(created))[:3]
+    at = "2026-11-20T09:00:00Z"
+    feedback = [
+        {"event_type": "opportunity.updated", "opportunity_id": one, "stage_name": "Value Proposition"},
+        {"event_type": "opportunity.closed", "opportunity_id": two, "won": True, "amount": 30_000.0},
+        {"event_type": "opportunity.closed", "opportunity_id": three, "won": False},
+    ]
+    producer = KafkaProducer(bootstrap_servers=flow.settings.bootstrap_servers, acks="all")
+    for i, event in enumerate(feedback):
+        value = orjson.dumps({**event, "event_id": f"crm-{i}", "occurred_at": at})
+        producer.send(flow.settings.topic_feedback, key=b"crm", value=value)
+    producer.flush()
+    producer.close()
+    flow.wait_metric("leadflow_opportunities_closed_total", 1, outcome="lost")
 
 
 def _has_data(result: list[dict[str, Any]]) -> bool:
