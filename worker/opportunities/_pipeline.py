@@ -132,7 +132,12 @@ def pipeline_batch(
             continue
         if created is not None:
             if state is None:
-                state = state_from_created(created)
+                try:
+                    state = state_from_created(created)
+                except (TypeError, ValueError) as exc:  # only leadflow writes them; a copy that is not one waits
+                    msg = f"an {created['event_type']!r} record does not match schemas/opportunity.schema.json: {exc}"
+                    out.dead_letters.append((record, EventError(msg, reason="schema_violation")))
+                    continue
                 out.created.append(state)
             else:  # sent again (a redelivered conversion) or reassigned after an SLA breach: the owner may change
                 state["owner_id"] = created.get("owner_id")
