@@ -75,6 +75,7 @@ class BatchResult:
     events_by_type: Counter[str] = field(default_factory=Counter)
     decisions_by: Counter[tuple[str, str]] = field(default_factory=Counter)
     duplicates: int = 0
+    leads_created: Counter[str | None] = field(default_factory=Counter)  # new leads, by lead source at batch end
     scores: list[float] = field(default_factory=list)
     record_times: list[float] = field(default_factory=list)
     # drift: the facts of the sampled events (1 record offset in ``drift_sample``) and, per model feature, how
@@ -135,6 +136,7 @@ def process_batch(
                 for index, _ in events:
                     failed[index] = _lead_error(lead_id, exc)
                 continue
+        new = state is None
         try:
             state, stored = _decide_lead(engine, records, events, state, decided_at, drift_sample, outputs)
         except Exception:  # one event of this lead fails: find which, from the stored state
@@ -143,6 +145,8 @@ def process_batch(
             )
         if stored is not None:
             states[lead_id] = stored
+            if new and state is not None:
+                result.leads_created[state.get("lead_source")] += 1
         if state is not None:
             cached[lead_id] = state
         else:  # the fast path may have changed the cached state before it failed

@@ -59,7 +59,7 @@ def test_lag_and_age_show_a_backlog_draining_then_zero_and_revoked_partitions_le
     flow: Flow, rules_file: Path
 ) -> None:
     s = flow.settings
-    topics = [s.topic_leads, s.topic_route_requests, s.topic_sla, s.topic_feedback]
+    topics = [s.topic_leads, s.topic_route_requests, s.topic_sla, s.topic_feedback, s.topic_pipeline]
     every_partition = {(topic, p) for topic in topics for p in range(s.partitions)}
     # a backlog produced an hour ago (its record timestamps say so) before the worker starts
     ensure_topics(s)

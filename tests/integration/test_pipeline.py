@@ -123,6 +123,13 @@ def test_opportunities_converted_updated_and_closed_add_up_to_the_pipeline_compu
         key = (dict(labels)["lead_source"], dict(labels)["outcome"])
         outcomes[key] = outcomes.get(key, 0) + count
     assert outcomes == {("Web", "open"): 1, ("Web", "won"): 1, ("Partner", "lost"): 1}
+    # the funnel: every lead here converted
+    assert flow.metric("leadflow_leads_created_total", lead_source="Web") == 2
+    assert flow.metric("leadflow_leads_created_total", lead_source="Partner") == 1
+    converted: dict[str, float] = {}
+    for labels, count in _samples(flow, "leadflow_pipeline_converted_total").items():
+        converted[dict(labels)["lead_source"]] = converted.get(dict(labels)["lead_source"], 0) + count
+    assert converted == {"Web": 2, "Partner": 1}
     # two days from lead to conversion, three times; 10 days from conversion to the win, 20 to the loss
     assert flow.metric("leadflow_lead_to_conversion_seconds_count") == 3
     assert flow.metric("leadflow_lead_to_conversion_seconds_sum") == 3 * 2 * DAY

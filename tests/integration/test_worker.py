@@ -209,7 +209,7 @@ def test_metrics_count_what_the_worker_did(flow: Flow, rules_file: Path) -> None
     m = flow.metric
     assert m("leadflow_events_consumed_total", event_type="lead.upserted") == 1
     assert m("leadflow_events_consumed_total", event_type="lead.activity") == 2
-    assert m("leadflow_opportunities_created_total", stage="Prospecting") == 1
+    assert m("leadflow_opportunities_created_total", stage="Needs Analysis") == 1  # the stage its rule opens
     assert m("leadflow_decisions_total", status="Qualified", action="converted") == 1
     assert m("leadflow_decisions_total", status="Contacted", action="status_changed") == 1
     assert m("leadflow_dead_letters_total", reason="not_json") == 1

@@ -34,6 +34,7 @@ __all__ = [
     "Pipeline",
     "PipelineBatch",
     "PipelineRecord",
+    "SourceLabels",
     "days_to_close",
     "days_to_conversion",
     "expected_revenue",
@@ -131,7 +132,12 @@ def pipeline_batch(
             continue
         if created is not None:
             if state is None:
-                state = state_from_created(created)
+                try:
+                    state = state_from_created(created)
+                except (TypeError, ValueError) as exc:  # only leadflow writes them; a copy that is not one waits
+                    msg = f"an {created['event_type']!r} record does not match schemas/opportunity.schema.json: {exc}"
+                    out.dead_letters.append((record, EventError(msg, reason="schema_violation")))
+                    continue
                 out.created.append(state)
             else:  # sent again (a redelivered conversion) or reassigned after an SLA breach: the owner may change
                 state["owner_id"] = created.get("owner_id")
@@ -202,28 +208,35 @@ Cell = tuple[str, str, str]
 """(stage, forecast category, close month ``YYYY-MM``)."""
 
 
+class SourceLabels:
+    """Lead sources as bounded label values: the first ``limit`` seen keep their name (cut to 40 characters),
+    later ones are ``other``; no source is ``none``. One instance per worker, so that its metrics agree."""
+
+    def __init__(self, limit: int = 50) -> None:
+        self.limit = limit
+        self._labels: dict[str, str] = {}
+
+    def __call__(self, source: str | None) -> str:
+        if source is None:
+            return "none"
+        label = self._labels.get(source)
+        if label is None:
+            label = source[:40] if len(self._labels) < self.limit else "other"
+            self._labels[source] = label
+        return label
+
+
 class Pipeline:
     """Sums over opportunities' states, changed a state at a time (add, or replace an old state by a new one).
 
     ``cells``: (stage, forecast category, close month) → [count, amount, expected revenue]; ``outcomes``: (lead
-    source, score band, outcome) → count. Lead sources are labels: the first ``max_sources`` seen keep their
-    name (cut to 40 characters), later ones count as ``other``; no source is ``none``.
+    source, score band, outcome) → count, the lead source as ``source_label`` makes it a bounded label.
     """
 
-    def __init__(self, max_sources: int = 50) -> None:
+    def __init__(self, source_label: SourceLabels | None = None) -> None:
         self.cells: dict[Cell, list[float]] = {}
         self.outcomes: dict[tuple[str, str, str], int] = {}
-        self.max_sources = max_sources
-        self._sources: dict[str, str] = {}
-
-    def source_label(self, source: str | None) -> str:
-        if source is None:
-            return "none"
-        label = self._sources.get(source)
-        if label is None:
-            label = source[:40] if len(self._sources) < self.max_sources else "other"
-            self._sources[source] = label
-        return label
+        self.source_label = source_label or SourceLabels()
 
     def add(self, state: Mapping[str, Any], sign: int = 1) -> None:
         cell = (state["stage_name"], state["forecast_category"], str(state["close_date"])[:7])
@@ -263,28 +276,49 @@ def _sums(rows: Iterable[tuple[str, float, float]]) -> dict[str, dict[str, float
     return {name: {k: round(v, 2) for k, v in sums.items()} for name, sums in sorted(out.items())}
 
 
-def _funnel(states: Sequence[Mapping[str, Any]], key: Callable[[Mapping[str, Any]], str]) -> dict[str, Any]:
-    groups: dict[str, list[str]] = {}
+def _funnel(
+    states: Sequence[Mapping[str, Any]], key: Callable[[Mapping[str, Any]], str], leads: Mapping[str, int] | None
+) -> dict[str, Any]:
+    groups: dict[str, list[str]] = {name: [] for name in leads or ()}
     for state in states:
         groups.setdefault(key(state), []).append(state["outcome"])
     out = {}
     for name, outcomes in sorted(groups.items()):
         won, lost = outcomes.count("won"), outcomes.count("lost")
-        out[name] = {
+        row: dict[str, Any] = {} if leads is None else {"leads": leads.get(name, 0)}
+        row |= {
             "opportunities": len(outcomes),
             "won": won,
             "lost": lost,
-            "won_rate": won / len(outcomes),
+            "won_rate": won / len(outcomes) if outcomes else None,
             "win_rate_of_closed": won / (won + lost) if won + lost else None,
         }
+        if leads is not None:
+            row["lead_to_opportunity_rate"] = len(outcomes) / row["leads"] if row["leads"] else None
+        out[name] = row
     return out
 
 
-def summarize(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize(
+    states: Iterable[Mapping[str, Any]], leads: Iterable[tuple[str | None, float | None]] | None = None
+) -> dict[str, Any]:
     """Every figure of the pipeline from opportunities' states: by stage, forecast category and close month
     (count, amount, expected revenue), won and lost (count, amount), opportunity-to-won rates by lead source and
-    score band, and the mean and median days from lead to conversion and from conversion to close."""
+    score band, and the mean and median days from lead to conversion and from conversion to close.
+
+    ``leads``, when given, is every lead once, as (lead source, score; the score at conversion for a converted
+    lead, so that it falls in its opportunity's band): the funnels then hold the leads and the lead-to-opportunity
+    rate (a lead without a score counts under its source only).
+    """
     states = list(states)
+    by_source: dict[str, int] | None = None
+    by_band: dict[str, int] | None = None
+    if leads is not None:
+        by_source, by_band = {}, {}
+        for source, score in leads:
+            by_source[source or "none"] = by_source.get(source or "none", 0) + 1
+            if score is not None:
+                by_band[score_band(score)] = by_band.get(score_band(score), 0) + 1
 
     def rows(key: Callable[[Mapping[str, Any]], str]) -> list[tuple[str, float, float]]:
         return [(key(s), s["amount"] or 0.0, expected_revenue(s)) for s in states]
@@ -306,8 +340,8 @@ def summarize(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "by_forecast_category": _sums(rows(lambda s: s["forecast_category"])),
         "by_close_month": _sums(rows(lambda s: str(s["close_date"])[:7])),
         **closed,
-        "by_lead_source": _funnel(states, lambda s: s["lead_source"] or "none"),
-        "by_score_band": _funnel(states, lambda s: score_band(s["score"])),
+        "by_lead_source": _funnel(states, lambda s: s["lead_source"] or "none", by_source),
+        "by_score_band": _funnel(states, lambda s: score_band(s["score"]), by_band),
         "days": {
             name: {
                 "count": len(values),

@@ -146,6 +146,8 @@ class LeadStage(TableStage[LeadBatch]):
         observe_many(m.time_to_assignment, [max(0.0, time.time() - ts) for ts in result.routed_times])
         if result.duplicates:
             m.duplicates.inc(result.duplicates)
+        for source, n in result.leads_created.items():
+            m.leads_created.labels(m.lead_sources(source)).inc(n)
         observe_many(m.score, result.scores)
         for name, n in result.features_observed.items():
             m.feature_observed.labels(name).inc(n)

@@ -17,7 +17,7 @@ import orjson
 
 from worker.batch import RecordLike
 from worker.core import Engine
-from worker.opportunities import Pipeline, days_to_conversion, pipeline_batch
+from worker.opportunities import Pipeline, days_to_conversion, pipeline_batch, score_band
 from worker.settings import Settings
 from worker.stream._outbox import Outbox
 from worker.stream._stage import BatchStage, Prepared
@@ -42,7 +42,7 @@ class PipelineStage(BatchStage):
         self.settings = settings
         self.app = app
         self.engine = engine  # the current Engine (its ruleset's stages; it changes on reloads)
-        self.pipeline = Pipeline()
+        self.pipeline = Pipeline(metrics.lead_sources)
         """The sums over the opportunities of this worker's partitions (what the gauges export)."""
         self._generation: int | None = None
 
@@ -67,6 +67,7 @@ class PipelineStage(BatchStage):
                 if closing.seconds_to_close is not None:
                     m.conversion_to_close.labels(closing.outcome).observe(closing.seconds_to_close)
             for state in out.created:
+                m.pipeline_converted.labels(m.lead_sources(state["lead_source"]), score_band(state["score"])).inc()
                 days = days_to_conversion(state)
                 if days is not None:
                     m.lead_to_conversion.observe(days * _DAY)
@@ -80,7 +81,7 @@ class PipelineStage(BatchStage):
         generation = self.app.consumer_generation_id
         if generation == self._generation:
             return False
-        pipeline = Pipeline()
+        pipeline = Pipeline(self.metrics.lead_sources)
         for value in self.tables["pipeline-state"].data.values():
             pipeline.add(orjson.loads(value))
         self.pipeline = pipeline

@@ -26,7 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from worker.exceptions import DeadLetterReason
-from worker.opportunities import Pipeline
+from worker.opportunities import Pipeline, SourceLabels
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -321,6 +321,20 @@ class Metrics:
             "Input records refused, by source (leads, feedback, route_requests, sla, pipeline, accounts, control) and"
             " reason; those of the first five also go to the dead-letter topic",
             ["source", "reason"],
+            registry=registry,
+        )
+        self.lead_sources = SourceLabels()
+        """Lead sources as bounded label values, the same for every metric of this worker."""
+        self.leads_created = Counter(
+            "leadflow_leads_created_total",
+            "Leads seen for the first time, by lead source (the first 50 seen by a worker, then 'other')",
+            ["lead_source"],
+            registry=registry,
+        )
+        self.pipeline_converted = Counter(
+            "leadflow_pipeline_converted_total",
+            "Opportunities that entered the pipeline, by lead source and score band at conversion",
+            ["lead_source", "score_band"],
             registry=registry,
         )
         self.opportunities_closed = Counter(

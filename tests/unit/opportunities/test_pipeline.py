@@ -305,3 +305,33 @@ def test_batches_and_redeliveries_do_not_change_the_result(
     assert split.pipeline.cells.keys() == expected.cells.keys()
     for cell, sums in expected.cells.items():
         assert split.pipeline.cells[cell] == pytest.approx(sums)
+
+
+def test_with_the_leads_the_funnels_give_the_lead_to_opportunity_rates() -> None:
+    table = Table()
+    table.run(records(SCENARIO))
+    leads = [("Web", 0.46), ("Partner", 0.81), ("Web", 0.12), ("Web", 0.15), ("Partner", None), (None, 0.5)]
+    figures = summarize(table.states().values(), leads)
+    sources = {
+        name: (row["leads"], row["opportunities"], row["lead_to_opportunity_rate"])
+        for name, row in figures["by_lead_source"].items()
+    }
+    assert sources == {"Web": (3, 2, 2 / 3), "Partner": (2, 1, 0.5), "none": (1, 0, 0.0)}
+    assert figures["by_lead_source"]["none"]["won_rate"] is None
+    bands = {
+        name: (row["leads"], row["opportunities"], row["lead_to_opportunity_rate"])
+        for name, row in figures["by_score_band"].items()
+    }
+    assert bands == {"0.1-0.2": (2, 1, 0.5), "0.4-0.5": (1, 1, 1.0), "0.5-0.6": (1, 0, 0.0), "0.8-0.9": (1, 1, 1.0)}
+    assert "leads" not in summarize(table.states().values())["by_score_band"]["0.1-0.2"]
+
+
+@pytest.mark.parametrize(
+    "broken", [{"converted_at": "yesterday"}, {"probability": "twenty"}, {"opportunity_id": None}, {"amount": "many"}]
+)
+def test_an_opportunity_record_that_is_not_one_is_a_dead_letter(broken: dict[str, Any]) -> None:
+    record = created("A") | broken
+    out = Table().run([Rec(b"A", orjson.dumps(record), 0), *records([created("B")], start=1)])
+    [(_, error)] = out.dead_letters
+    assert error.reason in {"schema_violation", "key_mismatch"}
+    assert list(out.states) == ["B"]
