@@ -74,28 +74,23 @@ def fold_opportunities(
 
 @dataclass
 class LeadCounts:
-    """The leads the worker decided on, which of them converted, and each lead's source where known."""
+    """The leads the worker decided on (with their last score) and each lead's source where known."""
 
-    decided: set[str] = field(default_factory=set)
-    converted: set[str] = field(default_factory=set)
+    decided: dict[str, float | None] = field(default_factory=dict)
+    """Each lead decided on, with the score of its last decision."""
     sources: dict[str, str] = field(default_factory=dict)
-
-    def by_source(self) -> dict[str, int]:
-        """Leads decided, by lead source (``none``: not known)."""
-        return dict(Counter(self.sources.get(lead, "none") for lead in self.decided))
 
 
 def count_leads(decisions: Iterable[RecordLike], leads: Iterable[RecordLike] = ()) -> LeadCounts:
-    """Leads from the decisions (each decided lead once; converted when a decision says so) and their source from
-    the leads topic's ``lead.upserted`` events (the last one that names a source)."""
+    """Leads from the decisions (each decided lead once, with its last score) and their source from the leads
+    topic's ``lead.upserted`` events (the last one that names a source)."""
     out = LeadCounts()
     for record in decisions:
         value = _object(record.value)
         lead_id = value.get("lead_id")
         if isinstance(lead_id, str):
-            out.decided.add(lead_id)
-            if value.get("action") == "converted":
-                out.converted.add(lead_id)
+            score = value.get("score")
+            out.decided[lead_id] = float(score) if isinstance(score, int | float) else None
     for record in leads:
         value = _object(record.value)
         lead, lead_id = value.get("lead"), value.get("lead_id")

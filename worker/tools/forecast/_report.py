@@ -54,35 +54,31 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _funnel(states: Sequence[State], leads: LeadCounts | None) -> dict[str, Any]:
-    """Leads → opportunities → won by lead source (leads: from the decisions; their source from the leads topic)."""
-    rows: dict[str, dict[str, Any]] = {}
-    lead_sources = leads.by_source() if leads is not None and leads.sources else {}
-    for source, n in lead_sources.items():
-        rows[source] = {"leads": n, "opportunities": 0, "won": 0, "lost": 0}
-    for state in states:
-        row = rows.setdefault(
-            state["lead_source"] or "none",
-            {"leads": 0 if lead_sources else None, "opportunities": 0, "won": 0, "lost": 0},
-        )
-        row["opportunities"] += 1
-        if state["outcome"] in ("won", "lost"):
-            row[state["outcome"]] += 1
-    total = {
-        "leads": len(leads.decided) if leads is not None and leads.decided else None,
-        "opportunities": len(states),
-        "won": sum(r["won"] for r in rows.values()),
-        "lost": sum(r["lost"] for r in rows.values()),
-    }
+def _funnel(summary: Mapping[str, Any], with_leads: bool) -> dict[str, Any]:
+    """Leads → opportunities → won by lead source, most opportunities first, and ``all`` (from ``summarize``)."""
+    rows = sorted(summary["by_lead_source"].items(), key=lambda kv: (-kv[1]["opportunities"], kv[0]))
+    total = {"leads": sum(r["leads"] for _, r in rows) if with_leads else None}
+    total |= {k: sum(r[k] for _, r in rows) for k in ("opportunities", "won", "lost")}
     out = {}
-    for name, row in [*sorted(rows.items(), key=lambda kv: (-kv[1]["opportunities"], kv[0])), ("all", total)]:
+    for name, row in [*rows, ("all", total)]:
+        leads = row.get("leads") if with_leads else None
         out[name] = {
-            **row,
-            "lead_to_opportunity": None if not row["leads"] else _rate(row["opportunities"], row["leads"]),
+            "leads": leads,
+            "opportunities": row["opportunities"],
+            "won": row["won"],
+            "lost": row["lost"],
+            "lead_to_opportunity": _rate(row["opportunities"], leads or 0),
             "opportunity_to_won": _rate(row["won"], row["opportunities"]),
             "win_rate_of_closed": _rate(row["won"], row["won"] + row["lost"]),
         }
     return out
+
+
+def _leads(states: Sequence[State], leads: LeadCounts) -> list[tuple[str | None, float | None]]:
+    """Every decided lead once as (source, score): a converted lead's score at conversion (its opportunity's band),
+    another's the score of its last decision."""
+    converted = {s["lead_id"]: float(s["score"]) for s in states}
+    return [(leads.sources.get(lead), converted.get(lead, score)) for lead, score in leads.decided.items()]
 
 
 def _calibration(states: Sequence[State]) -> dict[str, Any]:
@@ -129,11 +125,12 @@ def _rules(states: Sequence[State]) -> list[dict[str, Any]]:
 def build_forecast(folded: Folded, leads: LeadCounts | None, sources: Mapping[str, Any]) -> dict[str, Any]:
     """The whole report: where it was read from, the pipeline, the forecast, the funnel, calibration and rules."""
     states = folded.states
+    summary = summarize(states, None if leads is None else _leads(states, leads))
     return {
         "sources": dict(sources),
-        "pipeline": summarize(states),
+        "pipeline": summary,
         "forecast": _forecast(states),
-        "funnel": _funnel(states, leads),
+        "funnel": _funnel(summary, leads is not None),
         "calibration": _calibration(states),
         "rules": _rules(states),
         "feedback": {"replayed": folded.replayed, "accepted": folded.accepted, "dead_letters": folded.dead_letters},

@@ -93,14 +93,27 @@ def _funnel(report: dict[str, Any]) -> View:
 
 
 def _calibration(report: dict[str, Any]) -> View:
-    calibration = report["calibration"]
-    rows = [
-        [f"{b['lo']:.1f}-{b['hi']:.1f}", count(b["n"]), _score(b["predicted"]), rate(b["observed"])]
-        for b in calibration["bins"]
-    ]
+    """Per score band: leads → opportunities (when the leads are known), then the closed ones against the score."""
+    calibration, bands = report["calibration"], report["pipeline"]["by_score_band"]
+    bins = {f"{b['lo']:.1f}-{b['hi']:.1f}": b for b in calibration["bins"]}
+    rows = []
+    for band in sorted(set(bands) | set(bins)):
+        row, closed = bands.get(band, {}), bins.get(band)
+        rows.append(
+            [
+                band,
+                count(row.get("leads")),
+                count(row.get("opportunities", 0)),
+                rate(row.get("lead_to_opportunity_rate")),
+                count(closed["n"] if closed else 0),
+                _score(closed["predicted"] if closed else None),
+                rate(closed["observed"] if closed else None),
+            ]
+        )
     ece = "–" if calibration["ece"] is None else f"{calibration['ece']:.3f}"
-    title = f"win rate by score band (closed; ECE {ece})"
-    return View("calibration", title, ("score band", "closed", "mean score", "won"), rows)
+    title = f"by score band: leads → opportunities, and won against the score (ECE {ece})"
+    head = ("score band", "leads", "opportunities", "lead → opp", "closed", "mean score", "won of closed")
+    return View("calibration", title, head, rows)
 
 
 def _rules(report: dict[str, Any]) -> View:

@@ -6,7 +6,8 @@ C (Partner, 0.30, warm, 5,000): closed lost on 2026-11-16.
 D (Partner, 0.20, warm, 8,000): moved to Proposal/Price Quote as Best Case (BestCase), closing 2027-01-15.
 E (Web, 0.55, hot, 4,000): untouched, Needs Analysis, Pipeline, closing 2026-12-20.
 Plus an acceptance (skipped) and an update for opportunity X, never converted (set aside as a dead letter).
-Leads: L-A..L-E converted, L-F (Web) and L-G (no source) not.
+Leads: L-A..L-E converted (their decisions' scores differ from the opportunities': the score at conversion counts),
+L-F (Web, 0.35) and L-G (no source, 0.05) not.
 """
 
 from __future__ import annotations
@@ -67,11 +68,11 @@ FEEDBACK = [
     closed("B", "b1", True, amount=15_000, close_date="2026-11-20"),  # the CRM sent it again
     updated("X", "x1", stage_name="Closed Won"),  # never converted by leadflow
 ]
+_SCORES = {"A": 0.41, "B": 0.42, "C": 0.43, "D": 0.44, "E": 0.45, "F": 0.35, "G": 0.05}
 DECISIONS = [
-    {"lead_id": lead, "action": "converted" if lead in "ABCDE" else "none"}
-    for lead in ("A", "B", "C", "D", "E", "F", "G")
+    {"lead_id": f"L-{lead}", "score": score, "action": "converted" if lead in "ABCDE" else "none"}
+    for lead, score in _SCORES.items()
 ]
-DECISIONS = [d | {"lead_id": f"L-{d['lead_id']}"} for d in DECISIONS]
 LEADS = [
     {"event_type": "lead.upserted", "lead_id": f"L-{lead}", "lead": {"lead_source": source}}
     for lead, source in (("A", "Web"), ("B", "Web"), ("C", "Partner"), ("D", "Partner"), ("E", "Web"), ("F", "Web"))

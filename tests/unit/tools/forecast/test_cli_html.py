@@ -82,7 +82,7 @@ def test_the_html_report_has_every_chart_and_its_tables_hold_the_json_figures(
         "pipeline by stage",
         "forecast by close month",
         "funnel by lead source",
-        "win rate by score band",
+        "by score band",
         "converting rules, best win rate first",
     ]
     for _, src in page.images:
@@ -119,10 +119,29 @@ def test_the_html_report_has_every_chart_and_its_tables_hold_the_json_figures(
     }
     assert funnel["Web"] == [4, 3, 1, 0, 0.75, 0.333, 1.0]
 
-    _, *rows = page.tables["calibration"]
-    assert [[r[0], *(_number(c) for c in r[1:])] for r in rows] == [
-        [f"{b['lo']:.1f}-{b['hi']:.1f}", b["n"], b["predicted"], b["observed"]] for b in report["calibration"]["bins"]
-    ]
+    head, *rows = page.tables["calibration"]
+    assert head == ["score band", "leads", "opportunities", "lead → opp", "closed", "mean score", "won of closed"]
+    bands, bins = (
+        report["pipeline"]["by_score_band"],
+        {f"{b['lo']:.1f}-{b['hi']:.1f}": b for b in report["calibration"]["bins"]},
+    )
+    assert [r[0] for r in rows] == sorted(bands) == ["0.0-0.1", "0.2-0.3", "0.3-0.4", "0.5-0.6", "0.7-0.8", "0.8-0.9"]
+    for band, *cells in rows:
+        b, closed = bands[band], bins.get(band)
+        lead_rate = b["lead_to_opportunity_rate"]
+        assert [_number(c) for c in cells[:3]] == [
+            b["leads"],
+            b["opportunities"],
+            None if lead_rate is None else round(lead_rate, 3),
+        ]
+        if closed is None:
+            assert cells[3:] == ["0", "–", "–"]
+        else:
+            assert [_number(c) for c in cells[3:]] == [closed["n"], closed["predicted"], closed["observed"]]
+    assert {r[0]: r[4:] for r in rows if r[4] != "0"} == {
+        "0.3-0.4": ["1", "0.300", "0.0%"],
+        "0.7-0.8": ["1", "0.750", "100.0%"],
+    }
 
     _, *rows = page.tables["rules"]
     assert [[r[0], *(_number(c) for c in r[1:])] for r in rows] == [

@@ -86,6 +86,19 @@ def test_the_funnel_goes_from_the_decided_leads_to_won_by_source(report: dict[st
     assert funnel["all"]["lead_to_opportunity"] == round(5 / 7, 4)
 
 
+def test_leads_fall_in_the_band_of_their_score_at_conversion(report: dict[str, Any]) -> None:
+    bands = {band: (b["leads"], b["opportunities"]) for band, b in report["pipeline"]["by_score_band"].items()}
+    assert bands == {
+        "0.0-0.1": (1, 0),  # G
+        "0.2-0.3": (1, 1),  # D
+        "0.3-0.4": (2, 1),  # C, and F not converted
+        "0.5-0.6": (1, 1),  # E
+        "0.7-0.8": (1, 1),  # B
+        "0.8-0.9": (1, 1),  # A
+    }
+    assert report["pipeline"]["by_score_band"]["0.3-0.4"]["lead_to_opportunity_rate"] == 0.5
+
+
 def test_the_calibration_compares_the_score_with_the_outcome_of_closed_opportunities(report: dict[str, Any]) -> None:
     calibration = report["calibration"]
     assert (calibration["closed"], calibration["won"]) == (2, 1)  # B won at 0.75, C lost at 0.30
