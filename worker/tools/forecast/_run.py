@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -32,27 +33,29 @@ class ForecastFiles:
     leads: Path | None = None
 
 
-def read_file(path: Path) -> list[Record]:
+def read_file(path: Path) -> Iterator[Record]:
     """The records of a JSON-lines file (one record's value per line; blank lines skipped), in line order."""
+    number = 0
     try:
         with path.open("rb") as handle:
-            return [
-                Record(None, line.rstrip(b"\r\n"), str(path), 0, number)
-                for number, line in enumerate(handle, 1)
-                if line.strip()
-            ]
+            for number, line in enumerate(handle, 1):  # number names the line on a read error
+                if line.strip():
+                    yield Record(None, line.rstrip(b"\r\n"), str(path), 0, number)
     except OSError as exc:
-        msg = f"cannot read {str(path)!r}: {exc.strerror or exc}; expected JSON lines, one record per line"
+        where = f" (line {number + 1})" if number else ""
+        msg = f"cannot read {str(path)!r}{where}: {exc.strerror or exc}; expected JSON lines, one record per line"
         raise ForecastError(msg, source=str(path)) from exc
 
 
-def read_topic(settings: Settings, topic: str) -> list[Record]:
-    """Every record of ``topic`` up to its end offsets at the start, without a consumer group."""
+def read_topic(settings: Settings, topic: str) -> Iterator[Record]:
+    """Every record of ``topic`` up to its end offsets at the start, without a consumer group, as it is read."""
     with open_topic(settings, topic, batch_size=5_000) as source:
-        return [record for batch in source.batches for record in batch]
+        for batch in source.batches:
+            yield from batch
 
 
-def _read(settings: Settings, files: ForecastFiles | None) -> tuple[dict[str, list[Record]], dict[str, str | None]]:
+def _read(settings: Settings, files: ForecastFiles | None) -> tuple[dict[str, Iterable[Record]], dict[str, str | None]]:
+    """The four inputs as streams of records (decisions and leads, the big ones, are never held in memory)."""
     if files is None:
         topics = {
             "opportunities": settings.topic_opportunities,
@@ -60,31 +63,39 @@ def _read(settings: Settings, files: ForecastFiles | None) -> tuple[dict[str, li
             "decisions": settings.topic_decisions,
             "leads": settings.topic_leads,
         }
-        records = {what: read_topic(settings, topic) for what, topic in topics.items()}
-        return records, {what: f"topic {topic!r}" for what, topic in topics.items()}
+        streams: dict[str, Iterable[Record]] = {what: read_topic(settings, topic) for what, topic in topics.items()}
+        return streams, {what: f"topic {topic!r}" for what, topic in topics.items()}
     paths = {
         "opportunities": files.opportunities,
         "feedback": files.feedback,
         "decisions": files.decisions,
         "leads": files.leads,
     }
-    records = {what: read_file(path) if path is not None else [] for what, path in paths.items()}
-    return records, {what: None if path is None else f"file {str(path)!r}" for what, path in paths.items()}
+    files_read: dict[str, Iterable[Record]] = {
+        what: read_file(path) for what, path in paths.items() if path is not None
+    }
+    return files_read, {what: None if path is None else f"file {str(path)!r}" for what, path in paths.items()}
 
 
 def forecast_report(settings: Settings, files: ForecastFiles | None = None) -> dict[str, Any]:
     """Read, fold and add up: the report as plain data."""
     stages = load_ruleset(settings.rules or default_ruleset_path()).stages
     records, names = _read(settings, files)
-    folded = fold_opportunities(records["opportunities"], records["feedback"], stages)
+    # the feedback first: every opportunity it names was converted before it, so it is on the opportunities topic
+    # when that is read, even while the worker keeps converting
+    feedback = list(records.get("feedback", ()))
+    opportunities = list(records["opportunities"])
+    folded = fold_opportunities(opportunities, feedback, stages)
     if not folded.states:
         where = names["opportunities"] or "the opportunities"
         msg = (
-            f"{where} holds no opportunity.created record ({len(records['opportunities']):,} records read); "
+            f"{where} holds no opportunity.created record ({len(opportunities):,} records read); "
             "nothing to forecast: run the worker on some leads first, or point --broker / the files elsewhere"
         )
         raise ForecastError(msg, source=where)
-    leads = count_leads(records["decisions"], records["leads"]) if records["decisions"] else None
+    leads = None
+    if "decisions" in records:
+        leads = count_leads(records["decisions"], records.get("leads", ()))
     return build_forecast(folded, leads, names)
 
 

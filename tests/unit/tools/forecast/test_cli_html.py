@@ -178,5 +178,5 @@ def test_a_broker_that_is_not_there_is_an_error_naming_it_and_the_topic(capsys: 
     url = f"127.0.0.1:{free_port()}"
     assert main(["forecast", "--broker", url]) == 2
     err = capsys.readouterr().err
-    assert f"cannot reach the broker at 'kafka://{url}' to read topic 'opportunities'" in err
+    assert f"cannot reach the broker at 'kafka://{url}' to read topic 'opportunity-feedback'" in err
     assert "pass --broker URL" in err
