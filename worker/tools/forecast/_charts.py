@@ -25,6 +25,13 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
     return figure, figure.add_subplot()
 
 
+def _thousands(axis: Any) -> None:
+    """Amounts as 1,250,000 rather than 1.25 with a 1e6 offset."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+
+
 def stages_chart(report: dict[str, Any]) -> bytes:
     """Amount and expected revenue per stage, horizontal bars."""
     stages = report["pipeline"]["by_stage"]
@@ -41,6 +48,7 @@ def stages_chart(report: dict[str, Any]) -> bytes:
     axes.set_yticks(list(ys), list(stages))
     axes.invert_yaxis()
     axes.set_xlabel("amount")
+    _thousands(axes.xaxis)
     axes.set_title("pipeline by stage")
     axes.legend(loc="lower right")
     return figure_png(figure, _DPI)
@@ -57,6 +65,7 @@ def months_chart(report: dict[str, Any]) -> bytes:
         )
     axes.set_xticks(list(xs), list(months), rotation=45, ha="right")
     axes.set_ylabel("amount (rolled up)")
+    _thousands(axes.yaxis)
     axes.set_title(
         "forecast by close month, rolled up: Closed ⊂ Commit ⊂ Most Likely ⊂ Best Case ⊂ Pipeline", fontsize=10
     )

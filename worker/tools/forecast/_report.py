@@ -122,10 +122,18 @@ def _rules(states: Sequence[State]) -> list[dict[str, Any]]:
     return out
 
 
-def build_forecast(folded: Folded, leads: LeadCounts | None, sources: Mapping[str, Any]) -> dict[str, Any]:
-    """The whole report: where it was read from, the pipeline, the forecast, the funnel, calibration and rules."""
+def build_forecast(
+    folded: Folded, leads: LeadCounts | None, sources: Mapping[str, Any], stage_order: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The whole report: where it was read from, the pipeline, the forecast, the funnel, calibration and rules.
+
+    ``stage_order``: the ruleset's stages in their order (Prospecting ... Closed Lost), the order of the stage
+    table; stages it does not name follow, by name.
+    """
     states = folded.states
     summary = summarize(states, None if leads is None else _leads(states, leads))
+    rank = {name: i for i, name in enumerate(stage_order)}
+    summary["by_stage"] = dict(sorted(summary["by_stage"].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
     return {
         "sources": dict(sources),
         "pipeline": summary,

@@ -96,7 +96,7 @@ def forecast_report(settings: Settings, files: ForecastFiles | None = None) -> d
     leads = None
     if "decisions" in records:
         leads = count_leads(records["decisions"], records.get("leads", ()))
-    return build_forecast(folded, leads, names)
+    return build_forecast(folded, leads, names, list(stages))
 
 
 def run_forecast(

@@ -91,6 +91,8 @@ def test_the_html_report_has_every_chart_and_its_tables_hold_the_json_figures(
 
     head, *rows = page.tables["stages"]
     assert head == ["stage", "opportunities", "amount", "expected revenue"]
+    assert [r[0] for r in rows] == list(report["pipeline"]["by_stage"])  # the ruleset's order
+    assert [r[0] for r in rows][-2:] == ["Closed Won", "Closed Lost"]
     assert {r[0]: [_number(c) for c in r[1:]] for r in rows} == {
         stage: [s["count"], s["amount"], s["expected_revenue"]] for stage, s in report["pipeline"]["by_stage"].items()
     }

@@ -17,7 +17,7 @@ STAGES = load_ruleset(default_ruleset_path()).stages
 def report() -> dict[str, Any]:
     folded = fold_opportunities(records(OPPORTUNITIES), records(FEEDBACK), STAGES)
     leads = count_leads(records(DECISIONS), records(LEADS))
-    return build_forecast(folded, leads, {"opportunities": "hand"})
+    return build_forecast(folded, leads, {"opportunities": "hand"}, list(STAGES))
 
 
 def test_the_pipeline_by_stage_counts_amounts_and_expected_revenue(report: dict[str, Any]) -> None:
@@ -28,6 +28,13 @@ def test_the_pipeline_by_stage_counts_amounts_and_expected_revenue(report: dict[
         "Negotiation/Review": {"count": 1, "amount": 20_000, "expected_revenue": 18_000},
         "Proposal/Price Quote": {"count": 1, "amount": 8_000, "expected_revenue": 6_000},
     }
+    assert list(report["pipeline"]["by_stage"]) == [  # in the ruleset's order, as a pipeline reads
+        "Needs Analysis",
+        "Proposal/Price Quote",
+        "Negotiation/Review",
+        "Closed Won",
+        "Closed Lost",
+    ]
     assert (report["pipeline"]["won"], report["pipeline"]["lost"]) == (
         {"count": 1, "amount": 15_000},
         {"count": 1, "amount": 5_000},
