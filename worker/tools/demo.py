@@ -203,15 +203,16 @@ def run_demo(
                 got = collect(consumer, len(events), timeout, progress, done_task, process, log, reps)
                 bulk_seconds = time.time() - t0
                 trickle = _trickle(producer, settings, data, consumer, progress, done_task, process, log, timeout)
+                # the reps also work what arrived while nobody watched (the real-time phase reads without them),
+                # while the SLA clock runs: the worker has applied it all by the time /metrics is read
+                late = [v for rows in (got, trickle) for _, v in rows.get(settings.topic_opportunities, [])]
+                sales.update(work_opportunities(producer, settings, late, worked_ids))
                 # the opportunities nobody accepted breach their SLA and are reassigned: watch that happen
                 settle = progress.add_task("SLA clock", total=int(SLA_SECONDS + 3))
                 for _ in range(int(SLA_SECONDS + 3)):
                     for topic, rows in _poll_for(consumer, 1.0, reps).items():
                         trickle.setdefault(topic, []).extend(rows)
                     progress.advance(settle)
-            # the reps also work what arrived while nobody watched (the real-time phase reads without them)
-            late = [v for rows in (got, trickle) for _, v in rows.get(settings.topic_opportunities, [])]
-            sales.update(work_opportunities(producer, settings, late, worked_ids))
             producer.close()
             metrics = _scrape(web_port)
         consumer.close()
@@ -229,6 +230,12 @@ def run_demo(
         "closings sent twice). What 'leadflow forecast' reads from the topics:"
     )
     print_forecast(console, forecast)
+    won, lost = (_total(metrics, f'leadflow_opportunities_closed_total{{outcome="{o}"}}') for o in ("won", "lost"))
+    agree = (won, lost) == (forecast["pipeline"]["won"]["count"], forecast["pipeline"]["lost"]["count"])
+    console.print(
+        f"[bold]the worker's /metrics[/] (leadflow_opportunities_closed_total): won {won:,.0f}, lost {lost:,.0f}"
+        + (" — the same as the report" if agree else " — not what the report says: see the worker log")
+    )
     if forecast_html is not None:
         write_html(forecast, forecast_html)
         console.print(f"wrote {forecast_html}", markup=False)
