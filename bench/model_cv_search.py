@@ -53,12 +53,12 @@ from sklearn.svm import LinearSVC
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.model_cv import DATA, learned, mapping_for, numbers  # noqa: E402
+from bench.model_cv import DATA, learned, mapping_for, numbers, seed_training_rows  # noqa: E402
 from worker.scoring._features import Cross, Feature, Flag, Numeric  # noqa: E402
 from worker.scoring.training import ColumnMapping  # noqa: E402
 from worker.scoring.training._export import Prepared, Table, prepare, read_table  # noqa: E402
 from worker.scoring.training._progress import Bar as _Bar  # noqa: E402
-from worker.scoring.training.tabular import TOL, _split  # noqa: E402
+from worker.scoring.training.tabular import TOL  # noqa: E402
 from worker.scoring.training.train import matrix  # noqa: E402
 
 C = 0.3
@@ -108,7 +108,7 @@ def load(data: Path) -> Data:
     mapping = mapping_for([])
     table = read_table(data)
     prepared = prepare(table, mapping, _Bar())
-    train_i, _, _ = _split(prepared, mapping)
+    train_i = seed_training_rows(prepared, mapping)
     rows = [prepared.facts[i] for i in train_i]
     y = np.array([prepared.labels[i] for i in train_i])
     return Data(table, prepared, mapping, rows, y, {c.field: c.column for c in prepared.columns})

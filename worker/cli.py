@@ -116,6 +116,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="a CRM export of leads with their outcome (CSV, or Parquet)")
     p.add_argument("--mapping", type=Path, help="the export's column mapping (YAML; see docs/MODEL.md)")
     p.add_argument("--out", type=Path, required=True, help="with --synthetic: the model JSON; with --data: a directory")
+    p.add_argument(
+        "--splits",
+        type=int,
+        help="repeated stratified splits to evaluate on (default 10; with --data: the mapping's evaluation.splits; "
+        "with --synthetic, 0 skips them)",
+    )
+    p.add_argument(
+        "--allow-no-better",
+        action="store_true",
+        help="write the model and exit 0 even when a baseline does as well as the model",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("score", help="score one lead with a model and show the factors behind the score")
@@ -314,7 +325,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from worker.scoring.training import train_synthetic, train_table
+    from worker.scoring.training import DEFAULT_SPLITS, train_synthetic, train_table
 
     if args.synthetic == (args.data is not None):
         print("leadflow: error: train needs either --synthetic or --data FILE --mapping MAPPING.yaml", file=sys.stderr)
@@ -323,11 +334,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.mapping is None:
             print("leadflow: error: --data needs --mapping MAPPING.yaml (see docs/MODEL.md)", file=sys.stderr)
             return 2
-        print(train_table(args.data, args.mapping, args.out))
-        return 0
-    report = train_synthetic(seed=args.seed, n_leads=args.leads, out=args.out)
+        if args.splits is not None and args.splits < 1:
+            print(f"leadflow: error: --splits must be at least 1, got {args.splits}", file=sys.stderr)
+            return 2
+        table = train_table(args.data, args.mapping, args.out, splits=args.splits, allow_no_better=args.allow_no_better)
+        print(table)
+        return 3 if table.withheld else 0
+    if args.splits is not None and args.splits < 0:
+        print(f"leadflow: error: --splits must be 0 or more with --synthetic, got {args.splits}", file=sys.stderr)
+        return 2
+    splits = DEFAULT_SPLITS if args.splits is None else args.splits
+    report = train_synthetic(
+        seed=args.seed, n_leads=args.leads, out=args.out, splits=splits, allow_no_better=args.allow_no_better
+    )
     print(report)
-    return 0
+    return 3 if report.withheld else 0
 
 
 def _cmd_score(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ columns:
   Sales Tag: {field: custom.sales_tag, kind: categorical}
 exclude: [Notes, Created]
 rare: {min_share: 0.0, min_count: 10}
-evaluation: {holdout: 0.3, seed: 1}
+evaluation: {holdout: 0.3, seed: 1, splits: 3}
 """
 
 

@@ -24,7 +24,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str, 
     out = root / "out"
     buffer = io.StringIO()  # a module fixture cannot use capsys
     with contextlib.redirect_stdout(buffer):
-        code = main(["train", "--data", str(data), "--mapping", str(mapping), "--out", str(out)])
+        # The tiny export's signal is additive over independent columns, where naive Bayes is about as good as
+        # the model (test_no_better.py checks that rule on purpose-made data): allowed, so model.json is written.
+        code = main(["train", "--data", str(data), "--mapping", str(mapping), "--out", str(out), "--allow-no-better"])
     return data, out, buffer.getvalue(), code
 
 
@@ -46,7 +48,7 @@ def test_train_writes_the_model_the_card_and_charts_and_prints_the_comparison(
     assert printed.startswith(f"model {model.version}: 600 leads")
     stored = model.training["distributions"]  # for 'leadflow drift': every feature, on the training rows
     assert set(stored["features"]) == {f.name for f in model.features}
-    assert stored["rows"] == model.training["split"]["train"]
+    assert stored["rows"] == model.training["data"]["used"] == 600  # the written model is fitted on every row
     assert "naive Bayes (Odoo)" in printed
     assert "LEAKAGE? column 'Sales Tag'" in printed
 
@@ -157,6 +159,22 @@ def test_score_refuses_a_state_of_a_newer_layout(tmp_path: Path, capsys: pytest.
 
 def test_train_synthetic_still_works_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "model.json"
-    assert main(["train", "--synthetic", "--seed", "3", "--leads", "300", "--out", str(out)]) == 0
+    assert main(["train", "--synthetic", "--seed", "3", "--leads", "300", "--out", str(out), "--splits", "0"]) == 0
     assert load_model(out).version.startswith("synthetic-s3-")
     assert f"written to {out}" in capsys.readouterr().out
+
+
+def test_train_synthetic_on_too_few_leads_is_not_better_than_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """300 leads: over 10 splits the points table does as well as the model, so the model is not written."""
+    out = tmp_path / "model.json"
+    assert main(["train", "--synthetic", "--seed", "3", "--leads", "300", "--out", str(out)]) == 3
+    printed = capsys.readouterr().out
+    assert "over 10 repeated stratified 25% splits of the leads (seeds 0-9" in printed
+    assert "points does as well as the model: mean ROC AUC" in printed
+    assert "NOT BETTER: " in printed
+    assert "not written (pass --allow-no-better to write it anyway)" in printed
+    assert not out.exists()
+    assert main(["train", "--synthetic", "--seed", "3", "--leads", "300", "--out", str(out), "--allow-no-better"]) == 0
+    assert out.exists()

@@ -129,3 +129,25 @@ def test_the_shipped_example_mapping_is_valid() -> None:
     mapping = load_mapping(path)
     assert mapping.outcome == "Converted"
     assert {"Tags", "Lead Quality", "Lead Profile", "Last Notable Activity"} <= mapping.exclude
+
+
+def test_c_is_chosen_by_cross_validation_unless_the_mapping_fixes_it() -> None:
+    default = parse_mapping(GOOD)
+    assert default.c_grid == (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+    assert default.splits == 10
+    assert parse_mapping(GOOD + "model: {C: cv}\n").c_grid == default.c_grid
+    fixed = parse_mapping(GOOD + "model: {C: 0.3}\nevaluation: {holdout: 0.3, seed: 1, splits: 4}\n")
+    assert (fixed.c, fixed.c_grid, fixed.splits) == (0.3, (), 4)
+    assert parse_mapping(GOOD + "model: {C: [0.1, 1]}\n").c_grid == (0.1, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("model: {C: auto}", "'model.C' must be a number, a list of numbers to choose from, or 'cv', got 'auto'"),
+        ("model: {C: [0.1, -1]}", "'model.C' must be a number in [1e-06, 1e+06], got -1"),
+        ("evaluation: {splits: 0}", "'evaluation.splits' must be a number in [1, 1000], got 0"),
+    ],
+)
+def test_bad_c_or_splits_say_what_is_expected(extra: str, message: str) -> None:
+    assert message in str(error(GOOD + extra + "\n"))

@@ -94,7 +94,7 @@ def test_a_trained_model_served_by_the_core_scores_as_training_predicted(
     report, out = trained
     engine = Engine(ruleset=load_ruleset(default_ruleset_path()), model=load_model(out / "model.json"))
     rows = _rows(export)
-    predicted = report.curves["scores"]["model"]
+    predicted = report.curves["served"]  # the written model's scores of one split's held-out rows
     checked = 0
     for line, p in list(zip(report.curves["lines"], predicted, strict=True))[:40]:
         row = rows[line]
@@ -191,7 +191,9 @@ def test_the_baselines_are_evaluated_on_the_same_rows(trained: tuple[TableReport
 def test_a_date_column_makes_the_holdout_the_latest_leads(export: Path) -> None:
     mapping = parse_mapping(MAPPING.replace("exclude: [Notes, Created]", "exclude: [Notes]\ndate: Created"))
     report = train_table(export, mapping, progress=False)
-    assert report.split == "latest 30% by 'Created'"
+    assert report.split == "latest 30% by 'Created'"  # one split: time cannot be resampled
+    assert report.spread["model"]["roc_auc"].n == 1
+    assert report.curves["which"] == "latest 30% by 'Created'"
     rows = _rows(export)
     held_out = {rows[line]["Created"] for line in report.curves["lines"]}
     trained_on = {r["Created"] for line, r in rows.items() if line not in set(report.curves["lines"])}

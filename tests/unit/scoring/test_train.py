@@ -50,3 +50,14 @@ def test_training_is_deterministic_and_quiet(
     assert (tmp_path / "again.json").read_bytes() == Path(str(report.path)).read_bytes()
     captured = capsys.readouterr()
     assert captured.out == captured.err == ""
+
+
+def test_repeated_splits_evaluate_the_synthetic_model_without_changing_it(trained: TrainReport, tmp_path: Path) -> None:
+    again = train_synthetic(seed=3, n_leads=1500, out=tmp_path / "again.json", progress=False, splits=3)
+    assert (tmp_path / "again.json").read_bytes() == Path(str(trained.path)).read_bytes()  # the same model file
+    assert trained.spread == {}  # no splits asked for: none run
+    spread = again.spread["model"]["roc_auc"]
+    assert spread.n == 3
+    assert spread.min <= spread.mean <= spread.max
+    assert {v.baseline for v in again.verdicts} == {"naive Bayes (Odoo)", "points"}
+    assert "over 3 repeated stratified 25% splits of the leads (seeds 0-2" in str(again)

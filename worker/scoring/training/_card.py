@@ -17,6 +17,7 @@ from worker.scoring._model import Model
 from worker.scoring.training._evaluation import calibration_bins, lift_by_decile
 from worker.scoring.training._figures import figure_png
 from worker.scoring.training._report import TableReport
+from worker.scoring.training._splits import Spread
 
 __all__ = ["strongest_factors", "write_card"]
 
@@ -82,17 +83,21 @@ def _figure(width: float = 5.5, height: float = 4.0) -> Any:
 
 
 def _roc(report: TableReport) -> bytes:
-    from sklearn.metrics import roc_curve
+    from sklearn.metrics import roc_auc_score, roc_curve
 
     figure = _figure()
     ax = figure.add_subplot()
     y = report.curves["y"]
     for name, p in report.curves["scores"].items():
         fpr, tpr, _ = roc_curve(y, p)
-        auc = report.metrics[name]["roc_auc"]
+        auc = roc_auc_score(y, p)  # on this split: the table gives the mean over the splits
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})", color=_COLOURS.get(name))
     ax.plot([0, 1], [0, 1], linestyle=":", color="#9ca3af")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, held-out leads")
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=f"ROC, held-out leads ({report.curves.get('which', 'one split')})",
+    )
     ax.legend(loc="lower right", fontsize=8)
     return figure_png(figure, _DPI)
 
@@ -165,6 +170,27 @@ def _html(model: Model, report: TableReport, factors: Sequence[tuple[str, float]
         caption = f"<figcaption>{esc(alt)}</figcaption>"
         return f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}">{caption}</figure>'
 
+    def spread_table(rows: Mapping[str, Mapping[str, Spread]]) -> str:
+        keys = (
+            ("roc_auc", "ROC AUC"),
+            ("pr_auc", "PR AUC"),
+            ("log_loss", "log loss"),
+            ("brier", "Brier"),
+            ("ece", "ECE"),
+            ("lift@10%", "lift, top 10 %"),
+        )
+        head = "<tr><th></th>" + "".join(f"<th>{label}</th>" for _, label in keys) + "</tr>"
+        body = "".join(
+            f"<tr><td>{esc(name)}</td>"
+            + "".join(
+                f"<td>{by[k].mean:.4f} ± {by[k].sd:.4f}<br><small>{by[k].min:.4f} – {by[k].max:.4f}</small></td>"
+                for k, _ in keys
+            )
+            + "</tr>"
+            for name, by in rows.items()
+        )
+        return f"<table>{head}{body}</table>"
+
     def table(rows: Mapping[str, Mapping[str, Any]]) -> str:
         names = ("", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE", "lift, top 10 %")
         head = "<tr>" + "".join(f"<th>{n}</th>" for n in names) + "</tr>"
@@ -191,13 +217,49 @@ def _html(model: Model, report: TableReport, factors: Sequence[tuple[str, float]
     cal = report.calibration
     cal_text = (
         f"Platt scaling fitted on out-of-fold log-odds of the training rows and folded into the weights "
-        f"(logit′ = {cal['a']:.3f} × logit {cal['b']:+.3f}); expected calibration error on the held-out rows "
-        f"{cal['ece_before']:.4f} before, {cal['ece_after']:.4f} after."
+        f"(logit′ = {cal['a']:.3f} × logit {cal['b']:+.3f} for the model written); expected calibration error on the "
+        f"held-out rows, mean over the splits: {cal['ece_before']:.4f} before, {cal['ece_after']:.4f} after."
         if cal.get("method") == "platt"
         else "No calibration step (calibration: none)."
     )
     data = training["data"]
     lift = " ".join(f"{v:.2f}" for v in report.metrics["model"]["lift"])
+    n_splits = training["split"]["splits"]
+    metrics_table = spread_table(report.spread) if report.spread else table(report.metrics)
+    verdicts = "".join(f"<li{' class=flag' if v.as_good else ''}>{esc(str(v))}.</li>" for v in report.verdicts)
+    rule = (
+        "A baseline does as well as the model when its mean ROC AUC is at least the model's mean minus one standard "
+        "deviation of the paired differences (model − baseline, split by split)."
+    )
+    if report.no_better:
+        names = " and ".join(v.baseline for v in report.no_better)
+        shipped = (
+            "so <code>model.json</code> was not written (<code>--allow-no-better</code> writes it anyway)"
+            if report.withheld
+            else "and the model was written anyway (no-better models allowed)"
+        )
+        verdict = (
+            f'<p class="warn"><strong>Not better than a baseline: {esc(names)} '
+            f"{'does' if len(report.no_better) == 1 else 'do'} as well as the model</strong>, {shipped}. "
+            "A simpler scorer would rank these leads as well.</p>"
+        )
+    else:
+        verdict = "<p>The model is better than every baseline by this rule.</p>"
+    reg = report.regularisation
+    if "grid" in reg:
+        cells = "".join(
+            f"<tr{' class=flag' if c == reg['C'] else ''}><td>{c:g}</td><td>{loss:.4f}</td></tr>"
+            for c, loss in zip(reg["grid"], reg["log_loss"], strict=True)
+        )
+        per_split = ", ".join(f"{c:g}" for c in reg["per_split"])
+        regularisation = (
+            f"<p>C = <strong>{reg['C']:g}</strong> (the L2 strength of the logistic regression; smaller is stronger), "
+            f"chosen by {esc(reg['chosen_by'])}, on all rows for this model; each split chose its own on its "
+            f"training rows: {esc(per_split)}.</p>"
+            f"<table><tr><th>C</th><th>mean cross-validated log loss</th></tr>{cells}</table>"
+        )
+    else:
+        regularisation = f"<p>C = <strong>{reg.get('C', training['C']):g}</strong>, fixed by the mapping (model.C).</p>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Model card: {esc(model.version)}</title>
 <style>
@@ -205,21 +267,31 @@ body {{ font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em au
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
 td, th {{ border-bottom: 1px solid #e5e7eb; padding: 0.25em 0.8em; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
-tr.flag td {{ background: #fef3c7; }}
+tr.flag td, li.flag {{ background: #fef3c7; }}
+p.warn {{ background: #fee2e2; padding: 0.6em; border-left: 4px solid #dc2626; }}
 figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 520px; }}
 </style></head><body>
 <h1>Model card: <code>{esc(model.version)}</code></h1>
 <p>A logistic regression over {len(model.features)} features, trained by <code>leadflow train</code> on
 <code>{esc(data["file"])}</code> (sha256 <code>{esc(data["sha256"])}</code>): {report.n_rows:,} leads with an outcome,
-base rate {report.base_rate:.1%}. Held out: {report.n_test:,} leads ({esc(report.split)}); trained on
-{report.n_train:,}. {made}.</p>
-<h2>Held-out metrics, model against the baselines</h2>
-{table(report.metrics)}
+base rate {report.base_rate:.1%}. Evaluated on {esc(report.split)}: each split learns everything on its
+{report.n_train:,} training leads and scores its {report.n_test:,} held-out ones. The model in <code>model.json</code>
+is then fitted the same way on all {report.n_rows:,} leads. {made}.</p>
+<h2>Held-out metrics over {n_splits} split{"s" if n_splits > 1 else ""}, model against the baselines</h2>
+<p>Mean ± standard deviation over the splits, and under it the lowest and highest.</p>
+{metrics_table}
+<h3>Is the model better than the baselines?</h3>
+{verdict}
+<ul>{verdicts}</ul>
+<p>{esc(rule)}</p>
+<h2>Regularisation</h2>
+{regularisation}
 <p>Naive Bayes: Odoo-style frequency tables of (field, value) with +0.1 smoothing. Points: each value seen at least
 {min_count} times earns round(10 × its log-odds ratio) points; the total
 is mapped to a probability by a logistic fit on the training rows. Lift by decile (model): {lift}.</p>
 {other}
 <h2>Calibration</h2><p>{esc(cal_text)}</p>
+<p>The charts show the held-out leads of one split ({esc(report.curves.get("which", "one split"))}).</p>
 {img("roc", "ROC curves")}{img("calibration", "Calibration: predicted against observed")}
 {img("scores", "Score distribution by outcome")}{img("lift", "Lift by decile")}
 <h2>Strongest factors</h2>

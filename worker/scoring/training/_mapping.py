@@ -35,6 +35,10 @@ COLUMN_KINDS: tuple[str, ...] = ("categorical", "numeric", "boolean", "yes_no", 
 DEFAULT_MISSING_VALUES: tuple[str, ...] = ("", "select", "n/a", "na", "none", "null", "nan", "-", "--", "?", "unknown")
 """Placeholders that mean "not given" (compared after strip + lowercase); "Select" is a form left at its default."""
 
+C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+"""The values of C that ``model: {C: cv}`` (the default) chooses from by 5-fold cross-validation on training rows."""
+DEFAULT_SPLITS = 10
+
 _PERSONAL = ("first_name", "last_name", "phone")  # identify a person, predict nothing that may be used
 _NUMERIC_FIELDS = ("annual_revenue", "number_of_employees")
 LEAD_FIELDS: tuple[str, ...] = tuple(f for f in PROFILE_FIELDS if f not in ("status", *_PERSONAL))
@@ -94,9 +98,11 @@ class ColumnMapping:
     holdout: float
     seed: int
     calibration: Literal["platt", "none"]
-    c: float
+    c: float  # the L2 strength when fixed (``model: {C: 0.3}``); with a grid, the fallback for code that wants one
     raw: MappingABC[str, Any]
     interactions: tuple[tuple[str, str], ...] = ()  # pairs of mapped text or yes/no columns, read together
+    c_grid: tuple[float, ...] = ()  # ``model: {C: cv}`` (the default): C chosen by cross-validation from these
+    splits: int = 10  # repeated stratified splits the hold-out figures are the mean and spread of
 
     def check_columns(self, header: Sequence[str], data: str) -> None:
         """Every column the mapping names exists in ``header``; every header column is accounted for."""
@@ -174,8 +180,8 @@ def parse_mapping(text: str, *, source: str = "<mapping>", default_name: str = "
     id_column = _optional_column(data.get("id"), "id", p)
     rare = _section(data, "rare", {"min_share": 0.01, "min_count": 10}, p)
     leakage = _section(data, "leakage", {"max_auc": 0.85, "drop_flagged": True}, p)
-    evaluation = _section(data, "evaluation", {"holdout": 0.3, "seed": 42}, p)
-    model = _section(data, "model", {"C": 1.0}, p)
+    evaluation = _section(data, "evaluation", {"holdout": 0.3, "seed": 42, "splits": DEFAULT_SPLITS}, p)
+    model = _section(data, "model", {"C": "cv"}, p)
     min_share = _number(rare, "rare.min_share", 0.0, 0.5, p)
     min_count = int(_number(rare, "rare.min_count", 1, 1e9, p))
     max_auc = _number(leakage, "leakage.max_auc", 0.5, 1.0, p)
@@ -187,7 +193,20 @@ def parse_mapping(text: str, *, source: str = "<mapping>", default_name: str = "
     if not isinstance(seed, int) or isinstance(seed, bool):
         p.add(f"'evaluation.seed' must be an integer, got {seed!r}", key="evaluation.seed")
         seed = 0
-    c = _number(model, "model.C", 1e-6, 1e6, p)
+    splits = int(_number(evaluation, "evaluation.splits", 1, 1000, p))
+    c_grid: tuple[float, ...] = ()
+    if model["C"] == "cv":
+        c, c_grid = 1.0, C_GRID
+    elif isinstance(model["C"], list) and len(model["C"]) > 1:
+        c_grid = tuple(_number({"C": v}, "model.C", 1e-6, 1e6, p) for v in model["C"])
+        c = c_grid[0]
+    elif isinstance(model["C"], str | list):
+        p.add(
+            f"'model.C' must be a number, a list of numbers to choose from, or 'cv', got {model['C']!r}", key="model.C"
+        )
+        c = 1.0
+    else:
+        c = _number(model, "model.C", 1e-6, 1e6, p)
     calibration = data.get("calibration", "platt")
     if calibration not in ("platt", "none"):
         p.add(f"'calibration' must be 'platt' or 'none', got {calibration!r}", key="calibration")
@@ -214,6 +233,8 @@ def parse_mapping(text: str, *, source: str = "<mapping>", default_name: str = "
         c=c,
         raw=data,
         interactions=interactions,
+        c_grid=c_grid,
+        splits=splits,
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.scoring import Model
+from worker.scoring.training._splits import Spread, Verdict, spread_table
 
 __all__ = ["TableReport"]
 
@@ -35,12 +36,34 @@ class TableReport:
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     curves: dict[str, Any] = field(default_factory=dict, repr=False)
+    spread: dict[str, dict[str, Spread]] = field(default_factory=dict)  # scorer -> metric -> over the splits
+    verdicts: list[Verdict] = field(default_factory=list)  # each baseline against the model
+    regularisation: dict[str, Any] = field(default_factory=dict)  # C and how it was chosen
+    withheld: bool = False  # a baseline does as well and no-better models were not allowed: no model.json
+    splits: list[dict[str, Any]] = field(default_factory=list, repr=False)  # per split: seed, C, metrics by scorer
+
+    @property
+    def no_better(self) -> list[Verdict]:
+        """The baselines that do as well as the model."""
+        return [v for v in self.verdicts if v.as_good]
 
     def __str__(self) -> str:
+        n = self.spread["model"]["roc_auc"].n if self.spread else 1
         lines = [
             f"model {self.version}: {self.n_rows:,} leads from {self.data} ({self.n_skipped:,} skipped: no outcome), "
-            f"{self.n_train:,} train / {self.n_test:,} held out ({self.split}), base rate {self.base_rate:.1%}",
+            f"base rate {self.base_rate:.1%}",
+            f"evaluated on {self.split}: {self.n_train:,} train / {self.n_test:,} held out each; "
+            f"the model written is fitted on all {self.n_rows:,} leads",
         ]
+        c = self.regularisation
+        if "grid" in c:
+            per_split = sorted(set(c["per_split"]))
+            lines.append(
+                f"C = {c['C']:g}, chosen by {c['chosen_by']} (grid {', '.join(f'{v:g}' for v in c['grid'])}; "
+                f"on the splits: {', '.join(f'{v:g}' for v in per_split)})"
+            )
+        elif c:
+            lines.append(f"C = {c['C']:g}, fixed by the mapping (model.C)")
         flagged = [f for f in self.leakage if f["flagged"]]
         for f in flagged:
             lines.append(
@@ -49,15 +72,30 @@ class TableReport:
                 + ("left out of the model" if not f["kept"] else "kept (leakage.drop_flagged: false)")
                 + "; exclude it in the mapping if it is recorded after the outcome"
             )
-        lines.append(_table(self.metrics))
+        if self.spread:
+            lines.append(f"held-out figures over {n} split{'s' if n > 1 else ''}: mean ± standard deviation [min, max]")
+            lines.append(spread_table(self.spread))
+        else:
+            lines.append(_table(self.metrics))
         if self.other_variant is not None:
-            lines.append(f"{self.other_variant['label']}:")
+            lines.append(f"{self.other_variant['label']} (means over the splits):")
             lines.append(_table(self.other_variant["metrics"]))
+        lines += [str(v) for v in self.verdicts]
         c = self.calibration
         if c.get("method") == "platt":
             lines.append(
-                f"calibration (Platt, out-of-fold): ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} on the held-out "
-                f"rows; logit' = {c['a']:.3f} x logit {c['b']:+.3f}"
+                f"calibration (Platt, out-of-fold): mean ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} on the "
+                f"held-out rows; final model: logit' = {c['a']:.3f} x logit {c['b']:+.3f}"
+            )
+        if self.no_better:
+            names = " and ".join(v.baseline for v in self.no_better)
+            lines.append(
+                f"NOT BETTER: {names} {'does' if len(self.no_better) == 1 else 'do'} as well as the model; "
+                + (
+                    "model.json not written (pass --allow-no-better to write it anyway)"
+                    if self.withheld
+                    else "written anyway (no-better models allowed)"
+                )
             )
         lines += [f"wrote {path}" for path in self.files]
         lines.append(f"took {self.seconds:.1f}s")

@@ -20,6 +20,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import random
 import sys
 import time
@@ -46,6 +47,7 @@ from worker.scoring._features import (
 from worker.scoring._model import Model, Weights
 from worker.scoring.training._baselines import compare as compare_baselines
 from worker.scoring.training._progress import Bar, progress_bar
+from worker.scoring.training._splits import Spread, Verdict, as_good, spread_table, spreads
 from worker.scoring.training.synth import generate
 
 if TYPE_CHECKING:
@@ -57,11 +59,13 @@ __all__ = [
     "CalibrationBin",
     "Fitted",
     "TrainReport",
+    "choose_c",
     "evaluate",
     "final_facts",
     "fit",
     "learn_features",
     "matrix",
+    "repeated",
     "replay",
     "replayed",
     "train_synthetic",
@@ -76,6 +80,7 @@ HOLDOUT_FRACTION = 0.25
 MIN_LEVEL_SHARE = 0.01  # a categorical level needs 1 % of the training rows (and at least MIN_LEVEL_COUNT)
 MIN_LEVEL_COUNT = 10
 DEDUPE_WINDOW = 64
+CV_FOLDS = 5  # folds of the cross-validation that chooses C
 CUTS_PER_LEAD = 4  # training rows per lead: snapshots after this many random events (with replacement)
 
 
@@ -111,6 +116,14 @@ class TrainReport:
     path: Path | None
     seconds: float
     comparison: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # with compare=True
+    spread: dict[str, dict[str, Spread]] = dataclasses.field(default_factory=dict)  # with splits: over them
+    verdicts: list[Verdict] = dataclasses.field(default_factory=list)  # with splits: each baseline against the model
+    withheld: bool = False  # a baseline does as well and no-better models were not allowed: not written
+
+    @property
+    def no_better(self) -> list[Verdict]:
+        """The baselines that do as well as the model over the repeated splits."""
+        return [v for v in self.verdicts if v.as_good]
 
     def __str__(self) -> str:
         lines = [
@@ -130,7 +143,25 @@ class TrainReport:
                 f"  {name:<20} ROC AUC {m['roc_auc']:.3f}  PR AUC {m['pr_auc']:.3f}  log loss {m['log_loss']:.4f}  "
                 f"Brier {m['brier']:.4f}  ECE {m['ece']:.4f}  lift@10% {m['lift'][0]:.2f}"
             )
-        lines.append(f"written to {self.path}" if self.path is not None else "not written (no --out)")
+        if self.spread:
+            n = self.spread["model"]["roc_auc"].n
+            lines.append(
+                f"over {n} repeated stratified {HOLDOUT_FRACTION:.0%} splits of the leads (seeds 0-{n - 1}; "
+                "each fitted on its training leads, scored at a random event): mean ± standard deviation [min, max]"
+            )
+            lines.append(spread_table(self.spread))
+            lines += [str(v) for v in self.verdicts]
+        if self.no_better:
+            names = " and ".join(v.baseline for v in self.no_better)
+            verb = "does" if len(self.no_better) == 1 else "do"
+            lines.append(
+                f"NOT BETTER: {names} {verb} as well as the model; "
+                + ("not written (pass --allow-no-better to write it anyway)" if self.withheld else "written anyway")
+            )
+        if self.path is None:
+            lines.append("not written (no --out)")
+        elif not self.withheld:
+            lines.append(f"written to {self.path} (fitted on the {self.n_train:,} training leads above)")
         lines.append(f"took {self.seconds:.1f}s")
         return "\n".join(lines)
 
@@ -152,13 +183,18 @@ def train_synthetic(
     out: Path | None = None,
     progress: bool | None = None,
     compare: bool = False,
+    splits: int = 0,
+    allow_no_better: bool = True,
 ) -> TrainReport:
     """Generate seeded synthetic leads, replay them, fit, evaluate on a seeded holdout and write ``out``.
 
     Rows are snapshots at random events of each lead (see the module docstring); the holdout is scored at one
     random event per lead (as served) and at its last event. ``progress`` shows a rich progress bar, by
     default only when standard error is a terminal. ``compare`` also fits both baselines on the same rows and
-    reports all three on the as-served holdout (not stored in the model file).
+    reports all three on the as-served holdout (not stored in the model file). ``splits`` also evaluates the same
+    fit, and both baselines, over that many repeated stratified splits of the leads (:func:`repeated`; reported,
+    not stored, so the model file stays the same); with ``allow_no_better=False`` the model is then not written
+    when a baseline does as well (:func:`._splits.as_good`).
     """
     t0 = time.perf_counter()
     show = sys.stderr.isatty() if progress is None else progress
@@ -220,7 +256,15 @@ def train_synthetic(
     every = (facts for _, _, facts in replayed([e for e in data.events if str(e["lead_id"]) in trained]))
     meta = {**model.training, "holdout": holdout, "distributions": distributions(model.features, every)}
     model = Model(model.name, model.intercept, model.features, model.weights, meta)
-    if out is not None:
+    spread: dict[str, dict[str, Spread]] = {}
+    verdicts: list[Verdict] = []
+    if splits:
+        with progress_bar(show) as bar:
+            runs = repeated(data.events, data.outcomes, seed=seed, n_splits=splits, bar=bar)
+        spread = spreads(runs)
+        verdicts = as_good(runs, [name for name in runs[0] if name != "model"])
+    withheld = not allow_no_better and any(v.as_good for v in verdicts)
+    if out is not None and not withheld:
         write_model(model, out)
     report = TrainReport(
         version=model.version,
@@ -240,9 +284,67 @@ def train_synthetic(
         path=out,
         seconds=time.perf_counter() - t0,
         comparison=comparison,
+        spread=spread,
+        verdicts=verdicts,
+        withheld=withheld,
     )
     logger.info("trained %s: holdout AUC %.3f, Brier %.4f", report.version, report.auc, report.brier)
     return report
+
+
+def repeated(
+    events: Sequence[Mapping[str, Any]],
+    outcomes: Mapping[str, bool],
+    *,
+    seed: int,
+    n_splits: int,
+    bar: Bar | None = None,
+) -> list[dict[str, dict[str, Any]]]:
+    """The model and both baselines over ``n_splits`` stratified splits of the leads (seeds 0 to n_splits − 1).
+
+    Each lead gets its own ``CUTS_PER_LEAD`` training snapshots and one served snapshot (seeded by ``seed``, drawn
+    apart from the shipped model's); each split fits as :func:`train_synthetic` does on its training leads and
+    scores its held-out leads at their served event. Returns each split's metrics by scorer.
+    """
+    import sklearn.linear_model  # noqa: F401  # loaded before the limit below, which reaches only loaded libraries
+    from sklearn.model_selection import train_test_split
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # many fits: a multithreaded BLAS makes each 10-20x slower on a busy machine
+        return _repeated(events, outcomes, seed, n_splits, bar, train_test_split)
+
+
+def _repeated(
+    events: Sequence[Mapping[str, Any]],
+    outcomes: Mapping[str, bool],
+    seed: int,
+    n_splits: int,
+    bar: Bar | None,
+    train_test_split: Callable[..., Any],
+) -> list[dict[str, dict[str, Any]]]:
+    counts = Counter(str(e["lead_id"]) for e in events)
+    lead_ids = sorted(counts)
+    rng = random.Random(f"{seed}-splits")  # noqa: S311  # reproducible snapshots, not security
+    cuts = {i: [rng.randrange(counts[i]) for _ in range(CUTS_PER_LEAD + 1)] for i in lead_ids}  # the last: served
+    snapshots = replay(events, cuts, bar)
+    labels = [int(outcomes[i]) for i in lead_ids]
+    runs = []
+    for s in range(n_splits):
+        if bar is not None:
+            bar("splits", s, n_splits)
+        train_ids, test_ids = train_test_split(lead_ids, test_size=HOLDOUT_FRACTION, stratify=labels, random_state=s)
+        rows = [snapshots[i][k] for i in train_ids for k in cuts[i][:-1]]
+        y = [int(outcomes[i]) for i in train_ids for _ in cuts[i][:-1]]
+        model = fit(rows, y, name=f"split-{s}").model
+        served = [snapshots[i][cuts[i][-1]] for i in test_ids]
+        y_test = [int(outcomes[i]) for i in test_ids]
+        by_scorer, _ = compare_baselines(
+            model.features, rows, y, served, y_test, [model.score(f).probability for f in served]
+        )
+        runs.append(by_scorer)
+    if bar is not None:
+        bar("splits", n_splits, n_splits)
+    return runs
 
 
 def replay(
@@ -369,8 +471,13 @@ def fit(
     min_count: int = MIN_LEVEL_COUNT,
     tol: float = 1e-8,
     scale_indicators: bool = True,
+    c_grid: Sequence[float] = (),
+    cv_seed: int = 0,
 ) -> Fitted:
     """Standardise, fit an L2 logistic regression (no class weights: probabilities stay calibrated), export.
+
+    With a ``c_grid`` of two or more values, C is the one with the best mean log loss over stratified
+    ``CV_FOLDS``-fold cross-validation of these rows (:func:`choose_c`), and ``c`` is ignored.
 
     With ``scale_indicators=False`` the 0/1 columns of text and yes/no features are centred but not scaled: a
     value only a handful of rows have then gets a penalised, modest weight instead of one as large as its rarity.
@@ -396,6 +503,10 @@ def fit(
             elif feature.knots:
                 scale[i + n - len(feature.knots) : i + n] = 1.0
             i += n
+    searched: dict[str, Any] = {}
+    if len(c_grid) > 1:
+        c, scores = choose_c((x - mean) / scale, y, c_grid, seed=cv_seed, tol=tol)
+        searched = {"C_search": {"grid": list(c_grid), "folds": CV_FOLDS, "seed": cv_seed, "log_loss": scores}}
     estimator = LogisticRegression(C=c, max_iter=2000, tol=tol)
     estimator.fit((x - mean) / scale, y)
     coef = estimator.coef_[0]
@@ -416,11 +527,36 @@ def fit(
         "estimator": "sklearn.linear_model.LogisticRegression",
         "sklearn_version": sklearn.__version__,
         "C": c,
+        **searched,
         "n_rows": len(rows),
         "positive_rate": round(float(y.mean()), 6) if len(y) else 0.0,
     }
     model = Model(name, float(estimator.intercept_[0]), tuple(learned), tuple(weights), meta)
     return Fitted(model=model, estimator=estimator, mean=mean, scale=scale)
+
+
+def choose_c(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], grid: Sequence[float], *, seed: int = 0, tol: float = 1e-8
+) -> tuple[float, list[float]]:
+    """The C of ``grid`` with the lowest mean held-out log loss over stratified ``CV_FOLDS``-fold cross-validation.
+
+    ``x`` is the standardised training matrix (levels, knots and scaling learned on all of it, as the fit will
+    use them); returns the chosen C and each C's mean log loss, in the grid's order. A tie goes to the smaller C.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = list(StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed).split(x, y))
+    by_c: dict[float, list[float]] = {c: [] for c in grid}
+    for inner, outer in folds:
+        estimator = LogisticRegression(max_iter=2000, tol=tol, warm_start=True)  # each C starts from the last
+        for c in sorted(grid):
+            estimator.set_params(C=c).fit(x[inner], y[inner])
+            by_c[c].append(log_loss(y[outer], estimator.predict_proba(x[outer])[:, 1], labels=[0, 1]))
+    losses = [round(math.fsum(by_c[c]) / len(by_c[c]), 6) for c in grid]
+    best = min(range(len(grid)), key=lambda i: (losses[i], grid[i]))
+    return float(grid[best]), losses
 
 
 def evaluate(model: Model, rows: Sequence[Mapping[str, object]], labels: Sequence[bool]) -> dict[str, Any]:
