@@ -1,5 +1,5 @@
-"""The ``leadflow`` command line: broker, run, produce, backtest, drift, demo, train, export-training, score, schema,
-route."""
+"""The ``leadflow`` command line: broker, run, produce, backtest, drift, forecast, demo, train, export-training,
+score, schema, route."""
 
 from __future__ import annotations
 
@@ -89,11 +89,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-drift", action="store_true", help="exit 1 when a feature's PSI is above 0.25")
     p.set_defaults(func=_cmd_drift)
 
+    p = sub.add_parser(
+        "forecast", help="the pipeline and forecast from the opportunities and their feedback (topics or files)"
+    )
+    p.add_argument("--broker", dest="broker_url", metavar="URL", help="read the topics here (LEADFLOW_BROKER_URL)")
+    p.add_argument("--rules", type=Path, help="ruleset YAML, for its stages (LEADFLOW_RULES; default: shipped)")
+    p.add_argument("--opportunities", type=Path, metavar="FILE", help="JSON lines instead of the topics")
+    p.add_argument("--feedback", type=Path, metavar="FILE", help="with --opportunities: the feedback, JSON lines")
+    p.add_argument("--decisions", type=Path, metavar="FILE", help="with --opportunities: decisions, for lead counts")
+    p.add_argument("--leads", type=Path, metavar="FILE", help="with --decisions: lead events, for lead sources")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print the figures as JSON, not tables")
+    p.add_argument("--html", type=Path, metavar="REPORT.html", help="write a self-contained HTML report with charts")
+    p.set_defaults(func=_cmd_forecast)
+
     p = sub.add_parser("demo", help="embedded broker + worker + a realistic sample, end to end, with a summary")
     p.add_argument("--leads", type=int, default=2000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--weeks", type=int, default=6)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for every decision")
+    p.add_argument("--forecast-html", type=Path, metavar="REPORT.html", help="also write the forecast's HTML report")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("train", help="train the scoring model and export it as JSON")
@@ -317,10 +331,25 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_forecast(args: argparse.Namespace) -> int:
+    from worker.tools.forecast import ForecastFiles, run_forecast
+
+    files = None
+    if args.opportunities is not None:
+        files = ForecastFiles(args.opportunities, args.feedback, args.decisions, args.leads)
+    elif any(getattr(args, name) is not None for name in ("feedback", "decisions", "leads")):
+        print("leadflow: error: --feedback, --decisions and --leads go with --opportunities FILE", file=sys.stderr)
+        return 2
+    run_forecast(_settings(args), files, as_json=args.as_json, html=args.html)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from worker.tools.demo import run_demo
 
-    return run_demo(leads=args.leads, seed=args.seed, weeks=args.weeks, timeout=args.timeout)
+    return run_demo(
+        leads=args.leads, seed=args.seed, weeks=args.weeks, timeout=args.timeout, forecast_html=args.forecast_html
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

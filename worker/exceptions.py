@@ -16,8 +16,10 @@ Hierarchy::
     │                                      ruleset, outcomes CSV); ``.source`` names it
     ├── DriftError(ValueError)             ``leadflow drift`` cannot compare: a model without training
     │                                      distributions, no events; ``.source`` names the model or history
-    └── ExportError(ValueError)            ``leadflow export-training`` cannot join or write: a missing input,
-                                           a column name taken twice; ``.source`` names it
+    ├── ExportError(ValueError)            ``leadflow export-training`` cannot join or write: a missing input,
+    │                                      a column name taken twice; ``.source`` names it
+    └── ForecastError(ValueError)          ``leadflow forecast`` cannot read a file, or has no opportunities;
+                                           ``.source`` names it
 
 Errors in the stream are data, not exceptions that escape: the worker turns an :class:`EventError` into a
 dead-letter record and goes on.
@@ -38,6 +40,7 @@ __all__ = [
     "DriftError",
     "EventError",
     "ExportError",
+    "ForecastError",
     "LeadflowError",
     "ModelError",
     "Problem",
@@ -156,6 +159,14 @@ class DriftError(LeadflowError, ValueError):
 
 class ExportError(LeadflowError, ValueError):
     """``leadflow export-training`` cannot build the training CSV; ``source`` names the input or output at fault."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        self.source = source
+        super().__init__(message)
+
+
+class ForecastError(LeadflowError, ValueError):
+    """``leadflow forecast`` cannot read an input or has nothing to report; ``source`` names the file or topic."""
 
     def __init__(self, message: str, *, source: str) -> None:
         self.source = source

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from worker.settings import Settings
@@ -302,3 +302,12 @@ def activity(
         "lead_id": lead_id,
         "activity": {"type": kind, "count": count},
     }
+
+
+def consumer_groups(settings: Settings) -> set[str]:
+    """The broker's consumer groups: a tool that reads without a group must leave this set as it was."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        return {group["group_id"] for group in admin.list_groups()}
+    finally:
+        admin.close()

@@ -8,23 +8,15 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from tests.integration.conftest import RULES, Flow, write_rules
+from tests.integration.conftest import RULES, Flow, consumer_groups, write_rules
 from worker.cli import main
 from worker.scoring.training import generate
 from worker.stream.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
-
-
-def _groups(flow: Flow) -> set[str]:
-    admin = KafkaAdminClient(bootstrap_servers=flow.settings.bootstrap_servers)
-    try:
-        return {group["group_id"] for group in admin.list_groups()}
-    finally:
-        admin.close()
 
 
 def _comparable(report: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +43,7 @@ def test_a_topic_gives_the_report_of_the_same_events_as_a_file_and_commits_no_of
         RULES.replace("{field: points, op: gte, value: 50}", "{field: points, op: gte, value: 15}"),
         "new.yaml",
     )
-    groups_before = _groups(flow)
+    groups_before = consumer_groups(flow.settings)
 
     common = ["backtest", "--rules", str(new), "--against", str(old)]
     from_topic, from_file = tmp_path / "topic.json", tmp_path / "file.json"
@@ -68,13 +60,15 @@ def test_a_topic_gives_the_report_of_the_same_events_as_a_file_and_commits_no_of
     assert _comparable(topic_report) == _comparable(file_report)
     assert f"topic {settings.topic_leads!r}" in printed
 
-    assert _groups(flow) == groups_before  # the backtest joined no group and committed nothing
+    assert consumer_groups(flow.settings) == groups_before  # the backtest joined no group and committed nothing
     probe = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=f"probe-{flow.suffix}")
     tp = TopicPartition(settings.topic_leads, 0)
     probe.assign([tp])
     probe.commit({tp: OffsetAndMetadata(1, "", -1)})
     probe.close()
-    assert _groups(flow) == groups_before | {f"probe-{flow.suffix}"}  # ...which this check would have seen
+    assert consumer_groups(flow.settings) == groups_before | {
+        f"probe-{flow.suffix}"
+    }  # ...which this check would have seen
 
 
 def test_an_unknown_topic_is_an_error_naming_it_and_the_topics_there(

@@ -33,7 +33,9 @@ from worker.scoring.training import generate
 from worker.settings import Settings
 from worker.stream.topics import ensure_accounts_topic, ensure_topics
 from worker.tools._demo_routing import SLA_SECONDS, accept_some, demo_ruleset, publish_accounts, routing_summary
+from worker.tools._demo_sales import work_opportunities
 from worker.tools.broker import free_port, running_broker
+from worker.tools.forecast import forecast_report, print_forecast, write_html
 from worker.tools.produce import make_producer
 
 __all__ = ["collect", "run_demo", "start_worker_process"]
@@ -119,8 +121,11 @@ def collect(
     return out
 
 
-def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: float = 300.0) -> int:
-    """Run the demo end to end; returns 0 when every event got its decision."""
+def run_demo(
+    *, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: float = 300.0, forecast_html: Path | None = None
+) -> int:
+    """Run the demo end to end; returns 0 when every event got its decision (``forecast_html``: also write the
+    forecast's HTML report there)."""
     console = Console(stderr=False)
     logging.getLogger("kafka").setLevel(logging.ERROR)  # kafka-python's event-loop timing warnings are noise here
     for name in ("worker.stream.topics", "worker.tools.broker"):  # the summary says what they would log
@@ -157,11 +162,14 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
         )
         accepted_ids: set[str] = set()
         accepted = 0
+        worked_ids: set[str] = set()
+        sales: Counter[str] = Counter()
 
         def reps(topic: str, values: list[dict[str, Any]]) -> None:
             nonlocal accepted
             if topic == settings.topic_opportunities:
                 accepted += accept_some(producer, settings, values, accepted_ids)
+                sales.update(work_opportunities(producer, settings, values, worked_ids))
 
         consumer = KafkaConsumer(
             settings.topic_decisions,
@@ -195,6 +203,10 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
                 got = collect(consumer, len(events), timeout, progress, done_task, process, log, reps)
                 bulk_seconds = time.time() - t0
                 trickle = _trickle(producer, settings, data, consumer, progress, done_task, process, log, timeout)
+                # the reps also work what arrived while nobody watched (the real-time phase reads without them),
+                # while the SLA clock runs: the worker has applied it all by the time /metrics is read
+                late = [v for rows in (got, trickle) for _, v in rows.get(settings.topic_opportunities, [])]
+                sales.update(work_opportunities(producer, settings, late, worked_ids))
                 # the opportunities nobody accepted breach their SLA and are reassigned: watch that happen
                 settle = progress.add_task("SLA clock", total=int(SLA_SECONDS + 3))
                 for _ in range(int(SLA_SECONDS + 3)):
@@ -204,12 +216,29 @@ def run_demo(*, leads: int = 2000, seed: int = 42, weeks: int = 6, timeout: floa
             producer.close()
             metrics = _scrape(web_port)
         consumer.close()
+        # the pipeline and forecast as 'leadflow forecast' reads them from the topics
+        forecast = forecast_report(settings.model_copy(update={"rules": Path(env["LEADFLOW_RULES"])}))
     for topic, rows in trickle.items():
         got.setdefault(topic, []).extend(rows)
     _summary(console, got, len(events), bulk_seconds, trickle, metrics)
     opportunities = {v["opportunity_id"]: v for _, v in got.get(settings.topic_opportunities, [])}
     routing = [v for _, v in got.get(settings.topic_routing_decisions, [])]
     routing_summary(console, opportunities, list({d["routing_id"]: d for d in routing}.values()), accepted)
+    console.print(
+        f"[bold]sales[/]: the demo's reps moved {sales['moved']:,} opportunities on, won {sales['won']:,} and lost "
+        f"{sales['lost']:,} (opportunity.updated / .closed on {settings.topic_feedback!r}; {sales['resent']:,} "
+        "closings sent twice). What 'leadflow forecast' reads from the topics:"
+    )
+    print_forecast(console, forecast)
+    won, lost = (_total(metrics, f'leadflow_opportunities_closed_total{{outcome="{o}"}}') for o in ("won", "lost"))
+    agree = (won, lost) == (forecast["pipeline"]["won"]["count"], forecast["pipeline"]["lost"]["count"])
+    console.print(
+        f"[bold]the worker's /metrics[/] (leadflow_opportunities_closed_total): won {won:,.0f}, lost {lost:,.0f}"
+        + (" — the same as the report" if agree else " — not what the report says: see the worker log")
+    )
+    if forecast_html is not None:
+        write_html(forecast, forecast_html)
+        console.print(f"wrote {forecast_html}", markup=False)
     console.print("[green]demo complete[/]: every event has its decision; broker and worker stopped.")
     return 0
 
@@ -290,6 +319,11 @@ def _scrape(port: int) -> dict[str, float]:
             except ValueError:
                 continue
     return values
+
+
+def _total(metrics: dict[str, float], name: str) -> float:
+    """A metric summed over its labels (the opportunities created are counted by stage)."""
+    return sum(v for k, v in metrics.items() if k == name or k.startswith(name + "{"))
 
 
 def _worker_rate(got: dict[str, list[tuple[Any, dict[str, Any]]]]) -> float:
@@ -385,9 +419,9 @@ def _summary(
         for k, v in sorted(metrics.items())
         if k.startswith("leadflow_dead_letters_total{")
     )
-    consumed = sum(v for k, v in metrics.items() if k.startswith("leadflow_events_consumed_total"))
+    consumed = _total(metrics, "leadflow_events_consumed_total")
     console.print(
         f"[bold]/metrics[/]: events consumed {consumed:,.0f}, "
-        f"opportunities {metrics.get('leadflow_opportunities_created_total', 0):,.0f}, "
+        f"opportunities {_total(metrics, 'leadflow_opportunities_created_total'):,.0f}, "
         f"dead letters {dead:,.0f} ({reasons or 'none'}: bad records sent on purpose, see topic leads-dlq)"
     )

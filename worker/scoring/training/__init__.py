@@ -6,6 +6,7 @@ better than a baseline is said to be, and not written unless allowed), calibrate
 for a CRM export, a model card. scikit-learn and numpy are imported only when training runs.
 """
 
+from worker.scoring.training._evaluation import calibration_bins, expected_calibration_error
 from worker.scoring.training._figures import figure_png
 from worker.scoring.training._mapping import DEFAULT_SPLITS, LEAD_FIELDS, ColumnMapping, load_mapping, parse_mapping
 from worker.scoring.training._report import TableReport
@@ -20,6 +21,8 @@ __all__ = [
     "SynthData",
     "TableReport",
     "TrainReport",
+    "calibration_bins",
+    "expected_calibration_error",
     "figure_png",
     "generate",
     "load_mapping",

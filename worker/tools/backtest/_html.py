@@ -2,46 +2,22 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from worker.exceptions import BacktestError
+from worker.tools._html import STYLE as _STYLE
+from worker.tools._html import img as _img
+from worker.tools._html import table as _table
+from worker.tools._html import write_page
 from worker.tools.backtest._charts import funnel_chart, load_chart, points_chart
 from worker.tools.backtest._views import SideBySide, count, delta, rule_changes_text, side_by_side_tables
 
 __all__ = ["render_html", "write_html"]
 
 _CHANGED_ROWS = 2_000
-
-_STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #111827; padding: 0 1em; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #e5e7eb; }
-table { border-collapse: collapse; margin: .5em 0 1em; }
-th, td { padding: .25em .7em; border-bottom: 1px solid #e5e7eb; text-align: left; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-.up { color: #15803d; } .down { color: #b91c1c; }
-.muted { color: #6b7280; } code { background: #f3f4f6; padding: 0 .25em; }
-img { max-width: 100%; }
-"""
-
-
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _table(head: Sequence[str], rows: Iterable[Sequence[str]], numeric: Collection[int] | None = None) -> str:
-    """A table of already escaped cells; ``numeric`` columns (default: all but the first) are right-aligned."""
-    right = range(1, len(head)) if numeric is None else numeric
-    cls = [' class="n"' if i in right else "" for i in range(len(head))]
-    out = ["<table><tr>", *(f"<th{cls[i]}>{escape(h)}</th>" for i, h in enumerate(head)), "</tr>"]
-    for row in rows:
-        out.append("<tr>" + "".join(f"<td{cls[i]}>{cell}</td>" for i, cell in enumerate(row)) + "</tr>")
-    out.append("</table>")
-    return "".join(out)
 
 
 def _side_by_side(view: SideBySide, summaries: Sequence[dict[str, Any]]) -> str:
@@ -146,8 +122,4 @@ def render_html(report: dict[str, Any]) -> str:
 
 def write_html(report: dict[str, Any], path: Path) -> None:
     """Write the HTML report to ``path``."""
-    try:
-        path.write_text(render_html(report), encoding="utf-8")
-    except OSError as exc:
-        msg = f"cannot write the HTML report {str(path)!r}: {exc.strerror or exc}"
-        raise BacktestError(msg, source=str(path)) from exc
+    write_page(path, render_html(report), BacktestError)
