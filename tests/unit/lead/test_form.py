@@ -177,3 +177,21 @@ def test_too_many_fields_are_refused() -> None:
     body = "&".join(f"f{i}=x" for i in range(101)).encode()
     assert isinstance(parse_body("application/x-www-form-urlencoded", body), Invalid)
     assert isinstance(form_events({f"f{i}": "x" for i in range(101)}, received_at=NOW), Invalid)
+
+
+def test_the_example_web_form_sends_only_fields_the_intake_accepts() -> None:
+    import re
+    from pathlib import Path
+
+    from worker.settings import Settings
+
+    html = (Path(__file__).parents[3] / "examples" / "web-form.html").read_text(encoding="utf-8")
+    names = re.findall(r'<(?:input|textarea|select)[^>]*\bname="([^"]+)"', html)
+    assert {"email", "first_name", "URL", "employees", "zip", "description"} <= set(names)
+    honeypot = Settings().intake_honeypot
+    assert honeypot in names
+    filled = {name: "42" if name == "employees" else "x" for name in names} | {"email": "ada@example.com"}
+    assert isinstance(form_events({**filled, honeypot: ""}, received_at=NOW, honeypot=honeypot), Accepted)
+    assert isinstance(form_events(filled, received_at=NOW, honeypot=honeypot), Honeypot)
+    assert 'action="http://localhost:8080/leads"' in html
+    assert Settings().intake_port == 8080
