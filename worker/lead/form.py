@@ -76,6 +76,7 @@ FORM_FIELD = "form"
 MAX_FIELDS = 100
 _CUSTOM_NAME = re.compile(r"^(?:00N[A-Za-z0-9]{12,15}|custom[._][A-Za-z0-9_]{1,90})$")
 """Salesforce custom field ids (``00N...``) and ``custom.NAME`` / ``custom_NAME``: kept in ``custom``."""
+_TEXT_FIELDS = frozenset(FIELD_ALIASES.values()) - {"number_of_employees", "annual_revenue"}
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+$")
 
 
@@ -178,6 +179,8 @@ def form_events(  # one pass over the fields, one branch per kind of field
                 problems[name] = f"gives {target} again (also given as {origin[target]!r}); send one of them"
                 continue
             origin[target] = name
+            if target in _TEXT_FIELDS and isinstance(value, int | float) and not isinstance(value, bool):
+                value = str(value)  # a JSON post may send a phone number or a zip code as a number
             lead[target] = value
         elif name in CUSTOM_FIELDS or _CUSTOM_NAME.match(name):
             key = name.removeprefix("custom.").removeprefix("custom_") if name.startswith("custom") else name

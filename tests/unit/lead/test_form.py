@@ -195,3 +195,13 @@ def test_the_example_web_form_sends_only_fields_the_intake_accepts() -> None:
     assert isinstance(form_events(filled, received_at=NOW, honeypot=honeypot), Honeypot)
     assert 'action="http://localhost:8080/leads"' in html
     assert Settings().intake_port == 8080
+
+
+def test_numbers_in_a_json_post_are_taken_as_text_where_the_contract_wants_text() -> None:
+    result = accepted({"email": "a@b.example", "phone": 5551234, "company": 3.5, "employees": 12, "zip": 10115})
+    lead = result.events[0].lead  # type: ignore[union-attr]
+    assert (lead.phone, lead.company, lead.number_of_employees) == ("5551234", "3.5", 12)
+    assert lead.custom == {"zip": 10115}
+    refused = form_events({"email": "a@b.example", "phone": True}, received_at=NOW)
+    assert isinstance(refused, Invalid)
+    assert set(refused.problems) == {"phone"}
