@@ -3,6 +3,7 @@ embedded broker, where a real worker decides; and the service's refusals (400, 4
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import Flow
 from worker.tools.broker import free_port
+
+FORM = "application/x-www-form-urlencoded"
 
 
 @contextmanager
@@ -55,7 +58,7 @@ def post(
     if as_json:
         body, kind = orjson.dumps(fields), "application/json"
     else:
-        body, kind = urllib.parse.urlencode(fields).encode(), "application/x-www-form-urlencoded"
+        body, kind = urllib.parse.urlencode(fields).encode(), FORM
     request = urllib.request.Request(  # noqa: S310  # the http://127.0.0.1 service under test
         f"{url}/leads", data=body, method="POST", headers={"Content-Type": kind, **(headers or {})}
     )
@@ -78,7 +81,6 @@ def requests_by_outcome(url: str) -> dict[str, float]:
 
 
 def test_a_posted_form_is_decided_by_the_worker_once_and_a_bot_is_dropped(flow: Flow, rules_file: Path) -> None:
-    flow.start_worker(LEADFLOW_RULES=str(rules_file))
     form = {
         "first_name": "Ada",
         "last_name": "Lovelace",
@@ -93,10 +95,12 @@ def test_a_posted_form_is_decided_by_the_worker_once_and_a_bot_is_dropped(flow: 
         "submit": "Send",
     }
     with intake(flow.env(), flow.tmp / "intake.log") as url:
+        # posted before any worker runs (the service creates the leads topic): acknowledged means kept
         status, answer = post(url, form)
         assert status == 202, answer
         lead_id = answer["lead_id"]
         assert lead_id.startswith("web-")
+        flow.start_worker(LEADFLOW_RULES=str(rules_file))
 
         decisions = flow.read(flow.settings.topic_decisions, at_least=2, timeout=40)
         mine = [d.json for d in decisions if d.json["lead_id"] == lead_id]
@@ -138,7 +142,7 @@ def test_the_service_refuses_what_it_must_and_promises_nothing_without_the_broke
         "LEADFLOW_BROKER_URL": f"127.0.0.1:{free_port()}",  # nothing listens there
         "LEADFLOW_INTAKE_SECRET": "s3cret",
         "LEADFLOW_INTAKE_ALLOWED_ORIGINS": "https://www.example.com",
-        "LEADFLOW_INTAKE_BURST": "6",
+        "LEADFLOW_INTAKE_BURST": "7",
         "LEADFLOW_INTAKE_RATE": "0.01",
         "LEADFLOW_INTAKE_SEND_TIMEOUT": "2",
         "LEADFLOW_INTAKE_MAX_BODY_BYTES": "2048",
@@ -151,6 +155,12 @@ def test_the_service_refuses_what_it_must_and_promises_nothing_without_the_broke
         assert post(url, form, headers={**ok, "Origin": "https://evil.example"})[0] == 403
         status, answer = post(url, {**form, "description": "x" * 5000}, headers=ok)
         assert status == 413, answer
+        # the same without a Content-Length (chunked): cut off at the limit, not read to the end
+        connection = http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=10)
+        chunks = iter([b"email=ada%40engines.example&description=", *[b"x" * 1000] * 50])
+        connection.request("POST", "/leads", body=chunks, headers={**ok, "Content-Type": FORM}, encode_chunked=True)
+        assert connection.getresponse().status == 413
+        connection.close()
         status, answer = post(url, form, headers=ok)  # valid, but the broker cannot acknowledge it
         assert status == 503, answer
         assert "retry" in answer["error"]
@@ -163,13 +173,13 @@ def test_the_service_refuses_what_it_must_and_promises_nothing_without_the_broke
         with urllib.request.urlopen(preflight, timeout=5) as response:  # noqa: S310  # the http://127.0.0.1 service under test
             assert response.headers["Access-Control-Allow-Origin"] == "https://www.example.com"
 
-        # the 5 posts so far took 5 of this address's 6 tokens (refused or not: a secret is not guessed faster)
+        # the 6 posts so far took 6 of this address's 7 tokens (refused or not: a secret is not guessed faster)
         statuses = [post(url, form, headers=ok)[0] for _ in range(2)]
         assert statuses == [503, 429]
         outcomes = requests_by_outcome(url)
         assert outcomes["accepted"] == 0
         assert outcomes["unavailable"] == 2
         assert outcomes["rate_limited"] == 1
-        assert outcomes["too_large"] == 1
+        assert outcomes["too_large"] == 2
         assert outcomes["unauthorized"] == 2
         assert outcomes["forbidden"] == 1

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from worker.lead.form import Accepted, Honeypot, Invalid, form_events, parse_body
 from worker.settings import Settings
+from worker.stream.topics import ensure_topics, unreachable
 
 __all__ = ["IntakeMetrics", "TokenBuckets", "make_app", "run_intake"]
 
@@ -80,11 +81,18 @@ class _Producer:
         self.settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        self._topic_checked = False
 
     async def _started(self) -> AIOKafkaProducer:
         async with self._lock:
             if self._producer is None:
                 s = self.settings
+                if not self._topic_checked:  # the worker creates it too; whichever starts first, same partitions
+                    why = await asyncio.to_thread(unreachable, s, min(3.0, s.intake_send_timeout))
+                    if why is not None:
+                        raise ConnectionError(why)
+                    await asyncio.to_thread(ensure_topics, s, [s.topic_leads])
+                    self._topic_checked = True
                 producer = AIOKafkaProducer(
                     bootstrap_servers=s.bootstrap_servers,
                     client_id=f"{s.app_id}-intake",
