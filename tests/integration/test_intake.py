@@ -183,3 +183,38 @@ def test_the_service_refuses_what_it_must_and_promises_nothing_without_the_broke
         assert outcomes["too_large"] == 2
         assert outcomes["unauthorized"] == 2
         assert outcomes["forbidden"] == 1
+
+
+def test_a_broker_that_goes_away_gets_503_and_acknowledged_leads_survive_its_return(tmp_path: Path) -> None:
+    from kafka import KafkaConsumer
+
+    from worker.tools.broker import start_broker
+
+    data = tmp_path / "broker-data"
+    broker = start_broker(data_dir=data)
+    topic = f"leads-{tmp_path.name[-20:]}"
+    env = {"LEADFLOW_BROKER_URL": broker.url, "LEADFLOW_TOPIC_LEADS": topic, "LEADFLOW_INTAKE_SEND_TIMEOUT": "3"}
+    try:
+        with intake(env, tmp_path / "intake.log") as url:
+            status, first = post(url, {"email": "ada@engines.example"})
+            assert status == 202, first
+            broker.stop()
+            status, answer = post(url, {"email": "grace@navy.example"})
+            assert status == 503, answer
+            broker = start_broker(broker.port, data_dir=data)
+            deadline = time.monotonic() + 30
+            while (status := post(url, {"email": "grace@navy.example"})[0]) == 503 and time.monotonic() < deadline:
+                time.sleep(0.5)  # the sender's retry, as a site's backend or the example page would
+            assert status == 202
+        consumer = KafkaConsumer(
+            topic, bootstrap_servers=broker.url.removeprefix("kafka://"), auto_offset_reset="earliest"
+        )
+        emails: set[str] = set()
+        deadline = time.monotonic() + 20
+        while len(emails) < 2 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                emails.update(orjson.loads(r.value)["lead"]["email"] for r in records if b"lead.upserted" in r.value)
+        consumer.close()
+        assert emails == {"ada@engines.example", "grace@navy.example"}  # the first survived the broker's restart
+    finally:
+        broker.stop()
