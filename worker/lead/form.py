@@ -156,7 +156,7 @@ def form_events(  # one pass over the fields, one branch per kind of field
         return Invalid({"": f"{len(fields)} fields; a form may send at most {MAX_FIELDS}"})
     if honeypot is not None and honeypot in fields and fields[honeypot] not in ("", None):
         email = fields.get("email")
-        return Honeypot(lead_id_for(email if isinstance(email, str) else repr(sorted(fields))))
+        return Honeypot(lead_id_for(email if isinstance(email, str) else repr(sorted(map(str, fields)))))
     lead: dict[str, Any] = {}
     custom: dict[str, Any] = {}
     origin: dict[str, str] = {}  # contract field -> the form field it came from (to name it in a problem)
