@@ -113,17 +113,24 @@ class _Producer:
     async def send(self, records: list[tuple[bytes, bytes]]) -> None:
         """Send the records and wait until the broker has acknowledged every one (raises if it does not)."""
         producer = await self._started()
-        futures = [await producer.send(self.settings.topic_leads, key=k, value=v) for k, v in records]
-        await asyncio.gather(*futures)
+        try:
+            futures = [await producer.send(self.settings.topic_leads, key=k, value=v) for k, v in records]
+            await asyncio.gather(*futures)
+        except BaseException:  # a timeout's cancellation too: start afresh, unless another request already has
+            await self._drop(producer)
+            raise
 
-    async def reset(self) -> None:
+    async def _drop(self, producer: AIOKafkaProducer) -> None:
         async with self._lock:
-            producer, self._producer = self._producer, None
-        if producer is not None:
+            current = self._producer is producer
+            if current:
+                self._producer = None
+        if current:
             await producer.stop()
 
     async def close(self) -> None:
-        await self.reset()
+        if self._producer is not None:
+            await self._drop(self._producer)
 
 
 def _client_ip(request: web.Request, trust_forwarded: bool) -> str:
@@ -158,7 +165,7 @@ def make_app(settings: Settings, registry: CollectorRegistry) -> web.Application
         response.headers["Access-Control-Max-Age"] = "600"
         return cors(request, response)
 
-    async def post_lead(request: web.Request) -> web.StreamResponse:  # one return per answer
+    async def post_lead(request: web.Request) -> web.StreamResponse:
         if not buckets.take(_client_ip(request, settings.intake_trust_forwarded), time.monotonic()):
             return answer(request, "rate_limited", 429, {"error": "too many posts from this address; retry later"})
         origin = request.headers.get("Origin")
@@ -193,7 +200,6 @@ def make_app(settings: Settings, registry: CollectorRegistry) -> web.Application
             await asyncio.wait_for(producer.send(result.records()), settings.intake_send_timeout)
         except Exception as exc:  # any failure to be acknowledged is the same answer: 503
             logger.warning("the broker did not acknowledge lead %s: %r", result.lead_id, exc)
-            await producer.reset()
             response = answer(request, "unavailable", 503, {"error": "the lead could not be stored; retry later"})
             response.headers["Retry-After"] = "5"
             return response
