@@ -173,7 +173,10 @@ class Settings(BaseSettings):
     intake_burst: int = Field(default=10, ge=1, description="Posts one client IP may send at once (bucket size)")
     intake_trust_forwarded: bool = Field(
         default=False,
-        description="Take the client IP from X-Forwarded-For (only behind a proxy that sets it; else spoofable)",
+        description=(
+            "Take the client IP from the last X-Forwarded-For entry (only behind one proxy that appends it; else"
+            " spoofable)"
+        ),
     )
     intake_honeypot: str = Field(
         default="hp_name",

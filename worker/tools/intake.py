@@ -135,7 +135,7 @@ class _Producer:
 
 def _client_ip(request: web.Request, trust_forwarded: bool) -> str:
     if trust_forwarded and (forwarded := request.headers.get("X-Forwarded-For")):
-        return forwarded.split(",", 1)[0].strip()
+        return forwarded.rsplit(",", 1)[-1].strip()  # the address our proxy saw; the ones before it are hearsay
     return request.remote or "unknown"
 
 

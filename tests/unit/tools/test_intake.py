@@ -29,3 +29,13 @@ def test_memory_is_bounded_by_forgetting_the_longest_idle_clients() -> None:
     assert buckets.take("c", 2.0)  # "a" is forgotten: it starts again with a full bucket
     assert buckets.take("a", 3.0)
     assert not buckets.take("c", 4.0)  # "c" is still remembered (the most recent)
+
+
+def test_behind_a_proxy_the_client_is_the_address_the_proxy_saw() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from worker.tools.intake import _client_ip
+
+    request = make_mocked_request("POST", "/leads", headers={"X-Forwarded-For": "1.2.3.4, 203.0.113.9"})
+    assert _client_ip(request, trust_forwarded=True) == "203.0.113.9"  # "1.2.3.4" was the client's own claim
+    assert _client_ip(request, trust_forwarded=False) != "203.0.113.9"
