@@ -1,4 +1,4 @@
-"""The ``leadflow`` command line: broker, run, produce, backtest, drift, forecast, demo, train, export-training,
+"""The ``leadflow`` command line: broker, run, produce, intake, backtest, drift, forecast, demo, train, export-training,
 score, schema, route."""
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", dest="broker_url")
     p.add_argument("--topic")
     p.set_defaults(func=_cmd_produce)
+
+    p = sub.add_parser("intake", help="serve web-to-lead: POST /leads forms become lead events (LEADFLOW_INTAKE_*)")
+    p.add_argument("--broker", dest="broker_url", help="bootstrap servers (LEADFLOW_BROKER_URL)")
+    p.add_argument("--host", dest="intake_host", help="address to listen on (LEADFLOW_INTAKE_HOST)")
+    p.add_argument("--port", dest="intake_port", type=int, help="port to listen on (LEADFLOW_INTAKE_PORT)")
+    p.set_defaults(func=_cmd_intake)
 
     p = sub.add_parser("backtest", help="replay a history of lead events through a ruleset (and compare to another)")
     p.add_argument("--rules", type=Path, required=True, metavar="NEW", help="the ruleset to try (YAML)")
@@ -272,7 +278,18 @@ def _settings(args: argparse.Namespace) -> Settings:
 
     overrides = {
         k: v
-        for k in ("broker_url", "rules", "model", "state_dir", "store", "web_port", "topic", "topic_control")
+        for k in (
+            "broker_url",
+            "rules",
+            "model",
+            "state_dir",
+            "store",
+            "web_port",
+            "topic",
+            "topic_control",
+            "intake_host",
+            "intake_port",
+        )
         if (v := getattr(args, k, None)) is not None
     }
     if "topic" in overrides:
@@ -298,6 +315,12 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     sent = produce_file(settings, args.file)
     print(f"sent {sent:,} events to {settings.topic_leads!r}")
     return 0
+
+
+def _cmd_intake(args: argparse.Namespace) -> int:
+    from worker.tools.intake import run_intake
+
+    return run_intake(_settings(args))
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:

@@ -148,6 +148,44 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    intake_host: str = Field(default="0.0.0.0", description="Address 'leadflow intake' listens on")  # noqa: S104
+    intake_port: int = Field(default=8080, ge=1, le=65535, description="Port of 'leadflow intake' (POST /leads)")
+    intake_allowed_origins: str = Field(
+        default="*",
+        description=(
+            "Comma-separated origins whose pages may post to 'leadflow intake' (e.g. 'https://www.example.com');"
+            " '*': any. A browser post from another origin is refused (403)"
+        ),
+    )
+    intake_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "When set, every post to 'leadflow intake' must carry it in the X-Leadflow-Secret header (for a"
+            " site's backend forwarding its forms; a browser form cannot keep a secret)"
+        ),
+    )
+    intake_max_body_bytes: int = Field(
+        default=16 * 1024, ge=1024, le=1024 * 1024, description="Largest form post accepted (larger: 413)"
+    )
+    intake_rate: float = Field(
+        default=1.0, gt=0, description="Posts per second one client IP may send on average (more: 429)"
+    )
+    intake_burst: int = Field(default=10, ge=1, description="Posts one client IP may send at once (bucket size)")
+    intake_trust_forwarded: bool = Field(
+        default=False,
+        description=(
+            "Take the client IP from the last X-Forwarded-For entry (only behind one proxy that appends it; else"
+            " spoofable)"
+        ),
+    )
+    intake_honeypot: str = Field(
+        default="hp_name",
+        description="A hidden form field that people leave empty: a post that fills it is answered 202 and dropped",
+    )
+    intake_send_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for the broker to acknowledge a lead (then 503)"
+    )
+
     @field_validator(
         "app_id",
         "topic_leads",
@@ -301,6 +339,11 @@ class Settings(BaseSettings):
             options["sasl_plain_username"] = self.broker_username
             options["sasl_plain_password"] = self.broker_secret()
         return options
+
+    @property
+    def intake_origins(self) -> frozenset[str]:
+        """``intake_allowed_origins`` as a set (``*`` in it: any origin)."""
+        return frozenset(o.strip().rstrip("/") for o in self.intake_allowed_origins.split(",") if o.strip())
 
     def dump(self) -> dict[str, object]:
         """All settings as printable values; secrets stay hidden."""
