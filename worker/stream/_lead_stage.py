@@ -75,6 +75,11 @@ class LeadStage(TableStage[LeadBatch]):
 
         def load_state(lead_id: str) -> bytes | None:
             key = lead_id.encode()
+            for pending in reversed(self._inflight):  # erased in a batch still being committed: no state
+                if lead_id in pending.result.states:
+                    break
+                if lead_id in pending.result.erased:
+                    return None
             return self.load("lead-state", key, partition_of[key], states)
 
         started = time.perf_counter()
@@ -101,9 +106,14 @@ class LeadStage(TableStage[LeadBatch]):
         return out
 
     def writes(self, prepared: LeadBatch) -> Iterable[tuple[TableStore, Sequence[Update]]]:
-        """The states, locally and in the changelog, on the partition of the lead's source record."""
+        """The states, locally and in the changelog, on the partition of the lead's source record; an erased lead's
+        state is deleted (a tombstone in the changelog)."""
         partition_of = prepared.partition_of
-        yield prepared.states, [(key, state, partition_of[key]) for key, state in _encoded(prepared.result.states)]
+        updates: list[Update] = [(key, state, partition_of[key]) for key, state in _encoded(prepared.result.states)]
+        for lead_id in prepared.result.erased:
+            key = lead_id.encode()
+            updates.append((key, None, partition_of[key]))
+        yield prepared.states, updates
 
     def written(self, prepared: LeadBatch, table: str, key: bytes) -> bytes | None:
         return prepared.result.states.get(key.decode()) if table == "lead-state" else None

@@ -32,6 +32,7 @@ import orjson
 import yaml
 
 from worker.exceptions import BacktestError, EventError, ExportError
+from worker.lead.events import LeadErased
 from worker.lead.parse import parse_event
 from worker.lead.state import LeadState, apply_event, build_facts, event_digest, new_state, seen
 from worker.opportunities import CREATED_TYPES, FEEDBACK_TYPES, apply_feedback, parse_feedback, state_from_created
@@ -254,6 +255,10 @@ class Join:
             self.summary.bad["leads"] += 1  # the worker sent it to the dead letters: no decision, no facts
             return
         lead_id = event.lead_id
+        if isinstance(event, LeadErased):  # the lead is forgotten: no row from what it did before
+            for kept in (self._states, self._last, self._at_conversion):
+                kept.pop(lead_id, None)
+            return
         now = event.occurred_at.timestamp()
         state = self._states.get(lead_id)
         if state is None:
