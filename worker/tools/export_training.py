@@ -279,6 +279,8 @@ class Join:
     def decision(self, value: bytes | None) -> None:
         try:
             record = orjson.loads(value or b"")
+            if isinstance(record, dict) and record.get("event_type") == "lead.erased":
+                return  # an erasure's audit record, no decision (the lead's event said it all)
             key = (record["lead_id"], record["event_id"])
             score, version = float(record["score"]), str(record["model_version"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
