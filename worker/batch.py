@@ -73,6 +73,7 @@ class BatchResult:
     dead_letters: list[tuple[RecordLike, EventError]] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)
     erased: list[str] = field(default_factory=list)  # leads whose stored state must be deleted (lead.erased)
+    erased_opportunities: list[str] = field(default_factory=list)  # the opportunities of the leads erased
     events_by_type: Counter[str] = field(default_factory=Counter)
     decisions_by: Counter[tuple[str, str]] = field(default_factory=Counter)
     duplicates: int = 0
@@ -360,10 +361,13 @@ def _rendered(
 
 def _erased(state: LeadState | None, event: LeadErased, record: RecordLike, decided_at: float) -> tuple[_Output, bool]:
     """An erasure's output (its audit record in place of a decision; nothing for a replay) and whether the lead's
-    state is to be dropped."""
+    state is to be dropped. The opportunity slot names the erased lead's opportunity (no JSON), if it converted."""
     audit = erase(state, event, decided_at, _position(record))
-    record_bytes = None if audit is None else orjson.dumps(audit)
-    return (record_bytes, None, None, None, None, None, event.event_type, "", ""), audit is not None
+    if audit is None:
+        return (None, None, None, None, None, None, event.event_type, "", ""), False
+    opportunity_id = None if state is None else state.get("opportunity_id")
+    converted = None if opportunity_id is None else (str(opportunity_id), b"", "")
+    return (orjson.dumps(audit), None, None, converted, None, None, event.event_type, "", ""), True
 
 
 def _without_history(facts: dict[str, object]) -> dict[str, object]:
@@ -405,7 +409,9 @@ def _collect(
             scores.append(score)
         if sampled is not None:
             _sample(model, sampled, result)
-        if opportunity is not None:
+        if opportunity is not None and not action:  # an erasure's: the opportunity to forget
+            result.erased_opportunities.append(opportunity[0])
+        elif opportunity is not None:
             result.opportunities.append((opportunity[0].encode(), opportunity[1]))
             result.created_by_stage[opportunity[2]] += 1
         if routed is not None:

@@ -70,7 +70,8 @@ def _short(flow: Flow, topic: str) -> str:
 
 
 def test_an_erased_converted_routed_lead_leaves_no_email_but_in_the_known_limits(flow: Flow, tmp_path: Path) -> None:
-    rules = write_rules(tmp_path, routed("        - {id: ann, weight: 100}"))
+    sla = "      sla: {accept_within_minutes: 600, then: next_member}\n"  # a clock running when the lead is erased
+    rules = write_rules(tmp_path, routed("        - {id: ann, weight: 100}", pool=sla))
     flow.start_worker(LEADFLOW_RULES=str(rules))
     lead = {"company": "Erase GmbH", "email": EMAIL, "first_name": "Ada", "do_not_call": True}
     flow.produce([upsert("E1", "E1-u", **lead), activity("E1", "E1-d", "demo_request")])

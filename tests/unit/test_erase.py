@@ -10,8 +10,10 @@ from tests.builders import activity, upsert
 from worker.batch import Record, process_batch
 from worker.core import Engine
 from worker.exceptions import EventError
+from worker.lead import ids
 from worker.lead.events import LeadActivity, LeadErased, LeadErasure, LeadUpserted
 from worker.lead.parse import parse_event
+from worker.routing.sla import erased_notice, sla_batch, sla_pending
 from worker.rules import parse_ruleset
 from worker.scoring import default_model_path, load_model
 
@@ -77,6 +79,7 @@ def test_an_erased_lead_loses_its_state_and_gets_one_audit_record_without_person
     result = process_batch(engine, [_record(2, _erased())], store.get, 2_000_000_000.0)
     assert result.erased == ["L1"]
     assert result.states == {}
+    assert result.erased_opportunities == [ids.opportunity_id("L1")]  # for its SLA clock (docs/PRIVACY.md)
     assert (result.opportunities, result.routing_decisions, result.dead_letters) == ([], [], [])
     [(key, value)] = result.decisions
     assert key == b"L1"
@@ -126,6 +129,7 @@ def test_erasing_twice_or_a_lead_never_seen_is_harmless(engine: Engine) -> None:
     store: dict[str, bytes | None] = {}
     never = process_batch(engine, [_record(0, _erased())], store.get, 1.0)
     assert (never.erased, len(never.decisions)) == (["L1"], 1)  # idempotent: nothing left to delete
+    assert never.erased_opportunities == []  # it never converted
     _converted(engine, store)
     first = process_batch(engine, [_record(5, _erased())], store.get, 2.0)
     store["L1"] = None
@@ -171,3 +175,24 @@ def test_a_rule_comparing_an_opt_out_with_text_is_refused() -> None:
     bad = RULES.replace("op: eq, value: true}\n    points: -5", 'op: eq, value: "yes"}\n    points: -5')
     with pytest.raises(Exception, match="has_opted_out_of_email"):
         parse_ruleset(bad, "bad.yaml")
+
+
+def test_an_erased_opportunity_loses_its_sla_state_and_its_clock() -> None:
+    assigned = {
+        "kind": "assigned",
+        "opportunity_id": "opp-1",
+        "attempt": 1,
+        "pool": "ae",
+        "member": "ann",
+        "deadline": 1_900_000_000.0,
+        "tried": ["ann"],
+        "opportunity": {"opportunity_id": "opp-1", "contact": {"email": EMAIL}},
+        "route": {},
+    }
+    stored: dict[str, bytes | None] = {}
+    first, clocks = sla_batch([_record(0, orjson.dumps(assigned), b"opp-1")], stored.get)
+    assert sla_pending(clocks["opp-1"])
+    stored.update(first.states)
+    key, notice = erased_notice("opp-1")
+    erased, clocks = sla_batch([_record(1, notice, key)], stored.get)
+    assert (erased.states, erased.erased, clocks) == ({"opp-1": None}, {"opp-1"}, {})

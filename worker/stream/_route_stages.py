@@ -128,6 +128,8 @@ class SlaStage(BatchStage):
         outputs = self.outbox.dead_letters(out.dead_letters)
 
         def done() -> None:
+            for opportunity_id in out.erased - states.keys():
+                self.clocks.pop(opportunity_id, None)
             for opportunity_id, state in states.items():
                 if sla_pending(state):
                     self.clocks[opportunity_id] = state
