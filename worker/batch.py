@@ -15,9 +15,9 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
-from worker.core import Decided, Engine, decide
+from worker.core import Decided, Engine, decide, erase
 from worker.exceptions import EventError, StateError
-from worker.lead.events import LeadActivity, LeadUpserted
+from worker.lead.events import LeadActivity, LeadErased, LeadUpserted
 from worker.lead.parse import parse_event
 from worker.lead.state import (
     HISTORY_FACT,
@@ -72,6 +72,8 @@ class BatchResult:
     routed_times: list[float] = field(default_factory=list)  # record timestamps of the directly routed events
     dead_letters: list[tuple[RecordLike, EventError]] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)
+    erased: list[str] = field(default_factory=list)  # leads whose stored state must be deleted (lead.erased)
+    erased_opportunities: list[str] = field(default_factory=list)  # the opportunities of the leads erased
     events_by_type: Counter[str] = field(default_factory=Counter)
     decisions_by: Counter[tuple[str, str]] = field(default_factory=Counter)
     duplicates: int = 0
@@ -115,6 +117,10 @@ def process_batch(
     result is the same as deciding the records one by one in order, and a lead's state stays in the CPU's caches
     from one of its events to the next (about 15 % faster with several events per lead in a batch).
 
+    A ``lead.erased`` event drops the lead's state (the lead's later events start from nothing) and sends its audit
+    record (no personal data) with the decisions; a lead left without a state at the batch's end is listed in
+    ``erased``, for the caller to delete its stored state (see docs/PRIVACY.md).
+
     ``drift_sample`` N > 0 keeps the facts of the decided (not duplicate) events whose record offset is a multiple
     of N, and counts per feature whether each is missing or unseen (0: none).
     """
@@ -138,11 +144,13 @@ def process_batch(
                 continue
         new = state is None
         try:
-            state, stored = _decide_lead(engine, records, events, state, decided_at, drift_sample, outputs)
+            state, stored, erased = _decide_lead(engine, records, events, state, decided_at, drift_sample, outputs)
         except Exception:  # one event of this lead fails: find which, from the stored state
-            state, stored = _decide_one_by_one(
+            state, stored, erased = _decide_one_by_one(
                 engine, records, events, lead_id, load_state, decided_at, drift_sample, outputs, failed
             )
+        if erased and state is None:
+            result.erased.append(lead_id)
         if stored is not None:
             states[lead_id] = stored
             if new and state is not None:
@@ -162,10 +170,13 @@ _Output = tuple[
     tuple[str, bytes, str] | None,  # the opportunity: its id, JSON and stage
     tuple[str, bytes, str] | None,  # the routing decision: its key, JSON and target
     tuple[str, bytes] | None,  # the routing request: its pool and JSON
-    str,  # the event type
+    str,  # the event type (lead.erased: the decision is the erasure's audit record)
     str,  # the decision's status
     str,  # the decision's action
 ]
+
+
+_Event = LeadUpserted | LeadActivity | LeadErased
 
 
 def _by_key(records: Sequence[RecordLike]) -> Iterator[list[int]]:
@@ -182,7 +193,7 @@ def _by_key(records: Sequence[RecordLike]) -> Iterator[list[int]]:
 
 def _parsed(
     records: Sequence[RecordLike], indexes: list[int], max_bytes: int, failed: dict[int, EventError]
-) -> list[tuple[int, LeadUpserted | LeadActivity]]:
+) -> list[tuple[int, _Event]]:
     """The valid events among one key's records (each keyed by its lead id); the others go to ``failed``."""
     events = []
     for index in indexes:
@@ -234,51 +245,64 @@ def _serialised(state: LeadState, max_event_bytes: int) -> bytes:
 def _decide_lead(
     engine: Engine,
     records: Sequence[RecordLike],
-    events: list[tuple[int, LeadUpserted | LeadActivity]],
+    events: list[tuple[int, _Event]],
     state: LeadState | None,
     decided_at: float,
     drift_sample: int,
     outputs: list[_Output | None],
-) -> tuple[LeadState | None, bytes | None]:
-    """Decide one lead's events in order (the fast path); returns its state and, if it changed, the state's JSON.
+) -> tuple[LeadState | None, bytes | None, bool]:
+    """Decide one lead's events in order (the fast path); returns its state, the state's JSON if it changed, and
+    whether the lead was erased on the way.
 
     Any exception escapes: the caller then decides the lead again event by event (``state`` may be half-changed).
     """
-    changed = False
+    changed = erased = False
     for index, event in events:
         record = records[index]
+        if isinstance(event, LeadErased):
+            outputs[index], forgotten = _erased(state, event, record, decided_at)
+            if forgotten:
+                state, changed, erased = None, False, True
+            continue
         state, decided = decide(engine, state, event, decided_at, _position(record))
         outputs[index] = _rendered(engine, record, event, decided, drift_sample)
         changed = changed or not decided.duplicate
     stored = _serialised(state, engine.max_event_bytes) if changed and state is not None else None
-    return state, stored
+    return state, stored, erased
 
 
 def _decide_one_by_one(
     engine: Engine,
     records: Sequence[RecordLike],
-    events: list[tuple[int, LeadUpserted | LeadActivity]],
+    events: list[tuple[int, _Event]],
     lead_id: str,
     load_state: Callable[[str], bytes | None],
     decided_at: float,
     drift_sample: int,
     outputs: list[_Output | None],
     failed: dict[int, EventError],
-) -> tuple[LeadState | None, bytes | None]:
+) -> tuple[LeadState | None, bytes | None, bool]:
     """The slow path: each event on a copy of the state after the ones before it; a failing event is a dead letter
-    and leaves the state as it was. Returns the lead's state and its JSON (None when nothing changed)."""
+    and leaves the state as it was. Returns the lead's state, its JSON (None when nothing changed) and whether the
+    lead was erased."""
     try:
         state = _decoded(lead_id, load_state(lead_id))
     except Exception as exc:
         for index, _ in events:
             outputs[index] = None
             failed[index] = _lead_error(lead_id, exc)
-        return None, None
+        return None, None, False
     stored = None
+    erased = False
     for index, event in events:
         outputs[index] = None
         try:
             record = records[index]
+            if isinstance(event, LeadErased):
+                outputs[index], forgotten = _erased(state, event, record, decided_at)
+                if forgotten:
+                    state, stored, erased = None, None, True
+                continue
             trial = None if state is None else copy.deepcopy(state)
             trial, decided = decide(engine, trial, event, decided_at, _position(record))
             out = _rendered(engine, record, event, decided, drift_sample)
@@ -290,7 +314,7 @@ def _decide_one_by_one(
         state = trial
         if trial_stored is not None:
             stored = trial_stored
-    return state, stored
+    return state, stored, erased
 
 
 def _position(record: RecordLike) -> Position:
@@ -335,6 +359,17 @@ def _rendered(
     )
 
 
+def _erased(state: LeadState | None, event: LeadErased, record: RecordLike, decided_at: float) -> tuple[_Output, bool]:
+    """An erasure's output (its audit record in place of a decision; nothing for a replay) and whether the lead's
+    state is to be dropped. The opportunity slot names the erased lead's opportunity (no JSON), if it converted."""
+    audit = erase(state, event, decided_at, _position(record))
+    if audit is None:
+        return (None, None, None, None, None, None, event.event_type, "", ""), False
+    opportunity_id = None if state is None else state.get("opportunity_id")
+    converted = None if opportunity_id is None else (str(opportunity_id), b"", "")
+    return (orjson.dumps(audit), None, None, converted, None, None, event.event_type, "", ""), True
+
+
 def _without_history(facts: dict[str, object]) -> dict[str, object]:
     """An event's facts as the drift sample keeps them: without the per-day history, which is the lead's own (the
     live state's, changed by its later events) and which no model can read (see worker.artifacts.check_servable)."""
@@ -364,7 +399,8 @@ def _collect(
             continue
         decision_bytes, score, sampled, opportunity, routed, request, event_type, status, action = out
         by_type[event_type] += 1
-        by_outcome[status, action] += 1
+        if action:  # an erasure decides no status
+            by_outcome[status, action] += 1
         if decision_bytes is None:  # a replay: counted, nothing sent
             result.duplicates += 1
             continue
@@ -373,7 +409,9 @@ def _collect(
             scores.append(score)
         if sampled is not None:
             _sample(model, sampled, result)
-        if opportunity is not None:
+        if opportunity is not None and not action:  # an erasure's: the opportunity to forget
+            result.erased_opportunities.append(opportunity[0])
+        elif opportunity is not None:
             result.opportunities.append((opportunity[0].encode(), opportunity[1]))
             result.created_by_stage[opportunity[2]] += 1
         if routed is not None:

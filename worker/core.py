@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from worker.lead import ids
-from worker.lead.events import LeadActivity, LeadUpserted
+from worker.lead.events import LeadActivity, LeadErased, LeadUpserted
 from worker.lead.parse import DEFAULT_MAX_EVENT_BYTES
 from worker.lead.state import (
     LeadState,
@@ -33,7 +33,7 @@ from worker.routing.flow import RouteRequest, route_lead, route_opportunity
 from worker.rules import QualificationRule, Ruleset
 from worker.scoring import Model
 
-__all__ = ["Decided", "Engine", "decide"]
+__all__ = ["Decided", "Engine", "decide", "erase"]
 
 _UTC = dt.UTC
 
@@ -156,6 +156,26 @@ def decide(
     )
     decision["opportunity_id"] = state["opportunity_id"]
     return state, Decided(decision, opportunity, facts, routed, request)
+
+
+def erase(
+    state: LeadState | None, event: LeadErased, decided_at: float, position: Position | None = None
+) -> dict[str, Any] | None:
+    """The audit record of erasing the lead ``state`` (its ``lead.erased`` record: no personal data), or None when
+    the erase event is a redelivery of one already applied before the state's last event (a replay: the state,
+    recreated by later events, stays). The caller deletes the state.
+
+    An erase of a lead with no state (already erased, or never seen) still yields its record: erasing is idempotent.
+    """
+    if state is not None and redelivered(state, position):
+        return None
+    return {
+        "schema_version": 1,
+        "event_type": "lead.erased",
+        "lead_id": event.lead_id,
+        "event_id": event.event_id,
+        "erased_at": iso_utc(decided_at),
+    }
 
 
 def _decision(

@@ -37,7 +37,12 @@ KINDS: Mapping[str, Kind] = {k.value: k for k in (Kind.TEXT, Kind.NUMBER, Kind.B
 """The kinds a ruleset can declare its ``custom.*`` fields with, by their name under ``fields:``."""
 
 
-_NUMERIC_PROFILE = {"annual_revenue": Kind.NUMBER, "number_of_employees": Kind.NUMBER}
+_NUMERIC_PROFILE = {
+    "annual_revenue": Kind.NUMBER,
+    "number_of_employees": Kind.NUMBER,
+    "has_opted_out_of_email": Kind.BOOL,  # not numeric: the lead fields that are not text
+    "do_not_call": Kind.BOOL,
+}
 
 FIXED_FIELDS: dict[str, Kind] = {
     **{name: _NUMERIC_PROFILE.get(name, Kind.TEXT) for name in PROFILE_FIELDS},

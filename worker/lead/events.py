@@ -36,9 +36,12 @@ __all__ = [
     "Decision",
     "Factor",
     "LeadActivity",
+    "LeadErased",
+    "LeadErasure",
     "LeadEvent",
     "LeadFields",
     "LeadUpserted",
+    "LeadsRecord",
     "OpportunityAccepted",
     "OpportunityClosed",
     "OpportunityCreated",
@@ -151,6 +154,8 @@ class LeadFields(_Model):
     city: ShortText | None = None
     website: ShortText | None = None
     owner_id: ShortText | None = None
+    has_opted_out_of_email: bool | None = Field(default=None, description="The lead asked not to be emailed")
+    do_not_call: bool | None = Field(default=None, description="The lead asked not to be called")
     custom: (
         Annotated[
             dict[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_NO_CONTROLS)], Scalar],
@@ -204,7 +209,20 @@ class LeadActivity(_Envelope):
     activity: Activity
 
 
+class LeadErased(_Envelope):
+    """The lead asked to be forgotten (GDPR art. 17, CCPA): leadflow deletes everything it holds about it.
+
+    Its state is deleted (a tombstone in the state's changelog), one :class:`LeadErasure` record goes to
+    ``lead-decisions``, and the lead's later events start from nothing. See docs/PRIVACY.md.
+    """
+
+    event_type: Literal["lead.erased"]
+
+
 LeadEvent = Annotated[LeadUpserted | LeadActivity, Field(discriminator="event_type")]
+"""An event that changes a lead (what the rules tools read)."""
+LeadsRecord = Annotated[LeadUpserted | LeadActivity | LeadErased, Field(discriminator="event_type")]
+"""Anything the ``leads`` topic carries: a lead's events and its erasure."""
 
 
 class Factor(_Model):
@@ -239,6 +257,17 @@ class Decision(_Model):
     opportunity_id: str | None = None
     ruleset_version: str
     model_version: str
+
+
+class LeadErasure(_Model):
+    """The audit record of an erasure (topic ``lead-decisions``, key = lead_id): no personal data, only which lead
+    was erased, by which event, and when."""
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["lead.erased"] = "lead.erased"
+    lead_id: str
+    event_id: str = Field(description="The lead.erased event's id")
+    erased_at: AwareDatetime = Field(description="When the worker deleted the lead's state")
 
 
 class Account(_Model):

@@ -18,7 +18,7 @@ from worker.exceptions import EventError
 from worker.lead import ids
 from worker.routing._messages import Json, is_text, is_time, loads_object
 
-__all__ = ["SlaBatch", "accepted_notice", "sla_batch", "sla_breaches", "sla_pending"]
+__all__ = ["SlaBatch", "accepted_notice", "erased_notice", "sla_batch", "sla_breaches", "sla_pending"]
 
 
 def accepted_notice(key: bytes | None, value: bytes | None) -> tuple[bytes, bytes]:
@@ -57,12 +57,20 @@ def _printable(text: object) -> bool:
 class SlaBatch:
     """The SLA states a batch of notices changed, by opportunity id."""
 
-    states: dict[str, bytes] = field(default_factory=dict)
+    states: dict[str, bytes | None] = field(default_factory=dict)
+    """None: the state is deleted (its lead was erased)."""
+    erased: set[str] = field(default_factory=set)
     accepted: int = 0
     dead_letters: list[tuple[Any, EventError]] = field(default_factory=list)
 
 
-_NOTICE_KINDS = ("assigned", "accepted", "breached")
+_NOTICE_KINDS = ("assigned", "accepted", "breached", "erased")
+
+
+def erased_notice(opportunity_id: str) -> tuple[bytes, bytes]:
+    """The notice that the opportunity's lead was erased (docs/PRIVACY.md): its SLA state is deleted and its clock
+    stops, so that no breach sends the opportunity again."""
+    return opportunity_id.encode(), orjson.dumps({"kind": "erased", "opportunity_id": opportunity_id})
 
 
 def _notice(value: bytes | None) -> Json:
@@ -108,7 +116,7 @@ def sla_batch(records: Sequence[Any], load: Callable[[str], bytes | None]) -> tu
             opportunity_id: str = notice["opportunity_id"]
             state = live.get(opportunity_id)
             if state is None:
-                stored = load(opportunity_id)
+                stored = None if opportunity_id in out.erased else load(opportunity_id)
                 state = _sla_state(stored) if stored is not None else {"attempt": 0, "accepted": False, "breached": 0}
         except EventError as exc:
             out.dead_letters.append((record, exc))
@@ -118,6 +126,10 @@ def sla_batch(records: Sequence[Any], load: Callable[[str], bytes | None]) -> tu
             out.dead_letters.append((record, EventError(msg, reason="processing_error")))
             continue
         kind = notice["kind"]
+        if kind == "erased":  # forgotten: the state is deleted, its clock stops
+            live.pop(opportunity_id, None)
+            out.erased.add(opportunity_id)
+            continue
         if kind == "assigned" and notice["attempt"] >= state["attempt"]:
             state.update({k: notice[k] for k in ("pool", "member", "attempt", "deadline", "tried")})
             state["route"] = notice.get("route") or {}
@@ -134,6 +146,7 @@ def sla_batch(records: Sequence[Any], load: Callable[[str], bytes | None]) -> tu
             for key in ("opportunity", "route", "tried"):
                 state.pop(key, None)
     out.states = {k: orjson.dumps(v) for k, v in live.items()}
+    out.states.update((k, None) for k in out.erased if k not in live)  # None: delete (a changelog tombstone)
     return out, live
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from worker.exceptions import EventError, ModelError, StateError
+from worker.lead.events import LeadErased
 from worker.lead.parse import parse_event
 from worker.lead.state import apply_event, build_facts, event_digest, new_state, upgrade
 from worker.scoring._model import load_model
@@ -45,6 +46,9 @@ def facts_from_events(events: Iterable[Mapping[str, Any]]) -> dict[str, object]:
     for raw in events:
         lead_id = str(raw.get("lead_id", ""))
         event = parse_event(lead_id.encode(), orjson.dumps(raw))
+        if isinstance(event, LeadErased):  # the lead is forgotten: its next events start from nothing
+            state, facts = None, {}
+            continue
         now = event.occurred_at.timestamp()
         if state is None:
             state = new_state(event.lead_id, now)

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Protocol
 from worker.batch import BatchResult, RecordLike, process_batch
 from worker.core import Engine
 from worker.lead.state import LeadState
+from worker.routing.sla import erased_notice
 from worker.settings import Settings
 from worker.stream._outbox import Message, Outbox
 from worker.stream._stage import Failure, TableStage
@@ -75,6 +76,11 @@ class LeadStage(TableStage[LeadBatch]):
 
         def load_state(lead_id: str) -> bytes | None:
             key = lead_id.encode()
+            for pending in reversed(self._inflight):  # erased in a batch still being committed: no state
+                if lead_id in pending.result.states:
+                    break
+                if lead_id in pending.result.erased:
+                    return None
             return self.load("lead-state", key, partition_of[key], states)
 
         started = time.perf_counter()
@@ -96,14 +102,20 @@ class LeadStage(TableStage[LeadBatch]):
         out += [Message(s.topic_pipeline, k, v) for k, v in result.opportunities]  # for the pipeline's table
         out += [Message(s.topic_routing_decisions, k, v) for k, v in result.routing_decisions]
         out += [Message(s.topic_route_requests, k, v) for k, v in result.route_requests]
+        out += [Message(s.topic_sla, *erased_notice(o)) for o in result.erased_opportunities]  # its SLA clock
         if result.dead_letters:
             out += self.outbox.dead_letters(result.dead_letters)
         return out
 
     def writes(self, prepared: LeadBatch) -> Iterable[tuple[TableStore, Sequence[Update]]]:
-        """The states, locally and in the changelog, on the partition of the lead's source record."""
+        """The states, locally and in the changelog, on the partition of the lead's source record; an erased lead's
+        state is deleted (a tombstone in the changelog)."""
         partition_of = prepared.partition_of
-        yield prepared.states, [(key, state, partition_of[key]) for key, state in _encoded(prepared.result.states)]
+        updates: list[Update] = [(key, state, partition_of[key]) for key, state in _encoded(prepared.result.states)]
+        for lead_id in prepared.result.erased:
+            key = lead_id.encode()
+            updates.append((key, None, partition_of[key]))
+        yield prepared.states, updates
 
     def written(self, prepared: LeadBatch, table: str, key: bytes) -> bytes | None:
         return prepared.result.states.get(key.decode()) if table == "lead-state" else None

@@ -21,6 +21,7 @@ from worker.opportunities import Pipeline, days_to_conversion, pipeline_batch, s
 from worker.settings import Settings
 from worker.stream._outbox import Outbox
 from worker.stream._stage import BatchStage, Prepared
+from worker.stream._tables import Update
 from worker.stream.metrics import Metrics
 
 __all__ = ["PipelineStage"]
@@ -54,7 +55,9 @@ class PipelineStage(BatchStage):
             return self.load("pipeline-state", key, partition_of[key])
 
         out = pipeline_batch(messages, load, self.engine().ruleset.stages)
-        writes = {"pipeline-state": [(k.encode(), v, partition_of[k.encode()]) for k, v in out.states.items()]}
+        writes: dict[str, list[Update]] = {
+            "pipeline-state": [(k.encode(), v, partition_of[k.encode()]) for k, v in out.states.items()]
+        }
 
         def done() -> None:
             if not self._rescan_if_moved():  # the table holds this batch: a rescan has counted it already

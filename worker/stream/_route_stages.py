@@ -26,6 +26,7 @@ from worker.routing.sla import accepted_notice, sla_batch, sla_breaches, sla_pen
 from worker.settings import Settings
 from worker.stream._outbox import Message, Outbox
 from worker.stream._stage import BatchStage, Prepared
+from worker.stream._tables import Update
 from worker.stream.metrics import Metrics, observe_many
 
 __all__ = ["FeedbackStage", "RouteStage", "SlaStage"]
@@ -75,7 +76,7 @@ class RouteStage(BatchStage):
         # the answers before the pools' states (tables are stored in this order, each before the next): after a
         # crash between the two, a request whose answer is stored is answered again as before, while a pool that
         # had moved on without the answer would assign the request a second time, to its next member
-        writes = {
+        writes: dict[str, list[Update]] = {
             "route-done": [(f"{r}@{p}".encode(), v, partition_of[p.encode()]) for (r, p), v in out.done.items()],
             "pool-state": [(n.encode(), v, partition_of[n.encode()]) for n, v in out.pool_states.items()],
         }
@@ -121,10 +122,14 @@ class SlaStage(BatchStage):
             return self.load("sla-state", key, partition_of[key])
 
         out, states = sla_batch(messages, load)
-        writes = {"sla-state": [(k.encode(), v, partition_of[k.encode()]) for k, v in out.states.items()]}
+        writes: dict[str, list[Update]] = {
+            "sla-state": [(k.encode(), v, partition_of[k.encode()]) for k, v in out.states.items()]
+        }
         outputs = self.outbox.dead_letters(out.dead_letters)
 
         def done() -> None:
+            for opportunity_id in out.erased - states.keys():
+                self.clocks.pop(opportunity_id, None)
             for opportunity_id, state in states.items():
                 if sla_pending(state):
                     self.clocks[opportunity_id] = state

@@ -14,8 +14,8 @@ from worker.stream._outbox import Message, Outbox
 
 __all__ = ["TableStore", "Update"]
 
-Update = tuple[bytes, bytes, int]
-"""``(key, value, partition)``: one state to store."""
+Update = tuple[bytes, bytes | None, int]
+"""``(key, value, partition)``: one state to store; a None value deletes the key (a tombstone in the changelog)."""
 
 
 class _PartitionOf:
@@ -52,20 +52,26 @@ class TableStore:
         return stored
 
     def put_many(self, updates: Sequence[Update]) -> None:
-        """Store ``(key, value, partition)`` triples."""
+        """Store ``(key, value, partition)`` triples (a None value deletes the key)."""
         if self._rocksdb:
             batches: dict[int, Any] = {}
             for key, value, partition in updates:
                 batch = batches.get(partition)
                 if batch is None:
                     batch = batches[partition] = rocksdict.WriteBatch(raw_mode=True)
-                batch.put(key, value)
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
             for partition, batch in batches.items():
                 self.store._db_for_partition(partition).write(batch)
             return
         for key, value, partition in updates:
             self._use(partition)
-            self.store[key] = value
+            if value is None:
+                self.store.pop(key, None)
+            else:
+                self.store[key] = value
 
     def _use(self, partition: int) -> None:
         holder = self._holders.get(partition)

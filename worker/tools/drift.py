@@ -58,6 +58,8 @@ def run_drift(
         for batch in history.batches:
             result = process_batch(engine, batch, store.get, 0.0, cache, drift_sample=1)
             store.update(result.states)
+            for lead_id in result.erased:
+                store.pop(lead_id, None)
             window.extend(result.sampled_facts)
             decided += len(result.sampled_facts)
     if not window:

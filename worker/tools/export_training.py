@@ -32,6 +32,7 @@ import orjson
 import yaml
 
 from worker.exceptions import BacktestError, EventError, ExportError
+from worker.lead.events import LeadErased
 from worker.lead.parse import parse_event
 from worker.lead.state import LeadState, apply_event, build_facts, event_digest, new_state, seen
 from worker.opportunities import CREATED_TYPES, FEEDBACK_TYPES, apply_feedback, parse_feedback, state_from_created
@@ -254,6 +255,10 @@ class Join:
             self.summary.bad["leads"] += 1  # the worker sent it to the dead letters: no decision, no facts
             return
         lead_id = event.lead_id
+        if isinstance(event, LeadErased):  # the lead is forgotten: no row from what it did before
+            for kept in (self._states, self._last, self._at_conversion):
+                kept.pop(lead_id, None)
+            return
         now = event.occurred_at.timestamp()
         state = self._states.get(lead_id)
         if state is None:
@@ -274,6 +279,8 @@ class Join:
     def decision(self, value: bytes | None) -> None:
         try:
             record = orjson.loads(value or b"")
+            if isinstance(record, dict) and record.get("event_type") == "lead.erased":
+                return  # an erasure's audit record, no decision (the lead's event said it all)
             key = (record["lead_id"], record["event_id"])
             score, version = float(record["score"]), str(record["model_version"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):

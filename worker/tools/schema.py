@@ -9,12 +9,14 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from worker.batch import Record, process_batch
-from worker.core import Engine, decide
+from worker.core import Engine, decide, erase
 from worker.lead.events import (
     AccountRecord,
     DeadLetterHeaders,
     Decision,
-    LeadEvent,
+    LeadErased,
+    LeadErasure,
+    LeadsRecord,
     OpportunityAccepted,
     OpportunityClosed,
     OpportunityCreated,
@@ -34,7 +36,8 @@ EXAMPLE_EVENTS = ("lead-upserted", "lead-activity", "lead-activity-demo-request"
 _EXAMPLE_DECIDED_AT = 1_794_130_400.0  # 2026-11-08T09:33:20Z: fixed, so that the examples are reproducible
 
 SCHEMAS: dict[str, Any] = {
-    "lead-event.schema.json": TypeAdapter(LeadEvent),
+    "lead-event.schema.json": TypeAdapter(LeadsRecord),
+    "lead-erasure.schema.json": LeadErasure,
     "decision.schema.json": Decision,
     "opportunity.schema.json": OpportunityCreated,
     "dead-letter-headers.schema.json": DeadLetterHeaders,
@@ -68,12 +71,21 @@ def render_examples(examples: Path) -> dict[str, str]:
     for name in EXAMPLE_EVENTS:
         raw = (examples / f"{name}.json").read_bytes()
         event = parse_event(json.loads(raw)["lead_id"].encode(), raw)
+        if isinstance(event, LeadErased):  # pragma: no cover - a guard for whoever edits EXAMPLE_EVENTS
+            msg = f"{name}.json is an erasure; the examples that convert are lead events"
+            raise ValueError(msg)
         state, decided = decide(engine, state, event, _EXAMPLE_DECIDED_AT)
     if decided is None or decided.opportunity is None:
         msg = f"the example lead in {examples} no longer converts under the default ruleset; adjust the examples"
         raise ValueError(msg)
     routed = _routed_example(examples)
+    erased = parse_event(b"L-10492", (examples / "lead-erased.json").read_bytes())
+    if not isinstance(erased, LeadErased):  # pragma: no cover - a guard for whoever edits the example
+        msg = f"{examples / 'lead-erased.json'} is not a lead.erased event"
+        raise ValueError(msg)
+    erasure = erase(state, erased, _EXAMPLE_DECIDED_AT)
     return {
+        "lead-erasure.json": json.dumps(erasure, indent=2, ensure_ascii=False) + "\n",
         "decision.json": json.dumps(decided.decision, indent=2, ensure_ascii=False) + "\n",
         "opportunity.json": json.dumps(decided.opportunity, indent=2, ensure_ascii=False) + "\n",
         **{name: json.dumps(value, indent=2, ensure_ascii=False) + "\n" for name, value in routed.items()},

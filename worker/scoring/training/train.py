@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from worker.lead.events import LeadErased
 from worker.lead.parse import parse_event
 from worker.lead.state import apply_event, build_facts, event_digest, new_state
 from worker.scoring._drift import distributions
@@ -378,6 +379,9 @@ def replayed(
     for i, raw in enumerate(events):
         lead_id = str(raw["lead_id"])
         event = parse_event(lead_id.encode(), orjson.dumps(raw))
+        if isinstance(event, LeadErased):  # the lead is forgotten: its next events start from nothing
+            states.pop(lead_id, None)
+            continue
         now = event.occurred_at.timestamp()
         state = states.get(lead_id)
         if state is None:

@@ -82,14 +82,23 @@ class Run:
         """Decide one batch and fold the decisions and opportunities into the leads' outcomes."""
         result = process_batch(self.engine, records, self._store.get, DECIDED_AT, self._cache)
         self._store.update(result.states)
+        for lead_id in result.erased:
+            self._store.pop(lead_id, None)
         self.events_by_type.update(result.events_by_type)
         self.duplicates += result.duplicates
         qualification = {rule.id for rule in self.engine.ruleset.qualification_rules}
         default_status = self.engine.ruleset.default_status
         leads = self.leads
         loads = orjson.loads
-        for _, raw in result.decisions:
+        erased_at: dict[str, int] = {}  # lead id -> the place of its last erasure among the batch's decisions
+        decided_at: dict[tuple[str, str], int] = {}  # (lead id, event id) -> the place of its decision
+        for place, (_, raw) in enumerate(result.decisions):
             decision: dict[str, Any] = loads(raw)
+            if decision.get("event_type") == "lead.erased":  # an erasure's audit record: the lead is forgotten
+                leads.pop(decision["lead_id"], None)
+                erased_at[decision["lead_id"]] = place
+                continue
+            decided_at[decision["lead_id"], decision["event_id"]] = place
             lead = leads.get(decision["lead_id"])
             if lead is None:
                 lead = leads[decision["lead_id"]] = LeadResult(default_status)
@@ -102,7 +111,10 @@ class Run:
         placed = self.routing.assign(self.engine, result, DECIDED_AT)
         for raw in [*(value for _, value in result.opportunities), *placed]:
             opportunity: dict[str, Any] = loads(raw)
-            lead = leads[opportunity["lead_id"]]
+            lead_id = opportunity["lead_id"]
+            if decided_at.get((lead_id, opportunity["event_id"]), -1) < erased_at.get(lead_id, -1):
+                continue  # converted before an erasure later in the batch: forgotten
+            lead = leads[lead_id]
             lead.converted_by = opportunity["converted_by_rule"]
             lead.stage, lead.amount = opportunity["stage_name"], opportunity["amount"]
             lead.queue, lead.owner_id = opportunity["queue"], opportunity["owner_id"]

@@ -75,7 +75,7 @@ def _status_times(result: BatchResult) -> dict[tuple[str, str], str]:
     entered: dict[tuple[str, str], str] = {}
     for _, raw in result.decisions:
         decision: dict[str, Any] = orjson.loads(raw)
-        if decision["status"] != decision["previous_status"]:
+        if decision.get("event_type") is None and decision["status"] != decision["previous_status"]:  # no erasure
             entered.setdefault((decision["lead_id"], decision["status"]), decision["occurred_at"])
     return entered
 

@@ -88,7 +88,9 @@ def count_leads(decisions: Iterable[RecordLike], leads: Iterable[RecordLike] = (
     for record in decisions:
         value = _object(record.value)
         lead_id = value.get("lead_id")
-        if isinstance(lead_id, str):
+        if isinstance(lead_id, str) and value.get("event_type") == "lead.erased":  # forgotten: not counted
+            out.decided.pop(lead_id, None)
+        elif isinstance(lead_id, str):
             score = value.get("score")
             out.decided[lead_id] = float(score) if isinstance(score, int | float) else None
     for record in leads:
@@ -98,6 +100,8 @@ def count_leads(decisions: Iterable[RecordLike], leads: Iterable[RecordLike] = (
             source = lead.get("lead_source")
             if isinstance(source, str) and source:
                 out.sources[lead_id] = source
+        elif value.get("event_type") == "lead.erased" and isinstance(lead_id, str):
+            out.sources.pop(lead_id, None)
     return out
 
 

@@ -142,3 +142,15 @@ def test_a_replayed_event_id_is_recognised_as_the_worker_would(hand_files: dict[
     summary = _report(runs)["rulesets"][0]
     assert summary["events"]["duplicates"] == 1
     assert runs["new"].leads["L1"].points == 10.0  # counted once
+
+
+def test_an_erased_lead_is_forgotten_by_the_replay_and_its_later_events_start_again() -> None:
+    erased = {"schema_version": 1, "event_type": "lead.erased", "event_id": "x", "lead_id": "L2"}
+    erased["occurred_at"] = "2026-11-20T10:00:00Z"
+    history = [*HAND_HISTORY, erased]
+    runs = replay({"old": engine(RULES)}, [records(history)])
+    assert "L2" not in runs["old"].leads  # L2 had converted: nothing of it is reported
+    assert "L1" in runs["old"].leads
+    again = [*history, {**HAND_HISTORY[2], "event_id": "again"}]  # L2 sent again after its erasure
+    runs = replay({"old": engine(RULES)}, [records(again)])
+    assert runs["old"].leads["L2"].converted_by is None  # a new lead: nothing of the old conversion

@@ -138,3 +138,12 @@ def test_without_decisions_the_funnel_has_no_lead_counts() -> None:
     assert report["funnel"]["Web"]["lead_to_opportunity"] is None
     assert report["forecast"]["forecast"]["Pipeline"] == 37_000  # nothing closed or moved: every amount is Pipeline
     assert report["calibration"] == {"closed": 0, "won": 0, "mean_score": None, "ece": None, "bins": []}
+
+
+def test_an_erased_lead_is_not_counted_nor_its_source_kept() -> None:
+    erasure = {"event_type": "lead.erased", "lead_id": "L-F", "event_id": "x", "erased_at": "2026-11-20T10:00:00Z"}
+    erase_event = {"event_type": "lead.erased", "lead_id": "L-F"}
+    kept = count_leads(records(DECISIONS), records(LEADS))
+    forgotten = count_leads(records([*DECISIONS, erasure]), records([*LEADS, erase_event]))
+    assert set(kept.decided) - set(forgotten.decided) == {"L-F"}
+    assert set(kept.sources) - set(forgotten.sources) == {"L-F"}

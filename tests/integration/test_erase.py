@@ -1,0 +1,109 @@
+"""Forgetting a lead on a real broker: a converted, routed lead is erased; then every topic the worker wrote (the
+newest record per key, as compaction would leave it: tansu does not compact) is scanned for its email.
+
+What is erased and what is not (yet) is listed in docs/PRIVACY.md; ``KNOWN_LIMITS`` here is that list, so a new
+place holding the email, or one that stops holding it, fails this test until the document says so.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from tests.integration.conftest import Flow, activity, upsert, write_rules
+from tests.routed_rules import routed
+
+pytestmark = pytest.mark.integration
+
+EMAIL = "ada.osei@erase.example"
+KNOWN_LIMITS = {"opportunities", "pipeline", "route-requests", "route-done-changelog"}
+"""Where the email stays after an erasure (docs/PRIVACY.md, "Known limits"): topic names without the test's suffix."""
+
+
+def _erased(lead_id: str, event_id: str) -> dict[str, object]:
+    return {
+        "schema_version": 1,
+        "event_type": "lead.erased",
+        "event_id": event_id,
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "lead_id": lead_id,
+    }
+
+
+def _latest_per_key(flow: Flow, topic: str) -> dict[tuple[int, bytes | None], bytes | None]:
+    """Every record of ``topic`` up to its end, the newest per (partition, key)."""
+    consumer = KafkaConsumer(bootstrap_servers=flow.settings.bootstrap_servers, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        latest: dict[tuple[int, bytes | None], bytes | None] = {}
+        deadline = time.monotonic() + 20
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            assert time.monotonic() < deadline, f"{topic}: could not read to its end"
+            for records in consumer.poll(timeout_ms=200).values():
+                for r in records:
+                    latest[r.partition, r.key] = r.value
+        return latest
+    finally:
+        consumer.close()
+
+
+def _topics_written(flow: Flow) -> list[str]:
+    admin = KafkaAdminClient(bootstrap_servers=flow.settings.bootstrap_servers)
+    try:
+        names = admin.list_topics()
+    finally:
+        admin.close()
+    s = flow.settings
+    return sorted(n for n in names if flow.suffix in n and n != s.topic_leads)  # leads: the producer's, see PRIVACY
+
+
+def _short(flow: Flow, topic: str) -> str:
+    """A topic's name without the test's suffix: ``pipeline-state-changelog``, ``opportunities``..."""
+    return topic.replace(f"lf-test-{flow.suffix}-", "").replace(f"-{flow.suffix}", "")
+
+
+def test_an_erased_converted_routed_lead_leaves_no_email_but_in_the_known_limits(flow: Flow, tmp_path: Path) -> None:
+    sla = "      sla: {accept_within_minutes: 600, then: next_member}\n"  # a clock running when the lead is erased
+    rules = write_rules(tmp_path, routed("        - {id: ann, weight: 100}", pool=sla))
+    flow.start_worker(LEADFLOW_RULES=str(rules))
+    lead = {"company": "Erase GmbH", "email": EMAIL, "first_name": "Ada", "do_not_call": True}
+    flow.produce([upsert("E1", "E1-u", **lead), activity("E1", "E1-d", "demo_request")])
+    decisions = flow.read(flow.settings.topic_decisions, 2, timeout=90)
+    assert decisions[1].json["action"] == "converted"
+    routed_to = flow.read(flow.settings.topic_routing_decisions, 1, timeout=60)[0].json
+    assert routed_to["member"] == "ann"
+    opportunity = flow.read(flow.settings.topic_opportunities, 1)[0].json
+    assert opportunity["contact"]["email"] == EMAIL
+
+    flow.produce([_erased("E1", "E1-x")])
+    audit = flow.read(flow.settings.topic_decisions, 3)[2]
+    assert audit.key == b"E1"
+    assert set(audit.json) == {"schema_version", "event_type", "lead_id", "event_id", "erased_at"}
+    assert (audit.json["event_type"], audit.json["lead_id"], audit.json["event_id"]) == ("lead.erased", "E1", "E1-x")
+    # a later event of the lead starts from nothing: no email, one event, not converted
+    flow.produce([upsert("E1", "E1-v", company="Erase GmbH")])
+    after = flow.read(flow.settings.topic_decisions, 4)[3].json
+    assert (after["status"], after["action"], after["opportunity_id"]) == ("Open", "none", None)
+    assert after["previous_status"] == "Open"  # not Qualified: the state was gone
+    flow.produce([_erased("E1", "E1-y")])  # and forgotten again, so that the scan below finds nothing of it
+    flow.read(flow.settings.topic_decisions, 5)
+
+    holding = set()
+    scanned = []
+    for topic in _topics_written(flow):
+        scanned.append(_short(flow, topic))
+        for value in _latest_per_key(flow, topic).values():
+            if value is not None and EMAIL.encode() in value:
+                holding.add(_short(flow, topic))
+    assert {"decisions", "routing-decisions", "lead-state-changelog"} <= set(scanned), scanned
+    assert holding == KNOWN_LIMITS, f"scanned {scanned}"
+    state = _latest_per_key(flow, next(t for t in _topics_written(flow) if t.endswith("lead-state-changelog")))
+    assert state[next(k for k in state if k[1] == b"E1")] is None  # the lead's state: a tombstone
+    assert orjson.loads(decisions[1].value)["lead_id"] == "E1"

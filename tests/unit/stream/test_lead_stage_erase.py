@@ -1,0 +1,71 @@
+"""The lead step stores an erasure: the lead's row deleted and a tombstone in its changelog, also while the batch
+that erased it is still being committed (docs/PRIVACY.md)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from tests.unit.stream.test_stages import _Outbox, _Table
+from worker.batch import Record
+from worker.core import Engine
+from worker.rules import parse_ruleset
+from worker.scoring import default_model_path, load_model
+from worker.settings import Settings
+from worker.stream._lead_stage import LeadStage
+from worker.stream._outbox import Message
+
+EMAIL = b"ada@erase.example"
+CHANGELOG = "leadflow-lead-state-changelog"
+
+
+class _App:
+    consumer_generation_id = 1
+
+
+def _record(offset: int, event: dict[str, object]) -> Record:
+    base = {"schema_version": 1, "event_id": f"e{offset}", "occurred_at": "2026-11-02T09:00:00Z", "lead_id": "L1"}
+    return Record(b"L1", orjson.dumps({**base, **event}), "leads", 0, offset, 1_800_000_000.0 + offset)
+
+
+def _upsert(offset: int, **lead: object) -> Record:
+    return _record(offset, {"event_type": "lead.upserted", "lead": lead})
+
+
+def _erase(offset: int) -> Record:
+    return _record(offset, {"event_type": "lead.erased"})
+
+
+def _stage(broker: list[Message]) -> tuple[LeadStage, _Table]:
+    engine = Engine(parse_ruleset('version: "u-1"\n', "u.yaml"), load_model(default_model_path()))
+    outbox = _Outbox(broker)
+    table = _Table("lead-state", broker)
+    stage = LeadStage(_App(), Settings(), engine, outbox.metrics, outbox, table)  # type: ignore[arg-type]
+    return stage, table
+
+
+def test_an_erased_lead_is_deleted_from_the_table_and_tombstoned_in_its_changelog() -> None:
+    broker: list[Message] = []
+    stage, table = _stage(broker)
+    asyncio.run(stage.commit(stage.prepare([_upsert(0, email=EMAIL.decode(), company="Erase")])))
+    assert EMAIL in table.data[b"L1"]
+    asyncio.run(stage.commit(stage.prepare([_erase(1)])))
+    assert b"L1" not in table.data
+    changelog = [m for m in broker if m.topic == CHANGELOG]
+    assert [(m.key, m.value is None) for m in changelog] == [(b"L1", False), (b"L1", True)]
+    audit = [orjson.loads(m.value or b"") for m in broker if m.topic == Settings().topic_decisions][-1]
+    assert audit["event_type"] == "lead.erased"
+
+
+def test_a_lead_erased_in_a_batch_still_being_committed_starts_from_nothing_in_the_next() -> None:
+    broker: list[Message] = []
+    stage, table = _stage(broker)
+    asyncio.run(stage.commit(stage.prepare([_upsert(0, email=EMAIL.decode(), company="Erase")])))
+    erasing = stage.prepare([_erase(1)])  # not committed yet: the table still holds the old state
+    stage._state_cache.clear()  # as after a rebalance: the state must come from the batches in flight or the table
+    after = stage.prepare([_upsert(2, company="Fresh")])
+    asyncio.run(stage.commit(erasing))
+    asyncio.run(stage.commit(after))
+    state = orjson.loads(table.data[b"L1"])
+    assert (state["events"], state.get("email"), state["company"]) == (1, None, "Fresh")
