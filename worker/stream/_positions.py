@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-__all__ = ["ReadPositions", "Unprocessed", "repositioned"]
+__all__ = ["ReadPositions", "Unprocessed"]
 
 
 class ReadPositions:
@@ -59,15 +59,6 @@ class ReadPositions:
                 gap = (last + 1, offset - 1)
         self.read_offset[tp] = offset
         return True, gap
-
-
-def repositioned(committed: Mapping[Any, int | None]) -> list[Any]:
-    """The partitions that a seek to the committed offsets ``committed`` (partition → offset, None when the group
-    has committed none) really moved: aiokafka seeks only to an offset above 0 and leaves the others where its
-    reset policy put them. Records fetched from there before the seek are current, not stale: had they been left
-    to come again, they never would (the consumer's position is past them), and a later commit would pass them.
-    """
-    return [tp for tp, offset in committed.items() if offset is not None and offset > 0]
 
 
 class Unprocessed:

@@ -33,7 +33,7 @@ from worker.batch import RecordLike
 from worker.exceptions import EventError
 from worker.settings import Settings
 from worker.stream._fetch import UNREADABLE, unreadable
-from worker.stream._positions import ReadPositions, Unprocessed, repositioned
+from worker.stream._positions import ReadPositions, Unprocessed
 from worker.stream._stage import Stage
 from worker.stream.metrics import PartitionState
 
@@ -162,9 +162,7 @@ class _Consumer(faust_aiokafka.Consumer):
 
     async def seek_to_committed(self) -> Mapping[Any, int]:
         offsets: Mapping[Any, int] = await super().seek_to_committed()
-        # perform_seek sets their read offsets next, before anything else runs; only the partitions aiokafka
-        # moved have stale records in hand
-        self.positions.moved(repositioned(offsets))
+        self.positions.moved(offsets)  # perform_seek sets their read offsets next, before anything else runs
         return offsets
 
     async def on_partitions_revoked(self, revoked: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.stream._positions import ReadPositions, repositioned
+from worker.stream._positions import ReadPositions
 
 P0, P1 = ("leads", 0), ("leads", 1)
 
@@ -69,17 +69,3 @@ def test_only_offsets_without_records_are_a_gap() -> None:
     assert positions.read(P0, 9) == (True, (6, 8))  # 6, 7 and 8 hold no record (transaction markers, say)
     assert positions.read(P0, 10) == (True, None)
     assert positions.read(P0, 7) == (False, None)
-
-
-def test_a_partition_without_a_committed_offset_is_not_moved_by_the_seek_to_committed() -> None:
-    """aiokafka seeks only to committed offsets above 0: a partition the group never committed stays where the
-    reset policy put it, so the records fetched from there before the seek are the ones to process. Taking them
-    for stale lost them (the worker restarted on a new partition sat on its first records; found by
-    test_restarts.py, 2 runs in 8)."""
-    positions = ReadPositions({})
-    committed = {"leads-0": 5, "leads-1": None, "leads-2": 0}
-    positions.fetched()
-    positions.moved(repositioned(committed))
-    assert positions.stale("leads-0")
-    assert not positions.stale("leads-1")
-    assert not positions.stale("leads-2")
