@@ -32,6 +32,7 @@ from worker.exceptions import LeadflowError
 from worker.scoring.training import generate
 from worker.settings import Settings
 from worker.stream.topics import ensure_accounts_topic, ensure_topics
+from worker.tools._demo_intake import IntakeRun, demo_forms, post_forms, running_intake, web_summary
 from worker.tools._demo_routing import SLA_SECONDS, accept_some, demo_ruleset, publish_accounts, routing_summary
 from worker.tools._demo_sales import work_opportunities
 from worker.tools.broker import free_port, running_broker
@@ -202,6 +203,9 @@ def run_demo(
                 producer.flush()
                 got = collect(consumer, len(events), timeout, progress, done_task, process, log, reps)
                 bulk_seconds = time.time() - t0
+                web = post_forms_to_intake(env, Path(tmp) / "intake.log", events, seed)
+                for topic, rows in _await_web_leads(consumer, web, progress, reps, timeout, process, log).items():
+                    got.setdefault(topic, []).extend(rows)
                 trickle = _trickle(producer, settings, data, consumer, progress, done_task, process, log, timeout)
                 # the reps also work what arrived while nobody watched (the real-time phase reads without them),
                 # while the SLA clock runs: the worker has applied it all by the time /metrics is read
@@ -221,6 +225,7 @@ def run_demo(
     for topic, rows in trickle.items():
         got.setdefault(topic, []).extend(rows)
     _summary(console, got, len(events), bulk_seconds, trickle, metrics)
+    web_summary(console, web, (v for _, v in sorted(got.get(settings.topic_decisions, []), key=_when)))
     opportunities = {v["opportunity_id"]: v for _, v in got.get(settings.topic_opportunities, [])}
     routing = [v for _, v in got.get(settings.topic_routing_decisions, [])]
     routing_summary(console, opportunities, list({d["routing_id"]: d for d in routing}.values()), accepted)
@@ -241,6 +246,52 @@ def run_demo(
         console.print(f"wrote {forecast_html}", markup=False)
     console.print("[green]demo complete[/]: every event has its decision; broker and worker stopped.")
     return 0
+
+
+def post_forms_to_intake(env: dict[str, str], log: Path, events: list[dict[str, Any]], seed: int) -> IntakeRun:
+    """The week's web forms posted to a real ``leadflow intake`` process on the demo's broker."""
+    intake_env = {k: env[k] for k in ("LEADFLOW_BROKER_URL", "LEADFLOW_APP_ID", "LEADFLOW_LOG_LEVEL")}
+    forms = demo_forms((e["lead"] for e in events if e["event_type"] == "lead.upserted"), seed)
+    with running_intake(intake_env, log) as url:
+        return post_forms(url, forms)
+
+
+def _await_web_leads(
+    consumer: KafkaConsumer,
+    web: IntakeRun,
+    progress: Progress,
+    on_rows: Callable[[str, list[dict[str, Any]]], object],
+    timeout: float,
+    process: subprocess.Popen[bytes],
+    log: Path,
+) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
+    """Everything read until each web lead has both decisions (its ``lead.upserted`` and its ``form_submit``)."""
+    leads = web.accepted_leads()
+    decided: dict[str, set[str]] = {lead_id: set() for lead_id in leads}
+    task = progress.add_task("web forms", total=len(leads))
+    out: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+    deadline = time.monotonic() + timeout
+    while (done := sum(len(ids) >= 2 for ids in decided.values())) < len(leads):
+        progress.update(task, completed=done)
+        if time.monotonic() > deadline:
+            msg = f"only {done} of {len(leads)} web leads were decided within {timeout:.0f}s; see the worker log {log}"
+            raise LeadflowError(msg)
+        if process.poll() is not None:
+            msg = f"the worker exited with code {process.returncode}; see {log}"
+            raise LeadflowError(msg)
+        for topic, rows in _poll_for(consumer, 0.5, on_rows).items():
+            out.setdefault(topic, []).extend(rows)
+            for _, value in rows:
+                if value.get("lead_id") in decided and "decision_id" in value:
+                    decided[value["lead_id"]].add(value["event_id"])
+    progress.update(task, completed=len(leads))
+    return out
+
+
+def _when(row: tuple[Any, dict[str, Any]]) -> int:
+    """A record's broker timestamp, to put decisions in the order they were written."""
+    stamp: int = row[0].timestamp
+    return stamp
 
 
 def _poll_for(
