@@ -38,7 +38,8 @@ def test_every_kind_of_visitor_gets_the_answer_the_demo_shows() -> None:
 def test_a_double_submit_is_the_same_lead_and_the_same_events() -> None:
     posts = demo_forms(KNOWN, seed=1, new=3, known=0)
     first, again = _outcome(posts[0]), _outcome(posts[3])
-    assert isinstance(first, Accepted) and isinstance(again, Accepted)
+    assert isinstance(first, Accepted)
+    assert isinstance(again, Accepted)
     assert posts[3].kind == "again"
     assert again.records() == first.records()
 
