@@ -73,7 +73,8 @@ class BatchResult:
     dead_letters: list[tuple[RecordLike, EventError]] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)
     erased: list[str] = field(default_factory=list)  # leads whose stored state must be deleted (lead.erased)
-    erased_opportunities: list[str] = field(default_factory=list)  # the opportunities of the leads erased
+    # the opportunities of the leads erased, each with where its erasure was read (see worker.routing.sla.erased_notice)
+    erased_opportunities: list[tuple[str, Position]] = field(default_factory=list)
     events_by_type: Counter[str] = field(default_factory=Counter)
     decisions_by: Counter[tuple[str, str]] = field(default_factory=Counter)
     duplicates: int = 0
@@ -342,6 +343,7 @@ def _rendered(
     request_out = None
     if request is not None:
         request.message["event_time"] = record.timestamp  # for the time from lead event to assignment
+        request.message["origin"] = [*_position(record)]  # an erasure of the lead after it drops the request
         request_out = (request.pool, dumps(request.message))
     sampled = None
     if drift_sample and record.offset % drift_sample == 0 and decided.facts is not None:
@@ -410,7 +412,7 @@ def _collect(
         if sampled is not None:
             _sample(model, sampled, result)
         if opportunity is not None and not action:  # an erasure's: the opportunity to forget
-            result.erased_opportunities.append(opportunity[0])
+            result.erased_opportunities.append((opportunity[0], _position(record)))
         elif opportunity is not None:
             result.opportunities.append((opportunity[0].encode(), opportunity[1]))
             result.created_by_stage[opportunity[2]] += 1

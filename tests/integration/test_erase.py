@@ -16,12 +16,15 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from tests.integration.conftest import Flow, activity, upsert, write_rules
 from tests.routed_rules import routed
+from worker.lead import ids
+from worker.stream.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
 EMAIL = "ada.osei@erase.example"
-KNOWN_LIMITS = {"opportunities", "pipeline", "route-requests", "route-done-changelog"}
-"""Where the email stays after an erasure (docs/PRIVACY.md, "Known limits"): topic names without the test's suffix."""
+KNOWN_LIMITS = {"route-requests"}
+"""Where the email stays after an erasure (docs/PRIVACY.md, "Known limits"): topic names without the test's suffix.
+The routing requests are keyed by pool: a pool's newest request is another lead's, or the erased lead's."""
 
 
 def _erased(lead_id: str, event_id: str) -> dict[str, object]:
@@ -107,3 +110,40 @@ def test_an_erased_converted_routed_lead_leaves_no_email_but_in_the_known_limits
     state = _latest_per_key(flow, next(t for t in _topics_written(flow) if t.endswith("lead-state-changelog")))
     assert state[next(k for k in state if k[1] == b"E1")] is None  # the lead's state: a tombstone
     assert orjson.loads(decisions[1].value)["lead_id"] == "E1"
+    opportunity_id = ids.opportunity_id("E1").encode()
+    for name in ("opportunities", "routing-decisions", "pipeline-state-changelog", "sla-state-changelog"):
+        newest = _latest_per_key(flow, _topic(flow, name))
+        assert [v for (_, k), v in newest.items() if k == opportunity_id] == [None], name  # tombstones
+    answers = _latest_per_key(flow, _topic(flow, "route-done-changelog"))
+    assert {k for (_, k), v in answers.items() if v is None} == {opportunity_id, opportunity_id + b"#1@ae"}
+
+
+def _topic(flow: Flow, short: str) -> str:
+    return next(t for t in _topics_written(flow) if _short(flow, t) == short)
+
+
+def test_a_request_waiting_at_its_pool_when_its_lead_is_erased_is_never_assigned(flow: Flow, tmp_path: Path) -> None:
+    rules = write_rules(tmp_path, routed("        - {id: ann, weight: 100}\n        - {id: bob, weight: 100}"))
+    ensure_topics(flow.settings)
+    # converted and erased before the worker runs: its request reaches the pool right before the erasure
+    lead = {"company": "Wait AG", "email": EMAIL}
+    flow.produce([upsert("W1", "W1-u", **lead), activity("W1", "W1-d", "demo_request"), _erased("W1", "W1-x")])
+    flow.start_worker(LEADFLOW_RULES=str(rules))
+    assert [d.json.get("event_type") for d in flow.read(flow.settings.topic_decisions, 3, timeout=90)][2] == (
+        "lead.erased"
+    )
+    flow.produce([upsert("W2", "W2-u", company="Next AG"), activity("W2", "W2-d", "demo_request")])
+    routed_to = flow.read(flow.settings.topic_routing_decisions, 2, timeout=60)
+    # the pool's owner reads in order: W1's request came first and was dropped, so W2 gets the pool's first member
+    assert {r.key: r.value is None or (r.json["lead_id"], r.json["member"]) for r in routed_to} == {
+        ids.opportunity_id("W1").encode(): True,  # the erasure's tombstone
+        ids.opportunity_id("W2").encode(): ("W2", "ann"),
+    }
+    opportunities = flow.read(flow.settings.topic_opportunities, 2)
+    assert {o.key: o.value is None or o.json["lead_id"] for o in opportunities} == {
+        ids.opportunity_id("W1").encode(): True,  # the erasure's tombstone (keys on other partitions: any order)
+        ids.opportunity_id("W2").encode(): "W2",
+    }
+    for topic in _topics_written(flow):
+        if _short(flow, topic) != "route-requests":
+            assert not [v for v in _latest_per_key(flow, topic).values() if v and EMAIL.encode() in v], topic

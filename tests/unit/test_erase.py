@@ -79,7 +79,8 @@ def test_an_erased_lead_loses_its_state_and_gets_one_audit_record_without_person
     result = process_batch(engine, [_record(2, _erased())], store.get, 2_000_000_000.0)
     assert result.erased == ["L1"]
     assert result.states == {}
-    assert result.erased_opportunities == [ids.opportunity_id("L1")]  # for its SLA clock (docs/PRIVACY.md)
+    # for the steps that hold its opportunity (docs/PRIVACY.md), with where the erasure was read
+    assert result.erased_opportunities == [(ids.opportunity_id("L1"), ("leads", 0, 2, 1_800_000_002.0))]
     assert (result.opportunities, result.routing_decisions, result.dead_letters) == ([], [], [])
     [(key, value)] = result.decisions
     assert key == b"L1"
