@@ -386,3 +386,18 @@ def test_the_forecast_forgets_an_opportunity_whose_tombstone_is_on_the_opportuni
     assert len(kept.states) == 2
     folded = fold_opportunities([*created, Msg(key, None, "opportunities", 0, 1)], [], engine.ruleset.stages)
     assert ([s["opportunity_id"] for s in folded.states], folded.dead_letters) == (["opp-2"], {})
+
+
+def test_erasing_again_reaches_an_answer_a_restarted_pool_owner_made_after_the_first_erasure() -> None:
+    engine = _engine()
+    leads, pools = Leads(engine), Pools(engine)
+    converted = leads.convert()
+    pools.run(pools.records(_notices(leads.send(_erasure("x1")))))
+    pools.erased.clear()  # the pool's owner restarted: its memory of erasures is gone
+    late = {**orjson.loads(converted.route_requests[0][1]), "kind": "reassign", "attempt": 2, "exclude": []}
+    assigned = pools.run(pools.records([(b"ae", orjson.dumps(late), 0)]))
+    assert (assigned.dropped, len(_holding(pools.done))) == (0, 1)  # the known limit (docs/PRIVACY.md)
+    again = leads.send(_erasure("x2"))  # the lead has no state left, and its opportunity is still named
+    assert [o for o, _ in again.erased_opportunities] == [ids.opportunity_id("L1")]
+    pools.run(pools.records(_notices(again)))
+    assert _holding(pools.done) == []
