@@ -119,7 +119,7 @@ class RouteStage(BatchStage):
             if out.replayed:
                 m.routing_replayed.inc(out.replayed)
             if out.dropped:
-                logger.info("%d routing requests of erased leads dropped", out.dropped)
+                m.routing_erased.inc(out.dropped)
             for stage, n in out.created.items():
                 m.opportunities.labels(stage).inc(n)
             observe_many(m.time_to_assignment, out.waits)

@@ -116,4 +116,6 @@ def test_an_erasure_deletes_the_answers_in_the_changelog_and_retracts_what_they_
     assert stage.tables["route-done"].data == {}
     late = stage.prepare([Msg(request.key, request.value, offset=2)])  # a request of the lead that comes later
     assert late.outputs == []
+    asyncio.run(stage.commit(late))
+    assert stage.metrics.registry.get_sample_value("leadflow_routing_erased_requests_total") == 1
     assert stage.erased == {opportunity_id: ["leads", 0, 9, None]}
