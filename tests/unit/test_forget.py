@@ -401,3 +401,24 @@ def test_erasing_again_reaches_an_answer_a_restarted_pool_owner_made_after_the_f
     assert [o for o, _ in again.erased_opportunities] == [ids.opportunity_id("L1")]
     pools.run(pools.records(_notices(again)))
     assert _holding(pools.done) == []
+
+
+def test_an_erasure_of_an_opportunity_never_seen_writes_nothing() -> None:
+    engine = _engine()
+    key, notice = erased_notice("opp-9", ("leads", 0, 5, NOW + 5))
+    sla, clocks = sla_batch([Msg(key, notice, "sla", 0, 0)], {}.get)
+    pipeline = pipeline_batch([Msg(key, notice, "pipeline", 0, 0)], {}.get, engine.ruleset.stages)
+    pools = Pools(engine).run([Msg(key, notice)])
+    assert (sla.states, sla.erased, clocks, pipeline.states, pipeline.changes) == ({}, set(), {}, {}, [])
+    assert (pools.forgotten, pools.indexes, pools.retracted) == ([], {}, [])
+    assert pools.erasures == {"opp-9": ["leads", 0, 5, NOW + 5]}  # remembered all the same
+
+
+def test_a_pool_owner_remembers_the_later_of_two_erasures_whatever_order_it_reads_them_in() -> None:
+    engine = _engine()
+    pools = Pools(engine)
+    _, older = erased_notice("opp-1", ("leads", 0, 5, NOW + 5))
+    key, newer = erased_notice("opp-1", ("leads", 0, 9, NOW + 9))
+    pools.run([Msg(key, newer, partition=0), Msg(key, older, partition=1)])
+    pools.run([Msg(key, older, partition=2)])
+    assert pools.erased == {"opp-1": ["leads", 0, 9, NOW + 9]}

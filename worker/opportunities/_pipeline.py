@@ -175,7 +175,7 @@ def pipeline_batch(
                 out.closings.append(Closing(state["outcome"], state["amount"] or 0.0, _seconds_to_close(state)))
         state["offset"] = record.offset
         live[opportunity_id] = state
-    gone = erased - live.keys()
+    gone = {k for k in erased - live.keys() if before.get(k) is not None}  # (none stored: nothing to delete)
     out.states = {k: orjson.dumps(v) for k, v in live.items()}
     out.states.update((k, None) for k in gone)
     out.changes = [(before.get(k), v) for k, v in live.items()]

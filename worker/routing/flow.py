@@ -292,7 +292,9 @@ def route_batch(
             continue
         messages.append(message)
         if message["kind"] == "erased":  # first, so that a request waiting behind its erasure is dropped
-            known[message["opportunity_id"]] = out.erasures[message["opportunity_id"]] = message["position"]
+            opportunity_id, position = message["opportunity_id"], message["position"]
+            if opportunity_id not in known or later_than_erasure(position, known[opportunity_id]):
+                known[opportunity_id] = out.erasures[opportunity_id] = position
     for record, request in zip(records, messages, strict=True):
         if request is None:
             continue

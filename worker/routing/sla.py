@@ -156,8 +156,10 @@ def sla_batch(records: Sequence[Any], load: Callable[[str], bytes | None]) -> tu
             notice = _notice(record.value)
             opportunity_id: str = notice["opportunity_id"]
             state = live.get(opportunity_id)
+            existed = state is not None
             if state is None:
                 stored = None if opportunity_id in out.erased else load(opportunity_id)
+                existed = stored is not None
                 state = _sla_state(stored) if stored is not None else {"attempt": 0, "accepted": False, "breached": 0}
         except EventError as exc:
             out.dead_letters.append((record, exc))
@@ -169,7 +171,8 @@ def sla_batch(records: Sequence[Any], load: Callable[[str], bytes | None]) -> tu
         kind = notice["kind"]
         if kind == "erased" and not later_than_erasure(state.get("origin"), notice.get("position")):
             live.pop(opportunity_id, None)  # forgotten: the state is deleted, its clock stops
-            out.erased.add(opportunity_id)
+            if existed:  # (an opportunity that never had a clock has nothing to delete)
+                out.erased.add(opportunity_id)
             continue
         if kind == "erased":  # a redelivered erasure: the lead was sent again and converted again since
             continue

@@ -130,7 +130,7 @@ class RouteStage(BatchStage):
         """Remember a batch's erasures at once (the next batch, prepared while this one commits, needs them)."""
         erased = self.erased
         for opportunity_id, position in erasures.items():
-            erased.pop(opportunity_id, None)
+            erased.pop(opportunity_id, None)  # (route_batch gave the later of the two)
             erased[opportunity_id] = position
         while len(erased) > _ERASURES_KEPT:
             del erased[next(iter(erased))]
