@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import orjson
@@ -46,7 +46,6 @@ __all__ = [
     "STATE_VERSION",
     "LeadState",
     "apply_event",
-    "at_or_before",
     "build_facts",
     "decode_state",
     "event_digest",
@@ -180,13 +179,6 @@ def redelivered(state: LeadState, position: Position | None) -> bool:
     source = state.get("source")
     if source is None or position is None:
         return False
-    return at_or_before(position, source)
-
-
-def at_or_before(position: Sequence[Any], source: Sequence[Any]) -> bool:
-    """Whether the record read at ``position`` is at or before the one read at ``source`` (both ``[topic,
-    partition, offset, timestamp]``): same topic and partition, an offset not after it, and (unless either has
-    none) a timestamp not after it. Records of another partition are not: their order is unknown."""
     topic, partition, offset, timestamp = position
     if offset > source[2] or partition != source[1] or topic != source[0]:
         return False

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
 from worker.exceptions import EventError
 from worker.lead import ids
-from worker.lead.state import at_or_before
 from worker.routing._messages import Json, is_text, is_time, loads_object
 
 __all__ = [
@@ -90,7 +89,7 @@ def erased_notice(opportunity_id: str, position: Sequence[Any] | None = None) ->
     return opportunity_id.encode(), orjson.dumps(notice)
 
 
-def is_position(value: object) -> bool:
+def is_position(value: object) -> TypeGuard[list[Any]]:
     """Whether ``value`` is a record position as the notices carry it: ``[topic, partition, offset, timestamp]``."""
     return (
         isinstance(value, list)
@@ -104,12 +103,14 @@ def is_position(value: object) -> bool:
 def later_than_erasure(origin: object, erasure: object) -> bool:
     """Whether something that came from the lead event read at ``origin`` is newer than the erasure read at
     ``erasure`` (both leads-topic positions, as the notices and requests carry them): a state or request of the
-    lead as it was sent again after the erasure, which the erasure must leave alone. Without both positions (a
-    state or notice written before they were kept) it is not: erasing is the safe side.
+    lead as it was sent again after the erasure, which the erasure must leave alone. Only a later offset in the
+    same partition of the same topic is: without both positions (written before they were kept), or from another
+    partition (the topic was made again), the order is unknown and erasing is the safe side. (Timestamps are not
+    compared, unlike :func:`worker.lead.state.redelivered`: a producer's clock must not keep personal data.)
     """
     if not (is_position(origin) and is_position(erasure)):
         return False
-    return not at_or_before(origin, erasure)  # type: ignore[arg-type]  # is_position checked both
+    return bool(origin[0] == erasure[0] and origin[1] == erasure[1] and origin[2] > erasure[2])
 
 
 def _notice(value: bytes | None) -> Json:
