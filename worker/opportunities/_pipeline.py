@@ -179,7 +179,7 @@ def pipeline_batch(
     out.states = {k: orjson.dumps(v) for k, v in live.items()}
     out.states.update((k, None) for k in gone)
     out.changes = [(before.get(k), v) for k, v in live.items()]
-    out.changes += [(before[k], None) for k in gone if before.get(k) is not None]
+    out.changes += [(before[k], None) for k in gone]
     return out
 
 
