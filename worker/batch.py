@@ -17,6 +17,7 @@ import orjson
 
 from worker.core import Decided, Engine, decide, erase
 from worker.exceptions import EventError, StateError
+from worker.lead import ids
 from worker.lead.events import LeadActivity, LeadErased, LeadUpserted
 from worker.lead.parse import parse_event
 from worker.lead.state import (
@@ -73,7 +74,8 @@ class BatchResult:
     dead_letters: list[tuple[RecordLike, EventError]] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)
     erased: list[str] = field(default_factory=list)  # leads whose stored state must be deleted (lead.erased)
-    erased_opportunities: list[str] = field(default_factory=list)  # the opportunities of the leads erased
+    # each erasure's lead's opportunity id (converted or not) and where the erasure was read (routing.sla.erased_notice)
+    erased_opportunities: list[tuple[str, Position]] = field(default_factory=list)
     events_by_type: Counter[str] = field(default_factory=Counter)
     decisions_by: Counter[tuple[str, str]] = field(default_factory=Counter)
     duplicates: int = 0
@@ -119,7 +121,8 @@ def process_batch(
 
     A ``lead.erased`` event drops the lead's state (the lead's later events start from nothing) and sends its audit
     record (no personal data) with the decisions; a lead left without a state at the batch's end is listed in
-    ``erased``, for the caller to delete its stored state (see docs/PRIVACY.md).
+    ``erased``, for the caller to delete its stored state, and its opportunity id in ``erased_opportunities``, for
+    the caller to forget the opportunity downstream (see docs/PRIVACY.md).
 
     ``drift_sample`` N > 0 keeps the facts of the decided (not duplicate) events whose record offset is a multiple
     of N, and counts per feature whether each is missing or unseen (0: none).
@@ -342,6 +345,7 @@ def _rendered(
     request_out = None
     if request is not None:
         request.message["event_time"] = record.timestamp  # for the time from lead event to assignment
+        request.message["origin"] = [*_position(record)]  # an erasure of the lead after it drops the request
         request_out = (request.pool, dumps(request.message))
     sampled = None
     if drift_sample and record.offset % drift_sample == 0 and decided.facts is not None:
@@ -361,13 +365,14 @@ def _rendered(
 
 def _erased(state: LeadState | None, event: LeadErased, record: RecordLike, decided_at: float) -> tuple[_Output, bool]:
     """An erasure's output (its audit record in place of a decision; nothing for a replay) and whether the lead's
-    state is to be dropped. The opportunity slot names the erased lead's opportunity (no JSON), if it converted."""
+    state is to be dropped. The opportunity slot names the lead's opportunity id (no JSON), to forget it: the id
+    depends on the lead id alone, so it is named whether or not the state (if any) says the lead converted, and
+    erasing again reaches what an earlier erasure could not (docs/PRIVACY.md)."""
     audit = erase(state, event, decided_at, _position(record))
     if audit is None:
         return (None, None, None, None, None, None, event.event_type, "", ""), False
-    opportunity_id = None if state is None else state.get("opportunity_id")
-    converted = None if opportunity_id is None else (str(opportunity_id), b"", "")
-    return (orjson.dumps(audit), None, None, converted, None, None, event.event_type, "", ""), True
+    opportunity = (ids.opportunity_id(event.lead_id), b"", "")
+    return (orjson.dumps(audit), None, None, opportunity, None, None, event.event_type, "", ""), True
 
 
 def _without_history(facts: dict[str, object]) -> dict[str, object]:
@@ -410,7 +415,7 @@ def _collect(
         if sampled is not None:
             _sample(model, sampled, result)
         if opportunity is not None and not action:  # an erasure's: the opportunity to forget
-            result.erased_opportunities.append(opportunity[0])
+            result.erased_opportunities.append((opportunity[0], _position(record)))
         elif opportunity is not None:
             result.opportunities.append((opportunity[0].encode(), opportunity[1]))
             result.created_by_stage[opportunity[2]] += 1

@@ -79,7 +79,8 @@ def test_an_erased_lead_loses_its_state_and_gets_one_audit_record_without_person
     result = process_batch(engine, [_record(2, _erased())], store.get, 2_000_000_000.0)
     assert result.erased == ["L1"]
     assert result.states == {}
-    assert result.erased_opportunities == [ids.opportunity_id("L1")]  # for its SLA clock (docs/PRIVACY.md)
+    # for the steps that hold its opportunity (docs/PRIVACY.md), with where the erasure was read
+    assert result.erased_opportunities == [(ids.opportunity_id("L1"), ("leads", 0, 2, 1_800_000_002.0))]
     assert (result.opportunities, result.routing_decisions, result.dead_letters) == ([], [], [])
     [(key, value)] = result.decisions
     assert key == b"L1"
@@ -129,7 +130,8 @@ def test_erasing_twice_or_a_lead_never_seen_is_harmless(engine: Engine) -> None:
     store: dict[str, bytes | None] = {}
     never = process_batch(engine, [_record(0, _erased())], store.get, 1.0)
     assert (never.erased, len(never.decisions)) == (["L1"], 1)  # idempotent: nothing left to delete
-    assert never.erased_opportunities == []  # it never converted
+    # its would-be opportunity is forgotten all the same (its id depends on the lead id alone): nothing there
+    assert never.erased_opportunities == [(ids.opportunity_id("L1"), ("leads", 0, 0, 1_800_000_000.0))]
     _converted(engine, store)
     first = process_batch(engine, [_record(5, _erased())], store.get, 2.0)
     store["L1"] = None

@@ -73,8 +73,9 @@ class Closing:
 class PipelineBatch:
     """What a batch changed: the new states (JSON, by opportunity id), each with the state it replaces."""
 
-    states: dict[str, bytes] = field(default_factory=dict)
-    changes: list[tuple[State | None, State]] = field(default_factory=list)
+    states: dict[str, bytes | None] = field(default_factory=dict)
+    """None: the state is deleted (its lead was erased; a tombstone in the changelog)."""
+    changes: list[tuple[State | None, State | None]] = field(default_factory=list)
     created: list[State] = field(default_factory=list)
     closings: list[Closing] = field(default_factory=list)
     replayed: int = 0
@@ -83,8 +84,14 @@ class PipelineBatch:
 
 
 def _created(value: bytes | None) -> dict[str, Any] | None:
-    """The record as an ``opportunity.created`` / ``.reassigned``, or None when it is feedback."""
+    """The record as an ``opportunity.created`` / ``.reassigned`` or an ``erased`` notice, or None when it is
+    feedback."""
     record = loads(value, "a pipeline record")
+    if isinstance(record, dict) and record.get("kind") == "erased":
+        if not isinstance(record.get("opportunity_id"), str) or not record["opportunity_id"]:
+            msg = "an 'erased' notice needs 'opportunity_id' as a non-empty text (worker.routing.sla.erased_notice)"
+            raise EventError(msg, reason="schema_violation")
+        return record
     if not isinstance(record, dict) or record.get("event_type") not in CREATED_TYPES:
         return None
     missing = [name for name in _CREATED_FIELDS if record.get(name) is None]
@@ -100,11 +107,14 @@ def pipeline_batch(
     """Fold records, in order, into their opportunities' states (``load``: the stored state, JSON, or None).
 
     A record at or before the last one applied to its opportunity (a redelivery), or feedback whose event id was
-    applied already, changes nothing and is counted in ``replayed``. Feedback for an opportunity the worker does
-    not know is a dead letter (``unknown_opportunity``), as is a record that is not an opportunity or feedback.
+    applied already, changes nothing and is counted in ``replayed``. An ``erased`` notice (its lead was erased,
+    docs/PRIVACY.md) deletes the state: ``states`` maps it to None; a redelivered one leaves the state that the
+    records after it made. Feedback for an opportunity the worker does not know is a dead letter
+    (``unknown_opportunity``), as is a record that is not an opportunity or feedback.
     """
     out = PipelineBatch()
     live: dict[str, State] = {}
+    erased: set[str] = set()  # deleted in this batch: no state, whatever the store still holds
     before: dict[str, State | None] = {}
     for record in records:
         try:
@@ -118,7 +128,7 @@ def pipeline_batch(
                 stored = load(opportunity_id)
                 before[opportunity_id] = None if stored is None else _decode(stored)
             state = live.get(opportunity_id)
-            if state is None and before[opportunity_id] is not None:
+            if state is None and before[opportunity_id] is not None and opportunity_id not in erased:
                 state = orjson.loads(orjson.dumps(before[opportunity_id]))
         except EventError as exc:
             out.dead_letters.append((record, exc))
@@ -129,6 +139,10 @@ def pipeline_batch(
             continue
         if state is not None and record.offset <= state["offset"]:
             out.replayed += 1
+            continue
+        if created is not None and created.get("kind") == "erased":
+            live.pop(opportunity_id, None)
+            erased.add(opportunity_id)
             continue
         if created is not None:
             if state is None:
@@ -161,8 +175,11 @@ def pipeline_batch(
                 out.closings.append(Closing(state["outcome"], state["amount"] or 0.0, _seconds_to_close(state)))
         state["offset"] = record.offset
         live[opportunity_id] = state
+    gone = {k for k in erased - live.keys() if before.get(k) is not None}  # (none stored: nothing to delete)
     out.states = {k: orjson.dumps(v) for k, v in live.items()}
+    out.states.update((k, None) for k in gone)
     out.changes = [(before.get(k), v) for k, v in live.items()]
+    out.changes += [(before[k], None) for k in gone]
     return out
 
 
@@ -253,10 +270,12 @@ class Pipeline:
         else:
             self.outcomes.pop(key, None)
 
-    def change(self, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> None:
+    def change(self, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> None:
+        """Replace ``before`` by ``after`` in the sums (None: none, as for a new or an erased opportunity)."""
         if before is not None:
             self.add(before, -1)
-        self.add(after)
+        if after is not None:
+            self.add(after)
 
     @classmethod
     def of(cls, states: Iterable[Mapping[str, Any]]) -> Pipeline:

@@ -14,6 +14,11 @@ A converted lead's opportunity is routed in up to two steps:
 The SLA clock is in :mod:`worker.routing.sla`: when an opportunity is not accepted in time it asks the pool's
 worker to reassign it (a request with the next attempt number) or to escalate it.
 
+A lead that is erased (docs/PRIVACY.md) sends an ``erased`` notice to every partition of the requests topic: each
+pool's worker deletes the answers it keeps for the opportunity (found by the opportunity's index row) and drops
+its requests that came from the lead's events before the erasure (each request carries ``origin``, where its lead
+event was read), so a request still waiting at its pool is never assigned.
+
 Every message is JSON; ids are deterministic, so what is re-sent after a crash is recognisably the same.
 """
 
@@ -31,10 +36,12 @@ from worker.lead import ids
 from worker.lead.times import iso_utc
 from worker.routing import Assignment, Pool, Route, Routing, Target, assign
 from worker.routing._messages import Json, is_text, is_time, loads_object
+from worker.routing.sla import is_position, later_than_erasure
 
 __all__ = [
     "RouteBatch",
     "RouteRequest",
+    "answer_keys",
     "route_batch",
     "route_lead",
     "route_opportunity",
@@ -187,6 +194,14 @@ class RouteBatch:
     overflows: Counter[str] = field(default_factory=Counter)  # pool
     reassignments: Counter[tuple[str, str]] = field(default_factory=Counter)  # (pool, how)
     replayed: int = 0
+    indexes: dict[tuple[str, int], Json | None] = field(default_factory=dict)
+    """(opportunity id, partition) → the opportunity's index row there: its answers' keys (None: delete it)."""
+    forgotten: list[tuple[bytes, int]] = field(default_factory=list)  # answers of erased leads to delete
+    erasures: dict[str, list[Any]] = field(default_factory=dict)  # opportunity id → its erasure's position
+    retracted: list[tuple[str, list[Any] | None]] = field(default_factory=list)
+    """Opportunities whose answers an erasure deleted here, with the erasure's position: what their answers sent
+    (the opportunity, its SLA clock) may have come after the lead step's tombstones, so they are sent again."""
+    dropped: int = 0  # requests of erased leads, not assigned
     created: Counter[str] = field(default_factory=Counter)  # stage → first assignments (not replays or reassignments)
     waits: list[float] = field(default_factory=list)  # seconds from the lead event to the assignment
 
@@ -194,9 +209,10 @@ class RouteBatch:
 _KINDS = ("route", "reassign")
 
 
-def _request(value: bytes | None) -> Json:
+def _request(value: bytes | None, message: Json | None = None) -> Json:
     """A routing request as leadflow writes it on its internal topic; anything else is refused, saying what."""
-    message = loads_object(value, "a routing request")
+    if message is None:
+        message = loads_object(value, "a routing request")
     problems = []
     if message.get("kind") not in _KINDS:
         problems.append(f"'kind' must be one of {', '.join(_KINDS)}")
@@ -220,6 +236,9 @@ def _request(value: bytes | None) -> Json:
     hops = message.get("hops", 0)
     if hops.__class__ is not int or hops < 0:
         problems.append("'hops' must be a non-negative integer")
+    origin = message.get("origin")
+    if origin is not None and not is_position(origin):
+        problems.append("'origin' must be [topic, partition, offset, timestamp] or null")
     subject = message.get("opportunity")
     if not isinstance(subject, dict) or not is_text(subject.get("lead_id")):
         problems.append("'opportunity' must be an object with a 'lead_id'")
@@ -231,6 +250,10 @@ def _request(value: bytes | None) -> Json:
     return message
 
 
+def _no_index(opportunity_id: str, partition: int) -> bytes | None:
+    return None
+
+
 def route_batch(
     routing: Routing | None,
     records: Sequence[Any],
@@ -239,30 +262,116 @@ def route_batch(
     now: float,
     ruleset_version: str,
     fallback: Target,
+    load_index: Callable[[str, int], bytes | None] = _no_index,
+    erased: Mapping[str, list[Any]] | None = None,
 ) -> RouteBatch:
     """Assign a batch of routing requests (records of the internal topic, all of pools this worker owns).
 
     ``load_pool`` returns a pool's stored state, ``load_done(request_id, pool)`` what a request already produced
-    (or None).
+    (or None), ``load_index(opportunity_id, partition)`` the opportunity's index row in that partition (the keys
+    of its answers there, see :func:`answer_keys`).
     ``routing`` is the ruleset's routing now (a pool removed by a reload sends its requests to the routing's
     default target, or to ``fallback`` when routing is gone altogether). ``now`` is the wall clock for
     ``decided_at``; availability and caps are judged at the request's own time, so a replay decides the same.
+
+    An ``erased`` notice (:func:`worker.routing.sla.erased_notice`) deletes the opportunity's answers in its
+    partition, but those of requests from the lead's later events. A request that came from the lead's events at
+    or before an erasure (one in ``erased``, the worker's memory of the erasures it saw, or one in this batch:
+    then the request was waiting behind it) is dropped, counted in ``dropped``; ``erasures`` lists the batch's.
     """
     out = RouteBatch()
     states: dict[str, Json] = {}
+    messages: list[Json | None] = []
+    known = dict(erased or {})
     for record in records:
         try:
-            request = _request(record.value)
+            message = _message(record.value)
         except EventError as exc:
             out.dead_letters.append((record, exc))
+            messages.append(None)
+            continue
+        messages.append(message)
+        if message["kind"] == "erased":  # first, so that a request waiting behind its erasure is dropped
+            opportunity_id, position = message["opportunity_id"], message["position"]
+            if opportunity_id not in known or later_than_erasure(position, known[opportunity_id]):
+                known[opportunity_id] = out.erasures[opportunity_id] = position
+    for record, request in zip(records, messages, strict=True):
+        if request is None:
+            continue
+        if request["kind"] == "erased":
+            try:
+                _forget(request, record.partition, load_index, out)
+            except Exception as exc:  # an index row that does not decode: the notice waits in the dead letters
+                msg = f"erasing opportunity {request['opportunity_id']!r}: {type(exc).__name__}: {exc}"
+                out.dead_letters.append((record, EventError(msg, reason="processing_error")))
+            continue
+        opportunity_id = request["opportunity"].get("opportunity_id")
+        if opportunity_id in known and not later_than_erasure(request.get("origin"), known[opportunity_id]):
+            out.dropped += 1  # its lead is erased: never assigned
             continue
         try:
+            index = None if opportunity_id is None else _index_of(opportunity_id, record.partition, load_index, out)
             _route_one(routing, request, load_pool, load_done, now, ruleset_version, fallback, states, out)
+            if index is not None:  # answered now or before: its key in the opportunity's index row
+                _index(opportunity_id, record.partition, index, request, out)
         except Exception as exc:  # a bug or a request nobody foresaw: its dead letter, never the stream's end
             msg = f"routing request {request['request_id']!r} failed: {type(exc).__name__}: {exc}"
             out.dead_letters.append((record, EventError(msg, reason="processing_error")))
     out.pool_states = {name: orjson.dumps(state) for name, state in states.items() if state is not None}
     return out
+
+
+def _message(value: bytes | None) -> Json:
+    """A record of the requests topic: a routing request, or an ``erased`` notice."""
+    message = loads_object(value, "a routing request")
+    if message.get("kind") != "erased":
+        return _request(value, message)
+    position = message.get("position")
+    if not is_text(message.get("opportunity_id")) or not (position is None or is_position(position)):
+        msg = (
+            "an 'erased' notice does not match what leadflow writes: 'opportunity_id' must be a non-empty text and"
+            " 'position' [topic, partition, offset, timestamp] or null"
+        )
+        raise EventError(msg, reason="schema_violation")
+    return message
+
+
+def answer_keys(index: bytes | None) -> dict[str, Any]:
+    """An opportunity's index row in the ``route-done`` table (keyed by the opportunity id, in each partition
+    where a pool answered one of its requests): the keys of those answers, each with its request's ``origin``."""
+    if index is None:
+        return {}
+    keys = orjson.loads(index)["keys"]
+    if not isinstance(keys, dict):
+        msg = f"stored answer index is not one: {index[:80]!r}"
+        raise ValueError(msg)
+    return keys
+
+
+def _index_of(opportunity_id: str, partition: int, load: Callable[[str, int], bytes | None], out: RouteBatch) -> Json:
+    if (opportunity_id, partition) in out.indexes:
+        return out.indexes[opportunity_id, partition] or {"keys": {}}
+    return {"keys": answer_keys(load(opportunity_id, partition))}
+
+
+def _index(opportunity_id: str, partition: int, index: Json, request: Json, out: RouteBatch) -> None:
+    """Note an answer's key in its opportunity's index row (an erasure finds it there)."""
+    key = f"{request['request_id']}@{request['pool']}"
+    if key not in index["keys"]:
+        index["keys"][key] = request.get("origin")
+        out.indexes[opportunity_id, partition] = index
+
+
+def _forget(notice: Json, partition: int, load: Callable[[str, int], bytes | None], out: RouteBatch) -> None:
+    """An erasure in this partition: delete the opportunity's answers here, but those of requests from the lead's
+    events after it (a redelivered erasure leaves the lead's new answers alone), and retract what they sent."""
+    opportunity_id: str = notice["opportunity_id"]
+    keys: dict[str, Any] = _index_of(opportunity_id, partition, load, out)["keys"]
+    kept = {k: origin for k, origin in keys.items() if later_than_erasure(origin, notice["position"])}
+    if len(kept) < len(keys):
+        out.forgotten += [(k.encode(), partition) for k in keys if k not in kept]
+        out.indexes[opportunity_id, partition] = {"keys": kept} if kept else None
+        out.retracted.append((opportunity_id, notice["position"]))
 
 
 def _route_one(
@@ -359,6 +468,7 @@ def _assign(pool: Pool, states: dict[str, Json], request: Json, now: float, vers
             "tried": tried,
             "route": route,
             "opportunity": opportunity,
+            "origin": request.get("origin"),
         }
     return produced
 

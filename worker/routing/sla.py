@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -18,7 +18,16 @@ from worker.exceptions import EventError
 from worker.lead import ids
 from worker.routing._messages import Json, is_text, is_time, loads_object
 
-__all__ = ["SlaBatch", "accepted_notice", "erased_notice", "sla_batch", "sla_breaches", "sla_pending"]
+__all__ = [
+    "SlaBatch",
+    "accepted_notice",
+    "erased_notice",
+    "is_position",
+    "later_than_erasure",
+    "sla_batch",
+    "sla_breaches",
+    "sla_pending",
+]
 
 
 def accepted_notice(key: bytes | None, value: bytes | None) -> tuple[bytes, bytes]:
@@ -67,10 +76,41 @@ class SlaBatch:
 _NOTICE_KINDS = ("assigned", "accepted", "breached", "erased")
 
 
-def erased_notice(opportunity_id: str) -> tuple[bytes, bytes]:
-    """The notice that the opportunity's lead was erased (docs/PRIVACY.md): its SLA state is deleted and its clock
-    stops, so that no breach sends the opportunity again."""
-    return opportunity_id.encode(), orjson.dumps({"kind": "erased", "opportunity_id": opportunity_id})
+def erased_notice(opportunity_id: str, position: Sequence[Any] | None = None) -> tuple[bytes, bytes]:
+    """The notice that the opportunity's lead was erased (docs/PRIVACY.md), keyed by the opportunity id, for every
+    step that holds the opportunity: the SLA clock deletes its state and stops (no breach sends it again), the
+    pipeline deletes its row, the pools' owners delete their answers and drop its waiting requests.
+
+    ``position`` is where the ``lead.erased`` record was read on the leads topic: what came from the lead's events
+    after it (the lead sent again and converted again: the same opportunity id) is not erased
+    (:func:`later_than_erasure`).
+    """
+    notice = {"kind": "erased", "opportunity_id": opportunity_id, "position": None if position is None else [*position]}
+    return opportunity_id.encode(), orjson.dumps(notice)
+
+
+def is_position(value: object) -> TypeGuard[list[Any]]:
+    """Whether ``value`` is a record position as the notices carry it: ``[topic, partition, offset, timestamp]``."""
+    return (
+        isinstance(value, list)
+        and len(value) == 4
+        and isinstance(value[0], str)
+        and all(v.__class__ is int for v in value[1:3])
+        and (value[3] is None or isinstance(value[3], int | float))
+    )
+
+
+def later_than_erasure(origin: object, erasure: object) -> bool:
+    """Whether something that came from the lead event read at ``origin`` is newer than the erasure read at
+    ``erasure`` (both leads-topic positions, as the notices and requests carry them): a state or request of the
+    lead as it was sent again after the erasure, which the erasure must leave alone. Only a later offset in the
+    same partition of the same topic is: without both positions (written before they were kept), or from another
+    partition (the topic was made again), the order is unknown and erasing is the safe side. (Timestamps are not
+    compared, unlike :func:`worker.lead.state.redelivered`: a producer's clock must not keep personal data.)
+    """
+    if not (is_position(origin) and is_position(erasure)):
+        return False
+    return bool(origin[0] == erasure[0] and origin[1] == erasure[1] and origin[2] > erasure[2])
 
 
 def _notice(value: bytes | None) -> Json:
@@ -82,6 +122,8 @@ def _notice(value: bytes | None) -> Json:
         problems.append(f"'kind' must be one of {', '.join(_NOTICE_KINDS)}")
     if not is_text(notice.get("opportunity_id")):
         problems.append("'opportunity_id' must be a non-empty text")
+    if kind == "erased" and notice.get("position") is not None and not is_position(notice.get("position")):
+        problems.append("'position' must be [topic, partition, offset, timestamp] or null")
     if kind in ("assigned", "breached"):
         attempt = notice.get("attempt")
         if attempt.__class__ is not int or not 1 <= attempt <= 10_000:
@@ -115,8 +157,10 @@ def sla_batch(records: Sequence[Any], load: Callable[[str], bytes | None]) -> tu
             notice = _notice(record.value)
             opportunity_id: str = notice["opportunity_id"]
             state = live.get(opportunity_id)
+            existed = state is not None
             if state is None:
                 stored = None if opportunity_id in out.erased else load(opportunity_id)
+                existed = stored is not None
                 state = _sla_state(stored) if stored is not None else {"attempt": 0, "accepted": False, "breached": 0}
         except EventError as exc:
             out.dead_letters.append((record, exc))
@@ -126,12 +170,16 @@ def sla_batch(records: Sequence[Any], load: Callable[[str], bytes | None]) -> tu
             out.dead_letters.append((record, EventError(msg, reason="processing_error")))
             continue
         kind = notice["kind"]
-        if kind == "erased":  # forgotten: the state is deleted, its clock stops
-            live.pop(opportunity_id, None)
-            out.erased.add(opportunity_id)
+        if kind == "erased" and not later_than_erasure(state.get("origin"), notice.get("position")):
+            live.pop(opportunity_id, None)  # forgotten: the state is deleted, its clock stops
+            if existed:  # (an opportunity that never had a clock has nothing to delete)
+                out.erased.add(opportunity_id)
+            continue
+        if kind == "erased":  # a redelivered erasure: the lead was sent again and converted again since
             continue
         if kind == "assigned" and notice["attempt"] >= state["attempt"]:
             state.update({k: notice[k] for k in ("pool", "member", "attempt", "deadline", "tried")})
+            state["origin"] = notice.get("origin")
             state["route"] = notice.get("route") or {}
             state["opportunity"] = notice["opportunity"]
         elif kind == "accepted" and not state["accepted"]:
@@ -181,6 +229,7 @@ def sla_breaches(states: Mapping[str, Mapping[str, Any]], now: float) -> list[tu
             "event_time": None,
             "exclude": list(state["tried"]),
             "breached_member": state["member"],
+            "origin": state.get("origin"),
         }
         notice = {"kind": "breached", "opportunity_id": opportunity_id, "attempt": state["attempt"]}
         due.append((state["pool"], request, notice))

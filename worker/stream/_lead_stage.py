@@ -17,8 +17,8 @@ from typing import Any, NamedTuple, Protocol
 from worker.batch import BatchResult, RecordLike, process_batch
 from worker.core import Engine
 from worker.lead.state import LeadState
-from worker.routing.sla import erased_notice
 from worker.settings import Settings
+from worker.stream._forget import forget_opportunity
 from worker.stream._outbox import Message, Outbox
 from worker.stream._stage import Failure, TableStage
 from worker.stream._tables import TableStore, Update
@@ -102,7 +102,8 @@ class LeadStage(TableStage[LeadBatch]):
         out += [Message(s.topic_pipeline, k, v) for k, v in result.opportunities]  # for the pipeline's table
         out += [Message(s.topic_routing_decisions, k, v) for k, v in result.routing_decisions]
         out += [Message(s.topic_route_requests, k, v) for k, v in result.route_requests]
-        out += [Message(s.topic_sla, *erased_notice(o)) for o in result.erased_opportunities]  # its SLA clock
+        for opportunity_id, position in result.erased_opportunities:  # docs/PRIVACY.md
+            out += forget_opportunity(s, opportunity_id, position)
         if result.dead_letters:
             out += self.outbox.dead_letters(result.dead_letters)
         return out

@@ -24,6 +24,7 @@ from worker.routing import Target
 from worker.routing.flow import route_batch
 from worker.routing.sla import accepted_notice, sla_batch, sla_breaches, sla_pending
 from worker.settings import Settings
+from worker.stream._forget import forget_opportunity
 from worker.stream._outbox import Message, Outbox
 from worker.stream._stage import BatchStage, Prepared
 from worker.stream._tables import Update
@@ -34,8 +35,17 @@ __all__ = ["FeedbackStage", "RouteStage", "SlaStage"]
 logger = logging.getLogger(__name__)
 
 
+_ERASURES_KEPT = 100_000
+"""Erasures a pool's worker remembers (the newest), to drop the requests of an erased lead that come after."""
+
+
 class RouteStage(BatchStage):
-    """Owns the pools of its partitions of the route-requests topic: assigns requests in order, exactly once."""
+    """Owns the pools of its partitions of the route-requests topic: assigns requests in order, exactly once.
+
+    It also forgets erased leads (docs/PRIVACY.md): an ``erased`` notice deletes the opportunity's answers from the
+    ``route-done`` table, and the requests of the lead's events before it are dropped, in the batch and after it
+    (``erased``: the newest erasures, in memory, bounded).
+    """
 
     source = "route_requests"
 
@@ -51,6 +61,8 @@ class RouteStage(BatchStage):
         self.settings = settings
         self.metrics = metrics
         self.engine = engine  # the current Engine (it changes on reloads)
+        self.erased: dict[str, list[Any]] = {}
+        """Opportunity id → where its lead's erasure was read; the oldest go first past ``_ERASURES_KEPT``."""
 
     def decide(self, messages: Sequence[RecordLike]) -> Prepared:
         s = self.settings
@@ -64,20 +76,33 @@ class RouteStage(BatchStage):
         def load_done(request_id: str, pool: str) -> bytes | None:
             return self.load("route-done", f"{request_id}@{pool}".encode(), partition_of[pool.encode()])
 
+        def load_index(opportunity_id: str, partition: int) -> bytes | None:
+            return self.load("route-done", opportunity_id.encode(), partition)
+
         now = time.time()
         fallback = Target("queue", ruleset.conversion.queue)
-        out = route_batch(ruleset.routing, messages, load_pool, load_done, now, ruleset.version, fallback)
+        out = route_batch(
+            ruleset.routing, messages, load_pool, load_done, now, ruleset.version, fallback, load_index, self.erased
+        )
+        self._remember(out.erasures)
         outputs = [Message(s.topic_opportunities, k, v) for k, v in out.opportunities]
         outputs += [Message(s.topic_pipeline, k, v) for k, v in out.opportunities]  # for the pipeline's table
         outputs += [Message(s.topic_routing_decisions, k, v) for k, v in out.routing_decisions]
         outputs += [Message(s.topic_sla, k, v) for k, v in out.sla_notices]
         outputs += [Message(s.topic_route_requests, k, v) for k, v in out.forwards]
+        for opportunity_id, position in out.retracted:  # after its answers' outputs, had they come late
+            outputs += forget_opportunity(s, opportunity_id, position, pools=False)
         outputs += self.outbox.dead_letters(out.dead_letters)
         # the answers before the pools' states (tables are stored in this order, each before the next): after a
         # crash between the two, a request whose answer is stored is answered again as before, while a pool that
         # had moved on without the answer would assign the request a second time, to its next member
+        done_updates: list[Update] = [
+            (f"{r}@{p}".encode(), v, partition_of[p.encode()]) for (r, p), v in out.done.items()
+        ]
+        done_updates += [(k, None, p) for k, p in out.forgotten]  # an erased lead's answers: tombstones
+        done_updates += [(o.encode(), None if i is None else orjson.dumps(i), p) for (o, p), i in out.indexes.items()]
         writes: dict[str, list[Update]] = {
-            "route-done": [(f"{r}@{p}".encode(), v, partition_of[p.encode()]) for (r, p), v in out.done.items()],
+            "route-done": done_updates,
             "pool-state": [(n.encode(), v, partition_of[n.encode()]) for n, v in out.pool_states.items()],
         }
 
@@ -93,11 +118,22 @@ class RouteStage(BatchStage):
                 m.reassignments.labels(pool, how).inc(n)
             if out.replayed:
                 m.routing_replayed.inc(out.replayed)
+            if out.dropped:
+                m.routing_erased.inc(out.dropped)
             for stage, n in out.created.items():
                 m.opportunities.labels(stage).inc(n)
             observe_many(m.time_to_assignment, out.waits)
 
         return Prepared(outputs, writes, done, out.dead_letters)
+
+    def _remember(self, erasures: Mapping[str, list[Any]]) -> None:
+        """Remember a batch's erasures at once (the next batch, prepared while this one commits, needs them)."""
+        erased = self.erased
+        for opportunity_id, position in erasures.items():
+            erased.pop(opportunity_id, None)  # (route_batch gave the later of the two)
+            erased[opportunity_id] = position
+        while len(erased) > _ERASURES_KEPT:
+            del erased[next(iter(erased))]
 
 
 class SlaStage(BatchStage):

@@ -104,6 +104,10 @@ class TableStage(ABC, Generic[P]):
     def failures(self, prepared: P) -> Sequence[Failure]:
         """The records of ``prepared`` that go to the dead-letter topic."""
 
+    def deletes(self, prepared: P, table: str, key: bytes) -> bool:  # a hook: only some steps delete
+        """Whether ``prepared`` will delete ``key`` from ``table``."""
+        return False
+
     def committed(self, prepared: P) -> None:  # a hook: most steps have nothing more to count
         """Count what a committed batch did (metrics, clocks)."""
 
@@ -116,6 +120,8 @@ class TableStage(ABC, Generic[P]):
             value = self.written(pending, table, key)
             if value is not None:
                 return value
+            if self.deletes(pending, table, key):  # deleted there: the store's older value is gone
+                return None
         return (store or TableStore(self.tables[table])).get(key, partition)
 
     def prepare(self, messages: Sequence[RecordLike]) -> P:
@@ -169,6 +175,9 @@ class BatchStage(TableStage[Prepared]):
             if k == key:
                 return v
         return None
+
+    def deletes(self, prepared: Prepared, table: str, key: bytes) -> bool:
+        return any(k == key and v is None for k, v, _ in prepared.writes.get(table) or ())
 
     def failures(self, prepared: Prepared) -> Sequence[Failure]:
         return prepared.failures

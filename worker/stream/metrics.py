@@ -298,6 +298,11 @@ class Metrics:
             "Routing requests seen again (after a restart or rebalance) and answered as before, advancing nothing",
             registry=registry,
         )
+        self.routing_erased = Counter(
+            "leadflow_routing_erased_requests_total",
+            "Routing requests of leads erased since they were sent, dropped by the pool's owner: never assigned",
+            registry=registry,
+        )
         self.time_to_assignment = Histogram(
             "leadflow_time_to_assignment_seconds",
             "From the lead event that converted the lead to its opportunity's first assignment",

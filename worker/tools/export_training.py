@@ -203,6 +203,8 @@ class Join:
         self._live: dict[tuple[str, str], tuple[float, str]] = {}  # (lead, event) -> (score, model version)
 
     def opportunity(self, value: bytes | None) -> None:
+        if value is None:  # a tombstone: its lead was erased (the lead's lead.erased event forgets the rest)
+            return
         try:
             record = orjson.loads(value or b"")
         except orjson.JSONDecodeError:

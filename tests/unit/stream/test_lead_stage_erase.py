@@ -10,6 +10,7 @@ import orjson
 from tests.unit.stream.test_stages import _Outbox, _Table
 from worker.batch import Record
 from worker.core import Engine
+from worker.lead import ids
 from worker.rules import parse_ruleset
 from worker.scoring import default_model_path, load_model
 from worker.settings import Settings
@@ -69,3 +70,25 @@ def test_a_lead_erased_in_a_batch_still_being_committed_starts_from_nothing_in_t
     asyncio.run(stage.commit(after))
     state = orjson.loads(table.data[b"L1"])
     assert (state["events"], state.get("email"), state["company"]) == (1, None, "Fresh")
+
+
+def test_an_erasure_forgets_the_lead_s_opportunity_on_every_step_that_may_hold_it() -> None:
+    broker: list[Message] = []
+    stage, _ = _stage(broker)
+    asyncio.run(stage.commit(stage.prepare([_erase(3)])))
+    s = Settings()
+    opportunity = ids.opportunity_id("L1").encode()
+    sent = [
+        (m.topic, m.key, m.partition, m.value is None) for m in broker if m.topic not in (s.topic_decisions, CHANGELOG)
+    ]
+    assert sent[:4] == [
+        (s.topic_opportunities, opportunity, None, True),  # tombstones
+        (s.topic_routing_decisions, opportunity, None, True),
+        (s.topic_sla, opportunity, None, False),  # notices
+        (s.topic_pipeline, opportunity, None, False),
+    ]
+    assert sent[4:] == [(s.topic_route_requests, opportunity, p, False) for p in range(s.partitions)]
+    notices = {m.value for m in broker if m.value is not None and m.topic != s.topic_decisions}
+    assert [orjson.loads(n) for n in notices] == [
+        {"kind": "erased", "opportunity_id": opportunity.decode(), "position": ["leads", 0, 3, 1_800_000_003.0]}
+    ]

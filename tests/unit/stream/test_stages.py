@@ -10,8 +10,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.unit.test_route_flow import _engine, _requests
+from tests.unit.test_route_flow import Msg, _engine, _requests
 from worker.core import Engine
+from worker.routing.sla import erased_notice
 from worker.settings import Settings
 from worker.stream._outbox import Message
 from worker.stream._route_stages import RouteStage
@@ -92,3 +93,29 @@ def test_a_crash_while_storing_the_tables_never_assigns_a_request_twice(dies_sto
     asyncio.run(restarted.commit(again))
     replayed = restarted.metrics.registry.get_sample_value("leadflow_routing_replayed_requests_total")
     assert replayed == (3 if dies_storing == "pool-state" else 0)  # the answers were stored first
+
+
+def test_an_erasure_deletes_the_answers_in_the_changelog_and_retracts_what_they_sent() -> None:
+    engine = _engine()
+    [request] = _requests(engine, 1)
+    opportunity_id = orjson.loads(request.value or b"")["opportunity"]["opportunity_id"]
+    broker: list[Message] = []
+    stage = _stage(engine, _Outbox(broker))
+    asyncio.run(stage.commit(stage.prepare([request])))
+    assert _owners(broker) == ["ann"]
+    key, notice = erased_notice(opportunity_id, ("leads", 0, 9, None))
+    erased = stage.prepare([Msg(key, notice, offset=1)])  # (these tables have no partitions: one is enough)
+    asyncio.run(stage.commit(erased))
+    s = Settings()
+    sent = {(m.topic, m.value is None) for m in erased.outputs}
+    assert sent == {(s.topic_opportunities, True), (s.topic_routing_decisions, True), (s.topic_sla, False)} | {
+        (s.topic_pipeline, False)
+    }  # sent again after the answer's outputs; the lead step told the pools' owners already
+    changelog = [(m.key, m.value) for m in broker if m.topic == "leadflow-route-done-changelog"]
+    assert changelog[-2:] == [(f"{opportunity_id}#1@ae".encode(), None), (key, None)]  # tombstones
+    assert stage.tables["route-done"].data == {}
+    late = stage.prepare([Msg(request.key, request.value, offset=2)])  # a request of the lead that comes later
+    assert late.outputs == []
+    asyncio.run(stage.commit(late))
+    assert stage.metrics.registry.get_sample_value("leadflow_routing_erased_requests_total") == 1
+    assert stage.erased == {opportunity_id: ["leads", 0, 9, None]}

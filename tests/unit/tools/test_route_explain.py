@@ -47,6 +47,8 @@ ROUTING: dict[str, Any] = {
 
 
 class _Rec:
+    partition = 0  # the pool owner notes each answer in its opportunity's index row, on the record's partition
+
     def __init__(self, value: bytes) -> None:
         self.value = value
 

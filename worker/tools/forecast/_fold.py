@@ -5,7 +5,8 @@ outside, the opportunities topic and the feedback topic are two streams with no 
 ``opportunity.created`` / ``.reassigned`` is applied first (in its topic's order), then the feedback (in its
 topic's order, partition by partition: one opportunity's feedback keyed by its id stays in order), with the same
 pure fold as the worker (:func:`worker.opportunities.pipeline_batch`): a repeated feedback event counts once,
-feedback for an opportunity never converted is counted as a dead letter, as the worker would.
+feedback for an opportunity never converted is counted as a dead letter, as the worker would. A tombstone on the
+opportunities topic (its lead was erased, docs/PRIVACY.md) forgets the opportunity, as the worker's pipeline does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 
 from worker.batch import Record, RecordLike
 from worker.opportunities import State, pipeline_batch
+from worker.routing.sla import erased_notice
 from worker.rules import StageDef
 
 __all__ = ["Folded", "LeadCounts", "count_leads", "fold_opportunities"]
@@ -55,6 +57,10 @@ def fold_opportunities(
     accepted = 0
     feedback_records = sorted(feedback, key=lambda r: r.partition)  # stable: each partition keeps its order
     for record in [*opportunities, *feedback_records]:
+        if record.value is None and record.key is not None:  # an erased lead's opportunity: forgotten
+            erased, notice = erased_notice(record.key.decode(errors="replace"))
+            ordered.append(Record(erased, notice, record.topic, 0, len(ordered)))
+            continue
         opportunity_id = _opportunity_id(record.value)
         if opportunity_id == "\0accepted":
             accepted += 1
@@ -65,7 +71,7 @@ def fold_opportunities(
     batch = pipeline_batch(ordered, lambda _: None, stages)
     reasons = Counter(error.reason for _, error in batch.dead_letters)
     return Folded(
-        states=[after for _, after in batch.changes],
+        states=[after for _, after in batch.changes if after is not None],
         replayed=batch.replayed,
         accepted=accepted,
         dead_letters=dict(sorted(reasons.items())),
