@@ -7,6 +7,7 @@ changelog batches of many records and restart the worker, so they fail without l
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from tests.builders import v1_state
 from tests.integration.conftest import Flow, activity, write_rules
+from worker.tools.broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -179,6 +181,106 @@ def test_a_state_stored_by_an_earlier_leadflow_is_read_and_carried_on(
     assert new["event_id"] == "V001-new"
     assert new["points"] == 8.0  # 7 page views before the upgrade, 1 after
     assert flow.metric("leadflow_duplicate_events_total") == 1
+    assert "Traceback" not in flow.log()
+
+
+SEEK_DELAY_SECONDS = 3
+DELAYED_SEEK = f"""
+# Loaded by the worker's interpreter (PYTHONPATH): Faust's seek of the stream partitions to their committed offsets
+# waits {SEEK_DELAY_SECONDS} s, with the partitions resumed and the fetcher running, as a slow broker makes it.
+import asyncio
+import sys
+
+from faust.transport import consumer
+
+_perform_seek = consumer.Consumer.perform_seek
+
+
+async def perform_seek(self):
+    print("test hook: Faust's seek to the committed offsets waits {SEEK_DELAY_SECONDS} s", file=sys.stderr, flush=True)
+    await asyncio.sleep({SEEK_DELAY_SECONDS})
+    await _perform_seek(self)
+    print("test hook: Faust's seek to the committed offsets is done", file=sys.stderr, flush=True)
+
+
+consumer.Consumer.perform_seek = perform_seek
+"""
+
+
+def _delayed_seek(tmp_path: Path) -> dict[str, str]:
+    """The environment of a worker whose Faust seek to the committed offsets waits (``DELAYED_SEEK``)."""
+    hook = tmp_path / "delayed-seek"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(DELAYED_SEEK)
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+def _wait_for_log(flow: Flow, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in flow.log():
+        assert time.monotonic() < deadline, f"{text!r} not in the worker's log\n{flow.log()[-3000:]}"
+        time.sleep(0.05)
+
+
+def test_no_record_is_taken_before_the_seek_to_the_committed_offsets(
+    flow: Flow, counting_rules: Path, tmp_path: Path
+) -> None:
+    """Faust resumes a new assignment's partitions and seeks them to their committed offsets only afterwards;
+    with that seek slowed down, a record taken meanwhile would be decided and then read again from the committed
+    offset (counted as a duplicate), or, on a partition never committed (not moved by the seek), dropped for good.
+    Each event is decided once, after the seek, on committed partitions and never committed ones alike."""
+    # the memory store recovers its table from the changelog at every start: the fetcher runs before the seek
+    rules = {"LEADFLOW_RULES": str(counting_rules), "LEADFLOW_STORE": "memory"}
+    worker = flow.start_worker(**rules)
+    flow.produce([activity("S000", "S000-0", "page_view")])
+    flow.read(flow.settings.topic_decisions, 1)
+    flow.stop_worker(worker)  # S000's partition is committed; the other partitions were never
+    leads = [f"S{n:03d}" for n in range(17)]  # S000 again, and leads spread over the other partitions
+    flow.produce([activity(lead, f"{lead}-1", "page_view") for lead in leads])
+    # no commit while the seek waits: without the hold, the seek goes back over what was decided meanwhile
+    flow.start_worker(**rules, **_delayed_seek(tmp_path), LEADFLOW_COMMIT_INTERVAL="60")
+    flow.read(flow.settings.topic_decisions, 1 + len(leads))
+    _wait_for_log(flow, "test hook: Faust's seek to the committed offsets is done")  # what follows it is counted too
+    decisions = [o.json for o in flow.quiet_read(flow.settings.topic_decisions, 2.0)]
+    assert sorted(d["event_id"] for d in decisions) == sorted(["S000-0", *(f"{lead}-1" for lead in leads)])
+    assert {d["lead_id"]: d["points"] for d in decisions if d["event_id"] != "S000-0"} == {
+        lead: 2.0 if lead == "S000" else 1.0 for lead in leads
+    }
+    assert flow.metric("leadflow_duplicate_events_total") == 0, flow.log()[-3000:]
+    assert "Traceback" not in flow.log()
+
+
+def test_a_rebalance_takes_no_record_before_the_seek_to_the_committed_offsets(
+    flow: Flow, counting_rules: Path, tmp_path: Path
+) -> None:
+    """The same window opens at every rebalance: a second worker joins (its seek slowed down) while events arrive;
+    each is decided once, and the joining worker reads none twice."""
+    rules = {"LEADFLOW_RULES": str(counting_rules), "LEADFLOW_STORE": "memory"}
+    flow.start_worker(**rules, LEADFLOW_STATE_DIR=str(tmp_path / "s0"))
+    first = [activity(f"R{n:03d}", f"R{n:03d}-0", "page_view") for n in range(16)]
+    flow.produce(first)
+    flow.read(flow.settings.topic_decisions, len(first))
+    time.sleep(2)  # every decision committed (LEADFLOW_COMMIT_INTERVAL 0.5 s): the joining worker reads none again
+    port = free_port()
+    flow.start_worker(
+        **rules,
+        **_delayed_seek(tmp_path),
+        LEADFLOW_STATE_DIR=str(tmp_path / "s1"),
+        LEADFLOW_WEB_PORT=str(port),
+        LEADFLOW_COMMIT_INTERVAL="60",  # no commit while its seek waits
+    )
+    _wait_for_log(flow, "test hook: Faust's seek to the committed offsets waits")  # the rebalance is on
+    second = [activity(f"R{n:03d}", f"R{n:03d}-1", "page_view") for n in range(16)]
+    flow.produce(second)  # while the joining worker's seek waits
+    flow.read(flow.settings.topic_decisions, len(first) + len(second))
+    _wait_for_log(flow, "test hook: Faust's seek to the committed offsets is done")  # what follows it is counted too
+    decisions = [o.json for o in flow.quiet_read(flow.settings.topic_decisions, 2.0)]
+    assert sorted(d["event_id"] for d in decisions) == sorted(e["event_id"] for e in first + second)
+    assert {d["lead_id"]: d["points"] for d in decisions if d["event_id"].endswith("-1")} == {
+        e["lead_id"]: 2.0 for e in second
+    }
+    assert flow.metric("leadflow_events_consumed_total", port=port, event_type="lead.activity"), "it got no partition"
+    assert flow.metric("leadflow_duplicate_events_total", port=port) == 0, flow.log()[-3000:]
     assert "Traceback" not in flow.log()
 
 

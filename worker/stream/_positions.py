@@ -12,6 +12,13 @@ touched, since the consumer's positions there are past them already.
 
 :class:`Unprocessed` keeps, per partition, the records read and not yet processed (acked), in order: the first of
 them is the oldest unprocessed record the worker holds (``leadflow_oldest_unprocessed_seconds``).
+
+:class:`AwaitingSeek` keeps, for the current assignment, the partitions of leadflow's topics that Faust has not yet
+sought to their committed offsets. Faust resumes them (and the fetcher runs, reading the changelogs) before that
+seek; a record taken from them meanwhile would be decided before the seek, and then either read again (the seek
+moves the partition back) or left as stale while the seek moved nothing (a partition never committed: aiokafka
+seeks only to offsets above 0), and never read again. Their records stay in the client's buffer until the seek is
+done: the seek drops that buffer when it moves the partition, and keeps it, from the reset position, when not.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-__all__ = ["ReadPositions", "Unprocessed"]
+__all__ = ["AwaitingSeek", "ReadPositions", "Unprocessed"]
 
 
 class ReadPositions:
@@ -59,6 +66,35 @@ class ReadPositions:
                 gap = (last + 1, offset - 1)
         self.read_offset[tp] = offset
         return True, gap
+
+
+class AwaitingSeek:
+    """The partitions of leadflow's topics in the current assignment whose seek to the committed offsets is not
+    done; the fetch loop takes no record from them (see the module's docstring)."""
+
+    __slots__ = ("_generation", "partitions")
+
+    def __init__(self) -> None:
+        self.partitions: frozenset[Any] = frozenset()
+        self._generation: int | None = None
+
+    def assigned(self, partitions: Iterable[Any], generation: int) -> None:
+        """The group assigned ``partitions`` (those of leadflow's topics) in ``generation``: they wait for its seek."""
+        self.partitions = frozenset(partitions)
+        self._generation = generation
+
+    def sought(self, generation: int) -> bool:
+        """Faust's seek to the committed offsets, begun in ``generation``, is done: the partitions of that
+        generation's assignment are read from now on. A seek begun before a later assignment releases nothing.
+        Returns whether partitions were released."""
+        if generation != self._generation or not self.partitions:
+            return False
+        self.partitions = frozenset()
+        return True
+
+    def fetchable(self, active: set[Any]) -> set[Any]:
+        """The partitions of ``active`` whose records may be taken now."""
+        return active - self.partitions if self.partitions else active
 
 
 class Unprocessed:

@@ -13,7 +13,8 @@
    go to the dead-letter topic; a batch whose handler raises is split until the one message that fails is found,
    and that message goes to the dead-letter topic.
 5. Seeks overtake fetches safely: records fetched before a seek (a rebalance, a table's recovery) are left once
-   it happens, and come again from where it put the partition (see :mod:`worker.stream._positions`).
+   it happens, and come again from where it put the partition; and no record of leadflow's topics is taken from
+   an assignment before Faust has sought it to the committed offsets (see :mod:`worker.stream._positions`).
 6. What an operator needs, read from memory when scraped: each assigned partition's high watermark (from Fetch
    responses, right on tansu too), committed offset and first unprocessed record (``partition_states``).
 """
@@ -21,6 +22,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -33,7 +36,7 @@ from worker.batch import RecordLike
 from worker.exceptions import EventError
 from worker.settings import Settings
 from worker.stream._fetch import UNREADABLE, unreadable
-from worker.stream._positions import ReadPositions, Unprocessed
+from worker.stream._positions import AwaitingSeek, ReadPositions, Unprocessed
 from worker.stream._stage import Stage
 from worker.stream.metrics import PartitionState
 
@@ -43,7 +46,11 @@ logger = logging.getLogger(__name__)
 
 _FETCH_WAIT_MS = 10
 
+_IN_FETCH_LOOP: contextvars.ContextVar[bool] = contextvars.ContextVar("leadflow_in_fetch_loop", default=False)
+"""True in the fetch loop's task (and the tasks it starts), false in Faust's recovery."""
+
 P = TypeVar("P")
+T = TypeVar("T")
 
 
 async def fetch_highwaters(consumer: Any, partitions: Iterable[Any]) -> dict[Any, int]:
@@ -90,6 +97,12 @@ async def fetch_highwaters(consumer: Any, partitions: Iterable[Any]) -> dict[Any
     return result
 
 
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 def _settings(app: Any) -> Settings:
     settings: Settings = app.leadflow_settings  # set by worker.stream.app.build_app on every LeadflowApp
     return settings
@@ -111,19 +124,29 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def _own(self, name: str, make: Callable[[], T]) -> T:
+        """This consumer's ``name``, made on first use."""
+        value: T | None = self.__dict__.get(name)
+        if value is None:
+            value = self.__dict__[name] = make()
+        return value
+
     @property
     def positions(self) -> ReadPositions:
-        positions: ReadPositions | None = self.__dict__.get("_leadflow_positions")
-        if positions is None:
-            positions = self.__dict__["_leadflow_positions"] = ReadPositions(self._read_offset)
-        return positions
+        return self._own("_leadflow_positions", lambda: ReadPositions(self._read_offset))
+
+    @property
+    def awaiting_seek(self) -> AwaitingSeek:
+        return self._own("_leadflow_awaiting_seek", AwaitingSeek)
+
+    @property
+    def _sought(self) -> asyncio.Event:
+        """Set while no partition awaits its seek (see :meth:`_getmany`)."""
+        return self._own("_leadflow_sought", _set_event)
 
     @property
     def unprocessed(self) -> Unprocessed:
-        unprocessed: Unprocessed | None = self.__dict__.get("_leadflow_unprocessed")
-        if unprocessed is None:
-            unprocessed = self.__dict__["_leadflow_unprocessed"] = Unprocessed()
-        return unprocessed
+        return self._own("_leadflow_unprocessed", Unprocessed)
 
     def partition_states(self, topics: Collection[str]) -> list[PartitionState]:
         """Every partition of ``topics`` assigned to this worker, from memory: the high watermark the last Fetch
@@ -165,6 +188,32 @@ class _Consumer(faust_aiokafka.Consumer):
         self.positions.moved(offsets)  # perform_seek sets their read offsets next, before anything else runs
         return offsets
 
+    async def perform_seek(self) -> None:
+        """Faust's seek of every assigned partition to its committed offset. The one its recovery makes once the
+        tables are recovered releases the partitions of that assignment; the one the fetch loop makes itself (Faust's
+        ``getmany``, given records fetched while the flow was stopped: a rebalance under way) releases nothing."""
+        generation = self.app.consumer_generation_id
+        by_recovery = not _IN_FETCH_LOOP.get()
+        try:
+            await super().perform_seek()
+        finally:
+            # after a timeout or an error Faust carries on, and so do the partitions, unless reassigned meanwhile
+            if by_recovery and self.app.consumer_generation_id == generation and self.awaiting_seek.sought(generation):
+                self._sought.set()
+                logger.debug("stream partitions sought to their committed offsets (generation %d)", generation)
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        """Records of the partitions not awaiting their seek: the others' stay in aiokafka's buffer (a seek that
+        moves the partition drops them, and it is read from its new position)."""
+        if active_partitions:
+            fetchable = self.awaiting_seek.fetchable(active_partitions)
+            if not fetchable:  # aiokafka takes an empty set for every partition: wait for the seek instead
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._sought.wait(), timeout)
+                return {}
+            active_partitions = fetchable
+        return await super()._getmany(active_partitions, timeout)
+
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.positions.moved(revoked)
         self.unprocessed.forget(revoked)
@@ -174,6 +223,13 @@ class _Consumer(faust_aiokafka.Consumer):
             self.positions.moved(revoked)
 
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+        handled = getattr(self.app, "leadflow_handlers", None) or ()
+        held = [tp for tp in assigned if tp.topic in handled]
+        self.awaiting_seek.assigned(held, generation_id)  # until Faust's seek to the committed offsets (perform_seek)
+        if held:
+            self._sought.clear()
+        else:
+            self._sought.set()
         self.positions.moved(assigned)
         try:
             await super().on_partitions_assigned(assigned, generation_id)
@@ -196,6 +252,7 @@ class _Consumer(faust_aiokafka.Consumer):
         if not handlers:
             await super()._drain_messages(fetcher)
             return
+        _IN_FETCH_LOOP.set(True)  # this task's own context: see perform_seek
         settings = _settings(self.app)
         batch_size = settings.batch_size
         callback = self.callback

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from worker.stream._positions import ReadPositions
+from worker.stream._positions import AwaitingSeek, ReadPositions
 
 P0, P1 = ("leads", 0), ("leads", 1)
+CHANGELOG = ("lf-lead-state-changelog", 0)
 
 
 def _fetch(
@@ -69,3 +70,34 @@ def test_only_offsets_without_records_are_a_gap() -> None:
     assert positions.read(P0, 9) == (True, (6, 8))  # 6, 7 and 8 hold no record (transaction markers, say)
     assert positions.read(P0, 10) == (True, None)
     assert positions.read(P0, 7) == (False, None)
+
+
+def test_an_assignment_is_read_only_once_its_seek_to_the_committed_offsets_is_done() -> None:
+    """Faust resumes the partitions before it seeks them: until the seek is done their records stay in the
+    client's buffer; the partitions Faust reads meanwhile (a changelog) are read."""
+    awaiting = AwaitingSeek()
+    assert awaiting.fetchable({P0, CHANGELOG}) == {P0, CHANGELOG}  # nothing assigned yet
+    awaiting.assigned([P0, P1], generation=3)
+    assert awaiting.fetchable({P0, P1, CHANGELOG}) == {CHANGELOG}
+    assert awaiting.fetchable({P0}) == set()
+    assert awaiting.sought(generation=3)
+    assert awaiting.fetchable({P0, P1, CHANGELOG}) == {P0, P1, CHANGELOG}
+    assert not awaiting.sought(generation=3)  # a later seek of the same assignment changes nothing
+
+
+def test_a_seek_begun_before_a_new_assignment_releases_nothing_of_it() -> None:
+    awaiting = AwaitingSeek()
+    awaiting.assigned([P0], generation=3)
+    awaiting.assigned([P0, P1], generation=4)  # a rebalance while the seek of generation 3 was under way
+    assert not awaiting.sought(generation=3)
+    assert awaiting.fetchable({P0, P1}) == set()
+    assert awaiting.sought(generation=4)
+    assert awaiting.fetchable({P0, P1}) == {P0, P1}
+
+
+def test_an_assignment_without_leadflows_partitions_holds_nothing() -> None:
+    awaiting = AwaitingSeek()
+    awaiting.assigned([P0], generation=1)
+    awaiting.assigned([], generation=2)  # the partitions went to another worker before their seek
+    assert awaiting.fetchable({CHANGELOG}) == {CHANGELOG}
+    assert not awaiting.sought(generation=2)
