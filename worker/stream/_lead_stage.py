@@ -103,6 +103,8 @@ class LeadStage(TableStage[LeadBatch]):
         out += [Message(s.topic_routing_decisions, k, v) for k, v in result.routing_decisions]
         out += [Message(s.topic_route_requests, k, v) for k, v in result.route_requests]
         out += [Message(s.topic_sla, *erased_notice(o)) for o in result.erased_opportunities]  # its SLA clock
+        out += [Message(s.topic_match, k, v) for k, v in result.match_requests]  # duplicates: claims, releases
+        out += [Message(s.topic_leads, k, v, p) for p, k, v in result.forwards]  # a duplicate's engagement
         if result.dead_letters:
             out += self.outbox.dead_letters(result.dead_letters)
         return out
@@ -158,6 +160,8 @@ class LeadStage(TableStage[LeadBatch]):
         observe_many(m.time_to_assignment, [max(0.0, time.time() - ts) for ts in result.routed_times])
         if result.duplicates:
             m.duplicates.inc(result.duplicates)
+        if result.merged:
+            m.leads_merged.inc(result.merged)
         for source, n in result.leads_created.items():
             m.leads_created.labels(m.lead_sources(source)).inc(n)
         observe_many(m.score, result.scores)
