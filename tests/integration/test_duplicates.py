@@ -46,7 +46,8 @@ def _wait(flow: Flow, what: str, found: Callable[[list[dict[str, Any]]], bool], 
         if found(records):
             return records
         if time.monotonic() > deadline:
-            shown = "\n".join(str({k: d.get(k) for k in ("lead_id", "event_id", "action", "event_type")}) for d in records)
+            keys = ("lead_id", "event_id", "action", "event_type")
+            shown = "\n".join(str({k: d.get(k) for k in keys}) for d in records)
             raise AssertionError(f"{what} never came; decisions:\n{shown}\n{flow.log()[-3000:]}")
         try:
             flow.read(flow.settings.topic_decisions, len(records) + 1, timeout=1.0)
@@ -101,8 +102,10 @@ def test_a_person_under_two_lead_ids_converts_once_and_the_duplicate_counts_on_t
     records = _wait(
         flow,
         "C's lead.merged and B's forwarded page view",
-        lambda r: any(d.get("event_type") == "lead.merged" and d["lead_id"] == c for d in r)
-        and any(d["event_id"].startswith("fwd-") for d in _of(r, a)),
+        lambda r: (
+            any(d.get("event_type") == "lead.merged" and d["lead_id"] == c for d in r)
+            and any(d["event_id"].startswith("fwd-") for d in _of(r, a))
+        ),
     )
     merged_c = next(d for d in records if d.get("event_type") == "lead.merged" and d["lead_id"] == c)
     assert merged_c["survivor_id"] == a

@@ -219,9 +219,10 @@ def _rule(item: object, loc: Loc, ctx: ConditionContext) -> tuple[str, ...] | No
     if not _IDENTIFYING.intersection(parts) and not (named and len(parts) > 1):
         msg = (
             f"match rule {list(parts)!r} would merge different people (everyone at one company or domain); a rule "
-            "needs 'email' or 'phone', or a name ('name' or 'last_name') and another part"
+            "needs 'email' or 'phone', or a name ('name' or 'last_name') and another part, e.g. [email_domain, name,"
+            " company]"
         )
-        ctx.add(loc, msg, None, "[email_domain, name, company]")
+        ctx.add(loc, msg)
         return None
     return parts
 
@@ -254,8 +255,8 @@ def held(state: Mapping[str, Any]) -> bool:
     """Whether the lead may not convert now: it is a duplicate, or one of its claims is unanswered."""
     if state.get(DUPLICATE_OF) is not None:
         return True
-    claimed = state.get(MATCH)
-    return bool(claimed) and PENDING in claimed.values()
+    claimed: Mapping[str, str] | None = state.get(MATCH)
+    return claimed is not None and PENDING in claimed.values()
 
 
 def apply_answer(state: dict[str, Any], key: str, survivor_id: str, survivor_partition: int) -> bool | None:
