@@ -134,7 +134,9 @@ def decide(
             merged = _merged(event, decided_at)
     else:
         changed = apply_event(state, event, digest, now, engine.dedupe_window)
-    claims = claim_keys(ruleset.duplicates, state) if ruleset.duplicates is not None else ()
+    claims: Sequence[str] = ()
+    if ruleset.duplicates is not None and (isinstance(event, LeadUpserted) or "match" not in state):
+        claims = claim_keys(ruleset.duplicates, state)  # only an upsert changes what the keys are made of
     if position is not None:
         state["source"] = list(position)  # as stored (JSON): the cached state equals the stored one
     facts = build_facts(state, now, event, changed)

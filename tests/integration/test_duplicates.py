@@ -14,6 +14,7 @@ from aiokafka.partitioner import murmur2
 
 from tests.integration.conftest import Flow, activity, upsert, write_rules
 from tests.routed_rules import CONVERTS_ON_DEMO
+from worker.tools.broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +115,51 @@ def test_a_person_under_two_lead_ids_converts_once_and_the_duplicate_counts_on_t
     opportunities = flow.read(s.topic_opportunities, 1)
     assert [o.json["lead_id"] for o in opportunities] == [a]  # one person, one conversion
     assert not [d for d in records if d.get("action") == "converted" and d["lead_id"] != a]
+
+
+def test_two_workers_convert_each_person_once_while_one_is_killed_and_restarted(flow: Flow, tmp_path: Path) -> None:
+    rules = write_rules(tmp_path, RULES)
+    ports = [flow.web_port, free_port()]
+
+    def start(i: int) -> Any:
+        return flow.start_worker(
+            LEADFLOW_RULES=str(rules), LEADFLOW_WEB_PORT=str(ports[i]), LEADFLOW_STATE_DIR=str(tmp_path / f"s{i}")
+        )
+
+    workers = [start(0), start(1)]
+    people = 20
+    events = []
+    for n in range(people):
+        for twin in ("a", "b"):  # one person, two lead ids, both qualify at once
+            lead = f"P{n:02d}-{twin}"
+            email = f"person{n}@acme{n}.example" if twin == "a" else f" Person{n}@ACME{n}.example"
+            events += [upsert(lead, f"{lead}-u", email=email), activity(lead, f"{lead}-d", "demo_request")]
+    flow.produce(events[: len(events) // 2])
+    time.sleep(0.5)
+    workers[0].kill()  # SIGKILL: nothing committed or flushed; the other worker takes its partitions over
+    workers[0].wait(timeout=30)
+    flow.produce(events[len(events) // 2 :])
+    workers[0] = start(0)
+
+    def settled(records: list[dict[str, Any]]) -> bool:
+        merged = {d["lead_id"] for d in records if d.get("event_type") == "lead.merged"}
+        return len(merged) == people
+
+    records = _wait(flow, "a lead.merged for every person", settled, timeout=180)
+    survivors = {}
+    for d in records:
+        if d.get("event_type") == "lead.merged":
+            person = d["lead_id"].split("-")[0]
+            assert d["survivor_id"].split("-")[0] == person
+            assert d["survivor_id"] != d["lead_id"]
+            assert survivors.setdefault(person, d["survivor_id"]) == d["survivor_id"]  # a replay names the same
+    converted = _wait(
+        flow,
+        "every survivor's conversion",
+        lambda r: {d["lead_id"] for d in r if d.get("action") == "converted"} >= set(survivors.values()),
+        timeout=120,
+    )
+    assert {d["lead_id"] for d in converted if d.get("action") == "converted"} == set(survivors.values())
+    opportunities = flow.read(flow.settings.topic_opportunities, people)
+    assert {o.json["lead_id"] for o in opportunities} == set(survivors.values())  # re-sent after the kill: same ids
+    assert len({o.json["opportunity_id"] for o in opportunities}) == people
