@@ -116,6 +116,23 @@ def test_a_person_under_two_lead_ids_converts_once_and_the_duplicate_counts_on_t
     assert [o.json["lead_id"] for o in opportunities] == [a]  # one person, one conversion
     assert not [d for d in records if d.get("action") == "converted" and d["lead_id"] != a]
 
+    # A is erased: its keys are released (tombstones in the match table), so the next lead of that email survives
+    erased = {
+        "schema_version": 1,
+        "event_type": "lead.erased",
+        "event_id": "a-x",
+        "occurred_at": "2026-11-20T10:00:00Z",
+    }
+    flow.produce([{**erased, "lead_id": a}])
+    _wait(flow, "A's erasure", lambda r: any(d.get("event_type") == "lead.erased" for d in r))
+    flow.produce(
+        [upsert(c + "-new", "n-1", email="ada.osei@northwind.example"), activity(c + "-new", "n-2", "demo_request")]
+    )
+    records = _wait(
+        flow, "the new lead's conversion", lambda r: any(d.get("action") == "converted" for d in _of(r, c + "-new"))
+    )
+    assert not [d for d in _of(records, c + "-new") if d.get("duplicate_of")]
+
 
 def test_two_workers_convert_each_person_once_while_one_is_killed_and_restarted(flow: Flow, tmp_path: Path) -> None:
     rules = write_rules(tmp_path, RULES)
