@@ -79,7 +79,7 @@ class World:
         return result
 
     def match(self, result: BatchResult) -> list[tuple[int, bytes, bytes]]:
-        out = match_batch(result.match_requests, self.table.get)
+        out = match_batch(result.match_requests, self.table.get, 2)
         for key, value in out.entries.items():
             if value is None:
                 self.table.pop(key, None)

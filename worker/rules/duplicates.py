@@ -71,7 +71,8 @@ _NOT_WORD = re.compile(r"[\W_]+")
 
 def _folded(text: str) -> str:
     """Lower case, accents removed, punctuation as spaces, spaces collapsed: ``  Zoë  O'Neil`` -> ``zoe o neil``."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())  # both ways round:
+    # a compatibility form can decompose to capitals (a mathematical bold A is an A), and case folding can compose
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(_NOT_WORD.sub(" ", plain).split())
 
@@ -342,7 +343,7 @@ class MatchOut(NamedTuple):
     """Claims answered with another lead (this one is a duplicate)."""
 
 
-def _request(key: bytes | None, value: bytes | None) -> _Request:
+def _request(key: bytes | None, value: bytes | None, partitions: int) -> _Request:
     try:
         raw = orjson.loads(value or b"")
         text = (key or b"").decode()
@@ -352,30 +353,36 @@ def _request(key: bytes | None, value: bytes | None) -> _Request:
                 raise ValueError
             return _Request(text, lead_id, None, "")
         partition, occurred_at = raw["partition"], raw["occurred_at"]
-        if raw["claim"] != text or not isinstance(lead_id, str) or partition.__class__ is not int or partition < 0:
+        if raw["claim"] != text or not isinstance(lead_id, str) or partition.__class__ is not int:
+            raise ValueError
+        if not 0 <= partition < partitions:
             raise ValueError
         if not isinstance(occurred_at, str):
             raise ValueError
         return _Request(text, lead_id, partition, occurred_at)
     except (ValueError, KeyError, TypeError, AttributeError):
         msg = (
-            "not a match request: expected a JSON object {claim, lead_id, partition, occurred_at} or {release,"
-            " lead_id}, keyed by its match key (the match topic is internal: only the worker writes it)"
+            "not a match request: expected a JSON object {claim, lead_id, partition, occurred_at} (a partition of"
+            f" leads, 0 to {partitions - 1}) or {{release, lead_id}}, keyed by its match key (the match topic is"
+            " internal: only the worker writes it)"
         )
         raise EventError(msg, reason="schema_violation") from None
 
 
-def match_batch(requests: Sequence[tuple[bytes | None, bytes | None]], load: Callable[[str], bytes | None]) -> MatchOut:
+def match_batch(
+    requests: Sequence[tuple[bytes | None, bytes | None]], load: Callable[[str], bytes | None], partitions: int
+) -> MatchOut:
     """Answer claims of match keys in order: the first lead to claim a key holds it (``survivor: first``); each
     claim is answered with the holder, so a claim made again (a replay, a restart) gets the same answer. A release
-    (the holder was erased) forgets the key; another lead's release changes nothing."""
+    (the holder was erased) forgets the key; another lead's release changes nothing. ``partitions``: of leads (a
+    claim naming another partition is refused, since its answer could never be written)."""
     answers: list[tuple[int, bytes, bytes]] = []
     entries: dict[str, bytes | None] = {}
     failures: list[tuple[int, EventError]] = []
     duplicates = 0
     for index, (key, value) in enumerate(requests):
         try:
-            request = _request(key, value)
+            request = _request(key, value, partitions)
         except EventError as exc:
             failures.append((index, exc))
             continue

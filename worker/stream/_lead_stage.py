@@ -104,7 +104,9 @@ class LeadStage(TableStage[LeadBatch]):
         out += [Message(s.topic_route_requests, k, v) for k, v in result.route_requests]
         out += [Message(s.topic_sla, *erased_notice(o)) for o in result.erased_opportunities]  # its SLA clock
         out += [Message(s.topic_match, k, v) for k, v in result.match_requests]  # duplicates: claims, releases
-        out += [Message(s.topic_leads, k, v, p) for p, k, v in result.forwards]  # a duplicate's engagement
+        # a duplicate's engagement, to its survivor's partition (named by the match step; a forged answer could name
+        # one that does not exist, which the broker would refuse for ever: then by the key)
+        out += [Message(s.topic_leads, k, v, p if p < s.partitions else None) for p, k, v in result.forwards]
         if result.dead_letters:
             out += self.outbox.dead_letters(result.dead_letters)
         return out

@@ -39,7 +39,7 @@ class MatchStage(BatchStage):
             raw = key.encode()
             return self.load("match-keys", raw, partition_of[raw])
 
-        out = match_batch([(m.key, m.value) for m in messages], load)
+        out = match_batch([(m.key, m.value) for m in messages], load, self.settings.partitions)
         failures = [(messages[i], error) for i, error in out.failures]
         topic = self.settings.topic_leads
         outputs = [Message(topic, lead_id, answer, partition) for partition, lead_id, answer in out.answers]

@@ -137,7 +137,7 @@ def _claim(key: str, lead_id: str, partition: int) -> tuple[bytes, bytes]:
 def test_the_first_claimant_survives_and_a_claim_made_again_gets_the_same_answer() -> None:
     key = "a" * 32
     table: dict[str, bytes] = {}
-    out = match_batch([_claim(key, "A", 1), _claim(key, "B", 4), _claim(key, "A", 1)], table.get)
+    out = match_batch([_claim(key, "A", 1), _claim(key, "B", 4), _claim(key, "A", 1)], table.get, 8)
     answers = [(p, k, orjson.loads(v)) for p, k, v in out.answers]
     assert [(p, k, a["survivor_id"], a["survivor_partition"]) for p, k, a in answers] == [
         (1, b"A", "A", 1),
@@ -149,7 +149,7 @@ def test_the_first_claimant_survives_and_a_claim_made_again_gets_the_same_answer
     stored = out.entries[key]
     assert stored is not None
     table[key] = stored
-    again = match_batch([_claim(key, "B", 4)], table.get)  # after a restart: from the table
+    again = match_batch([_claim(key, "B", 4)], table.get, 8)  # after a restart: from the table
     assert orjson.loads(again.answers[0][2])["survivor_id"] == "A"
 
 
@@ -157,14 +157,38 @@ def test_a_release_by_the_holder_forgets_the_key_and_one_by_another_lead_does_no
     key = "b" * 32
     table = {key: orjson.dumps({"lead_id": "A", "partition": 0})}
     release = orjson.dumps({"release": key, "lead_id": "B"})
-    assert match_batch([(key.encode(), release)], table.get).entries == {}
+    assert match_batch([(key.encode(), release)], table.get, 8).entries == {}
     release = orjson.dumps({"release": key, "lead_id": "A"})
-    out = match_batch([(key.encode(), release), _claim(key, "C", 2)], table.get)
+    out = match_batch([(key.encode(), release), _claim(key, "C", 2)], table.get, 8)
     assert orjson.loads(out.answers[0][2])["survivor_id"] == "C"
 
 
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from(["L1", "L2", "L3"])), max_size=30), st.integers(1, 5))
+def test_every_claim_of_a_key_is_answered_with_its_first_claimant_however_the_batches_fall(
+    claims: list[tuple[str, str]], cut: int
+) -> None:
+    requests = [_claim(k * 32, lead, int(lead[1])) for k, lead in claims]
+    table: dict[str, bytes] = {}
+    answers = []
+    for start in range(0, len(requests), cut):  # the same claims in batches of ``cut``, the table between them
+        out = match_batch(requests[start : start + cut], table.get, 4)
+        table.update({k: v for k, v in out.entries.items() if v is not None})
+        answers += [orjson.loads(v) for _, _, v in out.answers]
+    first: dict[str, str] = {}
+    for k, lead in claims:
+        first.setdefault(k * 32, lead)
+    assert [(a["lead_id"], a["survivor_id"]) for a in answers] == [(lead, first[k * 32]) for k, lead in claims]
+    assert all(a["survivor_partition"] == int(a["survivor_id"][1]) for a in answers)
+
+
+def test_a_claim_naming_a_partition_leads_does_not_have_is_refused() -> None:
+    out = match_batch([_claim("d" * 32, "A", 8)], {}.get, 8)
+    assert out.answers == []
+    assert "0 to 7" in str(out.failures[0][1])
+
+
 def test_records_that_are_not_match_requests_are_refused_with_a_reason() -> None:
-    out = match_batch([(b"k", b"not json"), (b"c" * 32, orjson.dumps({"claim": "x", "lead_id": "A"}))], {}.get)
+    out = match_batch([(b"k", b"not json"), (b"c" * 32, orjson.dumps({"claim": "x", "lead_id": "A"}))], {}.get, 8)
     assert [i for i, _ in out.failures] == [0, 1]
     assert all(e.reason == "schema_violation" for _, e in out.failures)
     assert "match request" in str(out.failures[0][1])
