@@ -206,3 +206,21 @@ def test_without_a_duplicates_section_nothing_is_claimed_or_held() -> None:
     assert result.match_requests == []
     assert len(result.opportunities) == 1
     assert world.decisions[-1]["duplicate_of"] is None
+
+
+def test_a_duplicate_of_a_duplicate_passes_its_engagement_on_to_the_survivor(engine: Engine) -> None:
+    world = World(engine)
+    person = {"first_name": "Eve", "last_name": "Ng"}
+    world.deliver(world.match(world.leads(0, [_upsert("A", "a1", email="eve@one.example")])))
+    world.deliver(world.match(world.leads(1, [_upsert("B", "b1", email="eve@one.example")])))
+    # B, a duplicate of A, gets a company: a new key, which it claims first
+    world.deliver(world.match(world.leads(1, [_upsert("B", "b2", **person, company="Two Ltd")])))
+    c = world.leads(0, [_upsert("C", "c1", email="e.ng@one.example", **person, company="TWO")])
+    (c_done,) = world.deliver(world.match(c))
+    merged = [orjson.loads(v) for _, v in c_done.decisions if b'"lead.merged"' in v]
+    assert [m["survivor_id"] for m in merged] == ["B"]  # its email is its own; its name and company are B's
+    later = world.leads(0, [_activity("C", "c2", "meeting")])
+    (on_b,) = [world.leads(p, [(k, v)]) for p, k, v in later.forwards]
+    assert [(p, k) for p, k, _ in on_b.forwards] == [(0, b"A")]  # B passes it on
+    world.leads(0, [(k, v) for _, k, v in on_b.forwards])
+    assert orjson.loads(world.states["A"])["activity.meeting.count"] == 1
