@@ -116,6 +116,11 @@ def test_a_person_under_two_lead_ids_converts_once_and_the_duplicate_counts_on_t
     assert [o.json["lead_id"] for o in opportunities] == [a]  # one person, one conversion
     assert not [d for d in records if d.get("action") == "converted" and d["lead_id"] != a]
 
+    # what the match step holds and reads names no email: keys are hashes
+    for topic in (s.topic_match, f"{s.app_id}-match-keys-changelog"):
+        held = flow.read(topic, 1)
+        assert all(b"northwind" not in (o.value or b"") + (o.key or b"") for o in held), topic
+
     # A is erased: its keys are released (tombstones in the match table), so the next lead of that email survives
     erased = {
         "schema_version": 1,
