@@ -8,7 +8,7 @@ the Faust shell (:mod:`worker.stream`) only moves bytes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -32,7 +32,7 @@ from worker.lead.times import iso_utc
 from worker.routing import AccountIndex
 from worker.routing.flow import RouteRequest, route_lead, route_opportunity
 from worker.rules import QualificationRule, Ruleset
-from worker.rules.duplicates import DUPLICATE_OF, apply_answer, claim_keys, held
+from worker.rules.duplicates import DUPLICATE_OF, MATCH, apply_answer, claim_keys, held
 from worker.scoring import Model
 
 __all__ = ["Decided", "Engine", "decide", "erase"]
@@ -129,13 +129,13 @@ def decide(
         if became is None:  # no unanswered claim of this key (stale, or not the worker's): ignored like a replay
             return state, Decided(_ignored(engine, state, event, decided_at, previous_status), None, duplicate=True)
         remember(state, digest, now, engine.dedupe_window)
-        changed: Any = frozenset()
+        changed: Collection[str] = frozenset()
         if became:
             merged = _merged(event, decided_at)
     else:
         changed = apply_event(state, event, digest, now, engine.dedupe_window)
     claims: Sequence[str] = ()
-    if ruleset.duplicates is not None and (isinstance(event, LeadUpserted) or "match" not in state):
+    if ruleset.duplicates is not None and (isinstance(event, LeadUpserted) or MATCH not in state):
         claims = claim_keys(ruleset.duplicates, state)  # only an upsert changes what the keys are made of
     if position is not None:
         state["source"] = list(position)  # as stored (JSON): the cached state equals the stored one
