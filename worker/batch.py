@@ -18,7 +18,7 @@ import orjson
 from worker.core import Decided, Engine, decide, erase
 from worker.exceptions import EventError, StateError
 from worker.lead import ids
-from worker.lead.events import LeadActivity, LeadErased, LeadUpserted
+from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadUpserted
 from worker.lead.parse import parse_event
 from worker.lead.state import (
     HISTORY_FACT,
@@ -27,6 +27,13 @@ from worker.lead.state import (
     decode_state,
 )
 from worker.routing.flow import target_label
+from worker.rules.duplicates import (
+    DUPLICATE_OF,
+    SURVIVOR_PARTITION,
+    claimed_keys,
+    forwarded_activity,
+    merged_engagement,
+)
 from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
 
 __all__ = ["BatchResult", "Record", "RecordLike", "process_batch"]
@@ -88,6 +95,11 @@ class BatchResult:
     features_observed: Counter[str] = field(default_factory=Counter)
     features_missing: Counter[str] = field(default_factory=Counter)
     features_unseen: Counter[str] = field(default_factory=Counter)
+    # duplicates (see worker.rules.duplicates): claims and releases of match keys for the match step (key: the
+    # match key), events forwarded to a survivor's partition of leads (partition, key, value), leads merged
+    match_requests: list[tuple[bytes, bytes]] = field(default_factory=list)
+    forwards: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    merged: int = 0
 
 
 def process_batch(
@@ -176,10 +188,19 @@ _Output = tuple[
     str,  # the event type (lead.erased: the decision is the erasure's audit record)
     str,  # the decision's status
     str,  # the decision's action
+    "_Matching | None",  # duplicates: what goes to the match step and to a survivor, and the lead.merged record
 ]
 
 
-_Event = LeadUpserted | LeadActivity | LeadErased
+class _Matching(NamedTuple):
+    """One event's outputs for duplicates: match requests (key, JSON), the lead.merged record, forwarded events."""
+
+    requests: list[tuple[bytes, bytes]]
+    merged: bytes | None
+    forwards: list[tuple[int, bytes, bytes]]
+
+
+_Event = LeadUpserted | LeadActivity | LeadErased | LeadMatched
 
 
 def _by_key(records: Sequence[RecordLike]) -> Iterator[list[int]]:
@@ -268,7 +289,7 @@ def _decide_lead(
                 state, changed, erased = None, False, True
             continue
         state, decided = decide(engine, state, event, decided_at, _position(record))
-        outputs[index] = _rendered(engine, record, event, decided, drift_sample)
+        outputs[index] = _rendered(engine, record, event, decided, drift_sample, state)
         changed = changed or not decided.duplicate
     stored = _serialised(state, engine.max_event_bytes) if changed and state is not None else None
     return state, stored, erased
@@ -308,7 +329,7 @@ def _decide_one_by_one(
                 continue
             trial = None if state is None else copy.deepcopy(state)
             trial, decided = decide(engine, trial, event, decided_at, _position(record))
-            out = _rendered(engine, record, event, decided, drift_sample)
+            out = _rendered(engine, record, event, decided, drift_sample, trial)
             trial_stored = None if decided.duplicate else _serialised(trial, engine.max_event_bytes)
         except Exception as exc:  # the event goes to the dead letters; the lead's next events go on without it
             failed[index] = _lead_error(lead_id, exc, event.event_id)
@@ -325,13 +346,18 @@ def _position(record: RecordLike) -> Position:
 
 
 def _rendered(
-    engine: Engine, record: RecordLike, event: LeadUpserted | LeadActivity, decided: Decided, drift_sample: int
+    engine: Engine,
+    record: RecordLike,
+    event: LeadUpserted | LeadActivity | LeadMatched,
+    decided: Decided,
+    drift_sample: int,
+    state: LeadState,
 ) -> _Output:
     """One decided event's outputs as JSON, ready to list (a replay's: nothing to send)."""
     decision = decided.decision
     status, action = decision["status"], decision["action"]
     if decided.duplicate:
-        return (None, None, None, None, None, None, event.event_type, status, action)
+        return (None, None, None, None, None, None, event.event_type, status, action, None)
     dumps = orjson.dumps
     opportunity = decided.opportunity
     opportunity_out = (
@@ -360,7 +386,54 @@ def _rendered(
         event.event_type,
         status,
         action,
+        _matching(record, event, decided, state),
     )
+
+
+def _matching(
+    record: RecordLike, event: LeadUpserted | LeadActivity | LeadMatched, decided: Decided, state: LeadState
+) -> _Matching | None:
+    """What a decided event sends for duplicates: its new claims (with the partition of the lead's records, where
+    the answer goes), and for a duplicate its engagement for the survivor: all of it when the event merged it, else
+    the event itself when it is an activity."""
+    claims, merged = decided.claims, decided.merged
+    forwarding = state.get(DUPLICATE_OF) is not None and (merged is not None or isinstance(event, LeadActivity))
+    if not claims and not forwarding:
+        return None
+    dumps = orjson.dumps
+    requests = [
+        (
+            key.encode(),
+            dumps(
+                {
+                    "claim": key,
+                    "lead_id": event.lead_id,
+                    "partition": record.partition,
+                    "occurred_at": decided.decision["occurred_at"],
+                }
+            ),
+        )
+        for key in claims
+    ]
+    forwards: list[tuple[int, bytes, bytes]] = []
+    if forwarding:
+        survivor = str(state[DUPLICATE_OF]).encode()
+        partition = int(state[SURVIVOR_PARTITION])
+        if merged is not None:
+            events = merged_engagement(state)
+        else:
+            events = [forwarded_activity(state, event)] if isinstance(event, LeadActivity) else []
+        forwards = [(partition, survivor, dumps(e)) for e in events]
+    return _Matching(requests, None if merged is None else dumps(merged), forwards)
+
+
+def _releases(state: LeadState | None) -> _Matching | None:
+    """An erased lead's match keys, released at the match step (which forgets them if the lead holds them)."""
+    keys = claimed_keys(state)
+    if not keys or state is None:
+        return None
+    lead_id = state["lead_id"]
+    return _Matching([(k.encode(), orjson.dumps({"release": k, "lead_id": lead_id})) for k in keys], None, [])
 
 
 def _erased(state: LeadState | None, event: LeadErased, record: RecordLike, decided_at: float) -> tuple[_Output, bool]:
@@ -370,9 +443,10 @@ def _erased(state: LeadState | None, event: LeadErased, record: RecordLike, deci
     erasing again reaches what an earlier erasure could not (docs/PRIVACY.md)."""
     audit = erase(state, event, decided_at, _position(record))
     if audit is None:
-        return (None, None, None, None, None, None, event.event_type, "", ""), False
+        return (None, None, None, None, None, None, event.event_type, "", "", None), False
     opportunity = (ids.opportunity_id(event.lead_id), b"", "")
-    return (orjson.dumps(audit), None, None, opportunity, None, None, event.event_type, "", ""), True
+    released = _releases(state)
+    return (orjson.dumps(audit), None, None, opportunity, None, None, event.event_type, "", "", released), True
 
 
 def _without_history(facts: dict[str, object]) -> dict[str, object]:
@@ -402,7 +476,7 @@ def _collect(
         if out is None:
             dead_letters.append((record, failed[index]))
             continue
-        decision_bytes, score, sampled, opportunity, routed, request, event_type, status, action = out
+        decision_bytes, score, sampled, opportunity, routed, request, event_type, status, action, matching = out
         by_type[event_type] += 1
         if action:  # an erasure decides no status
             by_outcome[status, action] += 1
@@ -410,6 +484,12 @@ def _collect(
             result.duplicates += 1
             continue
         decisions.append((record.key or b"", decision_bytes))  # the lead id: parse_event checked the key
+        if matching is not None:
+            result.match_requests += matching.requests
+            result.forwards += matching.forwards
+            if matching.merged is not None:
+                decisions.append((record.key or b"", matching.merged))
+                result.merged += 1
         if score is not None:
             scores.append(score)
         if sampled is not None:

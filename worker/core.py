@@ -8,14 +8,14 @@ the Faust shell (:mod:`worker.stream`) only moves bytes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
 
 from worker.lead import ids
-from worker.lead.events import LeadActivity, LeadErased, LeadUpserted
+from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadUpserted
 from worker.lead.parse import DEFAULT_MAX_EVENT_BYTES
 from worker.lead.state import (
     LeadState,
@@ -25,12 +25,14 @@ from worker.lead.state import (
     event_digest,
     new_state,
     redelivered,
+    remember,
     seen,
 )
 from worker.lead.times import iso_utc
 from worker.routing import AccountIndex
 from worker.routing.flow import RouteRequest, route_lead, route_opportunity
 from worker.rules import QualificationRule, Ruleset
+from worker.rules.duplicates import DUPLICATE_OF, MATCH, apply_answer, claim_keys, held
 from worker.scoring import Model
 
 __all__ = ["Decided", "Engine", "decide", "erase"]
@@ -66,6 +68,10 @@ class Decided(NamedTuple):
     route_request: RouteRequest | None = None
     duplicate: bool = False
     """The event's id was already applied to the lead: nothing changed, and the worker sends nothing for it."""
+    claims: Sequence[str] = ()
+    """Match keys the lead has now and had not claimed before (the worker sends them to the match step)."""
+    merged: dict[str, Any] | None = None
+    """The ``lead.merged`` record when this event (the match step's answer) made the lead a duplicate."""
 
 
 def _lead_created_at(first_seen: float | None) -> str | None:
@@ -86,7 +92,7 @@ def _isoformat(moment: dt.datetime) -> str:
 def decide(
     engine: Engine,
     state: LeadState | None,
-    event: LeadUpserted | LeadActivity,
+    event: LeadUpserted | LeadActivity | LeadMatched,
     decided_at: float,
     position: Position | None = None,
 ) -> tuple[LeadState, Decided]:
@@ -97,6 +103,10 @@ def decide(
     ``position`` is where the event's record was read (topic, partition, offset, timestamp), kept in the state:
     an event whose id the state holds, or whose record is at or before the last one applied in its partition, is
     a replay (``Decided.duplicate``) and changes nothing.
+
+    With a ``duplicates:`` section the lead's new match keys are claimed (``Decided.claims``) and its conversion
+    is held until the match step has answered them all (a ``lead.matched`` event, decided here too: the rules run
+    again, and a lead that survives converts then); a duplicate never converts.
     """
     ruleset, model = engine.ruleset, engine.model
     lead_id = event.lead_id
@@ -113,7 +123,20 @@ def decide(
         decision["opportunity_id"] = state["opportunity_id"]
         return state, Decided(decision, None, duplicate=True)
 
-    changed = apply_event(state, event, digest, now, engine.dedupe_window)
+    merged = None
+    if isinstance(event, LeadMatched):
+        became = apply_answer(state, event.match_key, event.survivor_id, event.survivor_partition)
+        if became is None:  # no unanswered claim of this key (stale, or not the worker's): ignored like a replay
+            return state, Decided(_ignored(engine, state, event, decided_at, previous_status), None, duplicate=True)
+        remember(state, digest, now, engine.dedupe_window)
+        changed: Collection[str] = frozenset()
+        if became:
+            merged = _merged(event, decided_at)
+    else:
+        changed = apply_event(state, event, digest, now, engine.dedupe_window)
+    claims: Sequence[str] = ()
+    if ruleset.duplicates is not None and (isinstance(event, LeadUpserted) or MATCH not in state):
+        claims = claim_keys(ruleset.duplicates, state)  # only an upsert changes what the keys are made of
     if position is not None:
         state["source"] = list(position)  # as stored (JSON): the cached state equals the stored one
     facts = build_facts(state, now, event, changed)
@@ -127,6 +150,8 @@ def decide(
 
     status: str = state["status"] or ruleset.default_status  # a producer may have set it
     rule = outcome.qualification
+    if rule is not None and rule.convert and held(state):  # a duplicate, or its claims unanswered: not yet
+        rule = None
     action = "none"
     opportunity: dict[str, Any] | None = None
     routed: dict[str, Any] | None = None
@@ -155,7 +180,30 @@ def decide(
         engine, event, decided_at, status, previous_status, points, probability, factors, outcome.matched_rules, action
     )
     decision["opportunity_id"] = state["opportunity_id"]
-    return state, Decided(decision, opportunity, facts, routed, request)
+    decision["duplicate_of"] = state.get(DUPLICATE_OF)
+    if merged is not None:
+        decision["action"] = "merged"
+    return state, Decided(decision, opportunity, facts, routed, request, claims=claims, merged=merged)
+
+
+def _ignored(engine: Engine, state: LeadState, event: LeadMatched, decided_at: float, status: str) -> dict[str, Any]:
+    """The (unsent) decision of an answer that answers no claim of the lead."""
+    score = state["score"] if state["score"] is not None else 0.0
+    decision = _decision(engine, event, decided_at, status, status, state["points"], score, [], [], "none")
+    decision["opportunity_id"] = state["opportunity_id"]
+    return decision
+
+
+def _merged(event: LeadMatched, decided_at: float) -> dict[str, Any]:
+    """The ``lead.merged`` record of a lead found a duplicate by the answer ``event`` (no personal data)."""
+    return {
+        "schema_version": 1,
+        "event_type": "lead.merged",
+        "lead_id": event.lead_id,
+        "survivor_id": event.survivor_id,
+        "event_id": event.event_id,
+        "merged_at": iso_utc(decided_at),
+    }
 
 
 def erase(
@@ -180,7 +228,7 @@ def erase(
 
 def _decision(
     engine: Engine,
-    event: LeadUpserted | LeadActivity,
+    event: LeadUpserted | LeadActivity | LeadMatched,
     decided_at: float,
     status: str,
     previous_status: str,
@@ -214,7 +262,7 @@ def _decision(
 def _convert(
     engine: Engine,
     state: LeadState,
-    event: LeadUpserted | LeadActivity,
+    event: LeadUpserted | LeadActivity | LeadMatched,
     facts: dict[str, object],
     rule: QualificationRule,
     score: float,

@@ -285,6 +285,11 @@ class Settings(BaseSettings):
         return f"{self.app_id}-pipeline"
 
     @property
+    def topic_match(self) -> str:
+        """Internal: claims of duplicate match keys, keyed by the key, so that one worker owns each key."""
+        return f"{self.app_id}-match"
+
+    @property
     def compression_type(self) -> str | None:
         """``compression`` as Kafka clients take it (``compression_type``): None for none."""
         return None if self.compression == "none" else self.compression

@@ -23,6 +23,8 @@ SCHEMA_OF = {
     "lead-activity-demo-request": "lead-event.schema.json",
     "lead-erased": "lead-event.schema.json",
     "lead-erasure": "lead-erasure.schema.json",
+    "lead-matched": "lead-event.schema.json",
+    "lead-merged": "lead-merged.schema.json",
     "decision": "decision.schema.json",
     "opportunity": "opportunity.schema.json",
     "opportunity-routed": "opportunity.schema.json",

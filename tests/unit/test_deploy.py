@@ -282,7 +282,7 @@ def test_the_topics_service_creates_every_topic_the_worker_uses(
     engine = Engine(load_ruleset(default_ruleset_path()), load_model(default_model_path()))
     app = build_app(s, engine, CollectorRegistry())
     changelogs = [table.changelog_topic for table in app.tables.values()]
-    assert len(changelogs) == 5
+    assert len(changelogs) == 6
     for topic in changelogs:
         wanted[topic.get_topic_name()] = (topic.partitions, "compact" if topic.compacting else "delete")
     assert _created_topics() == wanted

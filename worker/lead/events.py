@@ -40,6 +40,8 @@ __all__ = [
     "LeadErasure",
     "LeadEvent",
     "LeadFields",
+    "LeadMatched",
+    "LeadMerged",
     "LeadUpserted",
     "LeadsRecord",
     "OpportunityAccepted",
@@ -70,14 +72,14 @@ KNOWN_ACTIVITY_TYPES = (
 )
 """Activity types with a documented meaning; others matching ``ActivityType`` are accepted too."""
 
-ACTIONS = ("none", "status_changed", "converted", "disqualified")
+ACTIONS = ("none", "status_changed", "converted", "disqualified", "merged")
 
 _NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
 """No control characters (C0, DEL, C1) and no bidirectional controls: an id must print as what it is."""
 Id = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_NO_CONTROLS)]
 ShortText = Annotated[str, StringConstraints(max_length=255)]
 ActivityType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Action = Literal["none", "status_changed", "converted", "disqualified"]
+Action = Literal["none", "status_changed", "converted", "disqualified", "merged"]
 
 INT_RANGE = (-(2**63), 2**63 - 1)
 """Integers the contract accepts in ``custom`` (64-bit, what every JSON library and Kafka consumer can hold)."""
@@ -219,10 +221,30 @@ class LeadErased(_Envelope):
     event_type: Literal["lead.erased"]
 
 
+MatchKey = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+class LeadMatched(_Envelope):
+    """Internal: the worker's match step answers a lead's claim of a match key (see docs/RULES.md, duplicates).
+
+    Written by the worker only, on the partition of ``leads`` that holds the lead's own records (so the worker needs
+    Write on ``leads``). ``survivor_id`` equal to ``lead_id``: the lead claimed the key first, it survives; another
+    lead: this lead is its duplicate. The worker applies an answer only to a claim the lead made and that is still
+    unanswered: a forged one can at most answer a pending claim early (see docs/RULES.md).
+    """
+
+    event_type: Literal["lead.matched"]
+    match_key: MatchKey = Field(description="The claimed key (32 hex digits of a SHA-256; no plain personal data)")
+    survivor_id: Id = Field(description="The lead that claimed the key first")
+    survivor_partition: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        description="The partition of leads that holds the survivor's records (where its engagement is forwarded)"
+    )
+
+
 LeadEvent = Annotated[LeadUpserted | LeadActivity, Field(discriminator="event_type")]
 """An event that changes a lead (what the rules tools read)."""
-LeadsRecord = Annotated[LeadUpserted | LeadActivity | LeadErased, Field(discriminator="event_type")]
-"""Anything the ``leads`` topic carries: a lead's events and its erasure."""
+LeadsRecord = Annotated[LeadUpserted | LeadActivity | LeadErased | LeadMatched, Field(discriminator="event_type")]
+"""Anything the ``leads`` topic carries: a lead's events, its erasure, and the match step's answers (internal)."""
 
 
 class Factor(_Model):
@@ -255,8 +277,23 @@ class Decision(_Model):
     matched_rules: list[str]
     action: Action
     opportunity_id: str | None = None
+    duplicate_of: str | None = Field(
+        default=None, description="The surviving lead when this lead is a duplicate (it never converts)"
+    )
     ruleset_version: str
     model_version: str
+
+
+class LeadMerged(_Model):
+    """A lead found to be a duplicate of another (topic ``lead-decisions``, key = the duplicate's lead_id): no
+    personal data, only the two lead ids, the answer's event id and when. Its engagement counts on the survivor."""
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["lead.merged"] = "lead.merged"
+    lead_id: str = Field(description="The duplicate")
+    survivor_id: str = Field(description="The lead it is a duplicate of")
+    event_id: str = Field(description="The id of the match step's answer (lead.matched)")
+    merged_at: AwareDatetime = Field(description="When the worker merged it")
 
 
 class LeadErasure(_Model):

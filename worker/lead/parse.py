@@ -12,20 +12,20 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from worker.exceptions import EventError
-from worker.lead.events import LeadActivity, LeadErased, LeadsRecord, LeadUpserted
+from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadsRecord, LeadUpserted
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "parse_event"]
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
-_EVENT_TYPES = ("lead.upserted", "lead.activity", "lead.erased")
-_adapter: TypeAdapter[LeadUpserted | LeadActivity | LeadErased] = TypeAdapter(LeadsRecord)
+_EVENT_TYPES = ("lead.upserted", "lead.activity", "lead.erased", "lead.matched")
+_adapter: TypeAdapter[LeadUpserted | LeadActivity | LeadErased | LeadMatched] = TypeAdapter(LeadsRecord)
 _validate_json = _adapter.validator.validate_json  # TypeAdapter.validate_json without its Python frame (per event)
 _SHOWN = 80  # characters of a producer's value shown in a message
 
 
 def parse_event(
     key: bytes | None, value: bytes | None, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
-) -> LeadUpserted | LeadActivity | LeadErased:
+) -> LeadUpserted | LeadActivity | LeadErased | LeadMatched:
     """Validate one record of the ``leads`` topic; raise :class:`EventError` with a bounded reason if bad.
 
     The record key must be the event's ``lead_id`` (UTF-8): it is what keeps one lead's events in order on
@@ -38,7 +38,7 @@ def parse_event(
         msg = f"record value is {len(value):,} bytes, over the limit of {max_bytes:,} (LEADFLOW_MAX_EVENT_BYTES)"
         raise EventError(msg, reason="too_large")
     try:
-        event: LeadUpserted | LeadActivity | LeadErased = _validate_json(value, strict=True)
+        event: LeadUpserted | LeadActivity | LeadErased | LeadMatched = _validate_json(value, strict=True)
     except ValidationError as exc:
         raise _diagnose(value, exc) from None
     if key is None or key != event.lead_id.encode():

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from worker.exceptions import StateError
-from worker.lead.events import LeadActivity, LeadFields, LeadUpserted
+from worker.lead.events import LeadActivity, LeadFields, LeadMatched, LeadUpserted
 
 __all__ = [
     "CHANGED_FACT",
@@ -52,6 +52,7 @@ __all__ = [
     "new_state",
     "profile_of",
     "redelivered",
+    "remember",
     "seen",
     "upgrade",
 ]
@@ -230,12 +231,17 @@ def apply_event(
             changed = keys[2] if moved else keys[3]
         else:
             changed = keys[4] if moved else keys[5]
+    remember(state, digest, now, window)
+    return changed
+
+
+def remember(state: LeadState, digest: str, now: float, window: int) -> None:
+    """Note an applied event: its digest among the recent ones (at most ``window``), the count and the time."""
     recent: str = state["recent"] + " " + digest
     keep = window * (_DIGEST_CHARS + 1)
     state["recent"] = recent if len(recent) <= keep else recent[-keep:]
     state["events"] += 1
     state["updated_at"] = now
-    return changed
 
 
 def _count_day(history: dict[str, list[list[int]]], kind: str, day: int, count: int) -> None:
@@ -315,7 +321,7 @@ def _activity_keys(kind: str) -> _ActivityKeys:
 def build_facts(
     state: LeadState,
     now: float,
-    event: LeadUpserted | LeadActivity | None,
+    event: LeadUpserted | LeadActivity | LeadMatched | None,
     changed: Collection[str] = _NOTHING_CHANGED,
 ) -> dict[str, object]:
     """The flat ``path -> value`` view of a state that rules and the model read: a copy of the state, plus

@@ -21,10 +21,12 @@ from worker.rules._model import (
     StageDef,
     StatusDef,
 )
+from worker.rules.duplicates import DuplicateRules
 
 __all__ = [
     "OPERATORS",
     "ConversionDefaults",
+    "DuplicateRules",
     "OpportunitySpec",
     "QualificationRule",
     "RuleOutcome",

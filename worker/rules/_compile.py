@@ -56,6 +56,7 @@ from worker.rules._schema import (
     StatusDoc,
 )
 from worker.rules._template import FactTemplate, compile_name
+from worker.rules.duplicates import compile_duplicates
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -496,6 +497,7 @@ def compile_ruleset(data: object, text: str, src: Source) -> Ruleset | None:
     routing = None
     if doc.routing is not None:
         routing = compile_routing(doc.routing, ctx, tuple(ctx.statuses))
+    duplicates = None if doc.duplicates is None else compile_duplicates(doc.duplicates, ctx)
     if src.problems:
         return None
     name = doc.name or ("ruleset" if src.path.startswith("<") else PurePath(src.path).stem)
@@ -511,4 +513,5 @@ def compile_ruleset(data: object, text: str, src: Source) -> Ruleset | None:
         qualification_rules=tuple(qualification),
         derived_facts=tuple(ctx.derived.items()),
         routing=routing,
+        duplicates=duplicates,
     )

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from worker.conditions import Condition, Facts, inline_form
 from worker.routing import Routing
+from worker.rules.duplicates import DuplicateRules
 
 __all__ = [
     "ConversionDefaults",
@@ -266,6 +267,8 @@ class Ruleset:
     _order: Mapping[str, int] = field(init=False, repr=False, compare=False)
     routing: Routing | None = None
     """The compiled ``routing:`` section; None when the ruleset has none."""
+    duplicates: DuplicateRules | None = None
+    """The compiled ``duplicates:`` section; None when the ruleset has none (no lead is matched to another)."""
 
     def __post_init__(self) -> None:
         plain = tuple(r for r in self.scoring_rules if r.points and r.decay is None)

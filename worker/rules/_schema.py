@@ -43,6 +43,7 @@ class RulesetDoc(StrictDoc):
     scoring: list[Any] = Field(default_factory=list)
     qualification: list[Any] = Field(default_factory=list)
     routing: Any = None
+    duplicates: Any = None
 
 
 class StatusDoc(StrictDoc):

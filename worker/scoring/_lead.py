@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from worker.exceptions import EventError, ModelError, StateError
-from worker.lead.events import LeadErased
+from worker.lead.events import LeadErased, LeadMatched
 from worker.lead.parse import parse_event
 from worker.lead.state import apply_event, build_facts, event_digest, new_state, upgrade
 from worker.scoring._model import load_model
@@ -48,6 +48,8 @@ def facts_from_events(events: Iterable[Mapping[str, Any]]) -> dict[str, object]:
         event = parse_event(lead_id.encode(), orjson.dumps(raw))
         if isinstance(event, LeadErased):  # the lead is forgotten: its next events start from nothing
             state, facts = None, {}
+            continue
+        if isinstance(event, LeadMatched):  # the match step's answer: changes none of the lead's facts
             continue
         now = event.occurred_at.timestamp()
         if state is None:

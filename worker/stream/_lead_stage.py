@@ -104,6 +104,10 @@ class LeadStage(TableStage[LeadBatch]):
         out += [Message(s.topic_route_requests, k, v) for k, v in result.route_requests]
         for opportunity_id, position in result.erased_opportunities:  # docs/PRIVACY.md
             out += forget_opportunity(s, opportunity_id, position)
+        out += [Message(s.topic_match, k, v) for k, v in result.match_requests]  # duplicates: claims, releases
+        # a duplicate's engagement, to its survivor's partition (named by the match step; a forged answer could name
+        # one that does not exist, which the broker would refuse for ever: then by the key)
+        out += [Message(s.topic_leads, k, v, p if p < s.partitions else None) for p, k, v in result.forwards]
         if result.dead_letters:
             out += self.outbox.dead_letters(result.dead_letters)
         return out
@@ -159,6 +163,8 @@ class LeadStage(TableStage[LeadBatch]):
         observe_many(m.time_to_assignment, [max(0.0, time.time() - ts) for ts in result.routed_times])
         if result.duplicates:
             m.duplicates.inc(result.duplicates)
+        if result.merged:
+            m.leads_merged.inc(result.merged)
         for source, n in result.leads_created.items():
             m.leads_created.labels(m.lead_sources(source)).inc(n)
         observe_many(m.score, result.scores)

@@ -4,9 +4,9 @@ Nothing here decides anything. Faust runs the consumer group, partition assignme
 commits and the web server. The messages of each of leadflow's topics go from Faust's fetch loop to its step a
 fetch at a time (see :mod:`worker.stream._transport`); every step is a :class:`~worker.stream._stage.Stage`
 (:mod:`._lead_stage` for the leads, :mod:`._route_stages` for routing, the SLA clock and feedback,
-:mod:`._pipeline_stage` for the opportunities' states and the pipeline): it decides a
-batch with the pure core, sends every output and waits for the broker, then stores its states; only then are the
-messages acked, and Faust commits only acked offsets.
+:mod:`._pipeline_stage` for the opportunities' states and the pipeline, :mod:`._match_stage` for duplicates): it
+decides a batch with the pure core, sends every output and waits for the broker, then stores its states; only then
+are the messages acked, and Faust commits only acked offsets.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from worker.settings import Settings
 from worker.stream._health import add_health_pages
 from worker.stream._lead_stage import LeadStage
 from worker.stream._logs import install_repeat_filter
+from worker.stream._match_stage import MatchStage
 from worker.stream._outbox import Outbox
 from worker.stream._pipeline_stage import PipelineStage
 from worker.stream._route_stages import FeedbackStage, RouteStage, SlaStage
@@ -129,6 +130,7 @@ def build_app(
         s.topic_sla: sla,
         s.topic_feedback: FeedbackStage(s, outbox),
         s.topic_pipeline: pipeline,
+        s.topic_match: MatchStage(s, outbox, metrics, table("match-keys")),
     }
     # One agent per topic subscribes it and holds the producer open; the messages themselves go from the consumer
     # straight to the handlers in batches (see worker.stream._transport), not through the agents' streams.
@@ -138,6 +140,7 @@ def build_app(
         (s.topic_sla, "sla"),
         (s.topic_feedback, "feedback"),
         (s.topic_pipeline, "pipeline"),
+        (s.topic_match, "match"),
     ):
         _subscribe(app, topic_name, role, outbox, metrics if role == "process" else None)
     topics = frozenset(app.leadflow_handlers)

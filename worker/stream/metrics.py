@@ -40,7 +40,7 @@ __all__ = [
     "unprocessed_age",
 ]
 
-Source = Literal["leads", "feedback", "route_requests", "sla", "pipeline", "accounts", "control"]
+Source = Literal["leads", "feedback", "route_requests", "sla", "pipeline", "match", "accounts", "control"]
 """Where a refused record came from: the ``source`` label of ``leadflow_records_refused_total``."""
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -209,6 +209,17 @@ class Metrics:
         self.duplicates = Counter(
             "leadflow_duplicate_events_total",
             "Events whose event_id was already applied (replays)",
+            registry=registry,
+        )
+        self.leads_merged = Counter(
+            "leadflow_leads_merged_total",
+            "Leads found to be a duplicate of another lead (duplicates: section), each counted once",
+            registry=registry,
+        )
+        self.match_claims = Counter(
+            "leadflow_match_claims_total",
+            "Claims of match keys answered by the match step: survivor (first to claim) or duplicate",
+            ["outcome"],
             registry=registry,
         )
         self.latency = Histogram(

@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 def topic_names(settings: Settings) -> list[str]:
     """The topics the worker reads and writes with ``settings.partitions`` partitions: leads, the outputs, the
-    feedback topic, the two internal routing topics and the pipeline topic (the control and accounts topics are
-    compacted, see below)."""
+    feedback topic, the two internal routing topics, the pipeline topic and the match topic (the control and
+    accounts topics are compacted, see below)."""
     return [
         settings.topic_leads,
         settings.topic_decisions,
@@ -46,6 +46,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_route_requests,
         settings.topic_sla,
         settings.topic_pipeline,
+        settings.topic_match,
     ]
 
 

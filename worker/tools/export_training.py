@@ -32,7 +32,7 @@ import orjson
 import yaml
 
 from worker.exceptions import BacktestError, EventError, ExportError
-from worker.lead.events import LeadErased
+from worker.lead.events import LeadErased, LeadMatched
 from worker.lead.parse import parse_event
 from worker.lead.state import LeadState, apply_event, build_facts, event_digest, new_state, seen
 from worker.opportunities import CREATED_TYPES, FEEDBACK_TYPES, apply_feedback, parse_feedback, state_from_created
@@ -260,6 +260,8 @@ class Join:
         if isinstance(event, LeadErased):  # the lead is forgotten: no row from what it did before
             for kept in (self._states, self._last, self._at_conversion):
                 kept.pop(lead_id, None)
+            return
+        if isinstance(event, LeadMatched):  # the match step's answer: changes none of the lead's facts
             return
         now = event.occurred_at.timestamp()
         state = self._states.get(lead_id)

@@ -16,6 +16,7 @@ from worker.lead.events import (
     Decision,
     LeadErased,
     LeadErasure,
+    LeadMerged,
     LeadsRecord,
     OpportunityAccepted,
     OpportunityClosed,
@@ -38,6 +39,7 @@ _EXAMPLE_DECIDED_AT = 1_794_130_400.0  # 2026-11-08T09:33:20Z: fixed, so that th
 SCHEMAS: dict[str, Any] = {
     "lead-event.schema.json": TypeAdapter(LeadsRecord),
     "lead-erasure.schema.json": LeadErasure,
+    "lead-merged.schema.json": LeadMerged,
     "decision.schema.json": Decision,
     "opportunity.schema.json": OpportunityCreated,
     "dead-letter-headers.schema.json": DeadLetterHeaders,

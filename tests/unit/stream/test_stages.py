@@ -67,6 +67,15 @@ def _stage(engine: Engine, outbox: _Outbox) -> RouteStage:
     return RouteStage(Settings(), outbox, outbox.metrics, lambda: engine, tables)  # type: ignore[arg-type]
 
 
+def _commit_until_killed(stage: Any, prepared: Any, storing: str) -> None:
+    """Commit ``prepared`` with an outbox that dies (SIGKILL) on the way, as it must."""
+    try:
+        asyncio.run(stage.commit(prepared))
+    except _Killed:
+        return
+    raise AssertionError(f"the commit was expected to die storing {storing}")  # pragma: no cover
+
+
 def _owners(messages: list[Message]) -> list[str]:
     return [orjson.loads(m.value or b"")["owner_id"] for m in messages if m.topic == Settings().topic_opportunities]
 
@@ -77,13 +86,7 @@ def test_a_crash_while_storing_the_tables_never_assigns_a_request_twice(dies_sto
     requests = _requests(engine, 3)  # not a whole round of the pool (ann twice, bob, cy)
     broker: list[Message] = []
     first = _stage(engine, _Outbox(broker, kill_on=f"leadflow-{dies_storing}-changelog"))
-    prepared = first.prepare(requests)
-    try:
-        asyncio.run(first.commit(prepared))
-    except _Killed:
-        pass
-    else:  # pragma: no cover - the outbox above always dies
-        raise AssertionError("the commit was expected to die storing the pools")
+    _commit_until_killed(first, first.prepare(requests), "the pools")
     assigned = _owners(broker)
     assert len(assigned) == 3
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from worker.lead.events import LeadErased
+from worker.lead.events import LeadErased, LeadMatched
 from worker.lead.parse import parse_event
 from worker.lead.state import apply_event, build_facts, event_digest, new_state
 from worker.scoring._drift import distributions
@@ -381,6 +381,8 @@ def replayed(
         event = parse_event(lead_id.encode(), orjson.dumps(raw))
         if isinstance(event, LeadErased):  # the lead is forgotten: its next events start from nothing
             states.pop(lead_id, None)
+            continue
+        if isinstance(event, LeadMatched):  # the match step's answer: changes none of the lead's facts
             continue
         now = event.occurred_at.timestamp()
         state = states.get(lead_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ def run_backtest(
     known: Outcomes | None = load_outcomes(outcomes) if outcomes is not None else None
     engines = {
         role: Engine(
-            ruleset=ruleset,
+            # each lead on its own: a history has no match step to answer duplicate claims (docs/RULES.md)
+            ruleset=dataclasses.replace(ruleset, duplicates=None),
             model=scoring,
             dedupe_window=settings.dedupe_window,
             top_factors=settings.top_factors,

@@ -6,6 +6,7 @@ points, action, whether the lead is converted, the matched rules (exactly, or ``
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -143,6 +144,7 @@ def run_cases(text: str, path: str, ruleset: Ruleset, model: Model) -> TestRun:
     if src.problems or cases is None:
         run.problems = sorted(src.problems, key=lambda p: p.line or 0) or [Problem("no test cases", path)]
         return run
+    ruleset = dataclasses.replace(ruleset, duplicates=None)  # a case is one lead: no other lead to match it to
     plain = Engine(ruleset, model)
     for case in cases:
         engine = plain if case.score is None else Engine(ruleset, fixed_score(model, case.score))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def _explain(args: argparse.Namespace) -> int:
     state, history = read_lead(args.lead)
     lead_id = str((state or {}).get("lead_id") or (history[0].lead_id if history else "explained-lead"))
     event = None if args.event is None else read_event(args.event, lead_id)
-    data = explain(parsed, Engine(parsed.ruleset, model), state, history, event)
+    one_lead = dataclasses.replace(parsed.ruleset, duplicates=None)  # one lead: no other lead to match it to
+    data = explain(parsed, Engine(one_lead, model), state, history, event)
     print(to_json(data) if args.format == "json" else format_explanation(data))
     return 0
