@@ -190,8 +190,10 @@ def web_summary(console: Console, run: IntakeRun, decisions: Iterable[dict[str, 
             console.print(f"  400 tells the site what to fix, per field: {problems}", markup=False, soft_wrap=True)
     leads = run.accepted_leads()
     final: dict[str, dict[str, Any]] = {}
+    merged_records = 0
     for decision in decisions:
-        if decision.get("lead_id") in leads:
+        merged_records += decision.get("event_type") == "lead.merged"
+        if decision.get("lead_id") in leads and "decision_id" in decision:  # not the lead.merged records
             final[decision["lead_id"]] = decision
     doubles = sum(1 for post, status, _ in run.answers if post.kind == "again" and status == 202)
     merged = {lead_id: d["duplicate_of"] for lead_id, d in final.items() if d.get("duplicate_of")}
@@ -209,3 +211,7 @@ def web_summary(console: Console, run: IntakeRun, decisions: Iterable[dict[str, 
         )
     else:
         console.print(f"{len(known)} of the web leads are people the CRM already held under another lead id.")
+    console.print(
+        f"lead.merged records on lead-decisions: {merged_records} in all (the rest are people the sample itself"
+        " holds under two lead ids); a duplicate never converts, and its engagement counts on its survivor"
+    )

@@ -29,6 +29,11 @@ ACCEPT_SHARE = 0.75
 """Share of opportunities the demo's reps accept at once; the others breach their SLA."""
 
 _ROUTING = """
+duplicates:
+  match:
+    - [email]
+    - [email_domain, name, company]
+  survivor: first
 routing:
   default: {queue: Inbound AEs}
   accounts: {match: true}
@@ -72,7 +77,7 @@ routing:
 
 
 def demo_ruleset(directory: Path, now: dt.datetime) -> Path:
-    """Write the demo's ruleset (the shipped one plus routing) into ``directory``; returns its path."""
+    """Write the demo's ruleset (the shipped one plus duplicates and routing) into ``directory``; returns its path."""
     text = default_ruleset_path().read_text(encoding="utf-8").replace("      queue: Inbound AEs\n", "")
     ooo = {"ooo_from": (now - dt.timedelta(days=1)).isoformat(), "ooo_to": (now + dt.timedelta(days=7)).isoformat()}
     path = directory / "rules-with-routing.yaml"

@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,10 +92,13 @@ def collect(
     process: subprocess.Popen[bytes] | None = None,
     log: Path | None = None,
     on_rows: Callable[[str, list[dict[str, Any]]], object] | None = None,
+    expected: Collection[str] | None = None,
 ) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
     """Read records until ``want`` distinct decisions arrived; returns (record, value) lists by topic.
 
     ``on_rows(topic, values)`` sees every poll's new values as they arrive (the demo's reps accept opportunities).
+    With ``expected`` event ids, only decisions of those events count: the worker also decides events of its own
+    (the match step's answers, a duplicate's engagement forwarded to its survivor).
     """
     seen: set[str] = set()
     out: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
@@ -110,10 +113,12 @@ def collect(
         for tp, records in consumer.poll(timeout_ms=200, max_records=5000).items():
             values = []
             for record in records:
-                value = orjson.loads(record.value) if tp.topic != "dlq" else {}
+                value = orjson.loads(record.value) if record.value is not None and tp.topic != "dlq" else {}
                 values.append(value)
                 out.setdefault(tp.topic, []).append((record, value))
                 if "decision_id" in value and value["decision_id"] not in seen:
+                    if expected is not None and value["event_id"] not in expected:
+                        continue
                     seen.add(value["decision_id"])
                     if progress is not None:
                         progress.advance(task)
@@ -169,6 +174,7 @@ def run_demo(
         def reps(topic: str, values: list[dict[str, Any]]) -> None:
             nonlocal accepted
             if topic == settings.topic_opportunities:
+                values = [v for v in values if v]  # a tombstone (an erased lead's opportunity) has no value
                 accepted += accept_some(producer, settings, values, accepted_ids)
                 sales.update(work_opportunities(producer, settings, values, worked_ids))
 
@@ -201,7 +207,8 @@ def run_demo(
                         key, value = _BAD_AT[i]
                         producer.send(settings.topic_leads, key=key, value=value)
                 producer.flush()
-                got = collect(consumer, len(events), timeout, progress, done_task, process, log, reps)
+                produced = {e["event_id"] for e in events}
+                got = collect(consumer, len(produced), timeout, progress, done_task, process, log, reps, produced)
                 bulk_seconds = time.time() - t0
                 web = post_forms_to_intake(env, Path(tmp) / "intake.log", events, seed)
                 for topic, rows in _await_web_leads(consumer, web, progress, reps, timeout, process, log).items():
@@ -265,13 +272,19 @@ def _await_web_leads(
     process: subprocess.Popen[bytes],
     log: Path,
 ) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
-    """Everything read until each web lead has both decisions (its ``lead.upserted`` and its ``form_submit``)."""
+    """Everything read until each web lead has both decisions (its ``lead.upserted`` and its ``form_submit``), and
+    each person the CRM already held is found a duplicate (the demo's ruleset has a ``duplicates:`` section)."""
     leads = web.accepted_leads()
     decided: dict[str, set[str]] = {lead_id: set() for lead_id in leads}
+    merged: set[str] = set()  # the people already known: their web lead is found a duplicate
+
+    def finished(lead_id: str) -> bool:
+        return len(decided[lead_id]) >= 2 and (leads[lead_id] != "known" or lead_id in merged)
+
     task = progress.add_task("web forms", total=len(leads))
     out: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
     deadline = time.monotonic() + timeout
-    while (done := sum(len(ids) >= 2 for ids in decided.values())) < len(leads):
+    while (done := sum(map(finished, leads))) < len(leads):
         progress.update(task, completed=done)
         if time.monotonic() > deadline:
             msg = f"only {done} of {len(leads)} web leads were decided within {timeout:.0f}s; see the worker log {log}"
@@ -284,6 +297,8 @@ def _await_web_leads(
             for _, value in rows:
                 if value.get("lead_id") in decided and "decision_id" in value:
                     decided[value["lead_id"]].add(value["event_id"])
+                    if value.get("duplicate_of"):
+                        merged.add(value["lead_id"])
     progress.update(task, completed=len(leads))
     return out
 
@@ -302,7 +317,7 @@ def _poll_for(
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
         for tp, records in consumer.poll(timeout_ms=max(1, int(left * 1000)), max_records=5000).items():
-            values = [orjson.loads(r.value) for r in records]
+            values = [orjson.loads(r.value) if r.value is not None else {} for r in records]
             out.setdefault(tp.topic, []).extend(zip(records, values, strict=True))
             on_rows(tp.topic, values)
     return out
@@ -322,6 +337,7 @@ def _trickle(
     """Real-time phase: one event every 50 ms, to measure latency on an idle stream."""
     out: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
     lead_ids = sorted(data.outcomes)[:_TRICKLE]
+    expected = {f"trickle-{i}" for i in range(len(lead_ids))}
     for i, lead_id in enumerate(lead_ids):
         event = {
             "schema_version": 1,
@@ -334,7 +350,7 @@ def _trickle(
         producer.send(settings.topic_leads, key=lead_id.encode(), value=orjson.dumps(event))
         producer.flush()
         time.sleep(0.05)
-        for topic, rows in collect(consumer, 0, timeout).items():
+        for topic, rows in collect(consumer, 0, timeout, expected=expected).items():
             out.setdefault(topic, []).extend(rows)
     rest = collect(
         consumer,
@@ -342,6 +358,7 @@ def _trickle(
         timeout,
         process=process,
         log=log,
+        expected=expected,
     )
     for topic, rows in rest.items():
         out.setdefault(topic, []).extend(rows)
@@ -380,7 +397,9 @@ def _total(metrics: dict[str, float], name: str) -> float:
 def _worker_rate(got: dict[str, list[tuple[Any, dict[str, Any]]]]) -> float:
     """Decisions per second between the first and the last decision of the bulk phase (broker timestamps)."""
     stamps: list[int] = [
-        r.timestamp for r, v in got.get("lead-decisions", []) if not v["event_id"].startswith("trickle-")
+        r.timestamp
+        for r, v in got.get("lead-decisions", [])
+        if "decision_id" in v and not v["event_id"].startswith("trickle-")
     ]
     if len(stamps) < 2:
         return float("nan")
@@ -395,7 +414,7 @@ def _summary(
     trickle: dict[str, list[tuple[Any, dict[str, Any]]]],
     metrics: dict[str, float],
 ) -> None:
-    decisions = {v["decision_id"]: (r, v) for r, v in got.get("lead-decisions", [])}
+    decisions = {v["decision_id"]: (r, v) for r, v in got.get("lead-decisions", []) if "decision_id" in v}
     opportunities = {v["opportunity_id"]: v for _, v in got.get("opportunities", [])}
     values = [v for _, v in decisions.values()]
     table = Table(title="decisions by status and action")

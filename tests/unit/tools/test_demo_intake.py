@@ -65,10 +65,11 @@ def test_the_summary_names_the_duplicates_the_worker_merged() -> None:
             run.answers.append((post, 400, {"errors": outcome.problems}))
     leads = run.accepted_leads()
     known = next(lead_id for lead_id, kind in leads.items() if kind == "known")
-    decisions = [
-        {"lead_id": lead_id, "status": "Open", "duplicate_of": "L000007" if lead_id == known else None}
-        for lead_id in leads
+    decisions: list[dict[str, object]] = [
+        {"decision_id": f"d-{lead_id}", "lead_id": lead_id, "status": "Open", "duplicate_of": None} for lead_id in leads
     ]
+    decisions.append({"event_type": "lead.merged", "lead_id": known, "survivor_id": "L000007"})
+    decisions.append({"decision_id": "d-merge", "lead_id": known, "status": "Open", "duplicate_of": "L000007"})
     console = Console(record=True, width=200)
     web_summary(console, run, decisions)
     text = console.export_text()
@@ -76,3 +77,4 @@ def test_the_summary_names_the_duplicates_the_worker_merged() -> None:
     assert "1 of the 1 people already in the CRM" in text
     assert "favourite_colour: unknown field" in text
     assert "bot (honeypot filled)" in text
+    assert "lead.merged records on lead-decisions: 1 in all" in text
