@@ -16,7 +16,7 @@ Stages, each timed over the same events:
              model (parse, state, ids, decision, JSON), a floor for the batch stage
 
     python bench/bench_core.py [--leads 2000] [--repeat 3] [--drift-sample 10] [--gc-threshold 50000] [--batch 500]
-                               [--engine reference|columnar|both] [--only STAGE ...]
+                               [--engine reference|columnar|both] [--only STAGE ...] [--profile N]
 
 ``--engine`` picks what decides the batches of ``batch``: the reference (the default), the columnar engine (the
 stage is then called ``columnar``), or both, one after the other in the same run (compare their ratio).
@@ -25,8 +25,10 @@ stage is then called ``columnar``), or both, one after the other in the same run
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as dt
 import gc
+import pstats
 import sys
 import time
 from collections.abc import Callable
@@ -188,6 +190,9 @@ def main() -> None:
         help="what decides the batch stage's batches (both: one after the other, in the same run)",
     )
     parser.add_argument("--only", action="append", default=[], metavar="STAGE", help="run only these stages")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="run each stage once more under cProfile; print its top N"
+    )
     args = parser.parse_args()
     engines = ("reference", "columnar") if args.engine == "both" else (args.engine,)
     n, engine, stages = prepare(args.leads, args.drift_sample, args.batch, engines)
@@ -206,6 +211,10 @@ def main() -> None:
     for name, fn in stages.items():
         rate = best_rate(n, fn, args.repeat)
         print(f"  {name:<8} {rate:>12,.0f} events/s   {1e6 / rate:7.2f} µs/event")
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(fn)
+            pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(args.profile)
 
 
 if __name__ == "__main__":

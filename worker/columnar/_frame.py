@@ -59,7 +59,7 @@ class Frame:
         if found is not None:
             return found
         column = self.column(path)
-        found = _arrow_codes(column)
+        found = _arrow_codes(column) if len(column) >= _ARROW_FROM else None
         if found is not None:
             self._codes[path] = found
             return found
@@ -84,6 +84,7 @@ class Frame:
         return found
 
 
+_ARROW_FROM = 512  # leads in a round from which Arrow's encoding beats a Python loop (its calls cost a fixed ~30 µs)
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64()}
 _NONE = type(None)
 
