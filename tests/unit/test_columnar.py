@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import itertools
 import os
 import random
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 from tests.hostile import event, hostile_records
 from tests.unit.rules.test_property import FIELDS, conditions
 from worker.batch import BatchResult, Record, process_batch
-from worker.columnar import batch_engine, process_columnar
+from worker.columnar import SMALL_ROUND, batch_engine, process_columnar
 from worker.core import Engine
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
 from worker.scoring import default_model_path, load_model
@@ -40,11 +41,13 @@ DAY = 86400.0
 EXAMPLES = int(os.environ.get("LEADFLOW_COLUMNAR_EXAMPLES", "150"))
 
 
-def _compare(engine: Engine, batches: list[list[Record]], stored: dict[str, bytes], use_cache: bool) -> None:
+def _compare(
+    engine: Engine, batches: list[list[Record]], stored: dict[str, bytes], use_cache: bool, small_round: int = 0
+) -> None:
     """Decide the batches with both engines, each from its own copy of the stored states and cache; every
-    BatchResult, and the cache after each batch, must be equal."""
+    BatchResult, and the cache after each batch, must be equal. ``small_round`` 0: every round in columns."""
     runs: list[list[tuple[BatchResult, dict[str, Any] | None]]] = []
-    for decide in (process_batch, process_columnar):
+    for decide in (process_batch, functools.partial(process_columnar, small_round=small_round)):
         store = dict(stored)
         cache: dict[str, Any] | None = {} if use_cache else None
         out = []
@@ -181,6 +184,7 @@ def _cut(records: list[Record], cuts: list[int]) -> list[list[Record]]:
     stream=streams(),
     cuts=st.lists(st.integers(1, 40), max_size=4),
     use_cache=st.booleans(),
+    small_round=st.sampled_from([0, 0, 0, 2, SMALL_ROUND]),
 )
 def test_columnar_equals_the_reference(
     engine: Engine,
@@ -188,19 +192,20 @@ def test_columnar_equals_the_reference(
     stream: list[tuple[bytes | None, bytes | None]],
     cuts: list[int],
     use_cache: bool,
+    small_round: int,
 ) -> None:
     stored: dict[str, bytes] = {}  # states stored by the reference from an earlier stream
     for record in _records(before, 1000):
         stored.update(process_batch(engine, [record], stored.get, DECIDED_AT - 1).states)
-    _compare(engine, _cut(_records(stream, 5000), cuts), stored, use_cache)
+    _compare(engine, _cut(_records(stream, 5000), cuts), stored, use_cache, small_round)
 
 
-@pytest.mark.parametrize(("leads", "batch"), [(40, 10_000), (120, 500)])
-def test_columnar_equals_the_reference_on_the_training_generator(leads: int, batch: int) -> None:
+@pytest.mark.parametrize(("leads", "batch", "small_round"), [(40, 10_000, 0), (120, 500, 0), (150, 2_000, SMALL_ROUND)])
+def test_columnar_equals_the_reference_on_the_training_generator(leads: int, batch: int, small_round: int) -> None:
     data = generate(leads, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
     batches = [records[i : i + batch] for i in range(0, len(records), batch)]
-    _compare(DEFAULT, batches, {}, use_cache=True)
+    _compare(DEFAULT, batches, {}, use_cache=True, small_round=small_round)
     converted = sum(len(process_columnar(DEFAULT, b, {}.get, DECIDED_AT).opportunities) for b in batches[:1])
     assert converted  # conversions happen: the fallback is exercised, not only the columns
 
@@ -208,9 +213,9 @@ def test_columnar_equals_the_reference_on_the_training_generator(leads: int, bat
 def test_a_break_in_the_columns_is_caught() -> None:
     """The comparison fails when the columnar engine differs (a test that cannot fail is a defect)."""
     records = _records([(b"L1", orjson.dumps(event("L1", "e1", "lead.activity", activity={"type": "meeting"})))])
-    good = process_columnar(DEFAULT, records, {}.get, DECIDED_AT)
+    good = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, small_round=0)
     assert good.decisions == process_batch(DEFAULT, records, {}.get, DECIDED_AT).decisions
-    shifted = process_columnar(DEFAULT, records, {}.get, DECIDED_AT + 1)
+    shifted = process_columnar(DEFAULT, records, {}.get, DECIDED_AT + 1, small_round=0)
     assert shifted.decisions != good.decisions
 
 

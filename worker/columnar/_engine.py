@@ -12,7 +12,9 @@ How a batch is decided:
    :func:`worker.core.decide` itself: it changes nothing); then the model scores the round as columns
    (:class:`~worker.columnar._model.ModelColumns`), the plain scoring rules run as masks
    (:class:`~worker.columnar._rules.RuleColumns`), and each decision is built by the core's own builder;
-4. a lead whose event would convert it (an opportunity, maybe routing) or route it (a status that
+4. once fewer than ``SMALL_ROUND`` leads are left (the busiest leads' last events), each goes on event by event
+   with :func:`worker.core.decide` itself, from the state the rounds left;
+5. a lead whose event would convert it (an opportunity, maybe routing) or route it (a status that
    ``routing.lead_statuses`` routes), or that raises anything, is dropped from the rounds and decided again from
    its stored state by the reference's per-lead path; so is a lead whose state would grow over the limit. What the
    reference does for those leads is what this engine does.
@@ -53,7 +55,7 @@ from worker.exceptions import EventError
 from worker.lead.events import LeadActivity, LeadErased, LeadUpserted
 from worker.lead.state import LeadState, apply_event, build_facts, event_digest, new_state, redelivered, seen
 
-__all__ = ["process_columnar"]
+__all__ = ["SMALL_ROUND", "process_columnar"]
 
 
 @dataclass(slots=True)
@@ -91,6 +93,9 @@ class _Columns:
 
 
 _BUILT: dict[int, _Columns] = {}
+SMALL_ROUND = 64
+"""Below this many leads in a round, their remaining events are decided by the per-event core: numpy's and Arrow's
+fixed cost per column (tens of µs, 40-odd columns) would outweigh what columns save."""
 
 
 def _columns_for(engine: Engine) -> _Columns:
@@ -109,8 +114,12 @@ def process_columnar(
     decided_at: float,
     cache: MutableMapping[str, LeadState] | None = None,
     drift_sample: int = 0,
+    *,
+    small_round: int | None = None,
 ) -> BatchResult:
-    """:func:`worker.batch.process_batch`, decided in columns: same arguments, same result."""
+    """:func:`worker.batch.process_batch`, decided in columns: same arguments, same result. ``small_round``
+    overrides ``SMALL_ROUND`` (0: every round in columns, as the equivalence tests run it too)."""
+    least = SMALL_ROUND if small_round is None else small_round
     result = BatchResult()
     cached = cache if cache is not None else {}
     outputs: list[_Output | None] = [None] * len(records)
@@ -136,6 +145,10 @@ def process_columnar(
     columns = _columns_for(engine)
     active = [lead for lead in leads if not lead.reference]
     while active:
+        if len(active) < least:  # a few busy leads left: columns would cost more than they save
+            for lead in active:
+                _decide_rest(engine, records, lead, decided_at, drift_sample, outputs)
+            break
         merged = [_merged(engine, records, lead, decided_at, drift_sample, outputs) for lead in active]
         items = [item for item in merged if item is not None]
         _decide_round(engine, columns, records, items, decided_at, drift_sample, outputs)
@@ -162,6 +175,30 @@ def process_columnar(
             cached[lead.lead_id] = lead.state
     _collect(engine.model, records, outputs, failed, result)
     return result
+
+
+def _decide_rest(
+    engine: Engine,
+    records: Sequence[RecordLike],
+    lead: _Lead,
+    decided_at: float,
+    drift_sample: int,
+    outputs: list[_Output | None],
+) -> None:
+    """The lead's remaining events decided one by one by :func:`worker.core.decide` itself, from the state the
+    rounds left (conversions and routing included)."""
+    try:
+        while lead.next < len(lead.events):
+            index, event = lead.events[lead.next]
+            lead.next += 1
+            assert not isinstance(event, LeadErased)  # noqa: S101  # leads with an erasure go to the reference
+            record = records[index]
+            lead.state, decided = decide(engine, lead.state, event, decided_at, _position(record))
+            outputs[index] = _rendered(engine, record, event, decided, drift_sample)
+            lead.pending.append(index)
+            lead.changed = lead.changed or not decided.duplicate
+    except Exception:  # the reference decides the lead from its stored state and says what failed
+        _to_reference(lead, outputs)
 
 
 def _merged(
