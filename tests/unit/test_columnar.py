@@ -145,7 +145,7 @@ def streams(draw: st.DrawFn) -> list[tuple[bytes | None, bytes | None]]:
     """Records of a few interleaved leads: valid events at times around NOW (some late, some replayed), erasures,
     hostile records."""
     out: list[tuple[bytes | None, bytes | None]] = []
-    hostile = iter(hostile_records(random.Random(draw(st.integers(0, 2**32))), 30))
+    hostile = iter(hostile_records(random.Random(draw(st.integers(0, 2**32))), 40))  # one for each record at most
     for _ in range(draw(st.integers(1, 40))):
         roll = draw(st.integers(0, 19))
         lead = draw(st.sampled_from(_LEADS))
