@@ -24,6 +24,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import worker.columnar._engine as columnar_engine
 from tests.hostile import event, hostile_records
 from tests.unit.rules.test_property import FIELDS, conditions
 from worker.batch import BatchResult, Record, process_batch
@@ -222,3 +223,21 @@ def test_a_break_in_the_columns_is_caught() -> None:
 def test_the_engine_is_selected_by_name() -> None:
     assert batch_engine("reference") is process_batch
     assert batch_engine("columnar") is process_columnar
+
+
+def test_most_leads_are_decided_in_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback is for the rare lead: an engine that silently sent every lead to the reference would pass the
+    equivalence tests and be no columnar engine at all."""
+    data = generate(60, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
+    records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
+    fallen: list[str] = []
+    reference_lead = columnar_engine._reference_lead
+
+    def counted(engine: Engine, records: Any, lead: Any, *rest: Any) -> None:
+        fallen.append(lead.lead_id)
+        reference_lead(engine, records, lead, *rest)
+
+    monkeypatch.setattr(columnar_engine, "_reference_lead", counted)
+    process_columnar(DEFAULT, records, {}.get, DECIDED_AT, small_round=0)
+    leads = {r.key for r in records}
+    assert 0 < len(fallen) < len(leads) / 3, (len(fallen), len(leads))
