@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
-from worker.core import Decided, Engine, decide, erase
+from worker.core import Decided, Engine, decide, decide_time, erase
 from worker.exceptions import EventError, StateError
 from worker.lead.events import LeadActivity, LeadErased, LeadUpserted
 from worker.lead.parse import parse_event
@@ -28,7 +28,7 @@ from worker.lead.state import (
 from worker.routing.flow import target_label
 from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
 
-__all__ = ["BatchResult", "Record", "RecordLike", "process_batch"]
+__all__ = ["BatchResult", "Record", "RecordLike", "due", "process_batch", "process_wakeups"]
 
 
 class RecordLike(Protocol):
@@ -86,6 +86,10 @@ class BatchResult:
     features_observed: Counter[str] = field(default_factory=Counter)
     features_missing: Counter[str] = field(default_factory=Counter)
     features_unseen: Counter[str] = field(default_factory=Counter)
+    wakes: dict[str, float | None] = field(default_factory=dict)  # the wake-up time of each state in ``states``
+    time_in_status: list[tuple[str, float]] = field(default_factory=list)  # (status left, seconds spent in it)
+    time_decisions: Counter[str] = field(default_factory=Counter)  # decisions that time triggered, by action
+    wake_failures: list[tuple[str, str]] = field(default_factory=list)  # (lead id, why) of leads not re-decided
 
 
 def process_batch(
@@ -153,6 +157,7 @@ def process_batch(
             result.erased.append(lead_id)
         if stored is not None:
             states[lead_id] = stored
+            result.wakes[lead_id] = None if state is None else state.get("wake_at")
             if new and state is not None:
                 result.leads_created[state.get("lead_source")] += 1
         if state is not None:
@@ -173,6 +178,7 @@ _Output = tuple[
     str,  # the event type (lead.erased: the decision is the erasure's audit record)
     str,  # the decision's status
     str,  # the decision's action
+    tuple[str, float] | None,  # the status the lead left and the seconds it spent in it
 ]
 
 
@@ -265,7 +271,7 @@ def _decide_lead(
                 state, changed, erased = None, False, True
             continue
         state, decided = decide(engine, state, event, decided_at, _position(record))
-        outputs[index] = _rendered(engine, record, event, decided, drift_sample)
+        outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample)
         changed = changed or not decided.duplicate
     stored = _serialised(state, engine.max_event_bytes) if changed and state is not None else None
     return state, stored, erased
@@ -305,7 +311,7 @@ def _decide_one_by_one(
                 continue
             trial = None if state is None else copy.deepcopy(state)
             trial, decided = decide(engine, trial, event, decided_at, _position(record))
-            out = _rendered(engine, record, event, decided, drift_sample)
+            out = _rendered(engine, record, event.event_type, decided, drift_sample)
             trial_stored = None if decided.duplicate else _serialised(trial, engine.max_event_bytes)
         except Exception as exc:  # the event goes to the dead letters; the lead's next events go on without it
             failed[index] = _lead_error(lead_id, exc, event.event_id)
@@ -321,14 +327,12 @@ def _position(record: RecordLike) -> Position:
     return (record.topic, record.partition, record.offset, record.timestamp)
 
 
-def _rendered(
-    engine: Engine, record: RecordLike, event: LeadUpserted | LeadActivity, decided: Decided, drift_sample: int
-) -> _Output:
-    """One decided event's outputs as JSON, ready to list (a replay's: nothing to send)."""
+def _rendered(engine: Engine, record: RecordLike, event_type: str, decided: Decided, drift_sample: int) -> _Output:
+    """One decision's outputs as JSON, ready to list (a replay's: nothing to send)."""
     decision = decided.decision
     status, action = decision["status"], decision["action"]
     if decided.duplicate:
-        return (None, None, None, None, None, None, event.event_type, status, action)
+        return (None, None, None, None, None, None, event_type, status, action, None)
     dumps = orjson.dumps
     opportunity = decided.opportunity
     opportunity_out = (
@@ -353,9 +357,10 @@ def _rendered(
         opportunity_out,
         routed_out,
         request_out,
-        event.event_type,
+        event_type,
         status,
         action,
+        decided.left_status,
     )
 
 
@@ -364,10 +369,10 @@ def _erased(state: LeadState | None, event: LeadErased, record: RecordLike, deci
     state is to be dropped. The opportunity slot names the erased lead's opportunity (no JSON), if it converted."""
     audit = erase(state, event, decided_at, _position(record))
     if audit is None:
-        return (None, None, None, None, None, None, event.event_type, "", ""), False
+        return (None, None, None, None, None, None, event.event_type, "", "", None), False
     opportunity_id = None if state is None else state.get("opportunity_id")
     converted = None if opportunity_id is None else (str(opportunity_id), b"", "")
-    return (orjson.dumps(audit), None, None, converted, None, None, event.event_type, "", ""), True
+    return (orjson.dumps(audit), None, None, converted, None, None, event.event_type, "", "", None), True
 
 
 def _without_history(facts: dict[str, object]) -> dict[str, object]:
@@ -397,8 +402,10 @@ def _collect(
         if out is None:
             dead_letters.append((record, failed[index]))
             continue
-        decision_bytes, score, sampled, opportunity, routed, request, event_type, status, action = out
+        decision_bytes, score, sampled, opportunity, routed, request, event_type, status, action, left = out
         by_type[event_type] += 1
+        if left is not None:
+            result.time_in_status.append(left)
         if action:  # an erasure decides no status
             by_outcome[status, action] += 1
         if decision_bytes is None:  # a replay: counted, nothing sent
@@ -437,3 +444,81 @@ def _sample(model: Model, facts: dict[str, object], result: BatchResult) -> None
             missing[name] += 1
         elif status == IS_UNSEEN:
             unseen[name] += 1
+
+
+TIME_TRIGGER = "time"
+"""The ``event_type`` under which a batch of wake-ups lists its decisions (no event: nothing counts as one)."""
+
+
+def due(state: LeadState, until: float) -> bool:
+    """Whether the lead's wake-up time has come by ``until``."""
+    wake = state.get("wake_at")
+    return wake is not None and wake <= until
+
+
+def process_wakeups(
+    engine: Engine,
+    leads: Sequence[str],
+    load_state: Callable[[str], bytes | None],
+    until: float,
+    decided_at: float,
+    cache: MutableMapping[str, LeadState] | None = None,
+    max_steps: int = 16,
+) -> BatchResult:
+    """Decide again, with no event, each of ``leads`` whose wake-up time has come by ``until`` (epoch seconds):
+    the batch of what time changed, ready to send and to store like an event batch's.
+
+    Each lead is decided at its wake-up time, then at the next one if that has come too (a lead idle for months
+    crosses its thresholds one after the other), at most ``max_steps`` times per batch; the rest wait for the next
+    batch. A decision is listed only when it changed something (the status, or the points); the state is stored
+    in any case, with its next wake-up time. Everything derives from the stored state: a batch decided again
+    after a crash, before its states were stored, gives the same decisions, with the same ids.
+
+    A lead already decided at this time (a wake-up time not yet due: an event batch stored it meanwhile) is left
+    alone; one whose state cannot be read or decided is listed in ``wake_failures`` and left as it was.
+    """
+    result = BatchResult()
+    cached = cache if cache is not None else {}
+    records: list[Record] = []
+    outputs: list[_Output | None] = []
+    for lead_id in leads:
+        try:
+            state = cached.get(lead_id)
+            if state is None:
+                state = _decoded(lead_id, load_state(lead_id))
+            if state is None or not due(state, until):  # erased, or decided since: its wake-up time as it is
+                result.wakes[lead_id] = None if state is None else state.get("wake_at")
+                continue
+            state, sent = _woken(engine, copy.deepcopy(state), until, decided_at, max_steps)
+            stored = _serialised(state, engine.max_event_bytes)
+        except Exception as exc:  # the lead stays as it was; the others go on
+            result.wake_failures.append((lead_id, f"{type(exc).__name__}: {exc}"))
+            continue
+        record = Record(lead_id.encode(), None, "", -1, -1)
+        for decided in sent:
+            records.append(record)
+            outputs.append(_rendered(engine, record, TIME_TRIGGER, decided, 0))
+            result.time_decisions[decided.decision["action"]] += 1
+        result.states[lead_id] = stored
+        result.wakes[lead_id] = state.get("wake_at")
+        cached[lead_id] = state
+    _collect(engine.model, records, outputs, {}, result)
+    result.events_by_type.clear()  # none of these is an event
+    return result
+
+
+def _woken(
+    engine: Engine, state: LeadState, until: float, decided_at: float, max_steps: int
+) -> tuple[LeadState, list[Decided]]:
+    """The lead decided at each of its wake-up times up to ``until`` (at most ``max_steps``), and the decisions that
+    changed something."""
+    sent = []
+    for _ in range(max_steps):
+        if not due(state, until):
+            break
+        points = state["points"]
+        state, decided = decide_time(engine, state, decided_at)
+        decision = decided.decision
+        if decision["action"] != "none" or decision["points"] != points:
+            sent.append(decided)
+    return state, sent

@@ -24,6 +24,7 @@ SCHEMA_OF = {
     "lead-erased": "lead-event.schema.json",
     "lead-erasure": "lead-erasure.schema.json",
     "decision": "decision.schema.json",
+    "decision-time": "decision.schema.json",
     "opportunity": "opportunity.schema.json",
     "opportunity-routed": "opportunity.schema.json",
     "routing-decision": "routing-decision.schema.json",

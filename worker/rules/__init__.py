@@ -21,6 +21,7 @@ from worker.rules._model import (
     StageDef,
     StatusDef,
 )
+from worker.rules._wake import next_wake
 
 __all__ = [
     "OPERATORS",
@@ -35,6 +36,7 @@ __all__ = [
     "compile_ruleset",
     "default_ruleset_path",
     "load_ruleset",
+    "next_wake",
     "parse_ruleset",
 ]
 
