@@ -221,25 +221,29 @@ def _left_status(state: LeadState, previous: str, status: str, now: float) -> tu
 
 def _set_wake(ruleset: Ruleset, state: LeadState, facts: dict[str, object], now: float) -> None:
     """The lead's next wake-up time, from the facts as they stand after the decision and with no event (what the
-    next decision that time triggers would see); None once it converted (its status no longer changes)."""
+    next decision that time triggers would see); None once it converted (its status no longer changes).
+
+    A test of time reads one fact (and ``now``): of what the decision changed, only ``status_since`` (the origin
+    of ``days_in_status``) can matter to it, unless points decay (then every rule is evaluated again)."""
     if not ruleset.clocks or state["converted"]:
         if state.get("wake_at") is not None:
             state["wake_at"] = None
         return
-    after: dict[str, object] = {
-        "status": state["status"],
-        "status_since": state.get("status_since"),
-        "event.type": None,
-        "event.activity_type": None,
-        CHANGED_FACT: frozenset(),
-    }
     if ruleset.decays:
-        whole = {**facts, **after}
+        whole = facts.copy()
+        whole.update(status=state["status"], status_since=state.get("status_since"))
+        whole["event.type"] = whole["event.activity_type"] = None
+        whole[CHANGED_FACT] = frozenset()
         age_facts(whole, now)
         ruleset.evaluate(whole)  # points without the event's own tests: the baseline of their decay
         state["wake_at"] = next_wake(ruleset, whole, now)
-    else:
-        state["wake_at"] = next_wake(ruleset, facts, now, after)
+        return
+    since = state.get("status_since")
+    moved = {"status_since": since} if since != facts.get("status_since") else None
+    state["wake_at"] = next_wake(ruleset, facts, now, moved or _NO_CHANGE)
+
+
+_NO_CHANGE: dict[str, object] = {}
 
 
 def erase(

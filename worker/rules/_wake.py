@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from worker.conditions import Clock, Facts, activity_part
@@ -44,10 +44,30 @@ def next_wake(ruleset: Ruleset, facts: Facts, now: float, overrides: Facts = _NO
     clocks = ruleset.clocks
     if not clocks:
         return None
+    planned = _PLANS.get(id(clocks))
+    if planned is None or planned[0] is not clocks:
+        planned = _PLANS[id(clocks)] = (clocks, *_plan(clocks))
+    _, ages, others = planned
+    best: float | None = None
+    for clock, key, unit, thresholds in ages:  # the usual case (an age, or now, tested alone): no facts built
+        since: Any = (overrides[key] if key in overrides else facts.get(key)) if key else 0.0
+        if since.__class__ not in _NUMBER:
+            continue
+        at = _age_test(clock.test, since, unit)
+        before = at(now)
+        for threshold in thresholds:
+            edge = since + threshold * unit
+            if edge + _NEAR <= now or (best is not None and edge - _NEAR > best):
+                continue
+            flip = _first_flip(at, before, now, edge, _NEAR)
+            if flip is not None and (best is None or flip < best):
+                best = flip
+    if not others:
+        return best
     view = _At(facts, dict(overrides)) if overrides else facts  # what the edges are computed from
     slopes = ruleset.decay_slopes(view) if ruleset.decays else []
     candidates: list[tuple[float, float, Clock]] = []  # (edge, how near its flip is, the test)
-    for clock in clocks:
+    for clock in others:
         found: list[tuple[float, float]]
         if clock.field == "points":
             if not slopes:
@@ -56,17 +76,50 @@ def next_wake(ruleset: Ruleset, facts: Facts, now: float, overrides: Facts = _NO
         else:
             found = [(edge, _NEAR) for edge in _edges(clock, view, now)]
         candidates.extend((edge, near, clock) for edge, near in found if edge + near > now)  # `gt`: just after
-    if not candidates:
-        return None
     candidates.sort(key=lambda c: c[0] - c[1])  # by where each search starts: past the best flip, none can beat it
-    best: float | None = None
+    befores: dict[int, bool] = {}
     for edge, near, clock in candidates:
         if best is not None and edge - near > best:
             break
-        flip = _first_flip(ruleset, facts, overrides, now, clock, edge, near)
+        test_at = functools.partial(_test_at, ruleset, facts, overrides, clock)
+        answer = befores.get(id(clock))
+        if answer is None:
+            answer = befores[id(clock)] = test_at(now)
+        flip = _first_flip(test_at, answer, now, edge, near)
         if flip is not None and (best is None or flip < best):
             best = flip
     return best
+
+
+_Age = tuple[Clock, str, float, tuple[float, ...]]
+_PLANS: dict[int, tuple[tuple[Clock, ...], tuple[_Age, ...], tuple[Clock, ...]]] = {}
+"""Each ruleset's clocks, split once (by the identity of its clocks; the entry keeps them, so the id is theirs)."""
+
+
+def _plan(clocks: tuple[Clock, ...]) -> tuple[tuple[_Age, ...], tuple[Clock, ...]]:
+    """A ruleset's clocks split: the tests of an age (or of ``now``) alone, with the fact the age counts from, its
+    unit and the thresholds, and the others (windows, ``within_days``, points)."""
+    if len(_PLANS) > 64:  # rulesets replaced many times: start again
+        _PLANS.clear()
+    ages: list[_Age] = []
+    others = []
+    for clock in clocks:
+        origin = _origin(clock.field)
+        if origin is not None and clock.test is not None:
+            ages.append((clock, *origin, tuple(_numbers(clock.value))))
+        else:
+            others.append(clock)
+    return tuple(ages), tuple(others)
+
+
+def _age_test(test: Any, since: float, unit: float) -> Callable[[float], bool]:
+    """The test of an age at time ``t``, the age computed as :func:`worker.lead.state.age_facts` does (for ``now``
+    itself: ``since`` 0 and ``unit`` 1 give ``t``)."""
+
+    def at(t: float) -> bool:
+        return bool(test(max(0.0, (t - since) / unit)))
+
+    return at
 
 
 def _numbers(value: object) -> Iterator[float]:
@@ -175,15 +228,8 @@ class _At(Mapping[str, object]):
         return len({**self.base, **self.changes})
 
 
-def _test_at(ruleset: Ruleset, facts: Facts, overrides: Facts, t: float, clock: Clock) -> bool:
+def _test_at(ruleset: Ruleset, facts: Facts, overrides: Facts, clock: Clock, t: float) -> bool:
     """The test's outcome for these facts (with ``overrides``) at time ``t``, with no event."""
-    origin = _origin(clock.field)
-    if origin is not None and clock.test is not None:  # an age: computed as build_facts does, and tested alone
-        key, unit = origin
-        if not key:
-            return clock.test(t)
-        since: Any = overrides[key] if key in overrides else facts.get(key)
-        return clock.test(None if since is None else max(0.0, (t - since) / unit))
     if clock.field == "points":
         whole = {**facts, **overrides}
         age_facts(whole, t)
@@ -199,25 +245,22 @@ def _test_at(ruleset: Ruleset, facts: Facts, overrides: Facts, t: float, clock: 
     return clock.condition(probe)
 
 
-def _first_flip(
-    ruleset: Ruleset, facts: Facts, overrides: Facts, now: float, clock: Clock, edge: float, near: float
-) -> float | None:
-    """The first float after ``now`` at which the test gives another outcome than at ``now``, looked for near
-    ``edge`` (within ``near``); None if there is none there. Most often the edge is exact, or the float after it
-    (a strict comparison): three calls. Else a bisection between ``edge - near`` and ``edge + near`` finds it;
-    when ``edge - near`` is already past the flip (the closed form erred), between ``now`` and ``edge + near``."""
-
-    def at(t: float) -> bool:
-        return _test_at(ruleset, facts, overrides, t, clock)
-
-    before = at(now)
-    previous = math.nextafter(edge, -math.inf)
-    at_edge = edge > now and at(edge)
-    if edge > now and at_edge != before and (previous <= now or at(previous) == before):
-        return edge  # exact: the test changes at the edge (gte, lt)
-    after = math.nextafter(edge, math.inf)
-    if edge > now and at_edge == before and at(after) != before:
-        return after  # exact: the test changes just after the edge (gt, lte)
+def _first_flip(at: Callable[[float], bool], before: bool, now: float, edge: float, near: float) -> float | None:
+    """The first float after ``now`` at which the test ``at`` answers otherwise than ``before`` (its answer at
+    ``now``), looked for near ``edge`` (within ``near``); None if there is none there. Most often the edge is exact,
+    or the float after it (a strict comparison): two or three calls. Else a bisection between ``edge - near`` and
+    ``edge + near`` finds it; when ``edge - near`` is already past the flip (the closed form erred), between
+    ``now`` and ``edge + near``."""
+    if edge > now:
+        at_edge = at(edge)
+        if at_edge != before:
+            previous = math.nextafter(edge, -math.inf)
+            if previous <= now or at(previous) == before:
+                return edge  # exact: the test changes at the edge (gte, lt)
+        else:
+            after = math.nextafter(edge, math.inf)
+            if at(after) != before:
+                return after  # exact: the test changes just after the edge (gt, lte)
     low, high = max(now, edge - near), edge + near
     if at(high) == before:
         return None
