@@ -112,11 +112,9 @@ class LeadStage(TableStage[LeadBatch]):
         there are none): checked at most every LEADFLOW_WAKEUP_INTERVAL seconds, never during a rebalance or a
         table's recovery. Up to LEADFLOW_BATCH_SIZE leads, the longest waiting first; like :meth:`prepare`, the
         batch is in flight until committed, so the next batches read its states."""
-        if now < self._next_sweep:
+        if now < self._next_sweep or not self._settled():  # unsettled: asked again at the next fetch
             return None
         self._next_sweep = now + self.settings.wakeup_interval
-        if not self._settled():
-            return None
         generation = self.app.consumer_generation_id
         if generation != self._wakes_generation:
             self._rescan()

@@ -153,3 +153,33 @@ def test_after_a_crash_between_sending_and_storing_the_same_decision_is_sent_aga
     assert orjson.loads(table.data[b"L1"])["status"] == "Nurture"
     again, _ = _stage(broker)
     assert again.prepare_due(_at(40)) is None
+
+
+class _Recovering:
+    """An app whose tables are being recovered, then are."""
+
+    consumer_generation_id = 1
+    rebalancing = False
+
+    def __init__(self) -> None:
+        self.recovered = asyncio.Event()
+        self.tables = self
+        self.recovery = self
+
+    @property
+    def completed(self) -> asyncio.Event:
+        return self.recovered
+
+
+def test_the_first_sweep_waits_for_the_tables_not_for_a_whole_interval() -> None:
+    broker: list[Message] = []
+    stage, _ = _stage(broker)
+    asyncio.run(stage.commit(stage.prepare([_demo(0)])))
+    app = _Recovering()
+    stage.app = app
+    assert stage.prepare_due(_at(31)) is None  # the tables are being recovered: no sweep yet
+    app.recovered.set()
+    woken = stage.prepare_due(_at(31) + 1)  # a second later, not LEADFLOW_WAKEUP_INTERVAL later
+    assert woken is not None
+    asyncio.run(stage.commit(woken))
+    assert _decisions(broker)[-1]["trigger"] == "time"
