@@ -35,7 +35,8 @@ routing:
 def test_a_quiet_lead_is_recycled_by_time_once_even_across_a_restart(flow: Flow, tmp_path: Path) -> None:
     rules = write_rules(tmp_path, RULES)
     env = {"LEADFLOW_RULES": str(rules), "LEADFLOW_WAKEUP_INTERVAL": "0.5"}
-    worker = flow.start_worker(**env)
+    # a first worker that checks for wake-ups once an hour: it decides the events and stores the wake-up time
+    worker = flow.start_worker(**{**env, "LEADFLOW_WAKEUP_INTERVAL": "3600"})
     three_days_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).isoformat()
     flow.produce(
         [
@@ -43,7 +44,12 @@ def test_a_quiet_lead_is_recycled_by_time_once_even_across_a_restart(flow: Flow,
             activity("Q1", "Q1-demo", "demo_request", three_days_ago),  # then nothing: a day later it is quiet
         ]
     )
+    assert len(flow.read(flow.settings.topic_decisions, 2, timeout=90)) == 2
+    assert len(flow.quiet_read(flow.settings.topic_decisions, 2.0)) == 2  # its wake-up time passed; no check yet
+    flow.stop_worker(worker)
 
+    # the next worker finds the lead's wake-up time in the table it recovers, and decides it
+    worker = flow.start_worker(**env)
     decisions = [o.json for o in flow.read(flow.settings.topic_decisions, 3, timeout=90)]
     assert [(d["trigger"], d["status"], d["action"]) for d in decisions] == [
         ("event", "Open", "none"),

@@ -154,6 +154,7 @@ class LeadStage(TableStage[LeadBatch]):
         One pass over the stored states (those with a wake-up time decoded), like the SLA clocks' rescan; from
         then on the index follows every state this stage stores (:meth:`committed`)."""
         wakes: dict[str, tuple[float, int]] = {}
+        owned = self._owned()
         for key, value in self.tables["lead-state"].data.items():
             if b'"wake_at":' not in value or b'"wake_at":null' in value:
                 continue
@@ -163,10 +164,19 @@ class LeadStage(TableStage[LeadBatch]):
                 logger.warning("stored state of lead %r cannot be read; it has no wake-up time", key[:80])
                 continue
             wake, source = state.get("wake_at"), state.get("source")
-            if wake is not None and source:
+            if wake is not None and source and (owned is None or source[1] in owned):
                 wakes[key.decode()] = (wake, source[1])
         self._wakes = wakes
         logger.info("%d leads with a wake-up time on this worker's partitions", len(wakes))
+
+    def _owned(self) -> set[int] | None:
+        """The partitions of the leads topic assigned to this worker (None: not known, as in tests without Faust);
+        a memory store may still hold the states of partitions it had before."""
+        assignor = getattr(self.app, "assignor", None)
+        if assignor is None:
+            return None
+        topic = self.settings.topic_leads
+        return {tp.partition for tp in assignor.assigned_actives() if tp.topic == topic}
 
     def refused(self, failures: Sequence[Failure]) -> LeadBatch:
         return LeadBatch(BatchResult(dead_letters=list(failures)), TableStore(self.tables["lead-state"]), {})
