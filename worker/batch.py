@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
-from worker.core import Decided, Engine, decide, erase
+from worker.core import Decided, Engine, decide, decide_time, erase
 from worker.exceptions import EventError, StateError
 from worker.lead import ids
 from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadUpserted
@@ -36,7 +36,7 @@ from worker.rules.duplicates import (
 )
 from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
 
-__all__ = ["BatchResult", "Record", "RecordLike", "process_batch"]
+__all__ = ["BatchResult", "Record", "RecordLike", "due", "process_batch", "process_wakeups"]
 
 
 class RecordLike(Protocol):
@@ -100,6 +100,10 @@ class BatchResult:
     match_requests: list[tuple[bytes, bytes]] = field(default_factory=list)
     forwards: list[tuple[int, bytes, bytes]] = field(default_factory=list)
     merged: int = 0
+    wakes: dict[str, float | None] = field(default_factory=dict)  # the wake-up time of each state in ``states``
+    time_in_status: list[tuple[str, float]] = field(default_factory=list)  # (status left, seconds spent in it)
+    time_decisions: Counter[str] = field(default_factory=Counter)  # decisions that time triggered, by action
+    wake_failures: list[tuple[str, str]] = field(default_factory=list)  # (lead id, why) of leads not re-decided
 
 
 def process_batch(
@@ -168,6 +172,7 @@ def process_batch(
             result.erased.append(lead_id)
         if stored is not None:
             states[lead_id] = stored
+            result.wakes[lead_id] = None if state is None else state.get("wake_at")
             if new and state is not None:
                 result.leads_created[state.get("lead_source")] += 1
         if state is not None:
@@ -189,6 +194,7 @@ _Output = tuple[
     str,  # the decision's status
     str,  # the decision's action
     "_Matching | None",  # duplicates: what goes to the match step and to a survivor, and the lead.merged record
+    tuple[str, float] | None,  # the status the lead left and the seconds it spent in it
 ]
 
 
@@ -289,7 +295,7 @@ def _decide_lead(
                 state, changed, erased = None, False, True
             continue
         state, decided = decide(engine, state, event, decided_at, _position(record))
-        outputs[index] = _rendered(engine, record, event, decided, drift_sample, state)
+        outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, state)
         changed = changed or not decided.duplicate
     stored = _serialised(state, engine.max_event_bytes) if changed and state is not None else None
     return state, stored, erased
@@ -329,7 +335,7 @@ def _decide_one_by_one(
                 continue
             trial = None if state is None else copy.deepcopy(state)
             trial, decided = decide(engine, trial, event, decided_at, _position(record))
-            out = _rendered(engine, record, event, decided, drift_sample, trial)
+            out = _rendered(engine, record, event.event_type, decided, drift_sample, event, trial)
             trial_stored = None if decided.duplicate else _serialised(trial, engine.max_event_bytes)
         except Exception as exc:  # the event goes to the dead letters; the lead's next events go on without it
             failed[index] = _lead_error(lead_id, exc, event.event_id)
@@ -348,16 +354,18 @@ def _position(record: RecordLike) -> Position:
 def _rendered(
     engine: Engine,
     record: RecordLike,
-    event: LeadUpserted | LeadActivity | LeadMatched,
+    event_type: str,
     decided: Decided,
     drift_sample: int,
-    state: LeadState,
+    event: LeadUpserted | LeadActivity | LeadMatched | None = None,
+    state: LeadState | None = None,
 ) -> _Output:
-    """One decided event's outputs as JSON, ready to list (a replay's: nothing to send)."""
+    """One decision's outputs as JSON, ready to list (a replay's: nothing to send); ``event`` and ``state`` for
+    what goes to the match step (none for a decision that time triggered)."""
     decision = decided.decision
     status, action = decision["status"], decision["action"]
     if decided.duplicate:
-        return (None, None, None, None, None, None, event.event_type, status, action, None)
+        return (None, None, None, None, None, None, event_type, status, action, None, None)
     dumps = orjson.dumps
     opportunity = decided.opportunity
     opportunity_out = (
@@ -383,10 +391,11 @@ def _rendered(
         opportunity_out,
         routed_out,
         request_out,
-        event.event_type,
+        event_type,
         status,
         action,
-        _matching(record, event, decided, state),
+        None if event is None or state is None else _matching(record, event, decided, state),
+        decided.left_status,
     )
 
 
@@ -443,10 +452,10 @@ def _erased(state: LeadState | None, event: LeadErased, record: RecordLike, deci
     erasing again reaches what an earlier erasure could not (docs/PRIVACY.md)."""
     audit = erase(state, event, decided_at, _position(record))
     if audit is None:
-        return (None, None, None, None, None, None, event.event_type, "", "", None), False
+        return (None, None, None, None, None, None, event.event_type, "", "", None, None), False
     opportunity = (ids.opportunity_id(event.lead_id), b"", "")
     released = _releases(state)
-    return (orjson.dumps(audit), None, None, opportunity, None, None, event.event_type, "", "", released), True
+    return (orjson.dumps(audit), None, None, opportunity, None, None, event.event_type, "", "", released, None), True
 
 
 def _without_history(facts: dict[str, object]) -> dict[str, object]:
@@ -476,8 +485,10 @@ def _collect(
         if out is None:
             dead_letters.append((record, failed[index]))
             continue
-        decision_bytes, score, sampled, opportunity, routed, request, event_type, status, action, matching = out
+        decision_bytes, score, sampled, opportunity, routed, request, event_type, status, action, matching, left = out
         by_type[event_type] += 1
+        if left is not None:
+            result.time_in_status.append(left)
         if action:  # an erasure decides no status
             by_outcome[status, action] += 1
         if decision_bytes is None:  # a replay: counted, nothing sent
@@ -522,3 +533,81 @@ def _sample(model: Model, facts: dict[str, object], result: BatchResult) -> None
             missing[name] += 1
         elif status == IS_UNSEEN:
             unseen[name] += 1
+
+
+TIME_TRIGGER = "time"
+"""The ``event_type`` under which a batch of wake-ups lists its decisions (no event: nothing counts as one)."""
+
+
+def due(state: LeadState, until: float) -> bool:
+    """Whether the lead's wake-up time has come by ``until``."""
+    wake = state.get("wake_at")
+    return wake is not None and wake <= until
+
+
+def process_wakeups(
+    engine: Engine,
+    leads: Sequence[str],
+    load_state: Callable[[str], bytes | None],
+    until: float,
+    decided_at: float,
+    cache: MutableMapping[str, LeadState] | None = None,
+    max_steps: int = 16,
+) -> BatchResult:
+    """Decide again, with no event, each of ``leads`` whose wake-up time has come by ``until`` (epoch seconds):
+    the batch of what time changed, ready to send and to store like an event batch's.
+
+    Each lead is decided at its wake-up time, then at the next one if that has come too (a lead idle for months
+    crosses its thresholds one after the other), at most ``max_steps`` times per batch; the rest wait for the next
+    batch. A decision is listed only when it changed something (the status, or the points); the state is stored
+    in any case, with its next wake-up time. Everything derives from the stored state: a batch decided again
+    after a crash, before its states were stored, gives the same decisions, with the same ids.
+
+    A lead already decided at this time (a wake-up time not yet due: an event batch stored it meanwhile) is left
+    alone; one whose state cannot be read or decided is listed in ``wake_failures`` and left as it was.
+    """
+    result = BatchResult()
+    cached = cache if cache is not None else {}
+    records: list[Record] = []
+    outputs: list[_Output | None] = []
+    for lead_id in leads:
+        try:
+            state = cached.get(lead_id)
+            if state is None:
+                state = _decoded(lead_id, load_state(lead_id))
+            if state is None or not due(state, until):  # erased, or decided since: its wake-up time as it is
+                result.wakes[lead_id] = None if state is None else state.get("wake_at")
+                continue
+            state, sent = _woken(engine, copy.deepcopy(state), until, decided_at, max_steps)
+            stored = _serialised(state, engine.max_event_bytes)
+        except Exception as exc:  # the lead stays as it was; the others go on
+            result.wake_failures.append((lead_id, f"{type(exc).__name__}: {exc}"))
+            continue
+        record = Record(lead_id.encode(), None, "", -1, -1)
+        for decided in sent:
+            records.append(record)
+            outputs.append(_rendered(engine, record, TIME_TRIGGER, decided, 0))
+            result.time_decisions[decided.decision["action"]] += 1
+        result.states[lead_id] = stored
+        result.wakes[lead_id] = state.get("wake_at")
+        cached[lead_id] = state
+    _collect(engine.model, records, outputs, {}, result)
+    result.events_by_type.clear()  # none of these is an event
+    return result
+
+
+def _woken(
+    engine: Engine, state: LeadState, until: float, decided_at: float, max_steps: int
+) -> tuple[LeadState, list[Decided]]:
+    """The lead decided at each of its wake-up times up to ``until`` (at most ``max_steps``), and the decisions that
+    changed something."""
+    sent = []
+    for _ in range(max_steps):
+        if not due(state, until):
+            break
+        points = state["points"]
+        state, decided = decide_time(engine, state, decided_at)
+        decision = decided.decision
+        if decision["action"] != "none" or decision["points"] != points:
+            sent.append(decided)
+    return state, sent

@@ -18,8 +18,10 @@ from worker.lead import ids
 from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadUpserted
 from worker.lead.parse import DEFAULT_MAX_EVENT_BYTES
 from worker.lead.state import (
+    CHANGED_FACT,
     LeadState,
     Position,
+    age_facts,
     apply_event,
     build_facts,
     event_digest,
@@ -31,11 +33,11 @@ from worker.lead.state import (
 from worker.lead.times import iso_utc
 from worker.routing import AccountIndex
 from worker.routing.flow import RouteRequest, route_lead, route_opportunity
-from worker.rules import QualificationRule, Ruleset
+from worker.rules import QualificationRule, Ruleset, next_wake
 from worker.rules.duplicates import DUPLICATE_OF, MATCH, apply_answer, claim_keys, held
 from worker.scoring import Model
 
-__all__ = ["Decided", "Engine", "decide", "erase"]
+__all__ = ["Cause", "Decided", "Engine", "decide", "decide_time", "erase"]
 
 _UTC = dt.UTC
 
@@ -72,6 +74,18 @@ class Decided(NamedTuple):
     """Match keys the lead has now and had not claimed before (the worker sends them to the match step)."""
     merged: dict[str, Any] | None = None
     """The ``lead.merged`` record when this event (the match step's answer) made the lead a duplicate."""
+    left_status: tuple[str, float] | None = None
+    """The status the lead left with this decision and the seconds it had spent in it (for the time-in-status
+    metric); None when its status stays, or when the time it started is unknown (a state stored before it was kept)."""
+
+
+class Cause(NamedTuple):
+    """What a decision answers: an event (its id and time), or the time reaching a lead's wake-up time."""
+
+    lead_id: str
+    event_id: str
+    occurred_at: dt.datetime
+    trigger: str  # "event" or "time"
 
 
 def _lead_created_at(first_seen: float | None) -> str | None:
@@ -108,7 +122,7 @@ def decide(
     is held until the match step has answered them all (a ``lead.matched`` event, decided here too: the rules run
     again, and a lead that survives converts then); a duplicate never converts.
     """
-    ruleset, model = engine.ruleset, engine.model
+    ruleset = engine.ruleset
     lead_id = event.lead_id
     now = event.occurred_at.timestamp()
     if state is None:
@@ -117,8 +131,9 @@ def decide(
     previous_status: str = state["status"] or ruleset.default_status
     if seen(state, digest) or redelivered(state, position):
         last_score = state["score"] if state["score"] is not None else 0.0
+        cause = Cause(lead_id, event.event_id, event.occurred_at, "event")
         decision = _decision(
-            engine, event, decided_at, previous_status, previous_status, state["points"], last_score, [], [], "none"
+            engine, cause, decided_at, previous_status, previous_status, state["points"], last_score, [], [], "none"
         )
         decision["opportunity_id"] = state["opportunity_id"]
         return state, Decided(decision, None, duplicate=True)
@@ -127,7 +142,8 @@ def decide(
     if isinstance(event, LeadMatched):
         became = apply_answer(state, event.match_key, event.survivor_id, event.survivor_partition)
         if became is None:  # no unanswered claim of this key (stale, or not the worker's): ignored like a replay
-            return state, Decided(_ignored(engine, state, event, decided_at, previous_status), None, duplicate=True)
+            cause = Cause(lead_id, event.event_id, event.occurred_at, "event")
+            return state, Decided(_ignored(engine, state, cause, decided_at, previous_status), None, duplicate=True)
         remember(state, digest, now, engine.dedupe_window)
         changed: Collection[str] = frozenset()
         if became:
@@ -140,6 +156,43 @@ def decide(
     if position is not None:
         state["source"] = list(position)  # as stored (JSON): the cached state equals the stored one
     facts = build_facts(state, now, event, changed)
+    cause = Cause(lead_id, event.event_id, event.occurred_at, "event")
+    decided = _decided(engine, state, facts, cause, decided_at, previous_status)
+    if merged is not None:
+        decided.decision["action"] = "merged"
+    return state, decided._replace(claims=claims, merged=merged)
+
+
+def decide_time(engine: Engine, state: LeadState, decided_at: float) -> tuple[LeadState, Decided]:
+    """Decide the lead ``state`` (mutated) again at its wake-up time (``state["wake_at"]``, which must be set),
+    with no event: what time alone changed (a status, a conversion, a routing), as a decision with ``trigger:
+    "time"``.
+
+    Everything derives from the state, so the same state gives the same decision (``decided_at`` aside): its id is
+    from the lead id and the wake-up time. Nothing counts as engagement: the counters, the activity times, the
+    event ids and the source position stay as they were; the state's next wake-up time is set.
+    """
+    at: float = state["wake_at"]
+    previous_status: str = state["status"] or engine.ruleset.default_status
+    facts = build_facts(state, at, None)
+    when = dt.datetime.fromtimestamp(at, _UTC)
+    cause = Cause(state["lead_id"], f"time:{at!r}", when, "time")
+    return state, _decided(engine, state, facts, cause, decided_at, previous_status)
+
+
+def _decided(
+    engine: Engine,
+    state: LeadState,
+    facts: dict[str, object],
+    cause: Cause,
+    decided_at: float,
+    previous_status: str,
+) -> Decided:
+    """Score and qualify the lead from ``facts``, change its ``state`` (status, conversion, next wake-up time) and
+    build the decision with what comes with it."""
+    ruleset, model = engine.ruleset, engine.model
+    lead_id = cause.lead_id
+    now: float = facts["now"]  # type: ignore[assignment]  # build_facts sets it to a float
     score = model.score(facts)
     probability = score.probability
     facts["score"] = probability
@@ -160,7 +213,7 @@ def decide(
         status = rule.status
         if rule.convert:
             action = "converted"
-            opportunity = _convert(engine, state, event, facts, rule, probability, factors, outcome)
+            opportunity = _convert(engine, state, cause, facts, rule, probability, factors, outcome)
             spec = rule.opportunity
             if ruleset.routing is not None and spec is not None and spec.owner_id is None and spec.queue is None:
                 # the rule names no owner or queue itself: routing decides (before the lead's own owner_id)
@@ -172,21 +225,58 @@ def decide(
     elif status != previous_status:
         action = "status_changed"
     state["status"] = status
+    left = _left_status(state, previous_status, status, now)
     routing = ruleset.routing
     if action == "status_changed" and routing is not None and status in routing.lead_statuses:
         route = routing.route(facts, state, engine.accounts)
         routed, request = route_lead(lead_id, status, route, ruleset.version, decided_at)
     decision = _decision(
-        engine, event, decided_at, status, previous_status, points, probability, factors, outcome.matched_rules, action
+        engine, cause, decided_at, status, previous_status, points, probability, factors, outcome.matched_rules, action
     )
     decision["opportunity_id"] = state["opportunity_id"]
     decision["duplicate_of"] = state.get(DUPLICATE_OF)
-    if merged is not None:
-        decision["action"] = "merged"
-    return state, Decided(decision, opportunity, facts, routed, request, claims=claims, merged=merged)
+    _set_wake(engine.ruleset, state, facts, now)
+    return Decided(decision, opportunity, facts, routed, request, left_status=left)
 
 
-def _ignored(engine: Engine, state: LeadState, event: LeadMatched, decided_at: float, status: str) -> dict[str, Any]:
+def _left_status(state: LeadState, previous: str, status: str, now: float) -> tuple[str, float] | None:
+    """The status the lead left and the seconds it spent in it (None when it stays, or when its start is unknown);
+    the status starts its own clock."""
+    if status == previous:
+        return None
+    since = state.get("status_since")
+    state["status_since"] = now
+    return None if since is None else (previous, max(0.0, now - since))
+
+
+def _set_wake(ruleset: Ruleset, state: LeadState, facts: dict[str, object], now: float) -> None:
+    """The lead's next wake-up time, from the facts as they stand after the decision and with no event (what the
+    next decision that time triggers would see); None once it converted (its status no longer changes).
+
+    A test of time reads one fact (and ``now``): of what the decision changed, only ``status_since`` (the origin
+    of ``days_in_status``) can matter to it, unless points decay (then every rule is evaluated again)."""
+    if not ruleset.clocks or state["converted"]:
+        if state.get("wake_at") is not None:
+            state["wake_at"] = None
+        return
+    if ruleset.decays:
+        whole = facts.copy()
+        whole.update(status=state["status"], status_since=state.get("status_since"))
+        whole["event.type"] = whole["event.activity_type"] = None
+        whole[CHANGED_FACT] = frozenset()
+        age_facts(whole, now)
+        ruleset.evaluate(whole)  # points without the event's own tests: the baseline of their decay
+        state["wake_at"] = next_wake(ruleset, whole, now)
+        return
+    since = state.get("status_since")
+    moved = {"status_since": since} if since != facts.get("status_since") else None
+    state["wake_at"] = next_wake(ruleset, facts, now, moved or _NO_CHANGE)
+
+
+_NO_CHANGE: dict[str, object] = {}
+
+
+def _ignored(engine: Engine, state: LeadState, event: Cause, decided_at: float, status: str) -> dict[str, Any]:
     """The (unsent) decision of an answer that answers no claim of the lead."""
     score = state["score"] if state["score"] is not None else 0.0
     decision = _decision(engine, event, decided_at, status, status, state["points"], score, [], [], "none")
@@ -228,7 +318,7 @@ def erase(
 
 def _decision(
     engine: Engine,
-    event: LeadUpserted | LeadActivity | LeadMatched,
+    event: Cause,
     decided_at: float,
     status: str,
     previous_status: str,
@@ -256,13 +346,15 @@ def _decision(
         "matched_rules": list(matched_rules),
         "action": action,
         "opportunity_id": None,
+        "duplicate_of": None,
+        "trigger": event.trigger,
     }
 
 
 def _convert(
     engine: Engine,
     state: LeadState,
-    event: LeadUpserted | LeadActivity | LeadMatched,
+    event: Cause,
     facts: dict[str, object],
     rule: QualificationRule,
     score: float,

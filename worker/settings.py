@@ -153,6 +153,14 @@ class Settings(BaseSettings):
     sla_check_interval: float = Field(
         default=1.0, gt=0, description="Seconds between checks for opportunities not accepted within their SLA"
     )
+    wakeup_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Seconds between checks for leads whose wake-up time has come (a rule that reads the time, such as days"
+            " since the last activity, passes a threshold with no event): they are decided again then"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     intake_host: str = Field(default="0.0.0.0", description="Address 'leadflow intake' listens on")  # noqa: S104

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 import worker.columnar._engine as columnar_engine
 from tests.hostile import event, hostile_records
 from tests.unit.rules.test_property import FIELDS, conditions
-from worker.batch import BatchResult, Record, process_batch
+from worker.batch import BatchResult, Record, process_batch, process_wakeups
 from worker.columnar import SMALL_ROUND, batch_engine, process_columnar
 from worker.core import Engine
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
@@ -53,10 +53,17 @@ EXAMPLES = int(os.environ.get("LEADFLOW_COLUMNAR_EXAMPLES", "150"))
 
 
 def _compare(
-    engine: Engine, batches: list[list[Record]], stored: dict[str, bytes], use_cache: bool, small_round: int = 0
+    engine: Engine,
+    batches: list[list[Record]],
+    stored: dict[str, bytes],
+    use_cache: bool,
+    small_round: int = 0,
+    wake_until: float | None = None,
 ) -> None:
     """Decide the batches with both engines, each from its own copy of the stored states and cache; every
-    BatchResult, and the cache after each batch, must be equal. ``small_round`` 0: every round in columns."""
+    BatchResult, and the cache after each batch, must be equal. ``small_round`` 0: every round in columns.
+    ``wake_until``: after each batch, the leads whose wake-up time has come by then are decided by time (by the
+    reference's ``process_wakeups``, whichever engine decides events), so the next batch meets what time changed."""
     runs: list[list[tuple[BatchResult, dict[str, Any] | None]]] = []
     for decide in (process_batch, functools.partial(process_columnar, small_round=small_round)):
         store = dict(stored)
@@ -68,6 +75,11 @@ def _compare(
             for lead_id in result.erased:
                 store.pop(lead_id, None)
             out.append((result, None if cache is None else orjson.loads(orjson.dumps(cache))))
+            if wake_until is not None:
+                waking = sorted(lead for lead, wake in result.wakes.items() if wake is not None)
+                woken = process_wakeups(engine, waking, store.get, wake_until, DECIDED_AT, cache)
+                store.update(woken.states)
+                out.append((woken, None if cache is None else orjson.loads(orjson.dumps(cache))))
         runs.append(out)
     for number, ((expected, expected_cache), (got, got_cache)) in enumerate(zip(*runs, strict=True)):
         for spec in dataclasses.fields(BatchResult):
@@ -86,6 +98,7 @@ def _compare(
 _points = st.one_of(st.integers(-20, 40).filter(bool), st.sampled_from([2.5, -0.75, 0.1, 1e-3]))
 _scoring = st.one_of(
     st.tuples(conditions, _points).map(lambda p: {"when": p[0], "points": p[1]}),
+    st.tuples(st.deferred(lambda: _clock), _points).map(lambda p: {"when": p[0], "points": p[1]}),
     st.tuples(_points, st.sampled_from([None, 5, 7.5])).map(
         lambda p: {"per": "activity.demo_request.count", "points": p[0]} | ({"max": p[1]} if p[1] else {})
     ),
@@ -97,8 +110,15 @@ _scoring = st.one_of(
         }
     ),
 )
+_clock = st.tuples(
+    st.sampled_from(["days_in_status", "days_since_last_activity", "activity.page_view.days_since"]),
+    st.sampled_from(["gte", "lt"]),
+    st.sampled_from([0.5, 3, 20]),
+).map(lambda p: {"field": p[0], "op": p[1], "value": p[2]})
+"""A test that time alone can flip (the lead gets a wake-up time)."""
 _gates = st.one_of(
     conditions,
+    _clock,
     st.tuples(st.sampled_from(["points", "score"]), st.sampled_from(["gte", "lt"]), st.sampled_from([0, 0.3, 5])).map(
         lambda p: {"field": p[0], "op": p[1], "value": p[2]}
     ),
@@ -227,6 +247,7 @@ def _cut(records: list[Record], cuts: list[int]) -> list[list[Record]]:
     cuts=st.lists(st.integers(1, 40), max_size=4),
     use_cache=st.booleans(),
     small_round=st.sampled_from([0, 0, 0, 2, SMALL_ROUND]),
+    wake_days=st.sampled_from([None, 0, 10, 60]),
 )
 def test_columnar_equals_the_reference(
     engine: Engine,
@@ -236,12 +257,14 @@ def test_columnar_equals_the_reference(
     cuts: list[int],
     use_cache: bool,
     small_round: int,
+    wake_days: int | None,
 ) -> None:
     stored: dict[str, bytes] = {}  # states stored by the reference from an earlier stream (maybe another ruleset's)
     for record in _records(before, 1000):
         before_engine = DEFAULT_DUPLICATES if before_duplicates else engine
         stored.update(process_batch(before_engine, [record], stored.get, DECIDED_AT - 1).states)
-    _compare(engine, _cut(_records(stream, 5000), cuts), stored, use_cache, small_round)
+    wake_until = None if wake_days is None else NOW + wake_days * DAY
+    _compare(engine, _cut(_records(stream, 5000), cuts), stored, use_cache, small_round, wake_until)
 
 
 @pytest.mark.parametrize(("leads", "batch", "small_round"), [(40, 10_000, 0), (120, 500, 0), (150, 2_000, SMALL_ROUND)])

@@ -26,6 +26,7 @@ SCHEMA_OF = {
     "lead-matched": "lead-event.schema.json",
     "lead-merged": "lead-merged.schema.json",
     "decision": "decision.schema.json",
+    "decision-time": "decision.schema.json",
     "opportunity": "opportunity.schema.json",
     "opportunity-routed": "opportunity.schema.json",
     "routing-decision": "routing-decision.schema.json",

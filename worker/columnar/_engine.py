@@ -53,7 +53,7 @@ from worker.batch import (
 from worker.columnar._frame import Frame
 from worker.columnar._model import ModelColumns
 from worker.columnar._rules import RuleColumns, finish
-from worker.core import Decided, Engine, _decision, decide
+from worker.core import Cause, Decided, Engine, _decision, _left_status, _set_wake, decide
 from worker.exceptions import EventError
 from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadUpserted
 from worker.lead.state import LeadState, apply_event, build_facts, event_digest, new_state, redelivered, seen
@@ -174,6 +174,7 @@ def process_columnar(
             continue
         if stored is not None:
             states[lead.lead_id] = stored
+            result.wakes[lead.lead_id] = None if lead.state is None else lead.state.get("wake_at")
             if lead.new and lead.state is not None:
                 result.leads_created[lead.state.get("lead_source")] += 1
         if lead.state is not None:
@@ -199,7 +200,7 @@ def _decide_rest(
             assert not isinstance(event, LeadErased)  # noqa: S101  # leads with an erasure go to the reference
             record = records[index]
             lead.state, decided = decide(engine, lead.state, event, decided_at, _position(record))
-            outputs[index] = _rendered(engine, record, event, decided, drift_sample, lead.state)
+            outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, lead.state)
             lead.pending.append(index)
             lead.changed = lead.changed or not decided.duplicate
     except Exception:  # the reference decides the lead from its stored state and says what failed
@@ -229,7 +230,7 @@ def _merged(
         digest = event_digest(event.event_id)
         if seen(state, digest) or redelivered(state, position):
             _, decided = decide(engine, state, event, decided_at, position)  # a replay: nothing changes
-            outputs[index] = _rendered(engine, record, event, decided, drift_sample, state)
+            outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, state)
             lead.pending.append(index)
             return None
         previous_status: str = state["status"] or engine.ruleset.default_status
@@ -305,9 +306,11 @@ def _decide_round(
         state["status"] = status
         event = item.event
         try:
+            now: float = item.facts["now"]  # type: ignore[assignment]  # build_facts sets it to a float
+            left = _left_status(state, item.previous_status, status, now)
             decision = _decision(
                 engine,
-                event,
+                Cause(lead.lead_id, event.event_id, event.occurred_at, "event"),
                 decided_at,
                 status,
                 item.previous_status,
@@ -319,8 +322,10 @@ def _decide_round(
             )
             decision["opportunity_id"] = state["opportunity_id"]
             decision["duplicate_of"] = state.get(DUPLICATE_OF)
-            decided = Decided(decision, None, item.facts, claims=item.claims)
-            outputs[item.index] = _rendered(engine, records[item.index], event, decided, drift_sample, state)
+            _set_wake(ruleset, state, item.facts, now)
+            decided = Decided(decision, None, item.facts, claims=item.claims, left_status=left)
+            record = records[item.index]
+            outputs[item.index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, state)
         except Exception:
             _to_reference(lead, outputs)
             continue
@@ -373,6 +378,7 @@ def _reference_lead(
         result.erased.append(lead_id)
     if stored is not None:
         result.states[lead_id] = stored
+        result.wakes[lead_id] = None if state is None else state.get("wake_at")
         if new and state is not None:
             result.leads_created[state.get("lead_source")] += 1
     if state is not None:

@@ -9,6 +9,7 @@ what the compiler knows; :mod:`worker.rules` and :mod:`worker.routing` each exte
 from __future__ import annotations
 
 from worker.conditions._compile import (
+    Clock,
     Compiled,
     ConditionContext,
     compile_condition,
@@ -43,6 +44,7 @@ __all__ = [
     "OP_ALIASES",
     "PATTERN_HINTS",
     "ROUTING_FIELDS",
+    "Clock",
     "Compiled",
     "Condition",
     "ConditionContext",

@@ -46,6 +46,7 @@ from worker.conditions._schema import PATTERN_HINTS
 from worker.conditions.limits import MAX_CONDITIONS, MAX_DEPTH, MAX_FIELDS
 
 __all__ = [
+    "Clock",
     "Compiled",
     "ConditionContext",
     "compile_condition",
@@ -77,6 +78,32 @@ _KIND_ALIASES = {
     "timestamp": "time",
 }
 M = TypeVar("M", bound=BaseModel)
+_TIME_FACTS = frozenset({"now", "days_since_last_activity", "days_in_status", "points"})
+"""Facts whose value can change with no event: the time itself, ages, and points (which decay can lower)."""
+
+
+class Clock(NamedTuple):
+    """One test whose outcome can change as time passes, with no new event (see :mod:`worker.rules._wake`).
+
+    ``field`` is the fact it reads, ``op`` the operator, ``value`` the operator's prepared value (a number, a
+    ``(low, high)`` pair, a set, or a span in seconds for ``within_days``) and ``condition`` the compiled test over
+    the facts.
+    """
+
+    field: str
+    op: str
+    value: object
+    condition: Condition
+    test: Test | None = None
+    """The test of the fact's value alone, when the condition is one (``condition(facts) == test(facts[field])``)."""
+
+
+def _ticks(name: str, op: str) -> bool:
+    """Whether the test ``name op ...`` can change its outcome as time passes (with no event)."""
+    if op in ("within_days", "not_within_days") or name in _TIME_FACTS:
+        return True
+    part = activity_part(name)
+    return part is not None and part[1] in ("days_since", "count_in_days")
 
 
 def suggest(word: object, candidates: Collection[str], cutoff: float = 0.6) -> str | None:
@@ -134,6 +161,8 @@ class ConditionContext:
     """The derived facts the ruleset reads, by name."""
     unreadable: Mapping[str, str] = field(default_factory=dict)
     """Fields the rule being compiled may not read, each with the reason (scoring rules cannot read 'points')."""
+    clocks: list[Clock] = field(default_factory=list)
+    """The tests compiled so far whose outcome can change as time passes (what a lead's wake-up time is from)."""
 
     def add(self, loc: Loc, message: str, rule_id: str | None = None, suggestion: str | None = None) -> None:
         self.src.add(loc, message, rule_id, suggestion)
@@ -425,7 +454,7 @@ def _compile_leaf(
         if "value" in raw:
             ctx.add((*loc, "value"), f"op {op!r} takes no value, got {raw['value']!r}", rule_id)
             return None
-        return _leaf(operator, name, None, kind)
+        return _timed(ctx, _leaf(operator, name, None, kind), name, operator.name, None)
     if "value" not in raw:
         if "value" not in meant:
             ctx.add(loc, f"op {op!r} needs a 'value' ({operator.takes.value})", rule_id)
@@ -435,7 +464,15 @@ def _compile_leaf(
     except ValueProblem as exc:
         ctx.add((*loc, "value"), exc.message, rule_id, exc.suggestion)
         return None
-    return _leaf(operator, name, prepared, kind)
+    return _timed(ctx, _leaf(operator, name, prepared, kind), name, operator.name, prepared)
+
+
+def _timed(ctx: ConditionContext, compiled: Compiled, name: str, op: str, prepared: object) -> Compiled:
+    """``compiled``, noted among the context's clocks when time alone can change its outcome."""
+    if _ticks(name, op):
+        test = None if compiled.leaf is None else compiled.leaf[1]
+        ctx.clocks.append(Clock(name, op, prepared, compiled.condition, test))
+    return compiled
 
 
 def _leaf(operator: Operator, name: str, prepared: object, kind: Kind) -> Compiled:

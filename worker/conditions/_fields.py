@@ -50,6 +50,7 @@ FIXED_FIELDS: dict[str, Kind] = {
     "activity.total": Kind.NUMBER,
     "last_activity_at": Kind.TIME,
     "days_since_last_activity": Kind.NUMBER,
+    "days_in_status": Kind.NUMBER,
     "points": Kind.NUMBER,
     "score": Kind.NUMBER,
     "converted": Kind.BOOL,

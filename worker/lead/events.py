@@ -261,6 +261,7 @@ class Decision(_Model):
     One per event id and lead: an event whose id the lead's state already holds (a replay) gets none, since its
     decision was sent before the state that holds its id was stored. An event re-delivered after a crash before
     its state was stored is decided again: the same ``decision_id`` and the same content, but ``decided_at``.
+    Likewise one per wake-up time and lead for a decision that time triggers (``trigger: time``).
     """
 
     schema_version: Literal[1] = 1
@@ -279,6 +280,14 @@ class Decision(_Model):
     opportunity_id: str | None = None
     duplicate_of: str | None = Field(
         default=None, description="The surviving lead when this lead is a duplicate (it never converts)"
+    )
+    trigger: Literal["event", "time"] = Field(
+        default="event",
+        description=(
+            "What made leadflow decide: the event (event_id, occurred_at: the event's), or time reaching the lead's"
+            " wake-up time with no event (a threshold of a rule that reads the time, such as days since the last"
+            " activity: event_id is 'time:' and the wake-up time in epoch seconds, occurred_at that time)"
+        ),
     )
     ruleset_version: str
     model_version: str

@@ -14,6 +14,8 @@ an event are a copy of the state plus what the event itself says (:func:`build_f
      "activity.total": int, "last_activity_at": float | None,
      "activity.history": {type: [[day, count], ...]},  # per-UTC-day counts, oldest first, the last HISTORY_DAYS days
      "status": str | None,                 # None until a rule or a producer sets one
+     "status_since": float | None,         # when the status last changed (None: stored before it was kept)
+     "wake_at": float | None,              # when time alone may change a decision (absent/None: never)
      "points": float, "score": float | None, "converted": bool,
      "opportunity_id": str | None, "converted_at": float | None,
      "recent": " d1 d2 ...",               # digests of the last N event ids, for replay detection
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -45,6 +47,7 @@ __all__ = [
     "PROFILE_FIELDS",
     "STATE_VERSION",
     "LeadState",
+    "age_facts",
     "apply_event",
     "build_facts",
     "decode_state",
@@ -80,6 +83,7 @@ def new_state(lead_id: str, now: float) -> LeadState:
         "activity.total": 0,
         "last_activity_at": None,
         "status": None,
+        "status_since": now,
         "points": 0.0,
         "score": None,
         "converted": False,
@@ -129,6 +133,7 @@ def upgrade(state: Any) -> LeadState:
         )
         raise StateError(msg, lead_id=str(state["lead_id"]))
     out = new_state(state["lead_id"], state.get("first_seen_at", 0.0))
+    out["status_since"] = None  # not kept by layout 1: unknown, not the first event's time
     out.update((k, v) for k, v in (state.get("profile") or {}).items() if v is not None and k in PROFILE_FIELDS)
     out.update(("custom." + k, v) for k, v in (state.get("custom") or {}).items() if v is not None)
     total = 0
@@ -326,21 +331,30 @@ def build_facts(
 ) -> dict[str, object]:
     """The flat ``path -> value`` view of a state that rules and the model read: a copy of the state, plus
 
-    ``days_since_last_activity``, ``event.type``, ``event.activity_type``, ``now`` (the event's time) and what the
+    ``days_since_last_activity``, ``days_in_status``, ``event.type``, ``event.activity_type``, ``now`` (the event's
+    time, or the wake-up time of a decision that time triggers: ``event`` None) and what the
     event changed (``changed``, as returned by :func:`apply_event`, under ``CHANGED_FACT``). The paths: the
     standard lead fields that are set, ``custom.<name>``, ``activity.<type>.count`` and ``.last_at``,
     ``activity.total``, ``last_activity_at``, ``status``, ``points``, ``score``, ``converted``, and the per-day
     history for the rules' windows (``HISTORY_FACT``). A field that is not set is absent (read as None).
     """
     facts: dict[str, object] = state.copy()
-    last = state["last_activity_at"]
-    facts["days_since_last_activity"] = None if last is None else max(0.0, (now - last) / 86400.0)
+    age_facts(facts, now)
     if event is None:
         facts["event.type"] = None
         facts["event.activity_type"] = None
     else:
         facts["event.type"] = event.event_type
         facts["event.activity_type"] = event.activity.type if isinstance(event, LeadActivity) else None
-    facts["now"] = now
     facts[CHANGED_FACT] = changed
     return facts
+
+
+def age_facts(facts: MutableMapping[str, object], now: float) -> None:
+    """Set the facts that depend on the time alone: ``now``, ``days_since_last_activity`` and ``days_in_status``
+    (from ``last_activity_at`` and ``status_since`` among ``facts``); None where the time they count from is unknown."""
+    facts["now"] = now
+    last: Any = facts.get("last_activity_at")
+    facts["days_since_last_activity"] = None if last is None else max(0.0, (now - last) / _DAY)
+    since: Any = facts.get("status_since")
+    facts["days_in_status"] = None if since is None else max(0.0, (now - since) / _DAY)

@@ -21,6 +21,7 @@ from worker.rules._model import (
     StageDef,
     StatusDef,
 )
+from worker.rules._wake import next_wake
 from worker.rules.duplicates import DuplicateRules
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "compile_ruleset",
     "default_ruleset_path",
     "load_ruleset",
+    "next_wake",
     "parse_ruleset",
 ]
 

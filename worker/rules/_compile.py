@@ -494,6 +494,7 @@ def compile_ruleset(data: object, text: str, src: Source) -> Ruleset | None:
                 qualified = _qualification_rule(item, i, ctx, default_status)
                 if qualified is not None:
                     qualification.append(qualified)
+    clocks = tuple(ctx.clocks)  # the rules' own: routing is decided at a status change, not as time passes
     routing = None
     if doc.routing is not None:
         routing = compile_routing(doc.routing, ctx, tuple(ctx.statuses))
@@ -514,4 +515,5 @@ def compile_ruleset(data: object, text: str, src: Source) -> Ruleset | None:
         derived_facts=tuple(ctx.derived.items()),
         routing=routing,
         duplicates=duplicates,
+        clocks=clocks,
     )

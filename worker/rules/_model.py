@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from worker.conditions import Condition, Facts, inline_form
+from worker.conditions import Clock, Condition, Facts, inline_form
 from worker.routing import Routing
 from worker.rules.duplicates import DuplicateRules
 
@@ -99,16 +99,22 @@ class Decay:
         return max(0.0, 1.0 - self.percent / 100.0 * age_days / self.days)
 
 
+def _newest(facts: Facts, times: tuple[str, ...]) -> Any:
+    """The newest of the ``times`` facts (None when none is set): what a decaying rule's age is measured from."""
+    newest: Any = None
+    for name in times:
+        t: Any = facts.get(name)
+        if t.__class__ in _NUMBER and (newest is None or t > newest):
+            newest = t
+    return newest
+
+
 def _decay_factor(decay: Decay, times: tuple[str, ...]) -> Callable[[Facts], float]:
     """The factor for a rule's points: the age is from the newest of the ``times`` facts to ``now``."""
 
     def factor(facts: Facts) -> float:
         now: Any = facts.get("now")
-        newest: Any = None
-        for name in times:
-            t: Any = facts.get(name)
-            if t.__class__ in _NUMBER and (newest is None or t > newest):
-                newest = t
+        newest = _newest(facts, times)
         if newest is None or now.__class__ not in _NUMBER:
             return 1.0  # nothing to age by: no activity time, no decay
         return decay.factor((now - newest) / _DAY)
@@ -269,6 +275,8 @@ class Ruleset:
     """The compiled ``routing:`` section; None when the ruleset has none."""
     duplicates: DuplicateRules | None = None
     """The compiled ``duplicates:`` section; None when the ruleset has none (no lead is matched to another)."""
+    clocks: tuple[Clock, ...] = ()
+    """The scoring and qualification tests whose outcome time alone can change (see :mod:`worker.rules._wake`)."""
 
     def __post_init__(self) -> None:
         plain = tuple(r for r in self.scoring_rules if r.points and r.decay is None)
@@ -313,6 +321,27 @@ class Ruleset:
                 matched.append(rule.id)
                 return RuleOutcome(total, tuple(matched), rule)
         return RuleOutcome(total, tuple(matched), None)
+
+    @property
+    def decays(self) -> bool:
+        """Whether any scoring rule's points decay with time."""
+        return bool(self._decaying)
+
+    def decay_slopes(self, facts: Facts) -> list[tuple[float, float, float]]:
+        """How time changes the decaying rules' points at these facts: ``(start, end, slope)`` per rule that adds
+        points now, its points falling linearly by ``slope`` per second from ``start`` (its activity's time) to
+        ``end`` (where they reach 0). Empty when no rule decays."""
+        now: Any = facts.get("now")
+        slopes = []
+        for rule, _ in self._decaying:
+            decay = rule.decay
+            newest = _newest(facts, rule.decay_from)
+            points = _rule_points(rule, facts)
+            if decay is None or newest is None or not points or now.__class__ not in _NUMBER:
+                continue
+            rate = decay.percent / 100.0 / (decay.days * _DAY)  # of the points, per second
+            slopes.append((float(newest), newest + 1.0 / rate, -points * rate))
+        return slopes
 
     def _decayed_points(self, facts: Facts, matched: list[str]) -> float:
         """The decaying rules' points; their ids join ``matched`` in file order."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from worker.batch import RecordLike
 from worker.exceptions import EventError
@@ -25,7 +25,7 @@ from worker.stream._outbox import Message, Outbox
 from worker.stream._tables import TableStore, Update
 from worker.stream.metrics import Metrics, Source
 
-__all__ = ["BatchStage", "Failure", "Prepared", "Stage", "TableStage"]
+__all__ = ["BatchStage", "Failure", "Prepared", "Stage", "TableStage", "Waking"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,16 @@ class Stage(Protocol[P]):
 
     async def commit(self, prepared: P, before: Awaitable[None] | None = None) -> None:
         """Send, then store (after ``before``, the commit of the batch before, if still running); then ack."""
+        ...
+
+
+@runtime_checkable
+class Waking(Protocol):
+    """A step that also decides batches with no messages, when time has come for some of its keys (the lead step's
+    wake-ups): the transport asks it between fetches and commits what it gives like any prepared batch."""
+
+    def prepare_due(self, now: float) -> Any:
+        """A batch of what is due by ``now`` (None: nothing), in flight until committed like a prepared batch."""
         ...
 
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -37,7 +38,7 @@ from worker.exceptions import EventError
 from worker.settings import Settings
 from worker.stream._fetch import UNREADABLE, unreadable
 from worker.stream._positions import AwaitingSeek, ReadPositions, Unprocessed
-from worker.stream._stage import Stage
+from worker.stream._stage import Stage, Waking
 from worker.stream.metrics import PartitionState
 
 __all__ = ["LeadflowTransport", "fetch_highwaters"]
@@ -246,7 +247,8 @@ class _Consumer(faust_aiokafka.Consumer):
         ``LEADFLOW_BATCHES_IN_FLIGHT`` batches are being committed (waiting for the broker), the next one is
         fetched and decided; each batch's outputs go out as soon as it is decided, its states only after the
         batch before it has stored its own, and its messages are acked after that batch's. Messages of any
-        other topic take Faust's usual path.
+        other topic take Faust's usual path. Between fetches, a step that decides batches as time passes (the lead
+        step's wake-ups, :class:`~worker.stream._stage.Waking`) is asked for one, committed in line with the others.
         """
         handlers: dict[str, Stage[Any]] | None = getattr(self.app, "leadflow_handlers", None)
         if not handlers:
@@ -267,6 +269,7 @@ class _Consumer(faust_aiokafka.Consumer):
         in_flight = settings.batches_in_flight
         pending: dict[str, deque[asyncio.Future[None]]] = defaultdict(deque)  # topic → its batches being committed
         batches: dict[str, list[RecordLike]] = {}  # topic → the messages of this fetch not yet handed over
+        waking = [(topic, handler) for topic, handler in handlers.items() if isinstance(handler, Waking)]
 
         async def hand_over(topic: str, prepared: Iterable[tuple[Any, list[RecordLike]]]) -> None:
             handler = handlers[topic]
@@ -327,6 +330,8 @@ class _Consumer(faust_aiokafka.Consumer):
                 for topic, batch in batches.items():
                     if batch:
                         await flush(topic, batch)
+                for topic, handler in waking:
+                    await hand_over(topic, _due(handler))
                 for topic, committing in pending.items():
                     while committing and not batches.get(topic):  # idle: finish the commits now, not later
                         await committing.popleft()
@@ -383,6 +388,17 @@ def _prepared(handler: Stage[P], batch: list[RecordLike]) -> Iterator[tuple[P, l
     middle = len(batch) // 2
     yield from _prepared(handler, batch[:middle])
     yield from _prepared(handler, batch[middle:])
+
+
+def _due(handler: Waking) -> list[tuple[Any, list[RecordLike]]]:
+    """The batch that time makes due at the handler, if any (no messages to ack); a failure is logged, never the
+    fetch loop's end."""
+    try:
+        prepared = handler.prepare_due(time.time())
+    except Exception:
+        logger.exception("deciding what time made due failed; the next check tries again")
+        return []
+    return [] if prepared is None else [(prepared, [])]
 
 
 class LeadflowTransport(faust_aiokafka.Transport):

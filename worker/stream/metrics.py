@@ -194,6 +194,25 @@ class Metrics:
             ["status", "action"],
             registry=registry,
         )
+        self.time_decisions = Counter(
+            "leadflow_time_decisions_total",
+            "Decisions that time triggered (a lead's wake-up time came, with no event), by action; also counted in"
+            " leadflow_decisions_total",
+            ["action"],
+            registry=registry,
+        )
+        self.time_in_status = Histogram(
+            "leadflow_time_in_status_seconds",
+            "Time a lead spent in a status, observed when it leaves it (by an event or by time)",
+            ["status"],
+            registry=registry,
+            buckets=DAYS_BUCKETS,
+        )
+        self.wakeups_waiting = Gauge(
+            "leadflow_wakeups_waiting",
+            "Leads of this worker's partitions with a wake-up time (decided again when it comes, with no event)",
+            registry=registry,
+        )
         self.opportunities = Counter(
             "leadflow_opportunities_created_total",
             "Opportunities created by conversion, by stage (counted when sent: at once, or when assigned by a pool)",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
 from worker.batch import Record, process_batch
-from worker.core import Engine, decide, erase
+from worker.core import Decided, Engine, decide, decide_time, erase
 from worker.lead.events import (
     AccountRecord,
     DeadLetterHeaders,
@@ -25,6 +26,7 @@ from worker.lead.events import (
     RoutingDecision,
 )
 from worker.lead.parse import parse_event
+from worker.lead.state import LeadState
 from worker.routing import Target
 from worker.routing.flow import route_batch
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
@@ -68,15 +70,7 @@ def render_schemas() -> dict[str, str]:
 def render_examples(examples: Path) -> dict[str, str]:
     """``decision.json`` and ``opportunity.json``: what the default ruleset and model make of the lead examples."""
     engine = Engine(load_ruleset(default_ruleset_path()), load_model(default_model_path()))
-    state = None
-    decided = None
-    for name in EXAMPLE_EVENTS:
-        raw = (examples / f"{name}.json").read_bytes()
-        event = parse_event(json.loads(raw)["lead_id"].encode(), raw)
-        if isinstance(event, LeadErased):  # pragma: no cover - a guard for whoever edits EXAMPLE_EVENTS
-            msg = f"{name}.json is an erasure; the examples that convert are lead events"
-            raise ValueError(msg)
-        state, decided = decide(engine, state, event, _EXAMPLE_DECIDED_AT)
+    state, decided = _decided_examples(engine, examples, EXAMPLE_EVENTS)
     if decided is None or decided.opportunity is None:
         msg = f"the example lead in {examples} no longer converts under the default ruleset; adjust the examples"
         raise ValueError(msg)
@@ -88,10 +82,48 @@ def render_examples(examples: Path) -> dict[str, str]:
     erasure = erase(state, erased, _EXAMPLE_DECIDED_AT)
     return {
         "lead-erasure.json": json.dumps(erasure, indent=2, ensure_ascii=False) + "\n",
+        "decision-time.json": json.dumps(_time_example(examples), indent=2, ensure_ascii=False) + "\n",
         "decision.json": json.dumps(decided.decision, indent=2, ensure_ascii=False) + "\n",
         "opportunity.json": json.dumps(decided.opportunity, indent=2, ensure_ascii=False) + "\n",
         **{name: json.dumps(value, indent=2, ensure_ascii=False) + "\n" for name, value in routed.items()},
     }
+
+
+def _decided_examples(engine: Engine, examples: Path, names: Sequence[str]) -> tuple[LeadState | None, Decided | None]:
+    """The example lead's state after the lead events ``names``, in order, and the last one's decision."""
+    state = None
+    decided = None
+    for name in names:
+        raw = (examples / f"{name}.json").read_bytes()
+        event = parse_event(json.loads(raw)["lead_id"].encode(), raw)
+        if isinstance(event, LeadErased):  # pragma: no cover - a guard for whoever edits EXAMPLE_EVENTS
+            msg = f"{name}.json is an erasure; the examples that convert are lead events"
+            raise ValueError(msg)
+        state, decided = decide(engine, state, event, _EXAMPLE_DECIDED_AT)
+    return state, decided
+
+
+_EXAMPLE_QUIET = """
+  - id: recycle-quiet
+    description: No activity in 30 days; recycle to Nurture.
+    when: {field: days_since_last_activity, op: gt, value: 30}
+    status: Nurture
+"""
+
+
+def _time_example(examples: Path) -> dict[str, Any]:
+    """``decision-time.json``: the example lead after its first two events (not yet converted), gone quiet for 30
+    days under the default ruleset with a recycling rule first: the decision time triggers."""
+    text = default_ruleset_path().read_text(encoding="utf-8")
+    text = text.replace("  - {name: Contacted}\n", "  - {name: Contacted}\n  - {name: Nurture}\n")
+    text = text.replace("\nqualification:\n", "\nqualification:" + _EXAMPLE_QUIET)
+    engine = Engine(parse_ruleset(text, "default.yaml + recycling"), load_model(default_model_path()))
+    state, _ = _decided_examples(engine, examples, EXAMPLE_EVENTS[:2])
+    if state is None or state.get("wake_at") is None:  # pragma: no cover - a guard for whoever edits the examples
+        msg = "the example lead has no wake-up time under the default ruleset with a recycling rule"
+        raise ValueError(msg)
+    _, decided = decide_time(engine, state, _EXAMPLE_DECIDED_AT + 40 * 86400)
+    return decided.decision
 
 
 _EXAMPLE_ROUTING = """
