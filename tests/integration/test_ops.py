@@ -47,11 +47,12 @@ def _partitions(flow: Flow, name: str, port: int) -> dict[tuple[str, int], float
     }
 
 
-def _wait(what: str, done: Callable[[], bool], flow: Flow, timeout: float = 60) -> None:
+def _wait(what: str, done: Callable[[], object], flow: Flow, timeout: float = 60) -> None:
+    """Wait until `done()` is true; on timeout say what it last returned (a mismatch it describes) and the log."""
     deadline = time.monotonic() + timeout
-    while not done():
+    while not (last := done()) or isinstance(last, str):
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} after {timeout}s\n--- worker log ---\n{flow.log()[-4000:]}")
+            raise AssertionError(f"{what} after {timeout}s: {last}\n--- worker log ---\n{flow.log()[-4000:]}")
         time.sleep(0.1)
 
 
@@ -59,7 +60,7 @@ def test_lag_and_age_show_a_backlog_draining_then_zero_and_revoked_partitions_le
     flow: Flow, rules_file: Path
 ) -> None:
     s = flow.settings
-    topics = [s.topic_leads, s.topic_route_requests, s.topic_sla, s.topic_feedback, s.topic_pipeline]
+    topics = [s.topic_leads, s.topic_route_requests, s.topic_sla, s.topic_feedback, s.topic_pipeline, s.topic_match]
     every_partition = {(topic, p) for topic in topics for p in range(s.partitions)}
     # a backlog produced an hour ago (its record timestamps say so) before the worker starts
     ensure_topics(s)
@@ -107,10 +108,11 @@ def test_lag_and_age_show_a_backlog_draining_then_zero_and_revoked_partitions_le
             assert body["reason"] in NOT_READY_REASONS, body
 
     # drained: every assigned partition of every topic it consumes has lag 0 and nothing waiting
-    def drained() -> bool:
+    def drained() -> bool | str:
         lag = _partitions(flow, "leadflow_consumer_lag_records", port)
         age = _partitions(flow, "leadflow_oldest_unprocessed_seconds", port)
-        return lag == dict.fromkeys(every_partition, 0) and age == dict.fromkeys(every_partition, 0)
+        zero = dict.fromkeys(every_partition, 0.0)
+        return True if lag == zero and age == zero else f"lag {sorted(lag.items())}, age {sorted(age.items())}"
 
     _wait("lag and age not 0 on every partition", drained, flow, timeout=30)
     assert _get(port, "/ready") == (200, {"ready": True, "reason": f"consuming {len(every_partition)} partitions"})
