@@ -82,9 +82,10 @@ def test_the_same_email_written_differently_gives_the_same_key(email: str, spell
     written = spell(email)  # type: ignore[operator]
     assert RULES.keys({"email": written}) == RULES.keys({"email": email})
     (key,) = RULES.keys({"email": email})
+    # a digest, not the address: 32 hex digits whatever the address's length (a check that the address's
+    # local part is not in the key fails by chance on short ones: "30a" is in one hex digest in ~1,000)
     assert len(key) == 32
-    assert int(key, 16) >= 0
-    assert email.split("@")[0].lower() not in key or len(email.split("@")[0]) < 3  # a hash, not the address
+    assert set(key) <= set("0123456789abcdef")
 
 
 def test_keys_need_every_part_of_a_rule_and_differ_between_people() -> None:
