@@ -9,18 +9,26 @@ Stages, each timed over the same events:
   batch      process_batch as the worker runs it: bytes in, JSON bytes out, 500 events a batch (--batch), states
              serialised at the end of each batch and kept decoded in the worker's state cache between batches, with the
              drift sample of the worker's default settings (features checked on 1 event in 10)
+  columnar   the columnar engine (worker.columnar, LEADFLOW_ENGINE=columnar) on the same batches as `batch`: the same
+             outputs byte for byte, the model and the scoring rules over columns (issue #21); run with --engine
   bare       the same process_batch with next to no logic: a ruleset of one scoring rule and no qualification
              rules, a model of one feature (the default model's first); what the core costs around its rules and
              model (parse, state, ids, decision, JSON), a floor for the batch stage
 
     python bench/bench_core.py [--leads 2000] [--repeat 3] [--drift-sample 10] [--gc-threshold 50000] [--batch 500]
+                               [--engine reference|columnar|both] [--only STAGE ...] [--profile N]
+
+``--engine`` picks what decides the batches of ``batch``: the reference (the default), the columnar engine (the
+stage is then called ``columnar``), or both, one after the other in the same run (compare their ratio).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as dt
 import gc
+import pstats
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from worker.batch import Record, process_batch  # noqa: E402
+from worker.columnar import BatchEngine, process_columnar  # noqa: E402
 from worker.core import Engine, decide  # noqa: E402
 from worker.lead.parse import parse_event  # noqa: E402
 from worker.lead.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
@@ -68,7 +77,9 @@ def bare_engine() -> Engine:
     return Engine(parse_ruleset(_BARE_RULESET, "<bare ruleset>"), Model.from_dict(data, source="<bare model>"))
 
 
-def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engine, dict[str, Callable[[], None]]]:
+def prepare(
+    leads: int, drift_sample: int, batch: int = 500, engines: tuple[str, ...] = ("reference",)
+) -> tuple[int, Engine, dict[str, Callable[[], None]]]:
     """The synthetic sample's events and one function per stage, each running the stage over all of them."""
     data = generate(leads, seed=11, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     raw = [(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events]
@@ -119,19 +130,20 @@ def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engin
 
     records = [Record(k, v, "leads", 0, i) for i, (k, v) in enumerate(raw)]
 
-    def batches(engine: Engine) -> None:
+    def batches(engine: Engine, decide: BatchEngine = process_batch) -> None:
         store: dict[str, bytes] = {}
         cache: dict[str, dict[str, object]] = {}
         for start in range(0, n, batch):
-            result = process_batch(
-                engine, records[start : start + batch], store.get, 1.0, cache, drift_sample=drift_sample
-            )
+            result = decide(engine, records[start : start + batch], store.get, 1.0, cache, drift_sample=drift_sample)
             store.update(result.states)
 
     bare = bare_engine()
 
     def run_batch() -> None:
         batches(engine)
+
+    def run_columnar() -> None:
+        batches(engine, process_columnar)
 
     def run_bare() -> None:
         batches(bare)
@@ -143,8 +155,13 @@ def prepare(leads: int, drift_sample: int, batch: int = 500) -> tuple[int, Engin
         "score": run_score,
         "decide": run_decide,
         "batch": run_batch,
+        "columnar": run_columnar,
         "bare": run_bare,
     }
+    if "reference" not in engines:
+        del stages["batch"]
+    if "columnar" not in engines:
+        del stages["columnar"]
     return n, engine, stages
 
 
@@ -166,8 +183,21 @@ def main() -> None:
         help="events per batch for the batch stage (500, a few fetches' worth; the worker takes up to "
         "LEADFLOW_BATCH_SIZE, 10,000, from a backlog, about 10 %% faster here)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("reference", "columnar", "both"),
+        default="reference",
+        help="what decides the batch stage's batches (both: one after the other, in the same run)",
+    )
+    parser.add_argument("--only", action="append", default=[], metavar="STAGE", help="run only these stages")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="run each stage once more under cProfile; print its top N"
+    )
     args = parser.parse_args()
-    n, engine, stages = prepare(args.leads, args.drift_sample, args.batch)
+    engines = ("reference", "columnar") if args.engine == "both" else (args.engine,)
+    n, engine, stages = prepare(args.leads, args.drift_sample, args.batch, engines)
+    if args.only:
+        stages = {name: fn for name, fn in stages.items() if name in args.only}
     ruleset, model = engine.ruleset, engine.model
     print(
         f"{n:,} events of {args.leads:,} leads; best of {args.repeat} runs; one core (Python {sys.version.split()[0]})"
@@ -181,6 +211,10 @@ def main() -> None:
     for name, fn in stages.items():
         rate = best_rate(n, fn, args.repeat)
         print(f"  {name:<8} {rate:>12,.0f} events/s   {1e6 / rate:7.2f} µs/event")
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(fn)
+            pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(args.profile)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def run(stage: str, passes: int, leads: int, batch: int) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_core import prepare
 
-    n, _, stages = prepare(leads, drift_sample=10, batch=batch)
+    n, _, stages = prepare(leads, drift_sample=10, batch=batch, engines=("reference", "columnar"))
     gc.freeze()
     for _ in range(passes):
         stages[stage]()
@@ -68,7 +68,9 @@ def run(stage: str, passes: int, leads: int, batch: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stages", default="parse,merge,rules,score,decide,batch")
+    parser.add_argument(
+        "--stages", default="parse,merge,rules,score,decide,batch", help="comma-separated; also columnar, bare"
+    )
     parser.add_argument("--leads", type=int, default=200)
     parser.add_argument("--batch", type=int, default=50, help="events per batch of the batch stage")
     parser.add_argument("--run", help=argparse.SUPPRESS)  # inside valgrind: run one stage

@@ -116,6 +116,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Decoded lead states kept in memory between batches, about 5-6 KB each (0: none)",
     )
+    engine: Literal["reference", "columnar"] = Field(
+        default="reference",
+        description=(
+            "How batches of lead events are decided: 'reference', the per-event core; 'columnar', the same"
+            " outputs byte for byte with the model and scoring rules over columns (issue #21, docs/PERFORMANCE.md)"
+        ),
+    )
     dedupe_window: int = Field(default=64, ge=1, le=10_000, description="Event ids remembered per lead")
     top_factors: int = Field(default=5, ge=0, le=50)
     drift_sample: int = Field(

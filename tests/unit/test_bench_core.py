@@ -10,7 +10,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from bench_core import bare_engine
+from bench_core import bare_engine, prepare
 
 from worker.batch import Record, process_batch
 from worker.scoring.training import generate
@@ -32,3 +32,13 @@ def test_the_bare_engine_has_one_rule_and_one_feature_and_decides_every_event() 
     assert {d["ruleset_version"] for d in decisions} == {engine.ruleset.version}
     assert any(d["matched_rules"] == ["has-email"] for d in decisions)
     assert all(len(d["factors"]) == 1 for d in decisions)
+
+
+def test_the_columnar_stage_is_there_only_when_asked_for() -> None:
+    _, _, reference = prepare(5, 10, 50)
+    _, _, both = prepare(5, 10, 50, ("reference", "columnar"))
+    _, _, columnar = prepare(5, 10, 50, ("columnar",))
+    assert "columnar" not in reference
+    assert {"batch", "columnar"} <= set(both)
+    assert "batch" not in columnar
+    columnar["columnar"]()  # it runs

@@ -1,9 +1,10 @@
 """The lead step of the Faust shell: batches of lead events decided by the core, sent, stored, then acked.
 
-It calls :func:`worker.batch.process_batch`, sends every output and waits for the broker to have them, then
-writes the states (RocksDB and the changelog); only then are the messages acked, and Faust commits only acked
-offsets. So a crash anywhere re-processes events (at-least-once) and never loses one; deterministic ids make the
-re-sent outputs harmless to consumers. Decoded states are cached between batches (:meth:`LeadStage._cache`).
+It calls :func:`worker.batch.process_batch` (or the columnar engine with the same outputs, ``LEADFLOW_ENGINE``),
+sends every output and waits for the broker to have them, then writes the states (RocksDB and the changelog); only
+then are the messages acked, and Faust commits only acked offsets. So a crash anywhere re-processes events
+(at-least-once) and never loses one; deterministic ids make the re-sent outputs harmless to consumers. Decoded
+states are cached between batches (:meth:`LeadStage._cache`).
 
 Time that passes: a lead's state holds its wake-up time (when a rule that reads the time may decide otherwise, with
 no event; see :mod:`worker.rules._wake`). The stage keeps an index of the wake-up times of its partitions' leads
@@ -20,7 +21,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from worker.batch import BatchResult, RecordLike, process_batch, process_wakeups
+from worker.batch import BatchResult, RecordLike, process_wakeups
+from worker.columnar import batch_engine
 from worker.core import Engine
 from worker.lead.state import LeadState, decode_state
 from worker.settings import Settings
@@ -68,6 +70,7 @@ class LeadStage(TableStage[LeadBatch]):
         self.app = app
         self.settings = settings
         self.engine = engine
+        self._decide_batch = batch_engine(settings.engine)  # LEADFLOW_ENGINE: the same outputs either way
         self._state_cache: dict[str, LeadState] = {}
         self._cache_generation: int | None = None
         self._wakes: dict[str, tuple[float, int]] = {}
@@ -86,7 +89,7 @@ class LeadStage(TableStage[LeadBatch]):
         cache = self._cache() if self.settings.state_cache_size else None
         load_state = self._loader(states, partition_of)
         started = time.perf_counter()
-        result = process_batch(
+        result = self._decide_batch(
             self.engine, messages, load_state, time.time(), cache, drift_sample=self.settings.drift_sample
         )
         self.metrics.batch_seconds.observe(time.perf_counter() - started)

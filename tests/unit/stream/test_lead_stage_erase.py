@@ -9,6 +9,7 @@ import orjson
 
 from tests.unit.stream.test_stages import _Outbox, _Table
 from worker.batch import Record
+from worker.columnar import batch_engine
 from worker.core import Engine
 from worker.lead import ids
 from worker.rules import parse_ruleset
@@ -92,3 +93,27 @@ def test_an_erasure_forgets_the_lead_s_opportunity_on_every_step_that_may_hold_i
     assert [orjson.loads(n) for n in notices] == [
         {"kind": "erased", "opportunity_id": opportunity.decode(), "position": ["leads", 0, 3, 1_800_000_003.0]}
     ]
+
+
+def _timeless(value: bytes | None) -> object:
+    """A message's value without the wall-clock times of the decision (two runs decide at two moments)."""
+    if value is None:
+        return None
+    data = orjson.loads(value)
+    return {k: v for k, v in data.items() if k not in ("decided_at", "erased_at")} if isinstance(data, dict) else data
+
+
+def test_the_lead_step_decides_with_the_engine_the_settings_name() -> None:
+    """``LEADFLOW_ENGINE``: the same messages out with either engine."""
+    outs = {}
+    for name in ("reference", "columnar"):
+        broker: list[Message] = []
+        engine = Engine(parse_ruleset('version: "u-1"\n', "u.yaml"), load_model(default_model_path()))
+        outbox = _Outbox(broker)
+        settings = Settings(engine=name)
+        stage = LeadStage(_App(), settings, engine, outbox.metrics, outbox, _Table("lead-state", broker))  # type: ignore[arg-type]
+        assert stage._decide_batch is batch_engine(name)
+        asyncio.run(stage.commit(stage.prepare([_upsert(0, company="A"), _upsert(1, company="B"), _erase(2)])))
+        outs[name] = [(m.topic, m.key, _timeless(m.value)) for m in broker]
+    assert outs["columnar"] == outs["reference"]
+    assert len(outs["reference"]) >= 3

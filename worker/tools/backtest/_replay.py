@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from worker.batch import Record, RecordLike, process_batch
+from worker.columnar import BatchEngine
 from worker.core import Engine
 from worker.lead.state import LeadState
 from worker.tools.backtest._routing import RoutingTally
@@ -70,6 +71,8 @@ class Run:
     bad_by_reason: Counter[str] = field(default_factory=Counter)
     bad_examples: list[BadEvent] = field(default_factory=list)
     routing: RoutingTally = field(default_factory=RoutingTally)
+    decide: BatchEngine = process_batch
+    """The batch engine (``LEADFLOW_ENGINE``): the reference or the columnar one, the same outputs either way."""
     _store: dict[str, bytes] = field(default_factory=dict, repr=False)
     _cache: dict[str, LeadState] = field(default_factory=dict, repr=False)
 
@@ -80,7 +83,7 @@ class Run:
 
     def apply(self, records: list[Record], where: Callable[[RecordLike], str]) -> None:
         """Decide one batch and fold the decisions and opportunities into the leads' outcomes."""
-        result = process_batch(self.engine, records, self._store.get, DECIDED_AT, self._cache)
+        result = self.decide(self.engine, records, self._store.get, DECIDED_AT, self._cache)
         self._store.update(result.states)
         for lead_id in result.erased:
             self._store.pop(lead_id, None)
@@ -129,9 +132,11 @@ def replay(
     batches: Iterable[list[Record]],
     where: Callable[[RecordLike], str] = lambda record: f"offset {record.offset}",
     progress: Callable[[int], None] | None = None,
+    decide: BatchEngine = process_batch,
 ) -> dict[str, Run]:
-    """Run every batch through every engine, each with its own state; ``progress`` is told how many were read."""
-    runs = {label: Run(engine) for label, engine in engines.items()}
+    """Run every batch through every engine, each with its own state, by the batch engine ``decide``;
+    ``progress`` is told how many were read."""
+    runs = {label: Run(engine, decide=decide) for label, engine in engines.items()}
     for batch in batches:
         for run in runs.values():
             run.apply(batch, where)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from worker.columnar import BatchEngine, batch_engine
 from worker.core import Engine
 from worker.exceptions import BacktestError, RulesetError
 from worker.rules import Ruleset, load_ruleset
@@ -70,7 +71,9 @@ def _check_read(source: EventSource, run: Run) -> None:
     raise BacktestError(msg, source=source.name)
 
 
-def _replay_with_progress(source: EventSource, engines: dict[str, Engine], console: Console) -> dict[str, Run]:
+def _replay_with_progress(
+    source: EventSource, engines: dict[str, Engine], console: Console, decide: BatchEngine
+) -> dict[str, Run]:
     columns = (
         TextColumn("replaying"),
         BarColumn(),
@@ -84,7 +87,7 @@ def _replay_with_progress(source: EventSource, engines: dict[str, Engine], conso
         def advance(n: int) -> None:
             progress.update(task, advance=n, total=source.total)  # a topic's total may be corrected while read
 
-        return replay(engines, source.batches, source.where, advance)
+        return replay(engines, source.batches, source.where, advance, decide)
 
 
 def run_backtest(
@@ -119,7 +122,8 @@ def run_backtest(
         for role, ruleset in rulesets.items()
     }
     with _source(settings, events, topic) as source:
-        runs = _replay_with_progress(source, engines, progress_console or Console(stderr=True))
+        bar = progress_console or Console(stderr=True)
+        runs = _replay_with_progress(source, engines, bar, batch_engine(settings.engine))
         records = source.total
     _check_read(source, runs["new"])
     report = build_report(

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from tests.unit.tools.backtest.conftest import HAND_HISTORY, RULES, RULES_NEW, engine, records, variant, write_lines
+from worker.columnar import process_columnar
 from worker.core import Engine, decide
 from worker.lead.parse import parse_event
 from worker.lead.state import LeadState
@@ -154,3 +155,13 @@ def test_an_erased_lead_is_forgotten_by_the_replay_and_its_later_events_start_ag
     again = [*history, {**HAND_HISTORY[2], "event_id": "again"}]  # L2 sent again after its erasure
     runs = replay({"old": engine(RULES)}, [records(again)])
     assert runs["old"].leads["L2"].converted_by is None  # a new lead: nothing of the old conversion
+
+
+def test_the_columnar_engine_replays_to_the_same_report(synthetic: list[dict[str, Any]]) -> None:
+    """``LEADFLOW_ENGINE=columnar``: the backtest's batches decided in columns give the reference's report."""
+    history = [records(synthetic)]
+    reference = replay({"new": engine(RULES_NEW), "old": engine(RULES)}, history)
+    columnar = replay({"new": engine(RULES_NEW), "old": engine(RULES)}, history, decide=process_columnar)
+    assert columnar["new"].decide is process_columnar
+    assert _report(columnar) == _report(reference)
+    assert any(lead.converted for lead in columnar["new"].leads.values())

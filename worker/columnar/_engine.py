@@ -1,0 +1,387 @@
+"""The columnar batch engine: the same :class:`~worker.batch.BatchResult` as :func:`worker.batch.process_batch`,
+with the model and the scoring rules run over whole columns of leads.
+
+How a batch is decided:
+
+1. the records are parsed and grouped by lead as the reference does it (:func:`worker.batch.process_batch`'s own
+   helpers);
+2. a lead with an erasure, or with a match step's answer (``lead.matched``: it may merge the lead), goes through
+   the reference's per-lead path as it is;
+3. the other leads are decided in rounds: round *k* takes each lead's *k*-th event, so every lead's events stay in
+   their order and each event sees the state its predecessor left, exactly as in the reference. In a round, each
+   event is merged into its lead's state and its facts built by the core's own functions (a replay is decided by
+   :func:`worker.core.decide` itself: it changes nothing); then the model scores the round as columns
+   (:class:`~worker.columnar._model.ModelColumns`), the plain scoring rules run as masks
+   (:class:`~worker.columnar._rules.RuleColumns`), and each decision is built by the core's own builder. With a
+   ``duplicates:`` section an upsert's new match keys are claimed as the core claims them, and a conversion the
+   claims hold is not made, as in the core (``duplicate_of`` in every decision, as the core writes it);
+4. once fewer than ``SMALL_ROUND`` leads are left (the busiest leads' last events), each goes on event by event
+   with :func:`worker.core.decide` itself, from the state the rounds left;
+5. a lead whose event would convert it (an opportunity, maybe routing) or route it (a status that
+   ``routing.lead_statuses`` routes), or that raises anything, is dropped from the rounds and decided again from
+   its stored state by the reference's per-lead path; so is a lead whose state would grow over the limit. What the
+   reference does for those leads is what this engine does.
+
+Outputs go to each record's slot and are listed in record order by the reference's own collector, so the result is
+the reference's, field by field and byte for byte (``tests/unit/test_columnar.py``).
+
+The fallback reloads a lead's state with ``load_state``, as the reference's error path does: the ``cache`` must
+hold states equal to the stored ones (which the worker, the backtest and the benchmarks guarantee).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+
+from worker.batch import (
+    BatchResult,
+    RecordLike,
+    _by_key,
+    _collect,
+    _decide_lead,
+    _decide_one_by_one,
+    _decoded,
+    _Event,
+    _lead_error,
+    _Output,
+    _parsed,
+    _position,
+    _rendered,
+    _serialised,
+)
+from worker.columnar._frame import Frame
+from worker.columnar._model import ModelColumns
+from worker.columnar._rules import RuleColumns, finish
+from worker.core import Cause, Decided, Engine, _decision, _left_status, _set_wake, decide
+from worker.exceptions import EventError
+from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadUpserted
+from worker.lead.state import LeadState, apply_event, build_facts, event_digest, new_state, redelivered, seen
+from worker.rules.duplicates import DUPLICATE_OF, MATCH, claim_keys, held
+
+__all__ = ["SMALL_ROUND", "process_columnar"]
+
+
+@dataclass(slots=True)
+class _Lead:
+    """One lead of the batch on its way through the rounds."""
+
+    lead_id: str
+    events: list[tuple[int, _Event]]
+    state: LeadState | None
+    new: bool
+    next: int = 0
+    changed: bool = False
+    reference: bool = False  # decided by the reference's per-lead path (at the end of the batch)
+    pending: list[int] = field(default_factory=list)  # records whose outputs this engine has set
+
+
+@dataclass(slots=True)
+class _Item:
+    """One event of a round, merged into its lead's state, waiting for the round's columns."""
+
+    lead: _Lead
+    index: int
+    event: LeadUpserted | LeadActivity
+    facts: dict[str, object]
+    previous_status: str
+    claims: list[str]
+
+
+class _Columns:
+    """The column forms of one engine's model and ruleset (built once per engine)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.model = ModelColumns(engine.model)
+        self.rules = RuleColumns(engine.ruleset)
+
+
+_BUILT: dict[int, _Columns] = {}
+SMALL_ROUND = 64
+"""Below this many leads in a round, their remaining events are decided by the per-event core: numpy's and Arrow's
+fixed cost per column (tens of µs, 40-odd columns) would outweigh what columns save."""
+
+
+def _columns_for(engine: Engine) -> _Columns:
+    built = _BUILT.get(id(engine))
+    if built is None or built.engine is not engine:
+        if len(_BUILT) >= 4:
+            _BUILT.clear()
+        built = _BUILT[id(engine)] = _Columns(engine)
+    return built
+
+
+def process_columnar(
+    engine: Engine,
+    records: Sequence[RecordLike],
+    load_state: Callable[[str], bytes | None],
+    decided_at: float,
+    cache: MutableMapping[str, LeadState] | None = None,
+    drift_sample: int = 0,
+    *,
+    small_round: int | None = None,
+) -> BatchResult:
+    """:func:`worker.batch.process_batch`, decided in columns: same arguments, same result. ``small_round``
+    overrides ``SMALL_ROUND`` (0: every round in columns, as the equivalence tests run it too)."""
+    least = SMALL_ROUND if small_round is None else small_round
+    result = BatchResult()
+    cached = cache if cache is not None else {}
+    outputs: list[_Output | None] = [None] * len(records)
+    failed: dict[int, EventError] = {}
+    leads: list[_Lead] = []
+    for indexes in _by_key(records):
+        events = _parsed(records, indexes, engine.max_event_bytes, failed)
+        if not events:
+            continue
+        lead_id = events[0][1].lead_id
+        state = cached.get(lead_id)
+        if state is None:
+            try:
+                state = _decoded(lead_id, load_state(lead_id))
+            except Exception as exc:  # the lead's events wait in the dead letters, as in the reference
+                for index, _ in events:
+                    failed[index] = _lead_error(lead_id, exc)
+                continue
+        lead = _Lead(lead_id, events, state, state is None)
+        lead.reference = any(isinstance(event, LeadErased | LeadMatched) for _, event in events)
+        leads.append(lead)
+
+    columns = _columns_for(engine)
+    active = [lead for lead in leads if not lead.reference]
+    while active:
+        if len(active) < least:  # a few busy leads left: columns would cost more than they save
+            for lead in active:
+                _decide_rest(engine, records, lead, decided_at, drift_sample, outputs)
+            break
+        merged = [_merged(engine, records, lead, decided_at, drift_sample, outputs) for lead in active]
+        items = [item for item in merged if item is not None]
+        _decide_round(engine, columns, records, items, decided_at, drift_sample, outputs)
+        active = [lead for lead in active if not lead.reference and lead.next < len(lead.events)]
+
+    states = result.states
+    for lead in leads:
+        stored = None
+        if not lead.reference and lead.changed and lead.state is not None:
+            try:
+                stored = _serialised(lead.state, engine.max_event_bytes)
+            except Exception:  # over the limit: the reference finds the event that grew it
+                _to_reference(lead, outputs)
+        if lead.reference:
+            _reference_lead(
+                engine, records, lead, load_state, cached, decided_at, drift_sample, outputs, failed, result
+            )
+            continue
+        if stored is not None:
+            states[lead.lead_id] = stored
+            result.wakes[lead.lead_id] = None if lead.state is None else lead.state.get("wake_at")
+            if lead.new and lead.state is not None:
+                result.leads_created[lead.state.get("lead_source")] += 1
+        if lead.state is not None:
+            cached[lead.lead_id] = lead.state
+    _collect(engine.model, records, outputs, failed, result)
+    return result
+
+
+def _decide_rest(
+    engine: Engine,
+    records: Sequence[RecordLike],
+    lead: _Lead,
+    decided_at: float,
+    drift_sample: int,
+    outputs: list[_Output | None],
+) -> None:
+    """The lead's remaining events decided one by one by :func:`worker.core.decide` itself, from the state the
+    rounds left (conversions and routing included)."""
+    try:
+        while lead.next < len(lead.events):
+            index, event = lead.events[lead.next]
+            lead.next += 1
+            assert not isinstance(event, LeadErased)  # noqa: S101  # leads with an erasure go to the reference
+            record = records[index]
+            lead.state, decided = decide(engine, lead.state, event, decided_at, _position(record))
+            outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, lead.state)
+            lead.pending.append(index)
+            lead.changed = lead.changed or not decided.duplicate
+    except Exception:  # the reference decides the lead from its stored state and says what failed
+        _to_reference(lead, outputs)
+
+
+def _merged(
+    engine: Engine,
+    records: Sequence[RecordLike],
+    lead: _Lead,
+    decided_at: float,
+    drift_sample: int,
+    outputs: list[_Output | None],
+) -> _Item | None:
+    """The lead's next event merged into its state with the core's functions (the first half of
+    :func:`worker.core.decide`); a replay is decided by ``decide`` itself and yields no item."""
+    index, event = lead.events[lead.next]
+    lead.next += 1
+    assert not isinstance(event, LeadErased | LeadMatched)  # noqa: S101  # such leads go to the reference
+    try:
+        record = records[index]
+        position = _position(record)
+        now = event.occurred_at.timestamp()
+        state = lead.state
+        if state is None:
+            state = lead.state = new_state(lead.lead_id, now)
+        digest = event_digest(event.event_id)
+        if seen(state, digest) or redelivered(state, position):
+            _, decided = decide(engine, state, event, decided_at, position)  # a replay: nothing changes
+            outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, state)
+            lead.pending.append(index)
+            return None
+        previous_status: str = state["status"] or engine.ruleset.default_status
+        changed = apply_event(state, event, digest, now, engine.dedupe_window)
+        claims: list[str] = []
+        duplicates = engine.ruleset.duplicates
+        if duplicates is not None and (isinstance(event, LeadUpserted) or MATCH not in state):
+            claims = claim_keys(duplicates, state)  # as the core claims them
+        state["source"] = list(position)
+        facts = build_facts(state, now, event, changed)
+    except Exception:  # the reference decides the lead and says what failed
+        _to_reference(lead, outputs)
+        return None
+    return _Item(lead, index, event, facts, previous_status, claims)
+
+
+def _decide_round(
+    engine: Engine,
+    columns: _Columns,
+    records: Sequence[RecordLike],
+    items: list[_Item],
+    decided_at: float,
+    drift_sample: int,
+    outputs: list[_Output | None],
+) -> None:
+    """Score, evaluate and decide one round's events: the model and the scoring rules as columns, the rest per lead
+    by the ruleset's and the core's own code (the second half of :func:`worker.core.decide`)."""
+    if not items:
+        return
+    ruleset = engine.ruleset
+    facts = [item.facts for item in items]
+    frame = Frame(facts)
+    try:
+        probabilities, contributions = columns.model.score(frame)
+        for lead_facts, probability in zip(facts, probabilities, strict=True):
+            lead_facts["score"] = probability
+            for name, compute in ruleset.derived_facts:
+                lead_facts[name] = compute(lead_facts)
+        frame.forget(["score", *(name for name, _ in ruleset.derived_facts)])  # set since the model read them
+        totals, matched = columns.rules.points(frame)
+        outcomes = [finish(ruleset, f, t, m) for f, t, m in zip(facts, totals, matched, strict=True)]
+        factors = columns.model.factors(contributions, frame, engine.top_factors)
+    except Exception:  # the reference decides these leads and says what failed
+        for item in items:
+            _to_reference(item.lead, outputs)
+        return
+    default_status, statuses, routing = ruleset.default_status, ruleset.statuses, ruleset.routing
+    for item, probability, (points, rule), matched_rules, lead_factors in zip(
+        items, probabilities, outcomes, matched, factors, strict=True
+    ):
+        lead = item.lead
+        state = lead.state
+        assert state is not None  # noqa: S101  # _merged made it
+        status: str = state["status"] or default_status  # a producer may have set it
+        if rule is not None and rule.convert and held(state):  # a duplicate, or its claims unanswered: not yet
+            rule = None
+        action = "none"
+        if rule is not None and not state["converted"]:
+            if rule.convert:  # a conversion (an opportunity, maybe routing): the reference decides the lead
+                _to_reference(lead, outputs)
+                continue
+            status = rule.status
+            if status != item.previous_status:
+                status_def = statuses.get(status)
+                action = "disqualified" if status_def is not None and status_def.disqualified else "status_changed"
+        elif status != item.previous_status:
+            action = "status_changed"
+        if action == "status_changed" and routing is not None and status in routing.lead_statuses:
+            _to_reference(lead, outputs)  # the lead is routed: the reference decides it
+            continue
+        state["points"] = points
+        state["score"] = probability
+        state["status"] = status
+        event = item.event
+        try:
+            now: float = item.facts["now"]  # type: ignore[assignment]  # build_facts sets it to a float
+            left = _left_status(state, item.previous_status, status, now)
+            decision = _decision(
+                engine,
+                Cause(lead.lead_id, event.event_id, event.occurred_at, "event"),
+                decided_at,
+                status,
+                item.previous_status,
+                points,
+                probability,
+                lead_factors,
+                matched_rules,
+                action,
+            )
+            decision["opportunity_id"] = state["opportunity_id"]
+            decision["duplicate_of"] = state.get(DUPLICATE_OF)
+            _set_wake(ruleset, state, item.facts, now)
+            decided = Decided(decision, None, item.facts, claims=item.claims, left_status=left)
+            record = records[item.index]
+            outputs[item.index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, state)
+        except Exception:
+            _to_reference(lead, outputs)
+            continue
+        lead.pending.append(item.index)
+        lead.changed = True
+
+
+def _to_reference(lead: _Lead, outputs: list[_Output | None]) -> None:
+    """Hand the lead to the reference's per-lead path: what this engine set for it is dropped."""
+    lead.reference = True
+    for index in lead.pending:
+        outputs[index] = None
+    lead.pending.clear()
+
+
+def _reference_lead(
+    engine: Engine,
+    records: Sequence[RecordLike],
+    lead: _Lead,
+    load_state: Callable[[str], bytes | None],
+    cached: MutableMapping[str, LeadState],
+    decided_at: float,
+    drift_sample: int,
+    outputs: list[_Output | None],
+    failed: dict[int, EventError],
+    result: BatchResult,
+) -> None:
+    """One lead decided as :func:`worker.batch.process_batch` decides it, from its state at the batch's start."""
+    lead_id, events = lead.lead_id, lead.events
+    state: LeadState | None
+    if lead.next == 0:  # untouched: the state it started with
+        state = lead.state
+    else:
+        try:
+            state = _decoded(lead_id, load_state(lead_id))
+        except Exception as exc:
+            cached.pop(lead_id, None)  # the rounds changed the cached state
+            for index, _ in events:
+                outputs[index] = None
+                failed[index] = _lead_error(lead_id, exc)
+            return
+    new = state is None
+    try:
+        state, stored, erased = _decide_lead(engine, records, events, state, decided_at, drift_sample, outputs)
+    except Exception:  # one event of this lead fails: find which, from the stored state
+        state, stored, erased = _decide_one_by_one(
+            engine, records, events, lead_id, load_state, decided_at, drift_sample, outputs, failed
+        )
+    if erased and state is None:
+        result.erased.append(lead_id)
+    if stored is not None:
+        result.states[lead_id] = stored
+        result.wakes[lead_id] = None if state is None else state.get("wake_at")
+        if new and state is not None:
+            result.leads_created[state.get("lead_source")] += 1
+    if state is not None:
+        cached[lead_id] = state
+    else:
+        cached.pop(lead_id, None)
