@@ -112,6 +112,9 @@ def _scaled(unit: str, value: float) -> str:
     if not math.isfinite(value):
         return "-"
     if unit == "s":
+        for size, name in ((86_400, "day"), (3_600, "h"), (60, "min")):  # as Grafana: time in status is in days
+            if abs(value) >= size:
+                return f"{value / size:.3g} {name}"
         return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.1f} s"
     if unit == "bytes":
         return f"{value / 2**20:.0f} MiB"

@@ -58,20 +58,37 @@ DASHBOARD = load()
 ALERT_RULES = [r for group in yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"] for r in group["rules"]]
 
 
+GONE_QUIET = """qualification:
+  - id: gone-quiet
+    when:
+      all:
+        - {field: company, op: eq, value: Sleepy Co}
+        - {field: days_since_last_activity, op: gt, value: 1}
+    status: Unqualified
+"""
+"""A rule on time that passes, for Sleepy Co's leads only (the other leads decide as the integration tests' do)."""
+DUPLICATES = "duplicates:\n  match:\n    - [email]\n"
+
+
 def _ruleset(version: str) -> str:
     """The routing tests' ruleset (a weighted pool ae with a 3-second SLA; Germany to a queue) deciding with the
-    integration tests' scoring and qualification (leads open, warm, converted or unsubscribed)."""
+    integration tests' scoring and qualification (leads open, warm, converted or unsubscribed), a rule on time that
+    passes (Sleepy Co's leads quiet for a day are disqualified) and a duplicates: section (one lead per email)."""
     members = "        - {id: ann, weight: 200}\n        - {id: bob, weight: 100}"
     text = routed(members, version, "      sla: {accept_within_minutes: 0.05, then: next_member}\n")
     deciding = RULES[RULES.index("scoring:") :].replace("      queue: Enterprise AEs\n", "")  # routed instead
+    deciding = deciding.replace("qualification:\n", GONE_QUIET)
     text = text.replace(CONVERTS_ON_DEMO.lstrip("\n"), deciding)
     assert deciding in text, "tests/routed_rules.py no longer holds CONVERTS_ON_DEMO as it is"
-    return text
+    assert GONE_QUIET in text, "the integration tests' RULES no longer have a qualification: section"
+    return text + DUPLICATES
 
 
 def _wave(n: int) -> list[dict[str, Any]]:
     """Wave ``n``: 4 leads that convert (3 routed to the pool ae, one to a queue), a warm one, a cold one; some
-    fields missing, some values the model never saw."""
+    fields missing, some values the model never saw; a warm lead whose events are a month old (time disqualifies it
+    at once: a wake-up), two leads of one email (one merged into the other), and the warm one of the wave before
+    erased."""
     events: list[dict[str, Any]] = []
     leads = [
         ("ae-a", {"company": "Acme", "industry": "Technology", "lead_source": "Web", "number_of_employees": 120}),
@@ -87,8 +104,24 @@ def _wave(n: int) -> list[dict[str, Any]]:
         activity(f"warm-{n}", f"warm-{n}-p", "page_view", count=6),
         upsert(f"cold-{n}", f"cold-{n}-u", lead_source="Purchased List"),
         activity(f"cold-{n}", f"cold-{n}-x", "unsubscribe"),
+        upsert(f"sleepy-{n}", f"sleepy-{n}-u", company="Sleepy Co"),
+        activity(f"sleepy-{n}", f"sleepy-{n}-p", "page_view", count=6),  # dated 2026-11-03, then nothing
+        upsert(f"ada-{n}", f"ada-{n}-u", email=f"ada.{n}@northwind.example", company="Northwind"),
+        upsert(f"ada-again-{n}", f"ada-again-{n}-u", email=f" Ada.{n}@Northwind.example", company="Northwind"),
     ]
+    if n:
+        events.append(erased(f"warm-{n - 1}", f"warm-{n - 1}-e"))
     return events
+
+
+def erased(lead_id: str, event_id: str) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "event_id": event_id,
+        "event_type": "lead.erased",
+        "occurred_at": "2026-11-20T09:00:00Z",
+        "lead_id": lead_id,
+    }
 
 
 BAD = [(b"bad-1", b"{not json"), (b"bad-2", None), (b"bad-3", b'{"schema_version": 1, "lead_id": "bad-3"}')]
@@ -174,6 +207,7 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
             LEADFLOW_DRIFT_SAMPLE="1",
             LEADFLOW_RELOAD_INTERVAL="0.5",
             LEADFLOW_SLA_CHECK_INTERVAL="0.2",
+            LEADFLOW_WAKEUP_INTERVAL="0.5",
         )
         prometheus, url = _prometheus(tmp, flow.web_port)
         flow.wait_metric("leadflow_worker_up", 1, timeout=60)
@@ -195,6 +229,8 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
         _scraped(url, 'leadflow_reloads_total{result="refused"}')
         _scraped(url, "leadflow_sla_breaches_total")
         _scraped(url, 'leadflow_opportunities_closed_total{outcome="lost"}')
+        _scraped(url, "leadflow_time_decisions_total > 0")
+        _scraped(url, "leadflow_leads_merged_total > 0")
         time.sleep(4)  # a few more scrapes and rule evaluations after the last change
         yield Run(flow, url, start - 2, time.time())
     finally:
@@ -206,8 +242,13 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 def _follow_some_opportunities(flow: Flow) -> None:
     """The sales side moves the first opportunity on, wins the second and loses the third (the pipeline panels)."""
-    created = [o.json["opportunity_id"] for o in flow.read(flow.settings.topic_opportunities, 3, timeout=60)]
-    one, two, three = list(dict.fromkeys(created))[:3]
+    created: list[str] = []
+    wanted = 3
+    while len(created) < 3:  # the erased leads' tombstones (no value) are on the topic too
+        read = flow.read(flow.settings.topic_opportunities, wanted, timeout=60)
+        created = list(dict.fromkeys(o.json["opportunity_id"] for o in read if o.value is not None))
+        wanted = len(read) + 1
+    one, two, three = created[:3]
     at = "2026-11-20T09:00:00Z"
     feedback = [
         {"event_type": "opportunity.updated", "opportunity_id": one, "stage_name": "Value Proposition"},
