@@ -36,8 +36,9 @@ demo: install
 # Two test processes, each with its own embedded broker; a file's tests stay in one process (--dist loadfile) so
 # module fixtures (one worker for a file's tests) are shared. Integration tests mostly wait on worker start-ups,
 # so two processes take about half the time even on two cores. TEST_PROCESSES=0 runs them in this process.
+# The 40 slowest tests are listed at the end, so that a test that grows is seen.
 TEST_PROCESSES ?= 2
-PYTEST := $(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
+PYTEST := $(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --durations=40
 
 test: install system-deps
 	$(PYTEST)
