@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from aiokafka.errors import KafkaError as AioKafkaError
 from kafka.errors import KafkaError
@@ -33,28 +34,12 @@ def run_worker(settings: Settings) -> int:
     engine = load_engine(settings)
     check_broker(settings)
     ensure_topics(settings)
-    control = None
-    if settings.reload_from_control:
-        try:
-            ensure_control_topic(settings)
-            control = read_control(settings)
-        except (KafkaError, AioKafkaError) as exc:
-            msg = (
-                f"cannot use the control topic {settings.topic_control!r}: {exc!r}; create it (one partition,"
-                " compacted) and let the worker read it, or set LEADFLOW_RELOAD_FROM_CONTROL=false"
-            )
-            raise ConfigError(msg) from exc
-        refused: dict[str, int] = {}
-        for artifact_kind in KINDS:
-            engine, refused[artifact_kind] = _newest_from_control(settings, control, artifact_kind, engine)
-        refused["unknown"] = len(control.undecodable)
-    accounts = AccountFeed(settings)
-    try:
-        ensure_accounts_topic(settings)
-        accounts.load()
-    except (KafkaError, AioKafkaError) as exc:
-        msg = f"cannot read the accounts topic {settings.topic_accounts!r}: {exc!r}; check LEADFLOW_TOPIC_ACCOUNTS"
-        raise ConfigError(msg) from exc
+    # the accounts topic is read beside the control topic: each read ends with a quiet poll (tansu under-reports a
+    # topic's end), so one after the other they cost a second of every start-up
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadflow-accounts") as pool:
+        loading = pool.submit(_load_accounts, settings)
+        engine, control, refused = _load_control(settings, engine)
+        accounts = loading.result()
     engine = dataclasses.replace(engine, accounts=accounts.index)
     logger.info("ruleset %s, model %s", engine.ruleset.version, engine.model.version)
     app = build_app(settings, engine, CollectorRegistry(), control, accounts)
@@ -71,6 +56,39 @@ def run_worker(settings: Settings) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 1
     return 0
+
+
+def _load_control(settings: Settings, engine: Engine) -> tuple[Engine, ControlSnapshot | None, dict[str, int]]:
+    """The engine with the control topic's newest valid ruleset and model, the topic as read, and how many records
+    of each kind start-up refused (nothing read when reloading from the control topic is off)."""
+    if not settings.reload_from_control:
+        return engine, None, {}
+    try:
+        ensure_control_topic(settings)
+        control = read_control(settings)
+    except (KafkaError, AioKafkaError) as exc:
+        msg = (
+            f"cannot use the control topic {settings.topic_control!r}: {exc!r}; create it (one partition,"
+            " compacted) and let the worker read it, or set LEADFLOW_RELOAD_FROM_CONTROL=false"
+        )
+        raise ConfigError(msg) from exc
+    refused: dict[str, int] = {}
+    for artifact_kind in KINDS:
+        engine, refused[artifact_kind] = _newest_from_control(settings, control, artifact_kind, engine)
+    refused["unknown"] = len(control.undecodable)
+    return engine, control, refused
+
+
+def _load_accounts(settings: Settings) -> AccountFeed:
+    """The accounts topic read to its end."""
+    accounts = AccountFeed(settings)
+    try:
+        ensure_accounts_topic(settings)
+        accounts.load()
+    except (KafkaError, AioKafkaError) as exc:
+        msg = f"cannot read the accounts topic {settings.topic_accounts!r}: {exc!r}; check LEADFLOW_TOPIC_ACCOUNTS"
+        raise ConfigError(msg) from exc
+    return accounts
 
 
 def tune_gc(threshold: int) -> None:
