@@ -90,7 +90,8 @@ def main() -> None:
     micros = measure(args.events, args.repeat)
     budget = micros["core"] / (TARGET / REFERENCE_QUIET)
     print(f"{args.events:,} events of the synthetic sample; best of {args.repeat} runs; one core")
-    print(f"budget: the core's {micros['core']:.1f} µs/event in this run / {TARGET / REFERENCE_QUIET:.1f} = {budget:.1f} µs")
+    ratio = TARGET / REFERENCE_QUIET
+    print(f"budget: the core's {micros['core']:.1f} µs/event in this run / {ratio:.1f} = {budget:.1f} µs")
     for name, us in micros.items():
         print(f"  {name:<6} {1e6 / us:>10,.0f} events/s  {us:6.2f} µs/event  {us / budget:6.0%} of the budget")
     floor = micros["loads"] + micros["dumps"]

@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
-from worker.core import Decided, Engine, decide, decide_time, erase
+from worker.core import Decided, Engine, decide, decide_time, erase, set_wake
 from worker.exceptions import EventError, StateError
 from worker.lead import ids
 from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadUpserted
@@ -175,9 +175,10 @@ def process_batch(
             result.wakes[lead_id] = None if state is None else state.get("wake_at")
             if new and state is not None:
                 result.leads_created[state.get("lead_source")] += 1
-        if state is not None:
+        if state is not None and not (new and stored is None):
             cached[lead_id] = state
-        else:  # the fast path may have changed the cached state before it failed
+        else:  # the fast path may have changed the cached state before it failed; a new lead whose events
+            # changed nothing (a match answer it never asked for) is not stored, so it is not cached either
             cached.pop(lead_id, None)
     _collect(engine.model, records, outputs, failed, result)
     return result
@@ -287,16 +288,20 @@ def _decide_lead(
     Any exception escapes: the caller then decides the lead again event by event (``state`` may be half-changed).
     """
     changed = erased = False
+    last_facts: dict[str, object] | None = None  # of the last decision: the wake-up time is worked out once, from it
     for index, event in events:
         record = records[index]
         if isinstance(event, LeadErased):
             outputs[index], forgotten = _erased(state, event, record, decided_at)
             if forgotten:
-                state, changed, erased = None, False, True
+                state, changed, erased, last_facts = None, False, True, None
             continue
-        state, decided = decide(engine, state, event, decided_at, _position(record))
+        state, decided = decide(engine, state, event, decided_at, _position(record), wake=False)
         outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, state)
-        changed = changed or not decided.duplicate
+        if not decided.duplicate:
+            changed, last_facts = True, decided.facts
+    if last_facts is not None and state is not None:
+        set_wake(engine.ruleset, state, last_facts, last_facts["now"])  # type: ignore[arg-type]  # a float
     stored = _serialised(state, engine.max_event_bytes) if changed and state is not None else None
     return state, stored, erased
 
@@ -460,9 +465,13 @@ def _erased(state: LeadState | None, event: LeadErased, record: RecordLike, deci
 
 def _without_history(facts: dict[str, object]) -> dict[str, object]:
     """An event's facts as the drift sample keeps them: without the per-day history, which is the lead's own (the
-    live state's, changed by its later events) and which no model can read (see worker.artifacts.check_servable)."""
-    facts.pop(HISTORY_FACT, None)
-    return facts
+    live state's, changed by its later events) and which no model can read (see worker.artifacts.check_servable).
+    A copy: the facts of a lead's last decision in the batch still give its wake-up time after this."""
+    if HISTORY_FACT not in facts:
+        return facts
+    kept = facts.copy()
+    del kept[HISTORY_FACT]
+    return kept
 
 
 def _collect(

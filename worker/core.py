@@ -37,7 +37,7 @@ from worker.rules import QualificationRule, Ruleset, next_wake
 from worker.rules.duplicates import DUPLICATE_OF, MATCH, apply_answer, claim_keys, held
 from worker.scoring import Model
 
-__all__ = ["Cause", "Decided", "Engine", "decide", "decide_time", "erase"]
+__all__ = ["Cause", "Decided", "Engine", "decide", "decide_time", "erase", "set_wake"]
 
 _UTC = dt.UTC
 
@@ -109,6 +109,7 @@ def decide(
     event: LeadUpserted | LeadActivity | LeadMatched,
     decided_at: float,
     position: Position | None = None,
+    wake: bool = True,
 ) -> tuple[LeadState, Decided]:
     """Apply ``event`` to the lead's ``state`` (mutated, or created when None) and decide.
 
@@ -121,6 +122,9 @@ def decide(
     With a ``duplicates:`` section the lead's new match keys are claimed (``Decided.claims``) and its conversion
     is held until the match step has answered them all (a ``lead.matched`` event, decided here too: the rules run
     again, and a lead that survives converts then); a duplicate never converts.
+
+    ``wake`` False leaves the state's wake-up time as it was: a caller deciding several events of the lead in a row
+    sets it once, after the last one, with :func:`set_wake` and that decision's facts (only the last one counts).
     """
     ruleset = engine.ruleset
     lead_id = event.lead_id
@@ -157,7 +161,7 @@ def decide(
         state["source"] = list(position)  # as stored (JSON): the cached state equals the stored one
     facts = build_facts(state, now, event, changed)
     cause = Cause(lead_id, event.event_id, event.occurred_at, "event")
-    decided = _decided(engine, state, facts, cause, decided_at, previous_status)
+    decided = _decided(engine, state, facts, cause, decided_at, previous_status, wake)
     if merged is not None:
         decided.decision["action"] = "merged"
     return state, decided._replace(claims=claims, merged=merged)
@@ -187,9 +191,10 @@ def _decided(
     cause: Cause,
     decided_at: float,
     previous_status: str,
+    wake: bool = True,
 ) -> Decided:
-    """Score and qualify the lead from ``facts``, change its ``state`` (status, conversion, next wake-up time) and
-    build the decision with what comes with it."""
+    """Score and qualify the lead from ``facts``, change its ``state`` (status, conversion, next wake-up time unless
+    ``wake`` is False) and build the decision with what comes with it."""
     ruleset, model = engine.ruleset, engine.model
     lead_id = cause.lead_id
     now: float = facts["now"]  # type: ignore[assignment]  # build_facts sets it to a float
@@ -235,7 +240,8 @@ def _decided(
     )
     decision["opportunity_id"] = state["opportunity_id"]
     decision["duplicate_of"] = state.get(DUPLICATE_OF)
-    _set_wake(engine.ruleset, state, facts, now)
+    if wake:
+        set_wake(engine.ruleset, state, facts, now)
     return Decided(decision, opportunity, facts, routed, request, left_status=left)
 
 
@@ -249,28 +255,33 @@ def _left_status(state: LeadState, previous: str, status: str, now: float) -> tu
     return None if since is None else (previous, max(0.0, now - since))
 
 
-def _set_wake(ruleset: Ruleset, state: LeadState, facts: dict[str, object], now: float) -> None:
+def set_wake(ruleset: Ruleset, state: LeadState, facts: dict[str, object], now: float) -> None:
     """The lead's next wake-up time, from the facts as they stand after the decision and with no event (what the
-    next decision that time triggers would see); None once it converted (its status no longer changes).
+    next decision that time triggers would see); none once it converted (its status no longer changes).
 
     A test of time reads one fact (and ``now``): of what the decision changed, only ``status_since`` (the origin
-    of ``days_in_status``) can matter to it, unless points decay (then every rule is evaluated again)."""
+    of ``days_in_status``) can matter to it, unless points decay (then every rule is evaluated again).
+
+    The time is the state's last key, and absent when there is none: so a state is the same, byte for byte, whether
+    it was set after each of a lead's events or once after the last of them (as a batch does)."""
+    wake: float | None = None
     if not ruleset.clocks or state["converted"]:
-        if state.get("wake_at") is not None:
-            state["wake_at"] = None
-        return
-    if ruleset.decays:
+        pass
+    elif ruleset.decays:
         whole = facts.copy()
         whole.update(status=state["status"], status_since=state.get("status_since"))
         whole["event.type"] = whole["event.activity_type"] = None
         whole[CHANGED_FACT] = frozenset()
         age_facts(whole, now)
         ruleset.evaluate(whole)  # points without the event's own tests: the baseline of their decay
-        state["wake_at"] = next_wake(ruleset, whole, now)
-        return
-    since = state.get("status_since")
-    moved = {"status_since": since} if since != facts.get("status_since") else None
-    state["wake_at"] = next_wake(ruleset, facts, now, moved or _NO_CHANGE)
+        wake = next_wake(ruleset, whole, now)
+    else:
+        since = state.get("status_since")
+        moved = {"status_since": since} if since != facts.get("status_since") else None
+        wake = next_wake(ruleset, facts, now, moved or _NO_CHANGE)
+    state.pop("wake_at", None)
+    if wake is not None:
+        state["wake_at"] = wake
 
 
 _NO_CHANGE: dict[str, object] = {}

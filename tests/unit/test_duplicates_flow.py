@@ -224,3 +224,22 @@ def test_a_duplicate_of_a_duplicate_passes_its_engagement_on_to_the_survivor(eng
     assert [(p, k) for p, k, _ in on_b.forwards] == [(0, b"A")]  # B passes it on
     world.leads(0, [(k, v) for _, k, v in on_b.forwards])
     assert orjson.loads(world.states["A"])["activity.meeting.count"] == 1
+
+
+def test_an_answer_for_a_lead_never_seen_leaves_nothing_stored_or_cached(engine: Engine) -> None:
+    # a worker keeps decoded states in a cache between batches: a lead known only from the cache would count its
+    # days in status from the stray answer on, and a restarted worker (which has only what was stored) would not
+    answer = {
+        "schema_version": 1,
+        "event_type": "lead.matched",
+        "event_id": "stray",
+        "occurred_at": "2026-11-02T09:00:00Z",
+        "lead_id": "N",
+        "match_key": "e" * 32,
+        "survivor_id": "Z",
+        "survivor_partition": 1,
+    }
+    cache: dict[str, Any] = {}
+    result = process_batch(engine, [Record(b"N", orjson.dumps(answer), "leads", 0, 0, 1.0)], {}.get, 1.0, cache=cache)
+    assert (result.decisions, result.states, result.duplicates) == ([], {}, 1)
+    assert cache == {}

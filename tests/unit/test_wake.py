@@ -113,7 +113,7 @@ def test_a_converted_lead_has_no_wake_up_time(engine: Engine) -> None:
     state = _decided_lead(engine)
     state, decided = decide(engine, state, activity("a2", "demo_request", T0 + dt.timedelta(hours=1)), 1.0)
     assert decided.decision["action"] == "converted"
-    assert state["wake_at"] is None
+    assert "wake_at" not in state  # none: the key is absent
 
 
 def test_a_window_wakes_the_lead_at_the_midnight_it_changes() -> None:
@@ -134,7 +134,7 @@ qualification:
     assert state["wake_at"] == (day0 + 2) * DAY  # the 3 views of day 0 leave the 2-day window: 1 left
     state, decided = decide_time(engine, state, 1.0)
     assert decided.decision["status"] == "Contacted"  # no rule sets another status: it stays
-    assert state["wake_at"] is None  # nothing in the window can fall below 3 any more
+    assert "wake_at" not in state  # nothing in the window can fall below 3 any more
 
 
 def test_decayed_points_wake_the_lead_where_they_fall_below_a_threshold() -> None:

@@ -53,7 +53,7 @@ from worker.batch import (
 from worker.columnar._frame import Frame
 from worker.columnar._model import ModelColumns
 from worker.columnar._rules import RuleColumns, finish
-from worker.core import Cause, Decided, Engine, _decision, _left_status, _set_wake, decide
+from worker.core import Cause, Decided, Engine, _decision, _left_status, decide, set_wake
 from worker.exceptions import EventError
 from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadUpserted
 from worker.lead.state import LeadState, apply_event, build_facts, event_digest, new_state, redelivered, seen
@@ -177,8 +177,10 @@ def process_columnar(
             result.wakes[lead.lead_id] = None if lead.state is None else lead.state.get("wake_at")
             if lead.new and lead.state is not None:
                 result.leads_created[lead.state.get("lead_source")] += 1
-        if lead.state is not None:
+        if lead.state is not None and not (lead.new and stored is None):  # as process_batch caches
             cached[lead.lead_id] = lead.state
+        else:
+            cached.pop(lead.lead_id, None)
     _collect(engine.model, records, outputs, failed, result)
     return result
 
@@ -322,7 +324,7 @@ def _decide_round(
             )
             decision["opportunity_id"] = state["opportunity_id"]
             decision["duplicate_of"] = state.get(DUPLICATE_OF)
-            _set_wake(ruleset, state, item.facts, now)
+            set_wake(ruleset, state, item.facts, now)
             decided = Decided(decision, None, item.facts, claims=item.claims, left_status=left)
             record = records[item.index]
             outputs[item.index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, state)
@@ -381,7 +383,7 @@ def _reference_lead(
         result.wakes[lead_id] = None if state is None else state.get("wake_at")
         if new and state is not None:
             result.leads_created[state.get("lead_source")] += 1
-    if state is not None:
+    if state is not None and not (new and stored is None):  # as process_batch caches
         cached[lead_id] = state
     else:
         cached.pop(lead_id, None)

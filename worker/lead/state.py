@@ -339,6 +339,7 @@ def build_facts(
     history for the rules' windows (``HISTORY_FACT``). A field that is not set is absent (read as None).
     """
     facts: dict[str, object] = state.copy()
+    facts.pop("wake_at", None)  # the state's own bookkeeping, which a batch sets after a lead's last event only
     age_facts(facts, now)
     if event is None:
         facts["event.type"] = None
