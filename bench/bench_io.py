@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import io
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +28,8 @@ import pyarrow.json as arrow_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench_core import best_rate  # noqa: E402
 
 from worker.batch import Record, process_batch  # noqa: E402
 from worker.core import Engine  # noqa: E402
@@ -66,20 +66,9 @@ def stages(events: int) -> dict[str, Callable[[], object]]:
     }
 
 
-def best_seconds(fn: Callable[[], object], repeat: int) -> float:
-    """The fastest of ``repeat`` runs (the least disturbed by the shared machine)."""
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def measure(events: int, repeat: int) -> dict[str, float]:
-    """Microseconds an event of each stage."""
-    return {name: best_seconds(fn, repeat) / events * 1e6 for name, fn in stages(events).items()}
+    """Microseconds an event of each stage (the fastest of ``repeat`` runs, as bench_core times its stages)."""
+    return {name: 1e6 / best_rate(events, fn, repeat) for name, fn in stages(events).items()}
 
 
 def main() -> None:

@@ -147,7 +147,6 @@ def process_batch(
     cached = cache if cache is not None else {}
     outputs: list[_Output | None] = [None] * len(records)
     failed: dict[int, EventError] = {}
-    states = result.states
     for indexes in _by_key(records):
         events = _parsed(records, indexes, engine.max_event_bytes, failed)
         if not events:
@@ -161,27 +160,59 @@ def process_batch(
                 for index, _ in events:
                     failed[index] = _lead_error(lead_id, exc)
                 continue
-        new = state is None
-        try:
-            state, stored, erased = _decide_lead(engine, records, events, state, decided_at, drift_sample, outputs)
-        except Exception:  # one event of this lead fails: find which, from the stored state
-            state, stored, erased = _decide_one_by_one(
-                engine, records, events, lead_id, load_state, decided_at, drift_sample, outputs, failed
-            )
-        if erased and state is None:
-            result.erased.append(lead_id)
-        if stored is not None:
-            states[lead_id] = stored
-            result.wakes[lead_id] = None if state is None else state.get("wake_at")
-            if new and state is not None:
-                result.leads_created[state.get("lead_source")] += 1
-        if state is not None and not (new and stored is None):
-            cached[lead_id] = state
-        else:  # the fast path may have changed the cached state before it failed; a new lead whose events
-            # changed nothing (a match answer it never asked for) is not stored, so it is not cached either
-            cached.pop(lead_id, None)
+        _decide_lead_into(
+            engine,
+            records,
+            events,
+            lead_id,
+            state,
+            load_state,
+            cached,
+            decided_at,
+            drift_sample,
+            outputs,
+            failed,
+            result,
+        )
     _collect(engine.model, records, outputs, failed, result)
     return result
+
+
+def _decide_lead_into(
+    engine: Engine,
+    records: Sequence[RecordLike],
+    events: list[tuple[int, _Event]],
+    lead_id: str,
+    state: LeadState | None,
+    load_state: Callable[[str], bytes | None],
+    cached: MutableMapping[str, LeadState],
+    decided_at: float,
+    drift_sample: int,
+    outputs: list[_Output | None],
+    failed: dict[int, EventError],
+    result: BatchResult,
+) -> None:
+    """Decide one lead's events from ``state`` (its state at the batch's start) and put what came of it in
+    ``result`` and ``cached``: the fast path, or event by event from the stored state when one event fails."""
+    new = state is None
+    try:
+        state, stored, erased = _decide_lead(engine, records, events, state, decided_at, drift_sample, outputs)
+    except Exception:  # one event of this lead fails: find which, from the stored state
+        state, stored, erased = _decide_one_by_one(
+            engine, records, events, lead_id, load_state, decided_at, drift_sample, outputs, failed
+        )
+    if erased and state is None:
+        result.erased.append(lead_id)
+    if stored is not None:
+        result.states[lead_id] = stored
+        result.wakes[lead_id] = None if state is None else state.get("wake_at")
+        if new and state is not None:
+            result.leads_created[state.get("lead_source")] += 1
+    if state is not None and not (new and stored is None):
+        cached[lead_id] = state
+    else:  # the fast path may have changed the cached state before it failed; a new lead whose events
+        # changed nothing (a match answer it never asked for) is not stored, so it is not cached either
+        cached.pop(lead_id, None)
 
 
 _Output = tuple[

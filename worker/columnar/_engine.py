@@ -39,8 +39,7 @@ from worker.batch import (
     RecordLike,
     _by_key,
     _collect,
-    _decide_lead,
-    _decide_one_by_one,
+    _decide_lead_into,
     _decoded,
     _Event,
     _lead_error,
@@ -369,21 +368,6 @@ def _reference_lead(
                 outputs[index] = None
                 failed[index] = _lead_error(lead_id, exc)
             return
-    new = state is None
-    try:
-        state, stored, erased = _decide_lead(engine, records, events, state, decided_at, drift_sample, outputs)
-    except Exception:  # one event of this lead fails: find which, from the stored state
-        state, stored, erased = _decide_one_by_one(
-            engine, records, events, lead_id, load_state, decided_at, drift_sample, outputs, failed
-        )
-    if erased and state is None:
-        result.erased.append(lead_id)
-    if stored is not None:
-        result.states[lead_id] = stored
-        result.wakes[lead_id] = None if state is None else state.get("wake_at")
-        if new and state is not None:
-            result.leads_created[state.get("lead_source")] += 1
-    if state is not None and not (new and stored is None):  # as process_batch caches
-        cached[lead_id] = state
-    else:
-        cached.pop(lead_id, None)
+    _decide_lead_into(
+        engine, records, events, lead_id, state, load_state, cached, decided_at, drift_sample, outputs, failed, result
+    )
