@@ -147,19 +147,7 @@ def process_batch(
     cached = cache if cache is not None else {}
     outputs: list[_Output | None] = [None] * len(records)
     failed: dict[int, EventError] = {}
-    for indexes in _by_key(records):
-        events = _parsed(records, indexes, engine.max_event_bytes, failed)
-        if not events:
-            continue
-        lead_id = events[0][1].lead_id
-        state = cached.get(lead_id)
-        if state is None:
-            try:
-                state = _decoded(lead_id, load_state(lead_id))
-            except Exception as exc:  # the lead's events wait in the dead letters; the others go on
-                for index, _ in events:
-                    failed[index] = _lead_error(lead_id, exc)
-                continue
+    for lead_id, events, state in _leads(engine, records, load_state, cached, failed):
         _decide_lead_into(
             engine,
             records,
@@ -176,6 +164,31 @@ def process_batch(
         )
     _collect(engine.model, records, outputs, failed, result)
     return result
+
+
+def _leads(
+    engine: Engine,
+    records: Sequence[RecordLike],
+    load_state: Callable[[str], bytes | None],
+    cached: MutableMapping[str, LeadState],
+    failed: dict[int, EventError],
+) -> Iterator[tuple[str, list[tuple[int, _Event]], LeadState | None]]:
+    """Each lead of the batch with its parsed events (in order) and its state at the batch's start (cached, or
+    stored); a record that does not parse, or a lead whose stored state cannot be read, goes to ``failed``."""
+    for indexes in _by_key(records):
+        events = _parsed(records, indexes, engine.max_event_bytes, failed)
+        if not events:
+            continue
+        lead_id = events[0][1].lead_id
+        state = cached.get(lead_id)
+        if state is None:
+            try:
+                state = _decoded(lead_id, load_state(lead_id))
+            except Exception as exc:  # the lead's events wait in the dead letters; the others go on
+                for index, _ in events:
+                    failed[index] = _lead_error(lead_id, exc)
+                continue
+        yield lead_id, events, state
 
 
 def _decide_lead_into(

@@ -37,14 +37,13 @@ from dataclasses import dataclass, field
 from worker.batch import (
     BatchResult,
     RecordLike,
-    _by_key,
     _collect,
     _decide_lead_into,
     _decoded,
     _Event,
     _lead_error,
+    _leads,
     _Output,
-    _parsed,
     _position,
     _rendered,
     _serialised,
@@ -129,19 +128,7 @@ def process_columnar(
     outputs: list[_Output | None] = [None] * len(records)
     failed: dict[int, EventError] = {}
     leads: list[_Lead] = []
-    for indexes in _by_key(records):
-        events = _parsed(records, indexes, engine.max_event_bytes, failed)
-        if not events:
-            continue
-        lead_id = events[0][1].lead_id
-        state = cached.get(lead_id)
-        if state is None:
-            try:
-                state = _decoded(lead_id, load_state(lead_id))
-            except Exception as exc:  # the lead's events wait in the dead letters, as in the reference
-                for index, _ in events:
-                    failed[index] = _lead_error(lead_id, exc)
-                continue
+    for lead_id, events, state in _leads(engine, records, load_state, cached, failed):
         lead = _Lead(lead_id, events, state, state is None)
         lead.reference = any(isinstance(event, LeadErased | LeadMatched) for _, event in events)
         leads.append(lead)
