@@ -5,6 +5,7 @@ Over the synthetic sample's first events and the decisions the core writes for t
   parse     the contract's parse_event (pydantic-core, validation included): what the core does today
   arrow     pyarrow.json.read_json of the whole batch as JSON lines, one thread: the events decoded into columns
   polars    polars.read_ndjson of the whole batch as JSON lines: the events decoded into columns by polars
+  ids       the decision id of each event (a UUID5: SHA-1 of the lead and event ids), which any engine computes
   dumps     orjson.dumps of each decision (dicts decoded beforehand): the least a per-event encoder costs
   frame     the decisions' columns (flat Python lists: one per field, the factors' and matched rules' values with
             their offsets, as a columnar engine would hold them) made into a polars DataFrame through Arrow
@@ -41,6 +42,7 @@ from bench_core import best_rate  # noqa: E402
 
 from worker.batch import Record, process_batch  # noqa: E402
 from worker.core import Engine  # noqa: E402
+from worker.lead.ids import decision_id  # noqa: E402
 from worker.lead.parse import parse_event  # noqa: E402
 from worker.rules import default_ruleset_path, load_ruleset  # noqa: E402
 from worker.scoring import default_model_path, load_model  # noqa: E402
@@ -72,6 +74,7 @@ def stages(events: int) -> dict[str, Callable[[], object]]:
         "parse": lambda: [parse_event(k, v) for k, v in raw],
         "arrow": lambda: arrow_json.read_json(io.BytesIO(lines), read_options=options),
         "polars": lambda: pl.read_ndjson(io.BytesIO(lines), infer_schema_length=None),
+        "ids": lambda: [decision_id(d["lead_id"], d["event_id"]) for d in decisions],
         "dumps": lambda: [orjson.dumps(d) for d in decisions],
         "frame": lambda: decision_frame(columns),
         "write": lambda: frame.write_ndjson(),
@@ -194,6 +197,8 @@ def main() -> None:
         print(f"  {name:<6} {1e6 / us:>10,.0f} events/s  {us:6.2f} µs/event  {us / budget:6.0%} of the budget")
     floor = micros["loads"] + micros["dumps"]
     print(f"JSON in and out, per event at the least: {floor:.2f} µs ({floor / budget:.0%} of the budget)")
+    floor += micros["ids"]
+    print(f"with the decision ids: {floor:.2f} µs ({floor / budget:.0%} of the budget)")
     bulk = micros["write"]
     print(f"decisions written in bulk from columns: {bulk:.2f} µs ({micros['dumps'] / bulk:.1f}x faster than orjson)")
     print(f"polars' lines are orjson's bytes for all {len(decisions):,} decisions: {same_bytes(decisions)}")
