@@ -72,6 +72,7 @@ class _Lead:
     changed: bool = False
     reference: bool = False  # decided by the reference's per-lead path (at the end of the batch)
     pending: list[int] = field(default_factory=list)  # records whose outputs this engine has set
+    last_facts: dict[str, object] | None = None  # of its last decision: the wake-up time is worked out once, from it
 
 
 @dataclass(slots=True)
@@ -150,8 +151,10 @@ def process_columnar(
         stored = None
         if not lead.reference and lead.changed and lead.state is not None:
             try:
+                if lead.last_facts is not None:  # once per lead and batch, as the reference does
+                    set_wake(engine.ruleset, lead.state, lead.last_facts, lead.last_facts["now"])  # type: ignore[arg-type]
                 stored = _serialised(lead.state, engine.max_event_bytes)
-            except Exception:  # over the limit: the reference finds the event that grew it
+            except Exception:  # over the limit (or the wake-up time failed): the reference finds the event
                 _to_reference(lead, outputs)
         if lead.reference:
             _reference_lead(
@@ -187,10 +190,11 @@ def _decide_rest(
             lead.next += 1
             assert not isinstance(event, LeadErased)  # noqa: S101  # leads with an erasure go to the reference
             record = records[index]
-            lead.state, decided = decide(engine, lead.state, event, decided_at, _position(record))
+            lead.state, decided = decide(engine, lead.state, event, decided_at, _position(record), wake=False)
             outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, lead.state)
             lead.pending.append(index)
-            lead.changed = lead.changed or not decided.duplicate
+            if not decided.duplicate:
+                lead.changed, lead.last_facts = True, decided.facts
     except Exception:  # the reference decides the lead from its stored state and says what failed
         _to_reference(lead, outputs)
 
@@ -310,7 +314,6 @@ def _decide_round(
             )
             decision["opportunity_id"] = state["opportunity_id"]
             decision["duplicate_of"] = state.get(DUPLICATE_OF)
-            set_wake(ruleset, state, item.facts, now)
             decided = Decided(decision, None, item.facts, claims=item.claims, left_status=left)
             record = records[item.index]
             outputs[item.index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, state)
@@ -318,7 +321,7 @@ def _decide_round(
             _to_reference(lead, outputs)
             continue
         lead.pending.append(item.index)
-        lead.changed = True
+        lead.changed, lead.last_facts = True, item.facts
 
 
 def _to_reference(lead: _Lead, outputs: list[_Output | None]) -> None:

@@ -1,8 +1,9 @@
 """``leadflow drift``: compare the facts of the most recent decisions with the model's training data, per feature.
 
 The history (a JSON-lines file or a topic read without a consumer group, as ``leadflow backtest`` reads it) is
-replayed through :func:`worker.batch.process_batch`, so that the facts are exactly those the worker scores; the
-last ``last`` decided events form the window. See docs/MODEL.md, "Drift".
+replayed through the worker's batch engine (``LEADFLOW_ENGINE``: the reference :func:`worker.batch.process_batch` or
+the columnar one, the same facts either way), so that the facts are exactly those the worker scores; the last
+``last`` decided events form the window. See docs/MODEL.md, "Drift".
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from worker.batch import process_batch
+from worker.columnar import batch_engine
 from worker.engine import load_engine
 from worker.exceptions import DriftError
 from worker.lead.state import LeadState
@@ -52,11 +53,12 @@ def run_drift(
     decided = 0
     store: dict[str, bytes] = {}
     cache: dict[str, LeadState] = {}
+    decide = batch_engine(settings.engine)
     source = open_events_file(events, settings.batch_size) if events else open_topic(settings, topic or "")
     with source as history:
         name = history.name
         for batch in history.batches:
-            result = process_batch(engine, batch, store.get, 0.0, cache, drift_sample=1)
+            result = decide(engine, batch, store.get, 0.0, cache, drift_sample=1)
             store.update(result.states)
             for lead_id in result.erased:
                 store.pop(lead_id, None)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from worker.cli import main
+from worker.columnar import BatchEngine, EngineName, batch_engine
 from worker.scoring import (
     default_model_path,
     distributions,
@@ -21,6 +22,7 @@ from worker.scoring import (
 from worker.scoring._features import Categorical, Numeric
 from worker.scoring.training import generate, train_synthetic
 from worker.scoring.training.train import SYNTHETIC_START, SYNTHETIC_WEEKS
+from worker.tools import drift
 
 TRAIN_LEADS = 1500  # enough that sampling noise stays well below PSI 0.1 (measured: at most 0.05)
 
@@ -128,6 +130,23 @@ def test_leads_from_one_source_only_are_flagged_as_a_significant_shift(
     assert "partner" in printed.splitlines()[4]  # the first row says which level took over
     assert "lead_source" in html.read_text(encoding="utf-8")
     assert _drift(files, "short-shifted", "--fail-on-drift")[0] == 1
+
+
+def test_the_columnar_engine_gives_the_same_report(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LEADFLOW_ENGINE`` picks the engine drift replays the history with: the facts, so the report, are the same."""
+    picked: list[str] = []
+
+    def engine(name: EngineName) -> BatchEngine:
+        picked.append(name)
+        return batch_engine(name)
+
+    monkeypatch.setattr(drift, "batch_engine", engine)
+    monkeypatch.setenv("LEADFLOW_ENGINE", "reference")
+    reference = _drift(files, "shifted", "--last", "3000")
+    monkeypatch.setenv("LEADFLOW_ENGINE", "columnar")
+    assert _drift(files, "shifted", "--last", "3000") == reference
+    assert picked == ["reference", "columnar"]
+    assert "lead_source" in reference[1]["moved"]  # type: ignore[operator]
 
 
 def test_the_window_is_the_last_n_decided_events(files: dict[str, Path]) -> None:
