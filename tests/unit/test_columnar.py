@@ -28,13 +28,14 @@ from hypothesis import strategies as st
 
 import worker.columnar._engine as columnar_engine
 from tests.hostile import event, hostile_records
+from tests.routed_rules import routed
 from tests.unit.rules.test_property import FIELDS, conditions
 from worker.batch import BatchResult, Record, process_batch, process_wakeups
 from worker.columnar import SMALL_ROUND, batch_engine, process_columnar
 from worker.core import Engine
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
 from worker.rules.duplicates import DuplicateRules
-from worker.scoring import default_model_path, load_model
+from worker.scoring import Model, default_model_path, load_model
 from worker.scoring.training import generate
 
 MODEL = load_model(default_model_path())
@@ -46,6 +47,27 @@ DEFAULT_DUPLICATES = Engine(
     ),
     MODEL,
 )
+ROUTED = Engine(parse_ruleset(routed("        - {id: sam}\n        - {id: sue}\n"), "<routed>"), MODEL)
+"""A demo request converts the lead, and routing picks its owner: such conversions go to the reference."""
+_POINTS_FEATURE = {
+    "name": "points_so_far",
+    "kind": "numeric",
+    "path": "points",
+    "label": "points so far",
+    "transform": "log1p",
+    "clip": [0.0, 1000.0],
+    "missing": 0.0,
+    "missing_indicator": False,
+    "mean": [1.0],
+    "scale": [2.0],
+    "coef": [0.7],
+}
+POINTS_READ = Engine(
+    DEFAULT.ruleset,
+    Model.from_dict(MODEL.to_dict() | {"features": [*MODEL.to_dict()["features"], _POINTS_FEATURE]}, source="<pts>"),
+)
+"""The default ruleset, with a model that also reads ``points``: the points of the lead's previous decision, which
+the engine must show it (not the event's own, which the rules add up after the model has scored)."""
 DECIDED_AT = 1_800_000_000.0
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -240,7 +262,7 @@ def _cut(records: list[Record], cuts: list[int]) -> list[list[Record]]:
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(
-    engine=st.one_of(rulesets(), st.sampled_from([DEFAULT, DEFAULT_DUPLICATES])),
+    engine=st.one_of(rulesets(), st.sampled_from([DEFAULT, DEFAULT_DUPLICATES, POINTS_READ, ROUTED])),
     before_duplicates=st.sampled_from([False, False, True]),  # a name, not the engine: its repr is 30 kB
     before=streams(),
     stream=streams(),
@@ -272,9 +294,15 @@ def test_columnar_equals_the_reference_on_the_training_generator(leads: int, bat
     data = generate(leads, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
     batches = [records[i : i + batch] for i in range(0, len(records), batch)]
-    _compare(DEFAULT, batches, {}, use_cache=True, small_round=small_round)
-    converted = sum(len(process_columnar(DEFAULT, b, {}.get, DECIDED_AT).opportunities) for b in batches[:1])
-    assert converted  # conversions happen: the fallback is exercised, not only the columns
+    for engine in (DEFAULT, ROUTED, POINTS_READ):
+        _compare(engine, batches, {}, use_cache=True, small_round=small_round)
+        converted = sum(_conversions(process_columnar(engine, b, {}.get, DECIDED_AT)) for b in batches[:1])
+        assert converted  # conversions happen (in the columns, or by the reference's path when routing picks owners)
+
+
+def _conversions(result: BatchResult) -> int:
+    """Leads converted in the batch: opportunities sent, or waiting for routing to pick their owner."""
+    return len(result.opportunities) + len(result.route_requests)
 
 
 def test_a_break_in_the_columns_is_caught() -> None:
@@ -291,11 +319,11 @@ def test_the_engine_is_selected_by_name() -> None:
     assert batch_engine("columnar") is process_columnar
 
 
-@pytest.mark.parametrize("engine", [DEFAULT, DEFAULT_DUPLICATES], ids=["default", "duplicates"])
+@pytest.mark.parametrize("engine", [DEFAULT, DEFAULT_DUPLICATES, ROUTED], ids=["default", "duplicates", "routed"])
 def test_most_leads_are_decided_in_columns(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> None:
     """The fallback is for the rare lead: an engine that silently sent every lead to the reference would pass the
-    equivalence tests and be no columnar engine at all. A ``duplicates:`` section changes that for no lead: its
-    claims are made in the rounds too."""
+    equivalence tests and be no columnar engine at all. Conversions are made in the rounds (by the core's own
+    second half), claims of a ``duplicates:`` section too; only a conversion that routing assigns falls back."""
     data = generate(60, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
     fallen: list[str] = []
@@ -310,6 +338,7 @@ def test_most_leads_are_decided_in_columns(monkeypatch: pytest.MonkeyPatch, engi
     assert bool(result.match_requests) == (engine is DEFAULT_DUPLICATES)
     leads = {r.key for r in records}
     assert len(fallen) < len(leads) / 3, (len(fallen), len(leads))
-    # conversions go to the reference: the fallback is exercised; with duplicates no lead converts in one batch (its
-    # conversion waits for the match step's answers to its claims), so none falls back
-    assert bool(fallen) == (engine is DEFAULT), fallen
+    # conversions are made in the columns (with duplicates no lead converts in one batch: its conversion waits for
+    # the match step's answers); a routed conversion goes to the reference, so the fallback is exercised
+    assert bool(_conversions(result)) == (engine is not DEFAULT_DUPLICATES)
+    assert bool(fallen) == (engine is ROUTED), fallen

@@ -17,10 +17,13 @@ How a batch is decided:
    claims hold is not made, as in the core (``duplicate_of`` in every decision, as the core writes it);
 4. once fewer than ``SMALL_ROUND`` leads are left (the busiest leads' last events), each goes on event by event
    with :func:`worker.core.decide` itself, from the state the rounds left;
-5. a lead whose event would convert it (an opportunity, maybe routing) or route it (a status that
-   ``routing.lead_statuses`` routes), or that raises anything, is dropped from the rounds and decided again from
-   its stored state by the reference's per-lead path; so is a lead whose state would grow over the limit. What the
-   reference does for those leads is what this engine does.
+5. an event that converts its lead is decided in its round by the core's own second half
+   (:func:`worker.core._decided`: the opportunity and its fields), from the state the round merged and facts built
+   again from it; once converted, the lead goes on in the rounds;
+6. a lead whose event would convert it with a ``routing:`` section (routing picks the owner) or route it (a status
+   that ``routing.lead_statuses`` routes), or that raises anything, is dropped from the rounds and decided again
+   from its stored state by the reference's per-lead path; so is a lead whose state would grow over the limit.
+   What the reference does for those leads is what this engine does.
 
 Outputs go to each record's slot and are listed in record order by the reference's own collector, so the result is
 the reference's, field by field and byte for byte (``tests/unit/test_columnar.py``).
@@ -51,10 +54,19 @@ from worker.batch import (
 from worker.columnar._frame import Frame
 from worker.columnar._model import ModelColumns
 from worker.columnar._rules import RuleColumns, finish
-from worker.core import Cause, Decided, Engine, _decision, _left_status, decide, set_wake
+from worker.core import Cause, Decided, Engine, _decided, _decision, _left_status, decide, set_wake
 from worker.exceptions import EventError
 from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadUpserted
-from worker.lead.state import LeadState, apply_event, build_facts, event_digest, new_state, redelivered, seen
+from worker.lead.state import (
+    CHANGED_FACT,
+    LeadState,
+    apply_event,
+    build_facts,
+    event_digest,
+    new_state,
+    redelivered,
+    seen,
+)
 from worker.rules.duplicates import DUPLICATE_OF, MATCH, claim_keys, held
 
 __all__ = ["SMALL_ROUND", "process_columnar"]
@@ -281,8 +293,11 @@ def _decide_round(
             rule = None
         action = "none"
         if rule is not None and not state["converted"]:
-            if rule.convert:  # a conversion (an opportunity, maybe routing): the reference decides the lead
-                _to_reference(lead, outputs)
+            if rule.convert:  # a conversion (an opportunity): the core decides this event from the merged state
+                if routing is None:
+                    _decide_item(engine, records, item, decided_at, drift_sample, outputs)
+                else:  # with routing too: the reference decides the lead
+                    _to_reference(lead, outputs)
                 continue
             status = rule.status
             if status != item.previous_status:
@@ -322,6 +337,36 @@ def _decide_round(
             continue
         lead.pending.append(item.index)
         lead.changed, lead.last_facts = True, item.facts
+
+
+def _decide_item(
+    engine: Engine,
+    records: Sequence[RecordLike],
+    item: _Item,
+    decided_at: float,
+    drift_sample: int,
+    outputs: list[_Output | None],
+) -> None:
+    """The round's event decided by the core's own second half (:func:`worker.core._decided`: scoring, rules,
+    conversion), from the state :func:`_merged` left and facts built again from it as ``decide`` builds them (the
+    round's copy has its columns' results in it)."""
+    lead, event = item.lead, item.event
+    state = lead.state
+    assert state is not None  # noqa: S101  # _merged made it
+    try:
+        now: float = item.facts["now"]  # type: ignore[assignment]  # build_facts sets it to a float
+        facts = build_facts(state, now, event, item.facts[CHANGED_FACT])  # type: ignore[arg-type]  # what it changed
+        cause = Cause(lead.lead_id, event.event_id, event.occurred_at, "event")
+        decided = _decided(engine, state, facts, cause, decided_at, item.previous_status, wake=False)
+        decided = decided._replace(claims=item.claims)
+        outputs[item.index] = _rendered(
+            engine, records[item.index], event.event_type, decided, drift_sample, event, state
+        )
+    except Exception:
+        _to_reference(lead, outputs)
+        return
+    lead.pending.append(item.index)
+    lead.changed, lead.last_facts = True, facts
 
 
 def _to_reference(lead: _Lead, outputs: list[_Output | None]) -> None:
