@@ -50,9 +50,13 @@ def _latest_points(flow: Flow, want_ids: set[str], timeout: float = 90.0) -> dic
     """Read decisions until every event id in ``want_ids`` has one; the last points seen per lead."""
     deadline = time.monotonic() + timeout
     topic = flow.settings.topic_decisions
+    decisions: list[dict[str, Any]] = []  # every decision read so far, in order, each decoded once
+    decided: set[str] = set()
     while True:
-        decisions = [o.json for o in flow.read(topic, 0)]
-        missing = want_ids - {d["event_id"] for d in decisions}
+        for output in flow.read(topic, 0)[len(decisions) :]:
+            decisions.append(output.json)
+            decided.add(decisions[-1]["event_id"])
+        missing = want_ids - decided
         if not missing:
             break
         if time.monotonic() > deadline:
