@@ -5,6 +5,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
+# Python caches compiled modules (and pytest its rewritten test modules) in __pycache__, ignored by git, even where
+# the environment says not to (PYTHONDONTWRITEBYTECODE, set on some machines and CI's): else each worker and CLI
+# process the tests start compiles leadflow anew (0.5 s of CPU each) and each test process rewrites every test file.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: install system-deps demo test unit integration fuzz lint format bench schemas clean
 
 $(STAMP): pyproject.toml
