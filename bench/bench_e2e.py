@@ -52,6 +52,44 @@ def load_events(n: int, leads: int) -> list[tuple[bytes, bytes]]:
     return out[:n]
 
 
+LEADFLOW_RUN = (sys.executable, "-m", "worker", "run")
+"""The worker process the benchmarks run (``leadflow run``)."""
+
+
+def bench_settings(broker_url: str, name: str) -> tuple[Settings, str]:
+    """Settings naming fresh topics and a fresh consumer group for one run of ``name``, and the run's id."""
+    run_id = uuid.uuid4().hex[:8]
+    settings = Settings(
+        broker_url=broker_url,
+        app_id=f"bench-{name}-{run_id}",
+        topic_leads=f"src-{run_id}",
+        topic_decisions=f"out-{run_id}",
+        topic_opportunities=f"opp-{run_id}",
+        topic_dlq=f"dlq-{run_id}",
+    )
+    return settings, run_id
+
+
+def leadflow_env(settings: Settings, run_id: str, state_dir: str | None = None) -> dict[str, str]:
+    """The environment of a ``leadflow run`` worker on ``settings``' topics: RocksDB state in its own directory
+    (``state_dir``, default one per run), its own metrics port, a short session timeout, warnings only."""
+    return {
+        "LEADFLOW_BROKER_URL": settings.broker_url,
+        "LEADFLOW_APP_ID": settings.app_id,
+        "LEADFLOW_TOPIC_LEADS": settings.topic_leads,
+        "LEADFLOW_TOPIC_DECISIONS": settings.topic_decisions,
+        "LEADFLOW_TOPIC_OPPORTUNITIES": settings.topic_opportunities,
+        "LEADFLOW_TOPIC_DLQ": settings.topic_dlq,
+        "LEADFLOW_STORE": "rocksdb",
+        "LEADFLOW_STATE_DIR": state_dir or f"/tmp/bench-state-{run_id}",
+        "LEADFLOW_WEB_PORT": str(free_port()),
+        "LEADFLOW_WEB_HOST": "127.0.0.1",
+        "LEADFLOW_SESSION_TIMEOUT": "2",
+        "LEADFLOW_HEARTBEAT_INTERVAL": "0.5",
+        "LEADFLOW_LOG_LEVEL": "WARNING",
+    }
+
+
 def run_pipeline(
     name: str,
     cmd: list[str],
@@ -147,15 +185,7 @@ def main() -> None:
     names = (args.only or ["faust", "raw", "leadflow"]) * args.rounds
     with running_broker() as broker:
         for name in names:
-            run_id = uuid.uuid4().hex[:8]
-            settings = Settings(
-                broker_url=broker.url,
-                app_id=f"bench-{name}-{run_id}",
-                topic_leads=f"src-{run_id}",
-                topic_decisions=f"out-{run_id}",
-                topic_opportunities=f"opp-{run_id}",
-                topic_dlq=f"dlq-{run_id}",
-            )
+            settings, run_id = bench_settings(broker.url, name)
             env = {
                 "BENCH_BROKER": broker.url,
                 "BENCH_SOURCE": settings.topic_leads,
@@ -163,26 +193,10 @@ def main() -> None:
                 "BENCH_ID": run_id,
             }
             if name == "leadflow":
-                cmd = [sys.executable, "-m", "worker", "run"]
+                cmd = list(LEADFLOW_RUN)
                 if args.py_spy:
                     cmd = ["py-spy", "record", "--format", "raw", "--rate", "250", "-o", args.py_spy, "--", *cmd]
-                env.update(
-                    {
-                        "LEADFLOW_BROKER_URL": broker.url,
-                        "LEADFLOW_APP_ID": settings.app_id,
-                        "LEADFLOW_TOPIC_LEADS": settings.topic_leads,
-                        "LEADFLOW_TOPIC_DECISIONS": settings.topic_decisions,
-                        "LEADFLOW_TOPIC_OPPORTUNITIES": settings.topic_opportunities,
-                        "LEADFLOW_TOPIC_DLQ": settings.topic_dlq,
-                        "LEADFLOW_STORE": "rocksdb",
-                        "LEADFLOW_STATE_DIR": f"/tmp/bench-state-{run_id}",
-                        "LEADFLOW_WEB_PORT": str(free_port()),
-                        "LEADFLOW_WEB_HOST": "127.0.0.1",
-                        "LEADFLOW_SESSION_TIMEOUT": "2",
-                        "LEADFLOW_HEARTBEAT_INTERVAL": "0.5",
-                        "LEADFLOW_LOG_LEVEL": "WARNING",
-                    }
-                )
+                env.update(leadflow_env(settings, run_id))
             elif name == "faust":
                 cmd = [sys.executable, str(ROOT / "bench" / "ref_faust_forward.py")]
             else:
