@@ -42,9 +42,10 @@ demo: install
 # module fixtures (one worker for a file's tests) are shared, and the longest files are handed out first
 # (--no-loadscope-reorder keeps the order of tests/conftest.py's LONGEST_FIRST), so the processes end together.
 # Integration tests mostly wait on worker start-ups, unit tests use the CPU: three processes keep two cores busy.
-# On 2 shared cores: 1,645 tests in 477 s with 3 processes; 568 s with 3 and no longest-first order or garbage
-# collector settings; 860 s with 2 before (when test_restarts.py was one file of 394 s). TEST_PROCESSES=0 runs
-# them in this process. The 40 slowest tests are listed at the end, so that a test that grows is seen.
+# On 2 shared cores: 1,645 tests in 477 s and 511 s with 3 processes, 618 s from a clean clone (no bytecode cached
+# yet, other jobs using about half a core); 568 s with 3 and no longest-first order or garbage collector settings;
+# 860 s with 2 before (when test_restarts.py was one file of 394 s). TEST_PROCESSES=0 runs them in this process.
+# The 40 slowest tests are listed at the end, so that a test that grows is seen.
 TEST_PROCESSES ?= 3
 PYTEST := $(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder --durations=40
 
