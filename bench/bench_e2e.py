@@ -7,7 +7,10 @@ records' own timestamps (read afterwards), so start-up and group joins are not c
 batch pipeline's first batch (see ``output_rate``). CPU is the process's user+system time over the span in which
 the output grew, as a share of one core.
 
-    python bench/bench_e2e.py [--events 40000] [--leads 2000] [--rounds 3]
+``leadflow`` is the worker with ``LEADFLOW_ENGINE=reference``, ``columnar`` the same worker with
+``LEADFLOW_ENGINE=columnar`` (issue #21): both engines are compared in one run.
+
+    python bench/bench_e2e.py [--events 40000] [--leads 2000] [--rounds 3] [--only leadflow --only columnar ...]
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ def load_events(n: int, leads: int) -> list[tuple[bytes, bytes]]:
         out.append((e["lead_id"].encode(), orjson.dumps(e)))
     return out[:n]
 
+
+PIPELINES = ("faust", "raw", "leadflow", "columnar")
+"""What ``--only`` picks, in the order a run takes them: the two references, then the worker on each engine."""
 
 LEADFLOW_RUN = (sys.executable, "-m", "worker", "run")
 """The worker process the benchmarks run (``leadflow run``)."""
@@ -171,7 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--leads", type=int, default=2_000)
-    parser.add_argument("--only", choices=["leadflow", "faust", "raw"], action="append")
+    parser.add_argument("--only", choices=PIPELINES, action="append")
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument(
         "--py-spy", metavar="FILE", help="record the leadflow worker with py-spy (installed separately) into FILE"
@@ -182,7 +188,7 @@ def main() -> None:
     args = parser.parse_args()
     events = load_events(args.events, args.leads)
     results: dict[str, dict[str, float]] = {}
-    names = (args.only or ["faust", "raw", "leadflow"]) * args.rounds
+    names = (args.only or list(PIPELINES)) * args.rounds
     with running_broker() as broker:
         for name in names:
             settings, run_id = bench_settings(broker.url, name)
@@ -192,11 +198,12 @@ def main() -> None:
                 "BENCH_SINK": settings.topic_decisions,
                 "BENCH_ID": run_id,
             }
-            if name == "leadflow":
+            if name in {"leadflow", "columnar"}:
                 cmd = list(LEADFLOW_RUN)
                 if args.py_spy:
                     cmd = ["py-spy", "record", "--format", "raw", "--rate", "250", "-o", args.py_spy, "--", *cmd]
                 env.update(leadflow_env(settings, run_id))
+                env["LEADFLOW_ENGINE"] = "columnar" if name == "columnar" else "reference"
             elif name == "faust":
                 cmd = [sys.executable, str(ROOT / "bench" / "ref_faust_forward.py")]
             else:
@@ -214,10 +221,11 @@ def main() -> None:
         print(f"best of {args.rounds}:")
         for name, r in results.items():
             print(f"{name:9s} {r['events_per_s']:9,.0f} events/s  (process CPU {r['cpu_share']:.0%} of a core)")
-    if {"leadflow", "faust", "raw"} <= results.keys():
-        lf = results["leadflow"]["events_per_s"]
-        print(f"leadflow / faust per-event forward = {lf / results['faust']['events_per_s']:.2f}x")
-        print(f"leadflow / raw aiokafka loop       = {lf / results['raw']['events_per_s']:.2f}x")
+    for worker in ("leadflow", "columnar"):
+        if {worker, "faust", "raw"} <= results.keys():
+            rate = results[worker]["events_per_s"]
+            print(f"{worker} / faust per-event forward = {rate / results['faust']['events_per_s']:.2f}x")
+            print(f"{worker} / raw aiokafka loop       = {rate / results['raw']['events_per_s']:.2f}x")
 
 
 if __name__ == "__main__":
