@@ -8,6 +8,7 @@ the Faust shell (:mod:`worker.stream`) only moves bytes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -98,6 +99,12 @@ def _lead_created_at(first_seen: float | None) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=4)
+def _decided_at_text(decided_at: float) -> str:
+    """:func:`iso_utc`, remembered: a batch stamps every decision with the same time (about 1 µs an event)."""
+    return iso_utc(decided_at)
+
+
 def _isoformat(moment: dt.datetime) -> str:
     """``moment.isoformat()`` for an aware time, by orjson: the same text in a fifth of the time (per event)."""
     return orjson.dumps(moment)[1:-1].decode()
@@ -164,7 +171,10 @@ def decide(
     decided = _decided(engine, state, facts, cause, decided_at, previous_status, wake)
     if merged is not None:
         decided.decision["action"] = "merged"
-    return state, decided._replace(claims=claims, merged=merged)
+        return state, decided._replace(claims=claims, merged=merged)
+    if claims:
+        return state, decided._replace(claims=claims)
+    return state, decided  # no claims, no merge: ``_replace`` would copy it unchanged (a few % of the core)
 
 
 def decide_time(engine: Engine, state: LeadState, decided_at: float) -> tuple[LeadState, Decided]:
@@ -345,7 +355,7 @@ def _decision(
         "decision_id": ids.decision_id(event.lead_id, event.event_id),
         "event_id": event.event_id,
         "lead_id": event.lead_id,
-        "decided_at": iso_utc(decided_at),
+        "decided_at": _decided_at_text(decided_at),
         "occurred_at": _isoformat(event.occurred_at),
         "ruleset_version": engine.ruleset.version,
         "model_version": engine.model.version,

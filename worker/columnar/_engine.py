@@ -358,7 +358,8 @@ def _decide_item(
         facts = build_facts(state, now, event, item.facts[CHANGED_FACT])  # type: ignore[arg-type]  # what it changed
         cause = Cause(lead.lead_id, event.event_id, event.occurred_at, "event")
         decided = _decided(engine, state, facts, cause, decided_at, item.previous_status, wake=False)
-        decided = decided._replace(claims=item.claims)
+        if item.claims:
+            decided = decided._replace(claims=item.claims)
         outputs[item.index] = _rendered(
             engine, records[item.index], event.event_type, decided, drift_sample, event, state
         )
