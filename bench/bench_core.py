@@ -42,13 +42,13 @@ sys.path.insert(0, str(ROOT))
 from worker.batch import Record, process_batch  # noqa: E402
 from worker.columnar import BatchEngine, process_columnar  # noqa: E402
 from worker.core import Engine, decide  # noqa: E402
+from worker.engine import tune_gc  # noqa: E402
 from worker.lead.parse import parse_event  # noqa: E402
 from worker.lead.state import apply_event, build_facts, event_digest, new_state  # noqa: E402
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset  # noqa: E402
 from worker.scoring import Model, default_model_path, load_model  # noqa: E402
 from worker.scoring.training import generate  # noqa: E402
 from worker.settings import Settings  # noqa: E402
-from worker.stream.runner import tune_gc  # noqa: E402
 
 
 def best_rate(n: int, fn: Callable[[], object], repeat: int) -> float:

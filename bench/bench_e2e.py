@@ -96,6 +96,17 @@ def leadflow_env(settings: Settings, run_id: str, state_dir: str | None = None) 
     }
 
 
+def setting_overrides(items: list[str]) -> dict[str, str]:
+    """``LEADFLOW_NAME`` variables from ``NAME=VALUE`` items (``--set``), each checked against the settings now, so
+    that a typo fails here and not in the process started later."""
+    extra = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        extra[f"LEADFLOW_{name.upper().removeprefix('LEADFLOW_')}"] = value
+        Settings.model_validate({name.lower().removeprefix("leadflow_"): value})
+    return extra
+
+
 def run_pipeline(
     name: str,
     cmd: list[str],

@@ -59,9 +59,9 @@ from bench_e2e import (  # noqa: E402
     leadflow_env,
     load_events,
     run_pipeline,
+    setting_overrides,
 )
 
-from worker.settings import Settings  # noqa: E402
 from worker.stream.topics import ensure_topics  # noqa: E402
 from worker.tools.broker import running_broker  # noqa: E402
 
@@ -392,11 +392,7 @@ def main() -> None:
     parser.add_argument("--series", action="store_true", help="also the paced latencies by second of sending")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="LEADFLOW_NAME=VALUE")
     args = parser.parse_args()
-    extra = {}
-    for item in args.set:
-        name, _, value = item.partition("=")
-        extra[f"LEADFLOW_{name.upper().removeprefix('LEADFLOW_')}"] = value
-        Settings.model_validate({name.lower().removeprefix("leadflow_"): value})  # a typo fails here, not later
+    extra = setting_overrides(args.set)
     if extra:
         print("worker settings: " + " ".join(f"{k}={v}" for k, v in extra.items()))
     with running_broker() as broker:

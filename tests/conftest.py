@@ -5,7 +5,7 @@ Tests that set their own ``max_examples`` keep it; the fuzz properties (tests/un
 profile's. Select one with ``pytest --hypothesis-profile=fuzz``.
 
 The test processes collect garbage as the worker does (``LEADFLOW_GC_THRESHOLD``, see
-:func:`worker.stream.runner.tune_gc`): a young-generation pass every 50,000 allocations rather than 700, and what
+:func:`worker.engine.tune_gc`): a young-generation pass every 50,000 allocations rather than 700, and what
 collection built (modules, test functions, fixtures' definitions) frozen out of the collector's sight. The unit tests
 allocate millions of short-lived objects (Hypothesis, the core, model training); Python's default cost them about
 a tenth of their CPU time. Nothing a test asserts depends on when the collector runs.

@@ -324,10 +324,15 @@ def _cmd_intake(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
+    from worker.engine import tune_gc
     from worker.tools.backtest import run_backtest
 
+    settings = _settings(args)
+    # as in the worker: a replay keeps every lead's state, which Python's default collector rescans over and over
+    # (docs/PERFORMANCE.md, "Backtest of 10^6 events")
+    tune_gc(settings.gc_threshold)
     run_backtest(
-        settings=_settings(args),
+        settings=settings,
         rules=args.rules,
         against=args.against,
         events=args.events,

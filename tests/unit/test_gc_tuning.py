@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from worker.engine import tune_gc
 from worker.settings import Settings
-from worker.stream.runner import tune_gc
 
 
 @pytest.fixture

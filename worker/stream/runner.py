@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from worker.artifacts import KINDS, ArtifactKind, swap
 from worker.core import Engine
-from worker.engine import load_engine
+from worker.engine import load_engine, tune_gc
 from worker.exceptions import ConfigError
 from worker.settings import Settings
 from worker.stream.accounts import AccountFeed
@@ -21,7 +20,7 @@ from worker.stream.app import LeadflowWorker, build_app
 from worker.stream.control import ControlSnapshot, read_control
 from worker.stream.topics import check_broker, ensure_accounts_topic, ensure_control_topic, ensure_topics
 
-__all__ = ["run_worker", "tune_gc"]
+__all__ = ["run_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,23 +88,6 @@ def _load_accounts(settings: Settings) -> AccountFeed:
         msg = f"cannot read the accounts topic {settings.topic_accounts!r}: {exc!r}; check LEADFLOW_TOPIC_ACCOUNTS"
         raise ConfigError(msg) from exc
     return accounts
-
-
-def tune_gc(threshold: int) -> None:
-    """Collect garbage less often, and never rescan what start-up built.
-
-    A worker allocates and frees millions of small dicts, lists and strings a second, nearly all freed by
-    reference counting; Python's default (a young-generation pass every 700 allocations, full passes over
-    every live object, the lead states included, as they age) cost about 9 % of a busy worker's CPU on the
-    end-to-end benchmark, against under 1 % at 50,000. Modules, the ruleset and the model, built at start-up,
-    are moved out of the collector's sight (``gc.freeze``). 0 leaves Python's settings alone.
-    """
-    if threshold <= 0:
-        return
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(threshold, middle, old)
 
 
 def _newest_from_control(

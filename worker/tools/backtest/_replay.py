@@ -9,6 +9,7 @@ other part of a decision derives from the events, so the same history gives the 
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ class Run:
     routing: RoutingTally = field(default_factory=RoutingTally)
     decide: BatchEngine = process_batch
     """The batch engine (``LEADFLOW_ENGINE``): the reference or the columnar one, the same outputs either way."""
+    cache_size: int | None = None
+    """Decoded states kept between batches (``LEADFLOW_STATE_CACHE_SIZE``; None: every lead's, 0: none)."""
     _store: dict[str, bytes] = field(default_factory=dict, repr=False)
     _cache: dict[str, LeadState] = field(default_factory=dict, repr=False)
 
@@ -83,7 +86,7 @@ class Run:
 
     def apply(self, records: list[Record], where: Callable[[RecordLike], str]) -> None:
         """Decide one batch and fold the decisions and opportunities into the leads' outcomes."""
-        result = self.decide(self.engine, records, self._store.get, DECIDED_AT, self._cache)
+        result = self.decide(self.engine, records, self._store.get, DECIDED_AT, self._bounded_cache())
         self._store.update(result.states)
         for lead_id in result.erased:
             self._store.pop(lead_id, None)
@@ -126,6 +129,22 @@ class Run:
             if len(self.bad_examples) < _EXAMPLES:
                 self.bad_examples.append(BadEvent(where(record), error.reason, str(error)))
 
+    def _bounded_cache(self) -> dict[str, LeadState] | None:
+        """The decoded states to decide the next batch with, at most ``cache_size`` of them before it.
+
+        Over the bound, the oldest half goes, as in the worker's lead stage: their states stay in ``_store``, and
+        a lead not in the cache is decoded from there, so the decisions are the same with any bound.
+        """
+        cache, size = self._cache, self.cache_size
+        if size is None:
+            return cache
+        if size == 0:
+            return None
+        if len(cache) > size:
+            for lead_id in list(itertools.islice(cache, len(cache) // 2)):
+                del cache[lead_id]
+        return cache
+
 
 def replay(
     engines: Mapping[str, Engine],
@@ -133,10 +152,12 @@ def replay(
     where: Callable[[RecordLike], str] = lambda record: f"offset {record.offset}",
     progress: Callable[[int], None] | None = None,
     decide: BatchEngine = process_batch,
+    cache_size: int | None = None,
 ) -> dict[str, Run]:
-    """Run every batch through every engine, each with its own state, by the batch engine ``decide``;
-    ``progress`` is told how many were read."""
-    runs = {label: Run(engine, decide=decide) for label, engine in engines.items()}
+    """Run every batch through every engine, each with its own state, by the batch engine ``decide``, keeping at
+    most ``cache_size`` decoded states per engine between batches (None: no bound); ``progress`` is told how many
+    were read."""
+    runs = {label: Run(engine, decide=decide, cache_size=cache_size) for label, engine in engines.items()}
     for batch in batches:
         for run in runs.values():
             run.apply(batch, where)

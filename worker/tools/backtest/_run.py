@@ -72,7 +72,7 @@ def _check_read(source: EventSource, run: Run) -> None:
 
 
 def _replay_with_progress(
-    source: EventSource, engines: dict[str, Engine], console: Console, decide: BatchEngine
+    source: EventSource, engines: dict[str, Engine], console: Console, decide: BatchEngine, cache_size: int
 ) -> dict[str, Run]:
     columns = (
         TextColumn("replaying"),
@@ -87,7 +87,7 @@ def _replay_with_progress(
         def advance(n: int) -> None:
             progress.update(task, advance=n, total=source.total)  # a topic's total may be corrected while read
 
-        return replay(engines, source.batches, source.where, advance, decide)
+        return replay(engines, source.batches, source.where, advance, decide, cache_size)
 
 
 def run_backtest(
@@ -123,7 +123,8 @@ def run_backtest(
     }
     with _source(settings, events, topic) as source:
         bar = progress_console or Console(stderr=True)
-        runs = _replay_with_progress(source, engines, bar, batch_engine(settings.engine))
+        decide = batch_engine(settings.engine)
+        runs = _replay_with_progress(source, engines, bar, decide, settings.state_cache_size)
         records = source.total
     _check_read(source, runs["new"])
     report = build_report(

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from tests.unit.tools.backtest.conftest import HAND_HISTORY, RULES, RULES_NEW, engine, records, variant, write_lines
+from worker.batch import process_batch
 from worker.columnar import process_columnar
 from worker.core import Engine, decide
 from worker.lead.parse import parse_event
@@ -165,3 +166,19 @@ def test_the_columnar_engine_replays_to_the_same_report(synthetic: list[dict[str
     assert columnar["new"].decide is process_columnar
     assert _report(columnar) == _report(reference)
     assert any(lead.converted for lead in columnar["new"].leads.values())
+
+
+def test_a_bounded_state_cache_keeps_fewer_decoded_states_and_changes_no_outcome(
+    synthetic: list[dict[str, Any]],
+) -> None:
+    """``LEADFLOW_STATE_CACHE_SIZE``: the oldest half of the decoded states goes when the cache is over its bound;
+    those leads are decoded again from their stored states, so the report stays the same (both engines)."""
+    batches = [records(synthetic)[i : i + 97] for i in range(0, len(synthetic), 97)]
+    unbounded = replay({"new": engine(RULES)}, batches)
+    leads = len(unbounded["new"].leads)
+    assert len(unbounded["new"]._cache) == leads > 100  # without a bound, every lead's decoded state stays
+    for batch_engine in (process_batch, process_columnar):
+        for size in (0, 10):
+            bounded = replay({"new": engine(RULES)}, batches, decide=batch_engine, cache_size=size)
+            assert _report(bounded) == _report(unbounded), (batch_engine, size)
+            assert len(bounded["new"]._cache) <= size + 97  # trimmed before each batch, then the batch's leads
