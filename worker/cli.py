@@ -346,10 +346,13 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_drift(args: argparse.Namespace) -> int:
+    from worker.engine import tune_gc
     from worker.tools.drift import run_drift
 
+    settings = _settings(args)
+    tune_gc(settings.gc_threshold)  # a replay of the history, as in ``leadflow backtest``
     return run_drift(
-        _settings(args),
+        settings,
         events=args.events,
         topic=args.topic,
         last=args.last,
