@@ -8,8 +8,9 @@ batches through here, so they decide exactly alike.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections import Counter
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Container, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -36,7 +37,7 @@ from worker.rules.duplicates import (
 )
 from worker.scoring import IS_MISSING, IS_UNSEEN, Model, feature_checks
 
-__all__ = ["BatchResult", "Record", "RecordLike", "due", "process_batch", "process_wakeups"]
+__all__ = ["BatchResult", "Record", "RecordLike", "due", "process_batch", "process_wakeups", "trim_cache"]
 
 
 class RecordLike(Protocol):
@@ -664,3 +665,13 @@ def _woken(
         if decision["action"] != "none" or decision["points"] != points:
             sent.append(decided)
     return state, sent
+
+
+def trim_cache(cache: MutableMapping[str, LeadState], size: int, keep: Container[str] = ()) -> None:
+    """Bound a cache of decoded states between batches (``LEADFLOW_STATE_CACHE_SIZE``): over ``size`` states, the
+    oldest half goes, except the leads in ``keep``. A lead not in the cache is decoded from its stored state, so the
+    decisions are the same with any bound (the worker, ``leadflow backtest`` and ``leadflow drift`` all trim so)."""
+    if len(cache) > size:
+        for lead_id in list(itertools.islice(cache, len(cache) // 2)):
+            if lead_id not in keep:
+                del cache[lead_id]

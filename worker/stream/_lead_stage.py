@@ -15,13 +15,12 @@ with the event batches: sent, then stored, in order, so that a lead is never dec
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from worker.batch import BatchResult, RecordLike, process_wakeups
+from worker.batch import BatchResult, RecordLike, process_wakeups, trim_cache
 from worker.columnar import batch_engine
 from worker.core import Engine
 from worker.lead.state import LeadState, decode_state
@@ -246,10 +245,11 @@ class LeadStage(TableStage[LeadBatch]):
         changed = generation != self._cache_generation
         if changed or len(cache) > self.settings.state_cache_size:
             keep = {lead_id for p in self._inflight for lead_id in p.result.states}
-            drop = list(cache) if changed else list(itertools.islice(cache, len(cache) // 2))
-            for lead_id in drop:
-                if lead_id not in keep:
+            if changed:  # every state goes, but those of the batches in flight
+                for lead_id in [lead_id for lead_id in cache if lead_id not in keep]:
                     del cache[lead_id]
+            else:
+                trim_cache(cache, self.settings.state_cache_size, keep)
             self._cache_generation = generation
         return cache
 

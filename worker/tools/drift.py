@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from worker.batch import trim_cache
 from worker.columnar import batch_engine
 from worker.engine import load_engine
 from worker.exceptions import DriftError
@@ -52,12 +53,14 @@ def run_drift(
     window: deque[dict[str, object]] = deque(maxlen=last)
     decided = 0
     store: dict[str, bytes] = {}
-    cache: dict[str, LeadState] = {}
+    cache: dict[str, LeadState] | None = {} if settings.state_cache_size else None  # 0: none kept, as in the worker
     decide = batch_engine(settings.engine)
     source = open_events_file(events, settings.batch_size) if events else open_topic(settings, topic or "")
     with source as history:
         name = history.name
         for batch in history.batches:
+            if cache is not None:
+                trim_cache(cache, settings.state_cache_size)  # bounded as in the worker
             result = decide(engine, batch, store.get, 0.0, cache, drift_sample=1)
             store.update(result.states)
             for lead_id in result.erased:

@@ -9,8 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from worker.batch import trim_cache
 from worker.cli import main
 from worker.columnar import BatchEngine, EngineName, batch_engine
+from worker.lead.state import LeadState
 from worker.scoring import (
     default_model_path,
     distributions,
@@ -147,6 +149,25 @@ def test_the_columnar_engine_gives_the_same_report(files: dict[str, Path], monke
     assert _drift(files, "shifted", "--last", "3000") == reference
     assert picked == ["reference", "columnar"]
     assert "lead_source" in reference[1]["moved"]  # type: ignore[operator]
+
+
+def test_a_bounded_state_cache_gives_the_same_report(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LEADFLOW_STATE_CACHE_SIZE`` bounds the states drift keeps decoded between batches, as in the worker; leads
+    trimmed away are decoded again from their stored state, so the report does not change."""
+    trimmed: list[tuple[int, int, int]] = []  # the bound, states before, states after
+
+    def trim(cache: dict[str, LeadState], size: int) -> None:
+        before = len(cache)
+        trim_cache(cache, size)
+        trimmed.append((size, before, len(cache)))
+
+    monkeypatch.setattr(drift, "trim_cache", trim)
+    monkeypatch.setenv("LEADFLOW_BATCH_SIZE", "200")
+    unbounded = _drift(files, "shifted", "--last", "3000")
+    for bound in ("10", "0"):
+        monkeypatch.setenv("LEADFLOW_STATE_CACHE_SIZE", bound)
+        assert _drift(files, "shifted", "--last", "3000") == unbounded
+    assert any(size == 10 and after < before for size, before, after in trimmed)  # the bound did drop states
 
 
 def test_the_window_is_the_last_n_decided_events(files: dict[str, Path]) -> None:

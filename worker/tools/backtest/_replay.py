@@ -9,7 +9,6 @@ other part of a decision derives from the events, so the same history gives the 
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from worker.batch import Record, RecordLike, process_batch
+from worker.batch import Record, RecordLike, process_batch, trim_cache
 from worker.columnar import BatchEngine
 from worker.core import Engine
 from worker.lead.state import LeadState
@@ -135,15 +134,12 @@ class Run:
         Over the bound, the oldest half goes, as in the worker's lead stage: their states stay in ``_store``, and
         a lead not in the cache is decoded from there, so the decisions are the same with any bound.
         """
-        cache, size = self._cache, self.cache_size
-        if size is None:
-            return cache
-        if size == 0:
+        if self.cache_size is None:
+            return self._cache
+        if self.cache_size == 0:
             return None
-        if len(cache) > size:
-            for lead_id in list(itertools.islice(cache, len(cache) // 2)):
-                del cache[lead_id]
-        return cache
+        trim_cache(self._cache, self.cache_size)
+        return self._cache
 
 
 def replay(
