@@ -117,10 +117,10 @@ class Settings(BaseSettings):
         description="Decoded lead states kept in memory between batches, about 5-6 KB each (0: none)",
     )
     engine: Literal["reference", "columnar"] = Field(
-        default="reference",
+        default="columnar",
         description=(
-            "How batches of lead events are decided: 'reference', the per-event core; 'columnar', the same"
-            " outputs byte for byte with the model and scoring rules over columns (issue #21, docs/PERFORMANCE.md)"
+            "How batches of lead events are decided: 'columnar', a whole batch at once over columns (issue #21,"
+            " docs/PERFORMANCE.md); 'reference', the per-event core it is checked against, byte for byte"
         ),
     )
     dedupe_window: int = Field(default=64, ge=1, le=10_000, description="Event ids remembered per lead")

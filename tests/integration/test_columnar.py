@@ -15,6 +15,7 @@ from worker.core import Engine
 from worker.rules import default_ruleset_path, load_ruleset
 from worker.scoring import default_model_path, load_model
 from worker.scoring.training import generate
+from worker.stream.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +25,30 @@ def _timeless(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if k != "decided_at"}
 
 
-def test_the_worker_on_the_columnar_engine_decides_what_the_reference_decides(flow: Flow) -> None:
-    events = generate(30, seed=5, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=3).events
+@pytest.mark.parametrize(
+    ("leads", "batch_size", "backlog"),
+    [(30, "200", False), (200, "10000", True)],
+    ids=["small batches, in rounds", "a backlog, in whole batches"],
+)
+def test_the_worker_on_the_columnar_engine_decides_what_the_reference_decides(
+    flow: Flow, leads: int, batch_size: str, backlog: bool
+) -> None:
+    """Small batches go through the rounds; a backlog (the events on the topic before the worker starts) comes in
+    fetches of thousands, decided in one block each (the whole-batch mode, from 1,000 events)."""
+    events = generate(leads, seed=5, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=3).events
     engine = Engine(load_ruleset(default_ruleset_path()), load_model(default_model_path()))
     records = [Record(e["lead_id"].encode(), orjson.dumps(e), "leads", 0, i) for i, e in enumerate(events)]
     expected = process_batch(engine, records, {}.get, 0.0)  # one lead's decisions in its events' order either way
     assert expected.opportunities  # conversions happen: the engine's fallback to the reference is on the path
 
-    flow.start_worker(LEADFLOW_ENGINE="columnar", LEADFLOW_BATCH_SIZE="200")
-    flow.produce(events)
+    if backlog:
+        assert len(events) > 2_000
+        ensure_topics(flow.settings)
+        flow.produce(events)
+        flow.start_worker(LEADFLOW_BATCH_SIZE=batch_size)  # the default engine: columnar
+    else:
+        flow.start_worker(LEADFLOW_ENGINE="columnar", LEADFLOW_BATCH_SIZE=batch_size)
+        flow.produce(events)
     decisions = flow.read(flow.settings.topic_decisions, len(expected.decisions))
     opportunities = flow.read(flow.settings.topic_opportunities, len(expected.opportunities))
 

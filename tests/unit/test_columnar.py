@@ -12,6 +12,7 @@ in ``make fuzz``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import functools
@@ -32,6 +33,7 @@ from tests.routed_rules import routed
 from tests.unit.rules.test_property import FIELDS, conditions
 from worker.batch import BatchResult, Record, process_batch, process_wakeups
 from worker.columnar import SMALL_ROUND, batch_engine, process_columnar
+from worker.columnar._frame import factorise
 from worker.core import Engine
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
 from worker.rules.duplicates import DuplicateRules
@@ -81,13 +83,16 @@ def _compare(
     use_cache: bool,
     small_round: int = 0,
     wake_until: float | None = None,
+    whole_from: int | None = 0,
 ) -> None:
     """Decide the batches with both engines, each from its own copy of the stored states and cache; every
-    BatchResult, and the cache after each batch, must be equal. ``small_round`` 0: every round in columns.
+    BatchResult, and the cache after each batch, must be equal. ``small_round`` 0: every round in columns;
+    ``whole_from`` 0: the whole batch in one block where the engine allows it (None: the engine's default).
     ``wake_until``: after each batch, the leads whose wake-up time has come by then are decided by time (by the
     reference's ``process_wakeups``, whichever engine decides events), so the next batch meets what time changed."""
     runs: list[list[tuple[BatchResult, dict[str, Any] | None]]] = []
-    for decide in (process_batch, functools.partial(process_columnar, small_round=small_round)):
+    columnar = functools.partial(process_columnar, small_round=small_round, whole_from=whole_from)
+    for decide in (process_batch, columnar):
         store = dict(stored)
         cache: dict[str, Any] | None = {} if use_cache else None
         out = []
@@ -270,6 +275,7 @@ def _cut(records: list[Record], cuts: list[int]) -> list[list[Record]]:
     use_cache=st.booleans(),
     small_round=st.sampled_from([0, 0, 0, 2, SMALL_ROUND]),
     wake_days=st.sampled_from([None, 0, 10, 60]),
+    whole_from=st.sampled_from([0, 0, None, 10**9]),  # 10**9: the rounds only
 )
 def test_columnar_equals_the_reference(
     engine: Engine,
@@ -280,22 +286,28 @@ def test_columnar_equals_the_reference(
     use_cache: bool,
     small_round: int,
     wake_days: int | None,
+    whole_from: int | None,
 ) -> None:
     stored: dict[str, bytes] = {}  # states stored by the reference from an earlier stream (maybe another ruleset's)
     for record in _records(before, 1000):
         before_engine = DEFAULT_DUPLICATES if before_duplicates else engine
         stored.update(process_batch(before_engine, [record], stored.get, DECIDED_AT - 1).states)
     wake_until = None if wake_days is None else NOW + wake_days * DAY
-    _compare(engine, _cut(_records(stream, 5000), cuts), stored, use_cache, small_round, wake_until)
+    _compare(engine, _cut(_records(stream, 5000), cuts), stored, use_cache, small_round, wake_until, whole_from)
 
 
-@pytest.mark.parametrize(("leads", "batch", "small_round"), [(40, 10_000, 0), (120, 500, 0), (150, 2_000, SMALL_ROUND)])
-def test_columnar_equals_the_reference_on_the_training_generator(leads: int, batch: int, small_round: int) -> None:
+@pytest.mark.parametrize(
+    ("leads", "batch", "small_round", "whole_from"),
+    [(40, 10_000, 0, 0), (40, 10_000, 0, 10**9), (120, 500, 0, None), (150, 2_000, SMALL_ROUND, None)],
+)
+def test_columnar_equals_the_reference_on_the_training_generator(
+    leads: int, batch: int, small_round: int, whole_from: int | None
+) -> None:
     data = generate(leads, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
     batches = [records[i : i + batch] for i in range(0, len(records), batch)]
     for engine in (DEFAULT, ROUTED, POINTS_READ):
-        _compare(engine, batches, {}, use_cache=True, small_round=small_round)
+        _compare(engine, batches, {}, use_cache=True, small_round=small_round, whole_from=whole_from)
         converted = sum(_conversions(process_columnar(engine, b, {}.get, DECIDED_AT)) for b in batches[:1])
         assert converted  # conversions happen (in the columns, or by the reference's path when routing picks owners)
 
@@ -342,3 +354,88 @@ def test_most_leads_are_decided_in_columns(monkeypatch: pytest.MonkeyPatch, engi
     # the match step's answers); a routed conversion goes to the reference, so the fallback is exercised
     assert bool(_conversions(result)) == (engine is not DEFAULT_DUPLICATES)
     assert bool(fallen) == (engine is ROUTED), fallen
+
+
+def test_the_whole_batch_mode_is_taken_where_nothing_reads_a_decision() -> None:
+    """The default ruleset and model read nothing a decision writes: one block for the whole batch. A model that
+    reads the previous decision's points, a ``duplicates:`` section or windowed counts keep the rounds."""
+    windowed = parse_ruleset(
+        "version: '1'\nscoring:\n  - id: busy\n"
+        "    when: {field: activity.page_view.count_in_days(7), op: gte, value: 2}\n    points: 5\n",
+        "<windowed>",
+    )
+    changed = parse_ruleset(
+        "version: '1'\nscoring:\n  - id: moved\n    when: {field: email, op: changed}\n    points: 5\n", "<changed>"
+    )
+    assert columnar_engine._columns_for(DEFAULT).whole is not None
+    assert columnar_engine._columns_for(ROUTED).whole is not None
+    for engine in (POINTS_READ, DEFAULT_DUPLICATES, Engine(windowed, MODEL), Engine(changed, MODEL)):
+        assert columnar_engine._columns_for(engine).whole is None
+
+
+def test_most_events_are_decided_in_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the whole-batch mode every lead is merged and decided in one block, conversions included (by the core from
+    the state rebuilt as it stood before the event): none goes to the rounds or to the reference."""
+    data = generate(60, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
+    records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
+    calls: collections.Counter[str] = collections.Counter()
+    for name in ("decide_lead", "_merged", "_decide_rest", "_reference_lead"):
+        original = getattr(columnar_engine, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            calls[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(columnar_engine, name, counted)
+    got = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, whole_from=None)
+    want = process_batch(DEFAULT, records, {}.get, DECIDED_AT)
+    assert got.decisions == want.decisions
+    assert got.opportunities == want.opportunities
+    assert got.states == want.states
+    assert want.opportunities  # conversions happen, in the block
+    assert calls == {"decide_lead": len({r.key for r in records})}, calls
+
+
+def test_a_replay_in_the_block_is_decided_from_the_state_as_it_stood() -> None:
+    """A replay among a lead's events in one block gets the decision of the state as its predecessors left it (the
+    previous decision's status, points and score), as the reference's replay does."""
+    upsert = event("L1", "e1", lead={"title": "VP Sales", "number_of_employees": 500, "lead_source": "Web"})
+    meeting = event("L1", "e2", "lead.activity", "2026-11-02T10:00:00Z", activity={"type": "meeting"})
+    demo = event("L1", "e3", "lead.activity", "2026-11-02T11:00:00Z", activity={"type": "page_view"})
+    stream = [(b"L1", orjson.dumps(e)) for e in (upsert, meeting, upsert, demo, meeting)]
+    _compare(DEFAULT, [_records(stream)], {}, use_cache=True, whole_from=0)
+    replayed = process_columnar(DEFAULT, _records(stream), {}.get, DECIDED_AT, whole_from=0)
+    assert replayed.duplicates == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-3, 3),
+            st.sampled_from([0.0, -0.0, 1.0, 2.5]),
+            st.sampled_from(["a", "b", ""]),
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 2),
+)
+def test_factorise_tells_values_apart_by_type_and_sign(column: list[object], kinds: int) -> None:
+    """Each place's code points at a value of the same type and value (``True`` is not ``1``, ``-0.0`` not ``0.0``),
+    and each distinct value's first place is where it first appears: whichever way the column is factorised."""
+    if kinds == 1:
+        column = [v for v in column if v is None or isinstance(v, str)]  # one plain type: the dict's way
+    elif kinds == 2:
+        column = [v for v in column if v is None or type(v) is int]
+    codes, uniques, first = factorise(column)
+    assert len(codes) == len(column)
+    for k, value in enumerate(column):
+        got = uniques[codes[k]]
+        assert type(got) is type(value)
+        assert repr(got) == repr(value)
+    assert len({repr((type(u), u)) for u in uniques}) == len(uniques)
+    for code, at in enumerate(first):
+        assert codes[at] == code
+        assert all(codes[k] != code for k in range(at))

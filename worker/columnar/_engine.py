@@ -7,7 +7,11 @@ How a batch is decided:
    helpers);
 2. a lead with an erasure, or with a match step's answer (``lead.matched``: it may merge the lead), goes through
    the reference's per-lead path as it is;
-3. the other leads are decided in rounds: round *k* takes each lead's *k*-th event, so every lead's events stay in
+3. when nothing the engine's rules and model read is written by a decision (the default ruleset and model, and most
+   rulesets without windows, decay or time in status), the leads are decided in one block for the whole batch
+   (:mod:`worker.columnar._whole`), from ``WHOLE_FROM`` events on; the leads that mode does not take, and every
+   lead of other engines, go on to the rounds;
+4. the rest are decided in rounds: round *k* takes each lead's *k*-th event, so every lead's events stay in
    their order and each event sees the state its predecessor left, exactly as in the reference. In a round, each
    event is merged into its lead's state and its facts built by the core's own functions (a replay is decided by
    :func:`worker.core.decide` itself: it changes nothing); then the model scores the round as columns
@@ -15,12 +19,12 @@ How a batch is decided:
    (:class:`~worker.columnar._rules.RuleColumns`), and each decision is built by the core's own builder. With a
    ``duplicates:`` section an upsert's new match keys are claimed as the core claims them, and a conversion the
    claims hold is not made, as in the core (``duplicate_of`` in every decision, as the core writes it);
-4. once fewer than ``SMALL_ROUND`` leads are left (the busiest leads' last events), each goes on event by event
+5. once fewer than ``SMALL_ROUND`` leads are left (the busiest leads' last events), each goes on event by event
    with :func:`worker.core.decide` itself, from the state the rounds left;
-5. an event that converts its lead is decided in its round by the core's own second half
+6. an event that converts its lead is decided in its round by the core's own second half
    (:func:`worker.core._decided`: the opportunity and its fields), from the state the round merged and facts built
    again from it; once converted, the lead goes on in the rounds;
-6. a lead whose event would convert it with a ``routing:`` section (routing picks the owner) or route it (a status
+7. a lead whose event would convert it with a ``routing:`` section (routing picks the owner) or route it (a status
    that ``routing.lead_statuses`` routes), or that raises anything, is dropped from the rounds and decided again
    from its stored state by the reference's per-lead path; so is a lead whose state would grow over the limit.
    What the reference does for those leads is what this engine does.
@@ -54,6 +58,17 @@ from worker.batch import (
 from worker.columnar._frame import Frame
 from worker.columnar._model import ModelColumns
 from worker.columnar._rules import RuleColumns, finish
+from worker.columnar._whole import (
+    Verdicts,
+    WholePlan,
+    decide_lead,
+    factors,
+    frame_of,
+    merge,
+    qualified,
+    takes,
+    whole_plan,
+)
 from worker.core import Cause, Decided, Engine, _decided, _decision, _left_status, decide, set_wake
 from worker.exceptions import EventError
 from worker.lead.events import LeadActivity, LeadErased, LeadMatched, LeadUpserted
@@ -106,12 +121,16 @@ class _Columns:
         self.engine = engine
         self.model = ModelColumns(engine.model)
         self.rules = RuleColumns(engine.ruleset)
+        self.whole = whole_plan(engine, self.model, self.rules)
 
 
 _BUILT: dict[int, _Columns] = {}
 SMALL_ROUND = 64
 """Below this many leads in a round, their remaining events are decided by the per-event core: numpy's and Arrow's
 fixed cost per column (tens of µs, 40-odd columns) would outweigh what columns save."""
+WHOLE_FROM = 1000
+"""From this many events of the leads it takes, a batch is decided in one block (:mod:`worker.columnar._whole`);
+fewer go to the rounds, where numpy's fixed cost per column is spread over fewer events anyway."""
 
 
 def _columns_for(engine: Engine) -> _Columns:
@@ -132,9 +151,11 @@ def process_columnar(
     drift_sample: int = 0,
     *,
     small_round: int | None = None,
+    whole_from: int | None = None,
 ) -> BatchResult:
     """:func:`worker.batch.process_batch`, decided in columns: same arguments, same result. ``small_round``
-    overrides ``SMALL_ROUND`` (0: every round in columns, as the equivalence tests run it too)."""
+    overrides ``SMALL_ROUND`` (0: every round in columns, as the equivalence tests run it too), ``whole_from``
+    ``WHOLE_FROM`` (0: the whole-batch mode whenever the engine allows it)."""
     least = SMALL_ROUND if small_round is None else small_round
     result = BatchResult()
     cached = cache if cache is not None else {}
@@ -147,7 +168,12 @@ def process_columnar(
         leads.append(lead)
 
     columns = _columns_for(engine)
-    active = [lead for lead in leads if not lead.reference]
+    plan = columns.whole
+    if plan is not None:
+        taken = [lead for lead in leads if not lead.reference and takes(lead.state, lead.events)]
+        if taken and sum(len(lead.events) for lead in taken) >= (WHOLE_FROM if whole_from is None else whole_from):
+            _decide_whole(engine, columns, plan, records, taken, load_state, decided_at, drift_sample, outputs)
+    active = [lead for lead in leads if not lead.reference and lead.next < len(lead.events)]
     while active:
         if len(active) < least:  # a few busy leads left: columns would cost more than they save
             for lead in active:
@@ -184,6 +210,56 @@ def process_columnar(
             cached.pop(lead.lead_id, None)
     _collect(engine.model, records, outputs, failed, result)
     return result
+
+
+def _decide_whole(
+    engine: Engine,
+    columns: _Columns,
+    plan: WholePlan,
+    records: Sequence[RecordLike],
+    leads: list[_Lead],
+    load_state: Callable[[str], bytes | None],
+    decided_at: float,
+    drift_sample: int,
+    outputs: list[_Output | None],
+) -> None:
+    """The leads decided in one block (:mod:`worker.columnar._whole`); a lead that is routed or fails goes to the
+    reference."""
+
+    def to_reference(lead: _Lead) -> None:
+        _to_reference(lead, outputs)
+
+    taken, built, nows, event_values = merge(engine, plan, records, leads, drift_sample, to_reference)
+    if not taken:
+        return
+    try:
+        frame = frame_of(plan, built, nows, event_values)
+        probabilities, contributions = columns.model.score(frame)  # type: ignore[arg-type]  # a frame of columns
+        totals, matched = columns.rules.points(frame)  # type: ignore[arg-type]
+        if not engine.ruleset._whole:
+            totals = [round(total, 4) for total in totals]
+        verdicts = Verdicts(
+            totals,
+            probabilities,
+            matched,
+            qualified(plan, frame, totals, probabilities),
+            factors(columns.model, frame, contributions, engine.top_factors),
+        )
+    except Exception:  # the reference decides these leads and says what failed
+        for whole in taken:
+            to_reference(whole.lead)
+        return
+
+    for whole in taken:
+        lead = whole.lead
+
+        def stored(lead_id: str = lead.lead_id) -> LeadState | None:
+            return _decoded(lead_id, load_state(lead_id))
+
+        try:
+            decide_lead(engine, plan, records, whole, verdicts, decided_at, drift_sample, outputs, stored)
+        except Exception:  # routed, or failed: the reference decides the lead
+            to_reference(lead)
 
 
 def _decide_rest(

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-__all__ = ["Frame"]
+__all__ = ["Frame", "factorise"]
 
 _Facts = dict[str, object]
 Codes = npt.NDArray[np.intp]
@@ -56,37 +56,60 @@ class Frame:
     def codes(self, path: str) -> tuple[Codes, list[object], list[int]]:
         """The column as codes into its distinct values, the distinct values, and the first lead with each."""
         found = self._codes.get(path)
-        if found is not None:
-            return found
-        column = self.column(path)
-        found = _arrow_codes(column) if len(column) >= _ARROW_FROM else None
-        if found is not None:
-            self._codes[path] = found
-            return found
-        index: dict[Hashable, int] = {}
-        codes: list[int] = []
-        uniques: list[object] = []
-        first: list[int] = []
-        for k, value in enumerate(column):
-            try:
-                key = _key(value)
-                code = index.get(key)
-            except TypeError:  # an unhashable value (a list): a value of its own
-                key, code = None, None
-            if code is None:
-                code = len(uniques)
-                if key is not None:
-                    index[key] = code
-                uniques.append(value)
-                first.append(k)
-            codes.append(code)
-        found = self._codes[path] = (np.array(codes, dtype=np.intp), uniques, first)
+        if found is None:
+            found = self._codes[path] = factorise(self.column(path))
         return found
+
+
+def factorise(column: list[object]) -> tuple[Codes, list[object], list[int]]:
+    """``column`` as codes into its distinct values (told apart by type and value, see :func:`_key`), the distinct
+    values, and the first place of each."""
+    found = _arrow_codes(column) if len(column) >= _ARROW_FROM else _plain_codes(column)
+    if found is not None:
+        return found
+    index: dict[Hashable, int] = {}
+    codes: list[int] = []
+    uniques: list[object] = []
+    first: list[int] = []
+    for k, value in enumerate(column):
+        try:
+            key = _key(value)
+            code = index.get(key)
+        except TypeError:  # an unhashable value (a list): a value of its own
+            key, code = None, None
+        if code is None:
+            code = len(uniques)
+            if key is not None:
+                index[key] = code
+            uniques.append(value)
+            first.append(k)
+        codes.append(code)
+    return np.array(codes, dtype=np.intp), uniques, first
 
 
 _ARROW_FROM = 512  # leads in a round from which Arrow's encoding beats a Python loop (its calls cost a fixed ~30 µs)
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64()}
 _NONE = type(None)
+
+
+_PLAIN = frozenset({str, int, bool})  # values of one of these types are told apart by == alone (True is not 1 here)
+
+
+def _plain_codes(column: list[object]) -> tuple[Codes, list[object], list[int]] | None:
+    """:func:`factorise` of a column of one plain type (text, integers or booleans) and None, by a dict of the
+    values themselves; None for anything else."""
+    kinds = set(map(type, column))
+    kinds.discard(_NONE)
+    if len(kinds) > 1 or not kinds <= _PLAIN:
+        return None
+    index: dict[object, int] = {}
+    add = index.setdefault
+    codes = np.array([add(value, len(index)) for value in column], dtype=np.intp)
+    if not len(codes):
+        return codes, [], []
+    newest = np.maximum.accumulate(codes)  # codes are numbered in order of first appearance
+    first = np.flatnonzero(np.concatenate(([True], newest[1:] > newest[:-1])))
+    return codes, list(index), first.tolist()
 
 
 def _arrow_codes(column: list[object]) -> tuple[Codes, list[object], list[int]] | None:

@@ -62,11 +62,23 @@ class ModelColumns:
     def factors(self, columns: _Floats, frame: Frame, top: int) -> list[list[dict[str, Any]]]:
         """The ``top`` factors of each lead, as :meth:`Model.factors` words them (its own labellers)."""
         facts = frame.facts
-        n = len(facts)
-        width = len(self.parts)
+        chosen = self.picks(columns, top)
+        if chosen is None:
+            return [[] for _ in range(len(facts))]
+        values = columns.T.tolist()
+        label = self.labellers
+        return [
+            [label[j](lead, row[j]) for j in picks_of]
+            for lead, row, picks_of in zip(facts, values, chosen.tolist(), strict=True)
+        ]
+
+    def picks(self, columns: _Floats, top: int) -> npt.NDArray[np.intp] | None:
+        """The feature groups of each lead's ``top`` factors (a row per lead, in the order :meth:`Model.factors`
+        lists them), or None when there are none (no lead, or ``top`` 0)."""
+        width, n = columns.shape
         steps = min(top, width)
         if not n or not steps:
-            return [[] for _ in range(n)]
+            return None
         rows = columns.T
         order = np.argsort(rows, axis=1, kind="stable")  # most negative first; ties in feature order, as sorted()
         ranked = np.take_along_axis(rows, order, axis=1)
@@ -79,13 +91,7 @@ class ModelColumns:
             picks.append(np.where(negative, order[at, low], order[at, high]))
             low += negative
             high -= ~negative
-        chosen = np.stack(picks, axis=1).tolist()
-        values = rows.tolist()
-        label = self.labellers
-        return [
-            [label[j](lead, row[j]) for j in picks_of]
-            for lead, row, picks_of in zip(facts, values, chosen, strict=True)
-        ]
+        return np.stack(picks, axis=1)
 
 
 def _column(part: FeaturePart, frame: Frame) -> _Floats | list[float]:

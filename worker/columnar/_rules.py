@@ -9,7 +9,7 @@ own code, per lead (:func:`finish`).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,9 +48,9 @@ class RuleColumns:
                 masks[i] = mask
                 total += np.where(mask, rule.points, 0.0)
             else:
-                added = _per_points(rule, frame.facts)
-                masks[i] = [p != 0.0 for p in added]
-                total += np.array(added, dtype=np.float64)
+                added = _per_points_by_value(rule, frame) if rule.condition is None else _per_points(rule, frame.facts)
+                masks[i] = added != 0.0
+                total += added
         keys = np.packbits(masks, axis=0).T
         patterns = self._patterns
         ids = self._ids
@@ -93,12 +93,44 @@ class RuleColumns:
         if condition is None:
             return [True] * len(facts)
         guard = rule.guard
+        if rule.group is not None:
+            return group_mask(rule.group, guard, frame)
+        by_combination = getattr(frame, "condition_mask", None)  # a frame of the whole batch's columns
+        if by_combination is not None:
+            return by_combination(condition, guard, sorted(rule.reads))  # type: ignore[no-any-return]
         if guard is None:
             return [bool(condition(lead)) for lead in facts]
         return [lead.get(guard) is not None and bool(condition(lead)) for lead in facts]
 
 
-def _per_points(rule: ScoringRule, facts: Sequence[_Facts]) -> list[float]:
+def group_mask(
+    group: tuple[bool, tuple[tuple[str, Callable[[Any], bool]], ...]], guard: str | None, frame: Frame
+) -> npt.NDArray[np.bool_]:
+    """Whether a condition that is ``all`` (or ``any``) of tests of one fact each holds for each lead: each test once
+    per distinct value of its fact (a missing fact is None to the test, as the condition gives it), and-ed (or-ed);
+    False where ``guard`` is missing."""
+    every, leaves = group
+    mask: npt.NDArray[np.bool_] | None = None
+    for path, test in leaves:
+        codes, uniques, _ = frame.codes(path)
+        holds = np.array([bool(test(value)) for value in uniques], dtype=bool)[codes]
+        mask = holds if mask is None else (mask & holds if every else mask | holds)
+    if mask is None:
+        mask = np.full(len(frame), every, dtype=bool)
+    if guard is not None:
+        codes, uniques, _ = frame.codes(guard)
+        mask &= np.array([value is not None for value in uniques], dtype=bool)[codes]
+    return mask
+
+
+def _per_points_by_value(rule: ScoringRule, frame: Frame) -> npt.NDArray[np.float64]:
+    """:func:`_per_points` of a rule with no condition, worked out once per distinct value of its ``per`` fact."""
+    codes, uniques, _ = frame.codes(rule.per)  # type: ignore[arg-type]  # a per rule has its fact
+    cap, points = rule.max, rule.points
+    return np.array([_times(points, value, cap) for value in uniques], dtype=np.float64)[codes]
+
+
+def _per_points(rule: ScoringRule, facts: Sequence[_Facts]) -> npt.NDArray[np.float64]:
     """What a ``per`` rule adds for each lead (0.0 when nothing), by the generated scorer's own steps."""
     condition, guard, per, cap, points = rule.condition, rule.guard, rule.per, rule.max, rule.points
     out: list[float] = []
@@ -106,18 +138,21 @@ def _per_points(rule: ScoringRule, facts: Sequence[_Facts]) -> list[float]:
         if condition is not None and not ((guard is None or lead.get(guard) is not None) and condition(lead)):
             out.append(0.0)
             continue
-        value: Any = lead.get(per)  # type: ignore[arg-type]  # a per rule has its fact
-        if value.__class__ not in _NUMBER:
-            out.append(0.0)
-            continue
-        got = points * value
-        if cap is not None:
-            if got > cap:
-                got = cap
-            elif got < -cap:
-                got = -cap
-        out.append(got if got else 0.0)
-    return out
+        out.append(_times(points, lead.get(per), cap))  # type: ignore[arg-type]  # a per rule has its fact
+    return np.array(out, dtype=np.float64)
+
+
+def _times(points: float, value: Any, cap: float | None) -> float:
+    """What a ``per`` rule adds for its fact's ``value`` (0.0 for no number), by the generated scorer's own steps."""
+    if value.__class__ not in _NUMBER:
+        return 0.0
+    got: float = points * value
+    if cap is not None:
+        if got > cap:
+            got = cap
+        elif got < -cap:
+            got = -cap
+    return got if got else 0.0
 
 
 def finish(ruleset: Ruleset, facts: _Facts, total: float, matched: list[str]) -> tuple[float, QualificationRule | None]:

@@ -44,6 +44,7 @@ from worker.conditions._operators import (
 )
 from worker.conditions._schema import PATTERN_HINTS
 from worker.conditions.limits import MAX_CONDITIONS, MAX_DEPTH, MAX_FIELDS
+from worker.lead.state import CHANGED_FACT
 
 __all__ = [
     "Clock",
@@ -340,6 +341,9 @@ class Compiled(NamedTuple):
     guard: str | None
     leaf: tuple[str, Test] | None = None
     """``(field, test)`` when the condition is one test of one fact."""
+    group: tuple[bool, tuple[tuple[str, Test], ...]] | None = None
+    """``(all, leaves)`` when the condition is ``all`` (True) or ``any`` (False) of tests of one fact each: the
+    condition is ``test(facts.get(field))`` of each, and-ed or or-ed (for engines over columns)."""
 
 
 def _guard_of_all(parts: Sequence[Compiled]) -> str | None:
@@ -393,12 +397,13 @@ def compile_condition(raw: object, loc: Loc, ctx: ConditionContext, rule_id: str
         if len(checked) == 1:
             return checked[0]
         leaves = [p.leaf for p in checked if p.leaf is not None]
+        guard = _guard_of_all(checked) if group == "all" else _guard_of_any(checked)
         if len(leaves) == len(checked):  # every part tests one fact: skip the per-leaf wrappers
             combined = _all_leaves(leaves) if group == "all" else _any_leaves(leaves)
-        else:
-            conditions = [p.condition for p in checked]
-            combined = _all_of(conditions) if group == "all" else _any_of(conditions)
-        return Compiled(combined, _guard_of_all(checked) if group == "all" else _guard_of_any(checked))
+            return Compiled(combined, guard, None, (group == "all", tuple(leaves)))
+        conditions = [p.condition for p in checked]
+        combined = _all_of(conditions) if group == "all" else _any_of(conditions)
+        return Compiled(combined, guard)
     leaf = _compile_leaf(raw, loc, ctx, rule_id, meant)
     return None if broken else leaf
 
@@ -454,7 +459,7 @@ def _compile_leaf(
         if "value" in raw:
             ctx.add((*loc, "value"), f"op {op!r} takes no value, got {raw['value']!r}", rule_id)
             return None
-        return _timed(ctx, _leaf(operator, name, None, kind), name, operator.name, None)
+        return _timed(ctx, _read_more(ctx, _leaf(operator, name, None, kind)), name, operator.name, None)
     if "value" not in raw:
         if "value" not in meant:
             ctx.add(loc, f"op {op!r} needs a 'value' ({operator.takes.value})", rule_id)
@@ -464,7 +469,18 @@ def _compile_leaf(
     except ValueProblem as exc:
         ctx.add((*loc, "value"), exc.message, rule_id, exc.suggestion)
         return None
-    return _timed(ctx, _leaf(operator, name, prepared, kind), name, operator.name, prepared)
+    return _timed(ctx, _read_more(ctx, _leaf(operator, name, prepared, kind)), name, operator.name, prepared)
+
+
+def _read_more(ctx: ConditionContext, compiled: Compiled) -> Compiled:
+    """``compiled``; an operator that is no test of the field's value alone (``changed``, ``within_days``) reads
+    more facts than the field: the time and what the event changed are noted as read too."""
+    if compiled.leaf is None:
+        ctx.read.update(_READ_BEYOND)
+    return compiled
+
+
+_READ_BEYOND = ("now", CHANGED_FACT)
 
 
 def _timed(ctx: ConditionContext, compiled: Compiled, name: str, op: str, prepared: object) -> Compiled:

@@ -249,11 +249,24 @@ def _scoring_rule(raw: object, index: int, ctx: RulesContext) -> ScoringRule | N
     if broken or decayed is None:
         return None
     decay, decay_from = decayed
-    condition = guard = leaf = None
+    condition = guard = leaf = group = None
     if compiled is not None:
-        condition, guard = compiled.condition, compiled.guard
+        condition, guard, group = compiled.condition, compiled.guard, compiled.group
         leaf = compiled.leaf if compiled.leaf is not None and compiled.leaf[0] == compiled.guard else None
-    return ScoringRule(doc.id, doc.points, condition, per, doc.max, doc.description, guard, leaf, decay, decay_from)
+    return ScoringRule(
+        doc.id,
+        doc.points,
+        condition,
+        per,
+        doc.max,
+        doc.description,
+        guard,
+        leaf,
+        decay,
+        decay_from,
+        frozenset(ctx.read),
+        group,
+    )
 
 
 def _engagement_times(read: Collection[str]) -> tuple[str, ...]:
@@ -413,6 +426,7 @@ def _qualification_rule(raw: object, index: int, ctx: RulesContext, default_stat
     doc, bad = ctx.validate(QualificationDoc, raw, loc, "qualification rule", rule_id, placeholders)
     if doc is None:
         return None
+    ctx.read = set()
     broken = bool(bad)
     compiled: Compiled | None = None
     if doc.when is not None:
@@ -442,8 +456,18 @@ def _qualification_rule(raw: object, index: int, ctx: RulesContext, default_stat
         broken = True
     if broken or compiled is None:
         return None
+    leaf = compiled.leaf if compiled.leaf is not None and compiled.leaf[0] == compiled.guard else None
     return QualificationRule(
-        doc.id, doc.status, doc.convert, opportunity, compiled.condition, doc.description, compiled.guard
+        doc.id,
+        doc.status,
+        doc.convert,
+        opportunity,
+        compiled.condition,
+        doc.description,
+        compiled.guard,
+        leaf,
+        frozenset(ctx.read),
+        compiled.group,
     )
 
 

@@ -140,6 +140,12 @@ class ScoringRule:
     """How the points decay with the age of the activity the rule reads (engagement rules only)."""
     decay_from: tuple[str, ...] = ()
     """The time facts of that activity (``activity.<type>.last_at``, ``last_activity_at``): the newest sets the age."""
+    reads: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    """The facts the condition reads (an engine over columns evaluates it once per distinct combination)."""
+    group: tuple[bool, tuple[tuple[str, Callable[[Any], bool]], ...]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    """``(all, leaves)`` when the condition is ``all`` or ``any`` of tests of one fact each (see ``Compiled``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +160,14 @@ class QualificationRule:
     description: str | None = None
     guard: str | None = field(default=None, repr=False, compare=False)
     """A field that, when missing (None), makes the condition False: checked before calling it."""
+    leaf: tuple[str, Callable[[Any], bool]] | None = field(default=None, repr=False, compare=False)
+    """``(field, test)`` when the condition is one test of the fact it is guarded by (for engines over columns)."""
+    reads: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    """The facts the condition reads (an engine over columns evaluates it once per distinct combination)."""
+    group: tuple[bool, tuple[tuple[str, Callable[[Any], bool]], ...]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    """``(all, leaves)`` when the condition is ``all`` or ``any`` of tests of one fact each (see ``Compiled``)."""
 
 
 class RuleOutcome(NamedTuple):
