@@ -1,5 +1,6 @@
-"""The columnar batch engine (issue #21): :func:`worker.batch.process_batch`'s result, with the model and the
-scoring rules run over columns of leads; the per-event core stays the reference it is checked against.
+"""The columnar batch engine (issue #21), the default: :func:`worker.batch.process_batch`'s result, with a whole
+batch decided in one block over columns where nothing the rules and model read is written by a decision, and in
+rounds of one event per lead otherwise; the per-event core stays the reference it is checked against.
 
 ``LEADFLOW_ENGINE`` picks the engine the worker, the backtest and the benchmarks run (:func:`batch_engine`).
 """
