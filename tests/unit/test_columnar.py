@@ -439,3 +439,30 @@ def test_factorise_tells_values_apart_by_type_and_sign(column: list[object], kin
     for code, at in enumerate(first):
         assert codes[at] == code
         assert all(codes[k] != code for k in range(at))
+
+
+@pytest.mark.parametrize(("field", "value"), [("event.type", "lead.activity"), ("event.activity_type", "meeting")])
+def test_the_block_reads_the_event_and_the_days_since_the_last_activity(field: str, value: str) -> None:
+    """Rules on the event's own type and on the days since the last activity (a column worked out from the times)
+    are decided in the block, and as the reference decides them."""
+    text = f"""version: '1'
+scoring:
+  - id: act
+    when: {{field: {field}, op: eq, value: {value}}}
+    points: 5
+  - id: quiet
+    when: {{field: days_since_last_activity, op: gte, value: 3}}
+    points: -2
+qualification:
+  - id: busy
+    status: Contacted
+    when: {{all: [{{field: points, op: gte, value: 10}}, {{field: {field}, op: eq, value: {value}}}]}}
+"""
+    engine = Engine(parse_ruleset(text, "<event>"), MODEL)
+    plan = columnar_engine._columns_for(engine).whole
+    assert plan is not None
+    assert plan.event_paths == (field,)
+    assert plan.days_since
+    data = generate(60, seed=3, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=4)
+    records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
+    _compare(engine, [records[i : i + 700] for i in range(0, len(records), 700)], {}, use_cache=True, whole_from=0)

@@ -8,7 +8,7 @@ the lead's own value.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +52,16 @@ class Frame:
         if column is None:
             column = self._columns[path] = [lead.get(path) for lead in self.facts]
         return column
+
+    def condition_mask(
+        self, condition: Callable[[_Facts], object], guard: str | None, reads: Sequence[str]
+    ) -> list[bool]:
+        """Whether ``condition`` holds for each lead (False where ``guard`` is missing), by the condition itself on
+        each lead's facts (``reads``, the facts it reads, is for frames that evaluate it per combination)."""
+        del reads
+        if guard is None:
+            return [bool(condition(lead)) for lead in self.facts]
+        return [lead.get(guard) is not None and bool(condition(lead)) for lead in self.facts]
 
     def codes(self, path: str) -> tuple[Codes, list[object], list[int]]:
         """The column as codes into its distinct values, the distinct values, and the first lead with each."""

@@ -92,15 +92,9 @@ class RuleColumns:
         facts = frame.facts
         if condition is None:
             return [True] * len(facts)
-        guard = rule.guard
         if rule.group is not None:
-            return group_mask(rule.group, guard, frame)
-        by_combination = getattr(frame, "condition_mask", None)  # a frame of the whole batch's columns
-        if by_combination is not None:
-            return by_combination(condition, guard, sorted(rule.reads))  # type: ignore[no-any-return]
-        if guard is None:
-            return [bool(condition(lead)) for lead in facts]
-        return [lead.get(guard) is not None and bool(condition(lead)) for lead in facts]
+            return group_mask(rule.group, rule.guard, frame)
+        return frame.condition_mask(condition, rule.guard, sorted(rule.reads))
 
 
 def group_mask(

@@ -310,7 +310,7 @@ def merge(
             last = None
             for at, (index, event) in enumerate(lead.events):
                 record = records[index]
-                position = (record.topic, record.partition, record.offset, record.timestamp)
+                position = _position(record)
                 now = event.occurred_at.timestamp()
                 if state is None:
                     state = lead.state = new_state(lead.lead_id, now)
@@ -369,11 +369,7 @@ def frame_of(plan: WholePlan, columns: _Columns, nows: list[float], event_values
             since[k] = None
         frame.set(_DAYS_SINCE, (np.arange(n, dtype=np.intp), since, list(range(n))))
     for path, values in zip(plan.event_paths, event_values, strict=True):
-        index: dict[object, int] = {}
-        codes_list = [index.setdefault(v, len(index)) for v in values]
-        uniques = list(index)
-        firsts = [codes_list.index(c) for c in range(len(uniques))]
-        frame.set(path, (np.asarray(codes_list, dtype=np.intp), uniques, firsts))
+        frame.set(path, factorise(values))
     return frame
 
 
@@ -529,9 +525,7 @@ def decide_lead(
         left = _left_status(state, previous_status, status, now)
         if facts is not None:
             facts["status"] = raw_status
-            if since is None and "status_since" not in facts:
-                pass
-            else:
+            if since is not None or "status_since" in facts:
                 facts["status_since"] = since
             facts["days_in_status"] = None if since is None else max(0.0, (now - since) / _DAY)
             facts["points"] = points
