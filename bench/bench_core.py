@@ -19,7 +19,9 @@ Stages, each timed over the same events:
                                [--engine reference|columnar|both] [--only STAGE ...] [--profile N]
 
 ``--engine`` picks what decides the batches of ``batch``: the reference (the default), the columnar engine (the
-stage is then called ``columnar``), or both, one after the other in the same run (compare their ratio).
+stage is then called ``columnar``), or both, one after the other in the same run (compare their ratio). With
+``--alternate`` (and ``--engine both``) the two are timed in turns instead, a reference run then a columnar run,
+``--repeat`` pairs: a change of the shared machine's speed then shows in both, and each pair's ratio is printed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import cProfile
 import datetime as dt
 import gc
 import pstats
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -165,6 +168,17 @@ def prepare(
     return n, engine, stages
 
 
+def alternate(n: int, reference: Callable[[], object], columnar: Callable[[], object], repeat: int) -> None:
+    """The two engines timed in turns, ``repeat`` pairs: each pair's rates and ratio, then the median ratio."""
+    ratios = []
+    for pair in range(1, repeat + 1):
+        first = best_rate(n, reference, 1)
+        second = best_rate(n, columnar, 1)
+        ratios.append(second / first)
+        print(f"  pair {pair}: batch {first:>9,.0f}  columnar {second:>9,.0f} events/s   {second / first:.2f}x")
+    print(f"  columnar / batch, median of {repeat} pairs: {statistics.median(ratios):.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=2000)
@@ -189,12 +203,19 @@ def main() -> None:
         default="reference",
         help="what decides the batch stage's batches (both: one after the other, in the same run)",
     )
+    parser.add_argument(
+        "--alternate",
+        action="store_true",
+        help="with --engine both: time the two engines in turns, --repeat pairs, and print each pair's ratio",
+    )
     parser.add_argument("--only", action="append", default=[], metavar="STAGE", help="run only these stages")
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="run each stage once more under cProfile; print its top N"
     )
     args = parser.parse_args()
     engines = ("reference", "columnar") if args.engine == "both" else (args.engine,)
+    if args.alternate and args.engine != "both":
+        parser.error("--alternate compares the two engines: give --engine both")
     n, engine, stages = prepare(args.leads, args.drift_sample, args.batch, engines)
     if args.only:
         stages = {name: fn for name, fn in stages.items() if name in args.only}
@@ -208,6 +229,8 @@ def main() -> None:
     # collector runs as often as in the worker (LEADFLOW_GC_THRESHOLD).
     tune_gc(args.gc_threshold)
     gc.freeze()
+    if args.alternate:
+        alternate(n, stages.pop("batch"), stages.pop("columnar"), args.repeat)
     for name, fn in stages.items():
         rate = best_rate(n, fn, args.repeat)
         print(f"  {name:<8} {rate:>12,.0f} events/s   {1e6 / rate:7.2f} µs/event")

@@ -16,6 +16,7 @@ import collections
 import dataclasses
 import datetime as dt
 import functools
+import gc
 import itertools
 import os
 import random
@@ -394,6 +395,35 @@ def test_most_events_are_decided_in_one_block(monkeypatch: pytest.MonkeyPatch) -
     assert got.states == want.states
     assert want.opportunities  # conversions happen, in the block
     assert calls == {"decide_lead": len({r.key for r in records})}, calls
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_waits_for_the_batch_and_is_left_as_it_was(enabled: bool) -> None:
+    """The cyclic garbage collector does not run while a batch is decided (it would walk every event of a block,
+    all alive until the batch ends), and is on again after it, also when deciding raised; a process that turned it
+    off (LEADFLOW_GC_THRESHOLD=0 with it off) finds it off."""
+    upsert = event("L1", "e1", lead={"title": "VP Sales"})
+    seen = []
+
+    def load_state(lead_id: str) -> bytes | None:
+        seen.append(gc.isenabled())
+        return None
+
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        process_columnar(DEFAULT, _records([(b"L1", orjson.dumps(upsert))]), load_state, DECIDED_AT)
+        assert seen == [False]
+        assert gc.isenabled() is enabled
+
+        def broken(lead_id: str) -> bytes | None:
+            raise KeyboardInterrupt  # nothing the engine catches: it leaves process_columnar
+
+        with pytest.raises(KeyboardInterrupt):
+            process_columnar(DEFAULT, _records([(b"L1", orjson.dumps(upsert))]), broken, DECIDED_AT)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
 
 
 def test_a_replay_in_the_block_is_decided_from_the_state_as_it_stood() -> None:
