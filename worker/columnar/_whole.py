@@ -40,13 +40,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from orjson import dumps
 
-from worker.batch import _position, _rendered
+from worker.batch import _position, _rendered, _without_history
 from worker.columnar._frame import factorise
 from worker.columnar._model import ModelColumns
 from worker.columnar._rules import RuleColumns, group_mask
-from worker.core import Cause, Decided, Engine, _decision, _left_status, decide
+from worker.core import Cause, Decided, Engine, _decided_at_text, _decision, _isoformat, _left_status, decide
 from worker.lead.events import LeadUpserted
+from worker.lead.ids import decision_id
 from worker.lead.state import (
     _DAY,
     PROFILE_FIELDS,
@@ -468,12 +470,26 @@ def decide_lead(
     state = lead.state
     lead_id = lead.lead_id
     facts_of = taken.facts
+    # what every plain decision of the lead shares, looked up once (``_decision``'s fields, in its order)
+    decided_at_text, ruleset_version, model_version = (
+        _decided_at_text(decided_at),
+        ruleset.version,
+        engine.model.version,
+    )
+    all_points, all_scores, all_first, all_matched, all_factors = (
+        verdicts.points,
+        verdicts.score,
+        verdicts.first,
+        verdicts.matched,
+        verdicts.factors,
+    )
+    pending = lead.pending
     for at, row, now in taken.rows:
         index, event = lead.events[at]
         record = records[index]
         previous_status: str = state["status"] or default_status
-        cause = Cause(lead_id, event.event_id, event.occurred_at, "event")
         if row < 0:  # a replay, decided as decide() decides one
+            cause = Cause(lead_id, event.event_id, event.occurred_at, "event")
             last_score = state["score"] if state["score"] is not None else 0.0
             decision = _decision(
                 engine, cause, decided_at, previous_status, previous_status, state["points"], last_score, [], [], "none"
@@ -483,10 +499,10 @@ def decide_lead(
             outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample)
             lead.pending.append(index)
             continue
-        points, probability = verdicts.points[row], verdicts.score[row]
-        number = verdicts.first[row]
+        points, probability = all_points[row], all_scores[row]
+        number = all_first[row]
         rule = None if number < 0 else plan.qualify[number].rule
-        matched = verdicts.matched[row]
+        matched = all_matched[row]
         if rule is not None:
             matched = [*matched, rule.id]
             if rule.convert and held(state):
@@ -534,23 +550,46 @@ def decide_lead(
             facts["opportunity_id"] = state["opportunity_id"]
             facts["converted_at"] = state["converted_at"]
             lead.last_facts = facts
-        decision = _decision(
-            engine,
-            cause,
-            decided_at,
-            status,
-            previous_status,
-            points,
-            probability,
-            verdicts.factors[row],
-            matched,
-            action,
+        event_id = event.event_id
+        decision = {  # _decision's, and then _rendered's output: a plain decision (no opportunity, no routing)
+            "schema_version": 1,
+            "decision_id": decision_id(lead_id, event_id),
+            "event_id": event_id,
+            "lead_id": lead_id,
+            "decided_at": decided_at_text,
+            "occurred_at": _isoformat(event.occurred_at),
+            "ruleset_version": ruleset_version,
+            "model_version": model_version,
+            "status": status,
+            "previous_status": previous_status,
+            "points": points,
+            "score": probability,
+            "factors": all_factors[row],
+            "matched_rules": matched,  # the row's list, or a new one with the rule: dumped at once, never changed
+            "action": action,
+            "opportunity_id": state["opportunity_id"],
+            "duplicate_of": state.get(DUPLICATE_OF),
+            "trigger": "event",
+        }
+        sampled = (
+            _without_history(facts)
+            if facts is not None and drift_sample and record.offset % drift_sample == 0
+            else None
         )
-        decision["opportunity_id"] = state["opportunity_id"]
-        decision["duplicate_of"] = state.get(DUPLICATE_OF)
-        decided = Decided(decision, None, facts, left_status=left)
-        outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, state)
-        lead.pending.append(index)
+        outputs[index] = (
+            dumps(decision),
+            probability,
+            sampled,
+            None,
+            None,
+            None,
+            event.event_type,
+            status,
+            action,
+            None,
+            left,
+        )
+        pending.append(index)
         lead.changed = True
 
 
