@@ -46,7 +46,7 @@ from worker.batch import _position, _rendered, _without_history
 from worker.columnar._frame import factorise
 from worker.columnar._model import ModelColumns
 from worker.columnar._rules import RuleColumns, group_mask
-from worker.core import Cause, Decided, Engine, _decided_at_text, _decision, _isoformat, _left_status, decide
+from worker.core import Cause, Decided, Engine, _decided_at_text, _decision, _left_status, decide
 from worker.lead.events import LeadUpserted
 from worker.lead.ids import decision_id
 from worker.lead.state import (
@@ -557,7 +557,7 @@ def decide_lead(
             "event_id": event_id,
             "lead_id": lead_id,
             "decided_at": decided_at_text,
-            "occurred_at": _isoformat(event.occurred_at),
+            "occurred_at": event.occurred_at,  # orjson writes it as _isoformat does (that is orjson's text)
             "ruleset_version": ruleset_version,
             "model_version": model_version,
             "status": status,
