@@ -426,6 +426,26 @@ def test_the_collector_waits_for_the_batch_and_is_left_as_it_was(enabled: bool) 
         gc.enable() if was else gc.disable()
 
 
+@pytest.mark.parametrize("whole_from", [0, 10**9])
+def test_a_batch_leaves_no_garbage_for_the_collector(whole_from: int) -> None:
+    """With the collector held off during a batch, whatever a batch leaves in a reference cycle stays until the
+    collector's next run: a cycle through a batch's frame once held every batch's columns, 290 MiB more at the peak
+    of a backtest of 10^6 events. A batch of valid events, in one block or in rounds, must leave none."""
+    data = generate(60, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
+    records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        result = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, drift_sample=3, whole_from=whole_from)
+        assert len(result.decisions) == len(records)
+        del result
+        assert gc.collect() == 0
+    finally:
+        if was:
+            gc.enable()
+
+
 def test_a_replay_in_the_block_is_decided_from_the_state_as_it_stood() -> None:
     """A replay among a lead's events in one block gets the decision of the state as its predecessors left it (the
     previous decision's status, points and score), as the reference's replay does."""

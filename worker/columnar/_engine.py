@@ -274,7 +274,7 @@ def _decide_whole(
     try:
         frame = frame_of(plan, built, nows, event_values)
         probabilities, contributions = columns.model.score(frame)  # type: ignore[arg-type]  # a frame of columns
-        totals, matched = columns.rules.points(frame)  # type: ignore[arg-type]
+        totals, matched = columns.rules.points(frame, shared=True)  # type: ignore[arg-type]  # read only
         if not engine.ruleset._whole:
             totals = [round(total, 4) for total in totals]
         verdicts = Verdicts(

@@ -37,8 +37,11 @@ class RuleColumns:
         self._patterns: dict[bytes, tuple[str, ...]] = {}
         self._ids = tuple(rule.id for rule in self.rules)
 
-    def points(self, frame: Frame) -> tuple[list[float], list[list[str]]]:
-        """Each lead's total of the plain scoring rules and the ids of those that added points, in file order."""
+    def points(self, frame: Frame, *, shared: bool = False) -> tuple[list[float], list[list[str]]]:
+        """Each lead's total of the plain scoring rules and the ids of those that added points, in file order.
+
+        The ids are worked out once per distinct set of rules that matched; each row gets its own list, or with
+        ``shared`` the one list of its set (for a caller that only reads them)."""
         n = len(frame)
         total = np.zeros(n)
         masks = np.zeros((max(len(self.rules), 1), n), dtype=bool)
@@ -51,18 +54,21 @@ class RuleColumns:
                 added = _per_points_by_value(rule, frame) if rule.condition is None else _per_points(rule, frame.facts)
                 masks[i] = added != 0.0
                 total += added
-        keys = np.packbits(masks, axis=0).T
+        keys = np.ascontiguousarray(np.packbits(masks, axis=0).T)  # a row's matched rules as bytes
+        distinct, inverse = np.unique(keys.view(np.dtype((np.void, keys.shape[1]))), return_inverse=True)
         patterns = self._patterns
         ids = self._ids
-        matched: list[list[str]] = []
-        for key in map(bytes, keys):
+        lists: list[list[str]] = []
+        for key in map(bytes, distinct):
             found = patterns.get(key)
             if found is None:
                 if len(patterns) >= _MEMO_LIMIT:
                     patterns.clear()
                 row = np.unpackbits(np.frombuffer(key, dtype=np.uint8))[: len(ids)]
                 found = patterns[key] = tuple(ids[i] for i in np.flatnonzero(row))
-            matched.append(list(found))
+            lists.append(list(found))
+        at = inverse.reshape(-1).tolist()
+        matched = [lists[k] for k in at] if shared else [[*lists[k]] for k in at]
         return total.tolist(), matched
 
     def _mask(self, i: int, rule: ScoringRule, frame: Frame) -> npt.NDArray[np.bool_] | list[bool]:

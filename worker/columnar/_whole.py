@@ -195,12 +195,17 @@ class _Columns:
 class _Frame:
     """The batch's facts as columns (what :class:`ModelColumns` and :class:`RuleColumns` read of a frame)."""
 
-    __slots__ = ("_columns", "facts", "n")
+    __slots__ = ("_columns", "n")
 
     def __init__(self, n: int) -> None:
         self.n = n
         self._columns: dict[str, _Column] = {}
-        self.facts = _Rows(self)
+
+    @property
+    def facts(self) -> _Rows:
+        """The rows as facts dicts, made on demand: a view kept on the frame would make a cycle (frame, view,
+        frame) that only the garbage collector frees, holding the batch's columns until it runs."""
+        return _Rows(self)
 
     def __len__(self) -> int:
         return self.n
@@ -409,7 +414,8 @@ def _holds(check: _Qualify, frame: _Frame, rows: Codes) -> npt.NDArray[np.bool_]
 
 def factors(model: ModelColumns, frame: _Frame, contributions: npt.NDArray[np.float64], top: int) -> list[list[Any]]:
     """Each row's top factors, worded by the model's own labellers: once per distinct set of picks (a feature group
-    and its fact's value each: a group's contribution is a function of that value alone), each row a copy."""
+    and its fact's value each: a group's contribution is a function of that value alone), shared by the rows of
+    that set."""
     n = len(frame)
     chosen = model.picks(contributions, top)
     if chosen is None:
@@ -435,7 +441,7 @@ def factors(model: ModelColumns, frame: _Frame, contributions: npt.NDArray[np.fl
                 worded[key] = factor
             made.append(factor)
         lists.append(made)
-    return [[*lists[i]] for i in inverse.reshape(-1).tolist()]
+    return [lists[i] for i in inverse.reshape(-1).tolist()]  # read only: each decision is written at once
 
 
 @dataclass(slots=True)
