@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.conftest import Flow
 from worker.batch import Record, process_batch
+from worker.columnar import WHOLE_FROM
 from worker.core import Engine
 from worker.rules import default_ruleset_path, load_ruleset
 from worker.scoring import default_model_path, load_model
@@ -27,14 +28,15 @@ def _timeless(value: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("leads", "batch_size", "backlog"),
-    [(30, "200", False), (200, "10000", True)],
-    ids=["small batches, in rounds", "a backlog, in whole batches"],
+    [(30, "200", False), (500, "10000", True)],
+    ids=["small batches, by the reference", "a backlog, in whole batches"],
 )
 def test_the_worker_on_the_columnar_engine_decides_what_the_reference_decides(
     flow: Flow, leads: int, batch_size: str, backlog: bool
 ) -> None:
-    """Small batches go through the rounds; a backlog (the events on the topic before the worker starts) comes in
-    fetches of thousands, decided in one block each (the whole-batch mode, from 1,000 events)."""
+    """Small batches are decided by the reference; a backlog (the events on the topic before the worker starts)
+    comes in fetches of thousands, decided in one block each (the whole-batch mode, from WHOLE_FROM events), which
+    the worker counts in leadflow_events_in_block_total."""
     events = generate(leads, seed=5, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=3).events
     engine = Engine(load_ruleset(default_ruleset_path()), load_model(default_model_path()))
     records = [Record(e["lead_id"].encode(), orjson.dumps(e), "leads", 0, i) for i, e in enumerate(events)]
@@ -42,7 +44,7 @@ def test_the_worker_on_the_columnar_engine_decides_what_the_reference_decides(
     assert expected.opportunities  # conversions happen: the engine's fallback to the reference is on the path
 
     if backlog:
-        assert len(events) > 2_000
+        assert len(events) > WHOLE_FROM
         ensure_topics(flow.settings)
         flow.produce(events)
         flow.start_worker(LEADFLOW_BATCH_SIZE=batch_size)  # the default engine: columnar
@@ -63,3 +65,9 @@ def test_the_worker_on_the_columnar_engine_decides_what_the_reference_decides(
     assert sorted(orjson.dumps(o.json) for o in opportunities) == sorted(
         orjson.dumps(orjson.loads(v)) for _, v in expected.opportunities
     )
+    in_block = flow.metric("leadflow_events_in_block_total")
+    if backlog:
+        assert in_block is not None
+        assert in_block >= WHOLE_FROM, in_block
+    else:
+        assert in_block == 0

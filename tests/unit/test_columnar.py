@@ -85,14 +85,16 @@ def _compare(
     small_round: int = 0,
     wake_until: float | None = None,
     whole_from: int | None = 0,
+    rounds: bool = True,
 ) -> None:
     """Decide the batches with both engines, each from its own copy of the stored states and cache; every
     BatchResult, and the cache after each batch, must be equal. ``small_round`` 0: every round in columns;
-    ``whole_from`` 0: the whole batch in one block where the engine allows it (None: the engine's default).
+    ``whole_from`` 0: the whole batch in one block where the engine allows it (None: the engine's default);
+    ``rounds``: what the block does not take goes to the rounds (False: to the reference, as in the worker).
     ``wake_until``: after each batch, the leads whose wake-up time has come by then are decided by time (by the
     reference's ``process_wakeups``, whichever engine decides events), so the next batch meets what time changed."""
     runs: list[list[tuple[BatchResult, dict[str, Any] | None]]] = []
-    columnar = functools.partial(process_columnar, small_round=small_round, whole_from=whole_from)
+    columnar = functools.partial(process_columnar, small_round=small_round, whole_from=whole_from, rounds=rounds)
     for decide in (process_batch, columnar):
         store = dict(stored)
         cache: dict[str, Any] | None = {} if use_cache else None
@@ -111,6 +113,8 @@ def _compare(
         runs.append(out)
     for number, ((expected, expected_cache), (got, got_cache)) in enumerate(zip(*runs, strict=True)):
         for spec in dataclasses.fields(BatchResult):
+            if spec.name == "in_block":  # how the columnar engine decided them: 0 from the reference
+                continue
             want, have = getattr(expected, spec.name), getattr(got, spec.name)
             if spec.name == "dead_letters":
                 want = [(r.offset, e.reason, str(e)) for r, e in want]
@@ -277,6 +281,7 @@ def _cut(records: list[Record], cuts: list[int]) -> list[list[Record]]:
     small_round=st.sampled_from([0, 0, 0, 2, SMALL_ROUND]),
     wake_days=st.sampled_from([None, 0, 10, 60]),
     whole_from=st.sampled_from([0, 0, None, 10**9]),  # 10**9: the rounds only
+    rounds=st.sampled_from([True, True, False]),  # False: the worker's way (what the block leaves: the reference)
 )
 def test_columnar_equals_the_reference(
     engine: Engine,
@@ -288,13 +293,15 @@ def test_columnar_equals_the_reference(
     small_round: int,
     wake_days: int | None,
     whole_from: int | None,
+    rounds: bool,
 ) -> None:
     stored: dict[str, bytes] = {}  # states stored by the reference from an earlier stream (maybe another ruleset's)
     for record in _records(before, 1000):
         before_engine = DEFAULT_DUPLICATES if before_duplicates else engine
         stored.update(process_batch(before_engine, [record], stored.get, DECIDED_AT - 1).states)
     wake_until = None if wake_days is None else NOW + wake_days * DAY
-    _compare(engine, _cut(_records(stream, 5000), cuts), stored, use_cache, small_round, wake_until, whole_from)
+    batches = _cut(_records(stream, 5000), cuts)
+    _compare(engine, batches, stored, use_cache, small_round, wake_until, whole_from, rounds)
 
 
 @pytest.mark.parametrize(
@@ -321,9 +328,9 @@ def _conversions(result: BatchResult) -> int:
 def test_a_break_in_the_columns_is_caught() -> None:
     """The comparison fails when the columnar engine differs (a test that cannot fail is a defect)."""
     records = _records([(b"L1", orjson.dumps(event("L1", "e1", "lead.activity", activity={"type": "meeting"})))])
-    good = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, small_round=0)
+    good = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, small_round=0, rounds=True)
     assert good.decisions == process_batch(DEFAULT, records, {}.get, DECIDED_AT).decisions
-    shifted = process_columnar(DEFAULT, records, {}.get, DECIDED_AT + 1, small_round=0)
+    shifted = process_columnar(DEFAULT, records, {}.get, DECIDED_AT + 1, small_round=0, rounds=True)
     assert shifted.decisions != good.decisions
 
 
@@ -347,7 +354,7 @@ def test_most_leads_are_decided_in_columns(monkeypatch: pytest.MonkeyPatch, engi
         reference_lead(engine, records, lead, *rest)
 
     monkeypatch.setattr(columnar_engine, "_reference_lead", counted)
-    result = process_columnar(engine, records, {}.get, DECIDED_AT, small_round=0)
+    result = process_columnar(engine, records, {}.get, DECIDED_AT, small_round=0, rounds=True)
     assert bool(result.match_requests) == (engine is DEFAULT_DUPLICATES)
     leads = {r.key for r in records}
     assert len(fallen) < len(leads) / 3, (len(fallen), len(leads))
@@ -355,6 +362,32 @@ def test_most_leads_are_decided_in_columns(monkeypatch: pytest.MonkeyPatch, engi
     # the match step's answers); a routed conversion goes to the reference, so the fallback is exercised
     assert bool(_conversions(result)) == (engine is not DEFAULT_DUPLICATES)
     assert bool(fallen) == (engine is ROUTED), fallen
+
+
+def test_what_the_block_does_not_take_the_reference_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch under WHOLE_FROM events, or of an engine whose rules read what a decision writes, is decided by the
+    reference itself (faster there than the rounds); from WHOLE_FROM events on, an engine the block takes gets it."""
+    data = generate(60, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
+    records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
+    calls: collections.Counter[str] = collections.Counter()
+    for name in ("process_batch", "decide_lead", "_merged"):
+        original = getattr(columnar_engine, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(columnar_engine, name, counted)
+    assert len(records) < columnar_engine.WHOLE_FROM
+    assert process_columnar(DEFAULT, records, {}.get, DECIDED_AT).in_block == 0
+    assert calls == {"process_batch": 1}, calls
+    calls.clear()
+    process_columnar(POINTS_READ, records, {}.get, DECIDED_AT, whole_from=0)
+    assert calls == {"process_batch": 1}, calls
+    calls.clear()
+    monkeypatch.setattr(columnar_engine, "WHOLE_FROM", len(records))
+    process_columnar(DEFAULT, records, {}.get, DECIDED_AT)
+    assert calls == {"decide_lead": len({r.key for r in records})}, calls
 
 
 def test_the_whole_batch_mode_is_taken_where_nothing_reads_a_decision() -> None:
@@ -388,13 +421,14 @@ def test_most_events_are_decided_in_one_block(monkeypatch: pytest.MonkeyPatch) -
             return _original(*args)
 
         monkeypatch.setattr(columnar_engine, name, counted)
-    got = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, whole_from=None)
+    got = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, whole_from=len(records))
     want = process_batch(DEFAULT, records, {}.get, DECIDED_AT)
     assert got.decisions == want.decisions
     assert got.opportunities == want.opportunities
     assert got.states == want.states
     assert want.opportunities  # conversions happen, in the block
     assert calls == {"decide_lead": len({r.key for r in records})}, calls
+    assert got.in_block == len(records)  # what leadflow_events_in_block_total counts
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -412,7 +446,7 @@ def test_the_collector_waits_for_the_batch_and_is_left_as_it_was(enabled: bool) 
     was = gc.isenabled()
     try:
         gc.enable() if enabled else gc.disable()
-        process_columnar(DEFAULT, _records([(b"L1", orjson.dumps(upsert))]), load_state, DECIDED_AT)
+        process_columnar(DEFAULT, _records([(b"L1", orjson.dumps(upsert))]), load_state, DECIDED_AT, whole_from=0)
         assert seen == [False]
         assert gc.isenabled() is enabled
 
@@ -420,7 +454,7 @@ def test_the_collector_waits_for_the_batch_and_is_left_as_it_was(enabled: bool) 
             raise KeyboardInterrupt  # nothing the engine catches: it leaves process_columnar
 
         with pytest.raises(KeyboardInterrupt):
-            process_columnar(DEFAULT, _records([(b"L1", orjson.dumps(upsert))]), broken, DECIDED_AT)
+            process_columnar(DEFAULT, _records([(b"L1", orjson.dumps(upsert))]), broken, DECIDED_AT, whole_from=0)
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
@@ -437,7 +471,9 @@ def test_a_batch_leaves_no_garbage_for_the_collector(whole_from: int) -> None:
     gc.collect()
     gc.disable()
     try:
-        result = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, drift_sample=3, whole_from=whole_from)
+        result = process_columnar(
+            DEFAULT, records, {}.get, DECIDED_AT, drift_sample=3, whole_from=whole_from, rounds=True
+        )
         assert len(result.decisions) == len(records)
         del result
         assert gc.collect() == 0

@@ -11,11 +11,11 @@ from collections.abc import Callable, MutableMapping, Sequence
 from typing import Literal, Protocol
 
 from worker.batch import BatchResult, RecordLike, process_batch
-from worker.columnar._engine import SMALL_ROUND, process_columnar
+from worker.columnar._engine import SMALL_ROUND, WHOLE_FROM, process_columnar
 from worker.core import Engine
 from worker.lead.state import LeadState
 
-__all__ = ["ENGINES", "SMALL_ROUND", "BatchEngine", "EngineName", "batch_engine", "process_columnar"]
+__all__ = ["ENGINES", "SMALL_ROUND", "WHOLE_FROM", "BatchEngine", "EngineName", "batch_engine", "process_columnar"]
 
 EngineName = Literal["reference", "columnar"]
 ENGINES: tuple[EngineName, ...] = ("reference", "columnar")

@@ -9,8 +9,10 @@ How a batch is decided:
    the reference's per-lead path as it is;
 3. when nothing the engine's rules and model read is written by a decision (the default ruleset and model, and most
    rulesets without windows, decay or time in status), the leads are decided in one block for the whole batch
-   (:mod:`worker.columnar._whole`), from ``WHOLE_FROM`` events on; the leads that mode does not take, and every
-   lead of other engines, go on to the rounds;
+   (:mod:`worker.columnar._whole`), from ``WHOLE_FROM`` events on. A smaller batch, or any batch of an engine the
+   block does not take, is decided by the reference itself (:func:`~worker.batch.process_batch`, before step 1):
+   there it is faster than the rounds below. The leads of a block's batch that the block does not take go on to
+   the rounds (and with ``rounds=True``, as the equivalence tests run it, every batch the block leaves);
 4. the rest are decided in rounds: round *k* takes each lead's *k*-th event, so every lead's events stay in
    their order and each event sees the state its predecessor left, exactly as in the reference. In a round, each
    event is merged into its lead's state and its facts built by the core's own functions (a replay is decided by
@@ -56,12 +58,14 @@ from worker.batch import (
     _position,
     _rendered,
     _serialised,
+    process_batch,
 )
 from worker.columnar._frame import Frame
 from worker.columnar._model import ModelColumns
 from worker.columnar._rules import RuleColumns, finish
 from worker.columnar._whole import (
     Verdicts,
+    WholeLead,
     WholePlan,
     decide_lead,
     factors,
@@ -86,7 +90,7 @@ from worker.lead.state import (
 )
 from worker.rules.duplicates import DUPLICATE_OF, MATCH, claim_keys, held
 
-__all__ = ["SMALL_ROUND", "process_columnar"]
+__all__ = ["SMALL_ROUND", "WHOLE_FROM", "process_columnar"]
 
 
 @dataclass(slots=True)
@@ -130,9 +134,13 @@ _BUILT: dict[int, _Columns] = {}
 SMALL_ROUND = 64
 """Below this many leads in a round, their remaining events are decided by the per-event core: numpy's and Arrow's
 fixed cost per column (tens of µs, 40-odd columns) would outweigh what columns save."""
-WHOLE_FROM = 1000
-"""From this many events of the leads it takes, a batch is decided in one block (:mod:`worker.columnar._whole`);
-fewer go to the rounds, where numpy's fixed cost per column is spread over fewer events anyway."""
+WHOLE_FROM = 5000
+"""From this many events of the leads it takes, a batch is decided in one block (:mod:`worker.columnar._whole`).
+A smaller batch, or one of an engine that the block cannot decide, goes to the reference (:func:`process_batch`):
+numpy's fixed cost per column is then spread over too few events, and the rounds were slower than the reference
+(``bench_core --alternate``, 2026-12-07: the block 0.79x the reference at 100 events a batch, 0.87x at 500, 0.90x
+at 2,000, 0.98-0.99x at 5,000, 1.04x at 7,500, 1.07-1.09x at 10,000; the rounds 0.94x, 0.94x, 0.75x, and
+0.72-0.75x on 10,000-event batches of rulesets with a window or ``within_days``; docs/PERFORMANCE.md)."""
 
 
 def _columns_for(engine: Engine) -> _Columns:
@@ -177,12 +185,19 @@ def process_columnar(
     *,
     small_round: int | None = None,
     whole_from: int | None = None,
+    rounds: bool = False,
 ) -> BatchResult:
-    """:func:`worker.batch.process_batch`, decided in columns: same arguments, same result. ``small_round``
-    overrides ``SMALL_ROUND`` (0: every round in columns, as the equivalence tests run it too), ``whole_from``
-    ``WHOLE_FROM`` (0: the whole-batch mode whenever the engine allows it)."""
+    """:func:`worker.batch.process_batch`, decided in columns: same arguments, same result.
+
+    A batch that the block does not take (fewer than ``WHOLE_FROM`` events, or an engine whose rules or model read
+    what a decision writes) is decided by the reference itself, which is faster there; with ``rounds`` it goes to
+    the rounds instead (the equivalence tests run them so). ``small_round`` overrides ``SMALL_ROUND`` (0: every
+    round in columns), ``whole_from`` ``WHOLE_FROM`` (0: the block whenever the engine allows it)."""
+    least = WHOLE_FROM if whole_from is None else whole_from
+    if not rounds and (_columns_for(engine).whole is None or len(records) < least):
+        return process_batch(engine, records, load_state, decided_at, cache, drift_sample)
     with _collector_paused():
-        return _process(engine, records, load_state, decided_at, cache, drift_sample, small_round, whole_from)
+        return _process(engine, records, load_state, decided_at, cache, drift_sample, small_round, least)
 
 
 def _process(
@@ -193,7 +208,7 @@ def _process(
     cache: MutableMapping[str, LeadState] | None,
     drift_sample: int,
     small_round: int | None,
-    whole_from: int | None,
+    whole_from: int,
 ) -> BatchResult:
     least = SMALL_ROUND if small_round is None else small_round
     result = BatchResult()
@@ -208,10 +223,11 @@ def _process(
 
     columns = _columns_for(engine)
     plan = columns.whole
+    block: list[WholeLead] = []
     if plan is not None:
         taken = [lead for lead in leads if not lead.reference and takes(lead.state, lead.events)]
-        if taken and sum(len(lead.events) for lead in taken) >= (WHOLE_FROM if whole_from is None else whole_from):
-            _decide_whole(engine, columns, plan, records, taken, load_state, decided_at, drift_sample, outputs)
+        if taken and sum(len(lead.events) for lead in taken) >= whole_from:
+            block = _decide_whole(engine, columns, plan, records, taken, load_state, decided_at, drift_sample, outputs)
     active = [lead for lead in leads if not lead.reference and lead.next < len(lead.events)]
     while active:
         if len(active) < least:  # a few busy leads left: columns would cost more than they save
@@ -247,6 +263,7 @@ def _process(
             cached[lead.lead_id] = lead.state
         else:
             cached.pop(lead.lead_id, None)
+    result.in_block = sum(len(whole.rows) for whole in block if not whole.lead.reference)
     _collect(engine.model, records, outputs, failed, result)
     return result
 
@@ -261,16 +278,16 @@ def _decide_whole(
     decided_at: float,
     drift_sample: int,
     outputs: list[_Output | None],
-) -> None:
-    """The leads decided in one block (:mod:`worker.columnar._whole`); a lead that is routed or fails goes to the
-    reference."""
+) -> list[WholeLead]:
+    """The leads decided in one block (:mod:`worker.columnar._whole`), returned; a lead that is routed or fails
+    goes to the reference."""
 
     def to_reference(lead: _Lead) -> None:
         _to_reference(lead, outputs)
 
     taken, built, nows, event_values = merge(engine, plan, records, leads, drift_sample, to_reference)
     if not taken:
-        return
+        return taken
     try:
         frame = frame_of(plan, built, nows, event_values)
         probabilities, contributions = columns.model.score(frame)  # type: ignore[arg-type]  # a frame of columns
@@ -287,7 +304,7 @@ def _decide_whole(
     except Exception:  # the reference decides these leads and says what failed
         for whole in taken:
             to_reference(whole.lead)
-        return
+        return []
 
     for whole in taken:
         lead = whole.lead
@@ -299,6 +316,7 @@ def _decide_whole(
             decide_lead(engine, plan, records, whole, verdicts, decided_at, drift_sample, outputs, stored)
         except Exception:  # routed, or failed: the reference decides the lead
             to_reference(lead)
+    return taken
 
 
 def _decide_rest(

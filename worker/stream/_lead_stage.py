@@ -272,6 +272,8 @@ class LeadStage(TableStage[LeadBatch]):
             m.duplicates.inc(result.duplicates)
         if result.merged:
             m.leads_merged.inc(result.merged)
+        if result.in_block:
+            m.in_block.inc(result.in_block)
         for source, n in result.leads_created.items():
             m.leads_created.labels(m.lead_sources(source)).inc(n)
         observe_many(m.score, result.scores)

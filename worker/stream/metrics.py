@@ -230,6 +230,11 @@ class Metrics:
             "Events whose event_id was already applied (replays)",
             registry=registry,
         )
+        self.in_block = Counter(
+            "leadflow_events_in_block_total",
+            "Lead events the columnar engine decided in one block per batch (the rest: one by one)",
+            registry=registry,
+        )
         self.leads_merged = Counter(
             "leadflow_leads_merged_total",
             "Leads found to be a duplicate of another lead (duplicates: section), each counted once",
