@@ -10,7 +10,8 @@ Stages, each timed over the same events:
              serialised at the end of each batch and kept decoded in the worker's state cache between batches, with the
              drift sample of the worker's default settings (features checked on 1 event in 10)
   columnar   the columnar engine (worker.columnar, LEADFLOW_ENGINE=columnar) on the same batches as `batch`: the same
-             outputs byte for byte, the model and the scoring rules over columns (issue #21); run with --engine
+             outputs byte for byte, a batch of WHOLE_FROM (5,000) events or more decided in one block over columns,
+             a smaller one by the reference itself (issue #21); run with --engine
   bare       the same process_batch with next to no logic: a ruleset of one scoring rule and no qualification
              rules, a model of one feature (the default model's first); what the core costs around its rules and
              model (parse, state, ids, decision, JSON), a floor for the batch stage

@@ -33,7 +33,7 @@ from tests.hostile import event, hostile_records
 from tests.routed_rules import routed
 from tests.unit.rules.test_property import FIELDS, conditions
 from worker.batch import BatchResult, Record, process_batch, process_wakeups
-from worker.columnar import SMALL_ROUND, batch_engine, process_columnar
+from worker.columnar import batch_engine, process_columnar
 from worker.columnar._frame import factorise
 from worker.core import Engine
 from worker.rules import default_ruleset_path, load_ruleset, parse_ruleset
@@ -82,19 +82,16 @@ def _compare(
     batches: list[list[Record]],
     stored: dict[str, bytes],
     use_cache: bool,
-    small_round: int = 0,
     wake_until: float | None = None,
     whole_from: int | None = 0,
-    rounds: bool = True,
 ) -> None:
     """Decide the batches with both engines, each from its own copy of the stored states and cache; every
-    BatchResult, and the cache after each batch, must be equal. ``small_round`` 0: every round in columns;
-    ``whole_from`` 0: the whole batch in one block where the engine allows it (None: the engine's default);
-    ``rounds``: what the block does not take goes to the rounds (False: to the reference, as in the worker).
+    BatchResult, and the cache after each batch, must be equal. ``whole_from`` 0: the whole batch in one block
+    where the engine allows it (None: the engine's default, under which a batch goes to the reference).
     ``wake_until``: after each batch, the leads whose wake-up time has come by then are decided by time (by the
     reference's ``process_wakeups``, whichever engine decides events), so the next batch meets what time changed."""
     runs: list[list[tuple[BatchResult, dict[str, Any] | None]]] = []
-    columnar = functools.partial(process_columnar, small_round=small_round, whole_from=whole_from, rounds=rounds)
+    columnar = functools.partial(process_columnar, whole_from=whole_from)
     for decide in (process_batch, columnar):
         store = dict(stored)
         cache: dict[str, Any] | None = {} if use_cache else None
@@ -155,15 +152,27 @@ _gates = st.one_of(
         lambda p: {"field": p[0], "op": p[1], "value": p[2]}
     ),
 )
-_qualification = st.tuples(_gates, st.sampled_from(["Contacted", "Unqualified", "Qualified", "Open"])).map(
+_statuses = st.sampled_from(["Contacted", "Unqualified", "Qualified", "Open"])
+_qualification = st.tuples(_gates, _statuses).map(
+    lambda p: {"when": p[0], "status": p[1]} | ({"convert": True} if p[1] == "Qualified" else {})
+)
+# What the whole-batch block can take: no decay, no time in status (a generated condition may still read a window,
+# ``changed`` or ``within_days``: such an engine goes to the reference, see _blockable)
+_block_scoring = st.one_of(_scoring.filter(lambda rule: "decay" not in rule and "days_in_status" not in str(rule)))
+_block_qualification = st.tuples(_gates.filter(lambda gate: "days_in_status" not in str(gate)), _statuses).map(
     lambda p: {"when": p[0], "status": p[1]} | ({"convert": True} if p[1] == "Qualified" else {})
 )
 
 
+def _blockable(engine: Engine) -> bool:
+    return columnar_engine._columns_for(engine).whole is not None
+
+
 @st.composite
-def rulesets(draw: st.DrawFn) -> Engine:
-    scoring = draw(st.lists(_scoring, min_size=1, max_size=6))
-    qualification = draw(st.lists(_qualification, max_size=3))
+def rulesets(draw: st.DrawFn, blockable: bool = False) -> Engine:
+    """A generated ruleset with the default model; ``blockable``: of the kinds the whole-batch block can take."""
+    scoring = draw(st.lists(_block_scoring if blockable else _scoring, min_size=1, max_size=6))
+    qualification = draw(st.lists(_block_qualification if blockable else _qualification, max_size=3))
     doc = {
         "version": "1",
         "fields": FIELDS,
@@ -171,7 +180,7 @@ def rulesets(draw: st.DrawFn) -> Engine:
         "scoring": [{"id": f"s{i}", **rule} for i, rule in enumerate(scoring)],
         "qualification": [{"id": f"q{i}", **rule} for i, rule in enumerate(qualification)],
     }
-    if draw(st.booleans()):
+    if not blockable and draw(st.booleans()):
         doc["duplicates"] = {"match": draw(st.sampled_from(_MATCH_RULES))} | draw(
             st.sampled_from([{}, {"free_email": "match"}])
         )
@@ -272,16 +281,18 @@ def _cut(records: list[Record], cuts: list[int]) -> list[list[Record]]:
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(
-    engine=st.one_of(rulesets(), st.sampled_from([DEFAULT, DEFAULT_DUPLICATES, POINTS_READ, ROUTED])),
+    engine=st.one_of(
+        rulesets(),
+        rulesets(blockable=True).filter(_blockable),  # the block's own share: most generated rulesets go elsewhere
+        st.sampled_from([DEFAULT, DEFAULT_DUPLICATES, POINTS_READ, ROUTED]),
+    ),
     before_duplicates=st.sampled_from([False, False, True]),  # a name, not the engine: its repr is 30 kB
     before=streams(),
     stream=streams(),
     cuts=st.lists(st.integers(1, 40), max_size=4),
     use_cache=st.booleans(),
-    small_round=st.sampled_from([0, 0, 0, 2, SMALL_ROUND]),
     wake_days=st.sampled_from([None, 0, 10, 60]),
-    whole_from=st.sampled_from([0, 0, None, 10**9]),  # 10**9: the rounds only
-    rounds=st.sampled_from([True, True, False]),  # False: the worker's way (what the block leaves: the reference)
+    whole_from=st.sampled_from([0, 0, 0, None]),  # None: the worker's way (these small batches: the reference)
 )
 def test_columnar_equals_the_reference(
     engine: Engine,
@@ -290,10 +301,8 @@ def test_columnar_equals_the_reference(
     stream: list[tuple[bytes | None, bytes | None]],
     cuts: list[int],
     use_cache: bool,
-    small_round: int,
     wake_days: int | None,
     whole_from: int | None,
-    rounds: bool,
 ) -> None:
     stored: dict[str, bytes] = {}  # states stored by the reference from an earlier stream (maybe another ruleset's)
     for record in _records(before, 1000):
@@ -301,21 +310,21 @@ def test_columnar_equals_the_reference(
         stored.update(process_batch(before_engine, [record], stored.get, DECIDED_AT - 1).states)
     wake_until = None if wake_days is None else NOW + wake_days * DAY
     batches = _cut(_records(stream, 5000), cuts)
-    _compare(engine, batches, stored, use_cache, small_round, wake_until, whole_from, rounds)
+    _compare(engine, batches, stored, use_cache, wake_until, whole_from)
 
 
 @pytest.mark.parametrize(
-    ("leads", "batch", "small_round", "whole_from"),
-    [(40, 10_000, 0, 0), (40, 10_000, 0, 10**9), (120, 500, 0, None), (150, 2_000, SMALL_ROUND, None)],
+    ("leads", "batch", "whole_from"),
+    [(40, 10_000, 0), (40, 10_000, None), (120, 500, 0), (150, 2_000, 0)],
 )
 def test_columnar_equals_the_reference_on_the_training_generator(
-    leads: int, batch: int, small_round: int, whole_from: int | None
+    leads: int, batch: int, whole_from: int | None
 ) -> None:
     data = generate(leads, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
     batches = [records[i : i + batch] for i in range(0, len(records), batch)]
     for engine in (DEFAULT, ROUTED, POINTS_READ):
-        _compare(engine, batches, {}, use_cache=True, small_round=small_round, whole_from=whole_from)
+        _compare(engine, batches, {}, use_cache=True, whole_from=whole_from)
         converted = sum(_conversions(process_columnar(engine, b, {}.get, DECIDED_AT)) for b in batches[:1])
         assert converted  # conversions happen (in the columns, or by the reference's path when routing picks owners)
 
@@ -328,9 +337,9 @@ def _conversions(result: BatchResult) -> int:
 def test_a_break_in_the_columns_is_caught() -> None:
     """The comparison fails when the columnar engine differs (a test that cannot fail is a defect)."""
     records = _records([(b"L1", orjson.dumps(event("L1", "e1", "lead.activity", activity={"type": "meeting"})))])
-    good = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, small_round=0, rounds=True)
+    good = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, whole_from=0)
     assert good.decisions == process_batch(DEFAULT, records, {}.get, DECIDED_AT).decisions
-    shifted = process_columnar(DEFAULT, records, {}.get, DECIDED_AT + 1, small_round=0, rounds=True)
+    shifted = process_columnar(DEFAULT, records, {}.get, DECIDED_AT + 1, whole_from=0)
     assert shifted.decisions != good.decisions
 
 
@@ -339,11 +348,11 @@ def test_the_engine_is_selected_by_name() -> None:
     assert batch_engine("columnar") is process_columnar
 
 
-@pytest.mark.parametrize("engine", [DEFAULT, DEFAULT_DUPLICATES, ROUTED], ids=["default", "duplicates", "routed"])
+@pytest.mark.parametrize("engine", [DEFAULT, ROUTED], ids=["default", "routed"])
 def test_most_leads_are_decided_in_columns(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> None:
     """The fallback is for the rare lead: an engine that silently sent every lead to the reference would pass the
-    equivalence tests and be no columnar engine at all. Conversions are made in the rounds (by the core's own
-    second half), claims of a ``duplicates:`` section too; only a conversion that routing assigns falls back."""
+    equivalence tests and be no columnar engine at all. Conversions are made in the block (by the core from the
+    state as it stood); only a conversion that routing assigns falls back to the reference's per-lead path."""
     data = generate(60, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
     fallen: list[str] = []
@@ -354,23 +363,22 @@ def test_most_leads_are_decided_in_columns(monkeypatch: pytest.MonkeyPatch, engi
         reference_lead(engine, records, lead, *rest)
 
     monkeypatch.setattr(columnar_engine, "_reference_lead", counted)
-    result = process_columnar(engine, records, {}.get, DECIDED_AT, small_round=0, rounds=True)
-    assert bool(result.match_requests) == (engine is DEFAULT_DUPLICATES)
+    result = process_columnar(engine, records, {}.get, DECIDED_AT, whole_from=0)
     leads = {r.key for r in records}
     assert len(fallen) < len(leads) / 3, (len(fallen), len(leads))
-    # conversions are made in the columns (with duplicates no lead converts in one batch: its conversion waits for
-    # the match step's answers); a routed conversion goes to the reference, so the fallback is exercised
-    assert bool(_conversions(result)) == (engine is not DEFAULT_DUPLICATES)
+    assert _conversions(result)  # a routed conversion goes to the reference, so the fallback is exercised
     assert bool(fallen) == (engine is ROUTED), fallen
+    # the block's events are counted, the reference's not
+    assert result.in_block == sum(1 for r in records if r.key is not None and r.key.decode() not in fallen)
 
 
 def test_what_the_block_does_not_take_the_reference_decides(monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch under WHOLE_FROM events, or of an engine whose rules read what a decision writes, is decided by the
-    reference itself (faster there than the rounds); from WHOLE_FROM events on, an engine the block takes gets it."""
+    reference itself (faster there than the block); from WHOLE_FROM events on, an engine the block takes gets it."""
     data = generate(60, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
     calls: collections.Counter[str] = collections.Counter()
-    for name in ("process_batch", "decide_lead", "_merged"):
+    for name in ("process_batch", "decide_lead"):
         original = getattr(columnar_engine, name)
 
         def counted(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
@@ -392,7 +400,7 @@ def test_what_the_block_does_not_take_the_reference_decides(monkeypatch: pytest.
 
 def test_the_whole_batch_mode_is_taken_where_nothing_reads_a_decision() -> None:
     """The default ruleset and model read nothing a decision writes: one block for the whole batch. A model that
-    reads the previous decision's points, a ``duplicates:`` section or windowed counts keep the rounds."""
+    reads the previous decision's points, a ``duplicates:`` section or windowed counts go to the reference."""
     windowed = parse_ruleset(
         "version: '1'\nscoring:\n  - id: busy\n"
         "    when: {field: activity.page_view.count_in_days(7), op: gte, value: 2}\n    points: 5\n",
@@ -409,11 +417,11 @@ def test_the_whole_batch_mode_is_taken_where_nothing_reads_a_decision() -> None:
 
 def test_most_events_are_decided_in_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
     """In the whole-batch mode every lead is merged and decided in one block, conversions included (by the core from
-    the state rebuilt as it stood before the event): none goes to the rounds or to the reference."""
+    the state rebuilt as it stood before the event): none goes to the reference."""
     data = generate(60, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
     calls: collections.Counter[str] = collections.Counter()
-    for name in ("decide_lead", "_merged", "_decide_rest", "_reference_lead"):
+    for name in ("decide_lead", "_reference_lead"):
         original = getattr(columnar_engine, name)
 
         def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
@@ -460,20 +468,17 @@ def test_the_collector_waits_for_the_batch_and_is_left_as_it_was(enabled: bool) 
         gc.enable() if was else gc.disable()
 
 
-@pytest.mark.parametrize("whole_from", [0, 10**9])
-def test_a_batch_leaves_no_garbage_for_the_collector(whole_from: int) -> None:
+def test_a_batch_leaves_no_garbage_for_the_collector() -> None:
     """With the collector held off during a batch, whatever a batch leaves in a reference cycle stays until the
     collector's next run: a cycle through a batch's frame once held every batch's columns, 290 MiB more at the peak
-    of a backtest of 10^6 events. A batch of valid events, in one block or in rounds, must leave none."""
+    of a backtest of 10^6 events. A batch of valid events must leave none."""
     data = generate(60, seed=7, start=dt.datetime(2026, 9, 1, tzinfo=dt.UTC), weeks=6)
     records = _records([(e["lead_id"].encode(), orjson.dumps(e)) for e in data.events])
     was = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        result = process_columnar(
-            DEFAULT, records, {}.get, DECIDED_AT, drift_sample=3, whole_from=whole_from, rounds=True
-        )
+        result = process_columnar(DEFAULT, records, {}.get, DECIDED_AT, drift_sample=3, whole_from=0)
         assert len(result.decisions) == len(records)
         del result
         assert gc.collect() == 0

@@ -1,6 +1,7 @@
 """The columnar batch engine (issue #21), the default: :func:`worker.batch.process_batch`'s result, with a whole
-batch decided in one block over columns where nothing the rules and model read is written by a decision, and in
-rounds of one event per lead otherwise; the per-event core stays the reference it is checked against.
+batch decided in one block over columns where nothing the rules and model read is written by a decision and the
+batch is large enough for that to pay, and by the per-event core otherwise; that core stays the reference it is
+checked against.
 
 ``LEADFLOW_ENGINE`` picks the engine the worker, the backtest and the benchmarks run (:func:`batch_engine`).
 """
@@ -11,11 +12,11 @@ from collections.abc import Callable, MutableMapping, Sequence
 from typing import Literal, Protocol
 
 from worker.batch import BatchResult, RecordLike, process_batch
-from worker.columnar._engine import SMALL_ROUND, WHOLE_FROM, process_columnar
+from worker.columnar._engine import WHOLE_FROM, process_columnar
 from worker.core import Engine
 from worker.lead.state import LeadState
 
-__all__ = ["ENGINES", "SMALL_ROUND", "WHOLE_FROM", "BatchEngine", "EngineName", "batch_engine", "process_columnar"]
+__all__ = ["ENGINES", "WHOLE_FROM", "BatchEngine", "EngineName", "batch_engine", "process_columnar"]
 
 EngineName = Literal["reference", "columnar"]
 ENGINES: tuple[EngineName, ...] = ("reference", "columnar")

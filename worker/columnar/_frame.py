@@ -1,4 +1,4 @@
-"""A round's facts as columns: each fact path read once for all leads, and factorised into codes and distinct values.
+"""A batch's facts as columns: each fact path factorised into codes and distinct values.
 
 Rules and model features that read the same path share its column; a test or a contribution is then computed once
 per distinct value and spread with numpy's indexing. Values are told apart by their type as well as their value
@@ -8,7 +8,8 @@ the lead's own value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -27,48 +28,27 @@ def _key(value: object) -> Hashable:
     return (value.__class__, value)
 
 
-class Frame:
-    """The facts of one round's leads, read column by column on demand."""
+class Frame(Protocol):
+    """What the model's and the rules' columns read of a batch's facts (the block's frame,
+    :mod:`worker.columnar._whole`): each fact path as codes into its distinct values."""
 
-    __slots__ = ("_codes", "_columns", "facts")
+    @property
+    def facts(self) -> Sequence[_Facts]:
+        """The rows as facts dicts (for what only a function of the facts can work out)."""
+        ...
 
-    def __init__(self, facts: Sequence[_Facts]) -> None:
-        self.facts = facts
-        self._columns: dict[str, list[object]] = {}
-        self._codes: dict[str, tuple[Codes, list[object], list[int]]] = {}
-
-    def forget(self, paths: Iterable[str]) -> None:
-        """Drop the columns of ``paths``, whose facts were set since they were read."""
-        for path in paths:
-            self._columns.pop(path, None)
-            self._codes.pop(path, None)
-
-    def __len__(self) -> int:
-        return len(self.facts)
-
-    def column(self, path: str) -> list[object]:
-        """Each lead's value at ``path`` (None where absent)."""
-        column = self._columns.get(path)
-        if column is None:
-            column = self._columns[path] = [lead.get(path) for lead in self.facts]
-        return column
-
-    def condition_mask(
-        self, condition: Callable[[_Facts], object], guard: str | None, reads: Sequence[str]
-    ) -> list[bool]:
-        """Whether ``condition`` holds for each lead (False where ``guard`` is missing), by the condition itself on
-        each lead's facts (``reads``, the facts it reads, is for frames that evaluate it per combination)."""
-        del reads
-        if guard is None:
-            return [bool(condition(lead)) for lead in self.facts]
-        return [lead.get(guard) is not None and bool(condition(lead)) for lead in self.facts]
+    def __len__(self) -> int: ...
 
     def codes(self, path: str) -> tuple[Codes, list[object], list[int]]:
-        """The column as codes into its distinct values, the distinct values, and the first lead with each."""
-        found = self._codes.get(path)
-        if found is None:
-            found = self._codes[path] = factorise(self.column(path))
-        return found
+        """The column as codes into its distinct values, the distinct values, and the first row with each."""
+        ...
+
+    def condition_mask(
+        self, condition: Callable[[Any], bool], guard: str | None, reads: Sequence[str], rows: Codes | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """Whether ``condition`` (reading the facts ``reads``; False where ``guard`` is missing) holds at each of
+        ``rows`` (or every row)."""
+        ...
 
 
 def factorise(column: list[object]) -> tuple[Codes, list[object], list[int]]:
@@ -97,7 +77,7 @@ def factorise(column: list[object]) -> tuple[Codes, list[object], list[int]]:
     return np.array(codes, dtype=np.intp), uniques, first
 
 
-_ARROW_FROM = 512  # leads in a round from which Arrow's encoding beats a Python loop (its calls cost a fixed ~30 µs)
+_ARROW_FROM = 512  # rows from which Arrow's encoding beats a Python loop (its calls cost a fixed ~30 µs)
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64()}
 _NONE = type(None)
 

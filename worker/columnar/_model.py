@@ -59,19 +59,6 @@ class ModelColumns:
                 probabilities.append(e / (1.0 + e))
         return probabilities, columns
 
-    def factors(self, columns: _Floats, frame: Frame, top: int) -> list[list[dict[str, Any]]]:
-        """The ``top`` factors of each lead, as :meth:`Model.factors` words them (its own labellers)."""
-        facts = frame.facts
-        chosen = self.picks(columns, top)
-        if chosen is None:
-            return [[] for _ in range(len(facts))]
-        values = columns.T.tolist()
-        label = self.labellers
-        return [
-            [label[j](lead, row[j]) for j in picks_of]
-            for lead, row, picks_of in zip(facts, values, chosen.tolist(), strict=True)
-        ]
-
     def picks(self, columns: _Floats, top: int) -> npt.NDArray[np.intp] | None:
         """The feature groups of each lead's ``top`` factors (a row per lead, in the order :meth:`Model.factors`
         lists them), or None when there are none (no lead, or ``top`` 0)."""

@@ -3,8 +3,8 @@
 The same totals and matched rules as :meth:`worker.rules.Ruleset.evaluate`'s generated scorer: a one-fact rule's test
 runs once per distinct value (tests are pure functions of the value), any other condition runs on each lead's facts
 as the scorer runs it, and the points are added in file order (adding 0.0 for a rule that did not match leaves a
-total unchanged, bit for bit). Derived facts, decaying rules, rounding and qualification stay with the ruleset's
-own code, per lead (:func:`finish`).
+total unchanged, bit for bit). The block takes no ruleset with derived facts or decaying rules; rounding and
+qualification are the block's (:mod:`worker.columnar._whole`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.columnar._frame import Frame, _key
-from worker.rules import QualificationRule, Ruleset, ScoringRule
+from worker.rules import Ruleset, ScoringRule
 
-__all__ = ["RuleColumns", "finish"]
+__all__ = ["RuleColumns", "group_mask"]
 
 _NUMBER = (int, float)
 _MEMO_LIMIT = 4096
@@ -153,21 +153,3 @@ def _times(points: float, value: Any, cap: float | None) -> float:
         elif got < -cap:
             got = -cap
     return got if got else 0.0
-
-
-def finish(ruleset: Ruleset, facts: _Facts, total: float, matched: list[str]) -> tuple[float, QualificationRule | None]:
-    """The rest of :meth:`Ruleset.evaluate` for one lead, by the ruleset's own code: decaying rules, rounding, the
-    total as the ``points`` fact, and the first qualification rule that matches (its id joins ``matched``)."""
-    if ruleset._decaying:
-        total += ruleset._decayed_points(facts, matched)
-    if not ruleset._whole:
-        total = round(total, 4)
-    facts["points"] = total
-    get = facts.get
-    for guard, condition, rule in ruleset._checks:
-        if guard is not None and get(guard) is None:
-            continue
-        if condition(facts):
-            matched.append(rule.id)
-            return total, rule
-    return total, None

@@ -1,9 +1,10 @@
 """The columnar engine's whole-batch mode: every event of the batch scored and evaluated in one block of columns.
 
-Rounds (one event per lead at a time) are needed when an event's facts depend on its lead's previous decision.
-They do not when nothing the model, the scoring rules or the qualification rules read is written by a decision
-(status, points of an earlier event, score of an earlier event, conversion, time in status): then each event's facts
-follow from the merges alone, and the whole batch can be decided at once, in three steps:
+An event's facts may depend on its lead's previous decision; then each event must wait for the one before (the
+per-event core decides such engines). They do not when nothing the model, the scoring rules or the qualification
+rules read is written by a decision (status, points of an earlier event, score of an earlier event, conversion,
+time in status): then each event's facts follow from the merges alone, and the whole batch can be decided at once,
+in three steps:
 
 1. **merge**: each lead's events are merged into its state in order by the core's own :func:`apply_event`; what
    each merge changed (the paths it returns) is noted per event for the facts the engine reads, so each fact's
@@ -13,18 +14,18 @@ follow from the merges alone, and the whole batch can be decided at once, in thr
    events (a test once per distinct value of its fact, a condition of several facts once per distinct combination
    of them; ``points`` and ``score`` are the event's own, as the reference sets them before qualifying);
 3. **decide**: each lead's events go in order through the core's status logic (previous status, the first
-   qualification rule that matches, status changes, time in status), cheap per event; the decision is built by the
-   core's own builder. A replay is decided from the state as the reference's replay is.
+   qualification rule that matches, status changes, time in status), cheap per event; the decision is the core's
+   own. A replay is decided from the state as the reference's replay is.
 
 What this mode does not take goes elsewhere, whole lead by whole lead, before anything is merged: an engine whose
 rules or model read anything else (derived facts such as windows, decay, ``changed``, ``within_days``, a
 ``duplicates:`` section, a feature that reads two facts) is not taken at all; a lead whose stored state belongs
 to the match step (a duplicate, claims), or whose batch has an upsert that sets ``status`` itself, goes to the
-rounds. An event that converts its lead is decided by the core itself (:func:`worker.core.decide`: the opportunity
-and its fields) from the lead's state as it stood before the event, rebuilt from the stored state and the events
-before it with the decisions' fields as this mode left them; the lead then goes on in the block, converted. A lead
-that is routed (a routed status, or a conversion whose owner routing picks), or that fails, goes to the reference,
-as in the rounds.
+reference's per-lead path. An event that converts its lead is decided by the core itself
+(:func:`worker.core.decide`: the opportunity and its fields) from the lead's state as it stood before the event,
+rebuilt from the stored state and the events before it with the decisions' fields as this mode left them; the lead
+then goes on in the block, converted. A lead that is routed (a routed status, or a conversion whose owner routing
+picks), or that fails, goes to the reference.
 
 Conditions are evaluated without a facts dict per event: a one-fact test once per distinct value of its fact,
 ``all``/``any`` of such tests as masks and-ed or or-ed, anything else once per distinct combination of the facts it
@@ -308,7 +309,7 @@ def merge(
     event_paths = plan.event_paths
     paths = plan.paths
     for lead in leads:
-        lead.next = len(lead.events)  # the state changes from here on: the rounds may not start it again
+        lead.next = len(lead.events)  # the state changes from here on: the reference reloads it if it must decide it
         rows: list[_Row] = []
         facts: dict[int, dict[str, object]] = {}
         try:
@@ -408,7 +409,7 @@ def _holds(check: _Qualify, frame: _Frame, rows: Codes) -> npt.NDArray[np.bool_]
         results = np.array([value is not None and bool(test(value)) for value in values], dtype=bool)
         return results[codes[rows]]
     if rule.group is not None:
-        return group_mask(rule.group, check.guard, frame)[rows]  # type: ignore[arg-type]  # a frame of columns
+        return group_mask(rule.group, check.guard, frame)[rows]
     return frame.condition_mask(rule.condition, check.guard, check.reads, rows)
 
 
