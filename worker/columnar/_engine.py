@@ -63,9 +63,7 @@ from worker.columnar._whole import (
 from worker.core import Engine, set_wake
 from worker.exceptions import EventError
 from worker.lead.events import LeadErased, LeadMatched
-from worker.lead.state import (
-    LeadState,
-)
+from worker.lead.state import LeadState
 
 __all__ = ["WHOLE_FROM", "process_columnar"]
 
