@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -44,11 +45,44 @@ def broker_binary() -> str:
         raise BrokerError(msg) from exc
 
 
+_PORTS_FROM = 20_000
+"""Where :func:`free_port` starts drawing: below the kernel's ephemeral range (Linux: 32768-60999 by default)."""
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that the OS says is free now."""
+    """A TCP port that is free now, for a server started by the demo, the benchmarks or the tests.
+
+    Drawn below the kernel's ephemeral range, not asked of the kernel (port 0): the kernel hands out ephemeral ports
+    to outgoing connections too, so a port from that range can be some client's local port by the time the server
+    binds it, or binds it again after a restart (a restarted worker's web server once failed so, "address already in
+    use", in a full test run). Falls back to the kernel's choice when the range leaves no room.
+    """
+    low = _ephemeral_low()
+    for _ in range(200) if low > _PORTS_FROM + 1000 else ():
+        port = _PORTS_FROM + secrets.randbelow(low - _PORTS_FROM)
+        if _bindable(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768, Linux's default, where it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    """Whether nothing holds ``port`` on any address now (a listener, a connection, or one closing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))  # noqa: S104  # a check that no address holds it, not a server
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
