@@ -238,7 +238,7 @@ def _decide_whole(
     try:
         frame = frame_of(plan, built, nows, event_values)
         probabilities, contributions = columns.model.score(frame)
-        totals, matched = columns.rules.points(frame, shared=True)  # read only
+        totals, matched = columns.rules.points(frame)
         if not engine.ruleset._whole:
             totals = [round(total, 4) for total in totals]
         verdicts = Verdicts(

@@ -37,11 +37,11 @@ class RuleColumns:
         self._patterns: dict[bytes, tuple[str, ...]] = {}
         self._ids = tuple(rule.id for rule in self.rules)
 
-    def points(self, frame: Frame, *, shared: bool = False) -> tuple[list[float], list[list[str]]]:
+    def points(self, frame: Frame) -> tuple[list[float], list[list[str]]]:
         """Each lead's total of the plain scoring rules and the ids of those that added points, in file order.
 
-        The ids are worked out once per distinct set of rules that matched; each row gets its own list, or with
-        ``shared`` the one list of its set (for a caller that only reads them)."""
+        The ids are worked out once per distinct set of rules that matched, and the rows of a set share its list: the
+        block only reads them (a qualification rule's id makes a new list)."""
         n = len(frame)
         total = np.zeros(n)
         masks = np.zeros((max(len(self.rules), 1), n), dtype=bool)
@@ -68,8 +68,7 @@ class RuleColumns:
                 found = patterns[key] = tuple(ids[i] for i in np.flatnonzero(row))
             lists.append(list(found))
         at = inverse.reshape(-1).tolist()
-        matched = [lists[k] for k in at] if shared else [[*lists[k]] for k in at]
-        return total.tolist(), matched
+        return total.tolist(), [lists[k] for k in at]
 
     def _mask(self, i: int, rule: ScoringRule, frame: Frame) -> npt.NDArray[np.bool_] | list[bool]:
         """Whether the rule's condition holds for each lead (its points are then added)."""
