@@ -12,7 +12,7 @@ import itertools
 from collections import Counter
 from collections.abc import Callable, Container, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -174,11 +174,13 @@ def _leads(
     load_state: Callable[[str], bytes | None],
     cached: MutableMapping[str, LeadState],
     failed: dict[int, EventError],
+    parse: Callable[[Sequence[RecordLike], list[int], int, dict[int, EventError]], list[tuple[int, Any]]] | None = None,
 ) -> Iterator[tuple[str, list[tuple[int, _Event]], LeadState | None]]:
     """Each lead of the batch with its parsed events (in order) and its state at the batch's start (cached, or
-    stored); a record that does not parse, or a lead whose stored state cannot be read, goes to ``failed``."""
+    stored); a record that does not parse, or a lead whose stored state cannot be read, goes to ``failed``.
+    ``parse`` reads one key's records (:func:`_parsed`, unless the columnar engine gives its own)."""
     for indexes in _by_key(records):
-        events = _parsed(records, indexes, engine.max_event_bytes, failed)
+        events = (parse or _parsed)(records, indexes, engine.max_event_bytes, failed)
         if not events:
             continue
         lead_id = events[0][1].lead_id

@@ -46,6 +46,7 @@ from worker.batch import (
     _serialised,
     process_batch,
 )
+from worker.columnar._decode import fast_parsed, reference_events
 from worker.columnar._model import ModelColumns
 from worker.columnar._rules import RuleColumns
 from worker.columnar._whole import (
@@ -173,7 +174,7 @@ def _process(
     outputs: list[_Output | None] = [None] * len(records)
     failed: dict[int, EventError] = {}
     leads: list[_Lead] = []
-    for lead_id, events, state in _leads(engine, records, load_state, cached, failed):
+    for lead_id, events, state in _leads(engine, records, load_state, cached, failed, fast_parsed):
         lead = _Lead(lead_id, events, state, state is None)
         lead.reference = any(isinstance(event, LeadErased | LeadMatched) for _, event in events)
         leads.append(lead)
@@ -287,7 +288,8 @@ def _reference_lead(
     result: BatchResult,
 ) -> None:
     """One lead decided as :func:`worker.batch.process_batch` decides it, from its state at the batch's start."""
-    lead_id, events = lead.lead_id, lead.events
+    lead_id = lead.lead_id
+    events = reference_events(records, lead.events, engine.max_event_bytes, failed)  # as pydantic reads them
     state: LeadState | None
     if lead.next == 0:  # untouched: the state it started with
         state = lead.state

@@ -44,6 +44,7 @@ import numpy.typing as npt
 from orjson import dumps
 
 from worker.batch import _position, _rendered, _without_history
+from worker.columnar._decode import FastActivity, reference_event
 from worker.columnar._frame import factorise
 from worker.columnar._model import ModelColumns
 from worker.columnar._rules import RuleColumns, group_mask
@@ -346,16 +347,24 @@ def merge(
                         values.append(event.event_type if path == "event.type" else getattr(activity, "type", None))
                 rows.append((at, row, now))
                 if drift_sample and record.offset % drift_sample == 0:
-                    facts[row] = build_facts(state, now, event, changed)
+                    facts[row] = _facts(state, now, event, changed)
                 last = (row, now, event, changed)
             if last is not None and last[0] not in facts:  # the last one's facts: the wake-up time is from them
                 row, now, event, changed = last
-                facts[row] = build_facts(state, now, event, changed)
+                facts[row] = _facts(state, now, event, changed)
         except Exception:  # the reference decides the lead and says what failed
             to_reference(lead)
             continue
         taken.append(WholeLead(lead, rows, facts))
     return taken, columns, nows, event_values
+
+
+def _facts(state: LeadState, now: float, event: Any, changed: Any) -> dict[str, object]:
+    """:func:`build_facts`, for a :class:`FastActivity` too (which build_facts does not know for an activity)."""
+    facts = build_facts(state, now, event, changed)
+    if event.__class__ is FastActivity:
+        facts["event.activity_type"] = event.activity.type
+    return facts
 
 
 def frame_of(plan: WholePlan, columns: _Columns, nows: list[float], event_values: list[list[object]]) -> _Frame:
@@ -522,10 +531,11 @@ def decide_lead(
                     msg = "routed"
                     raise _Routed(msg)
                 before = rebuilt(engine, records, taken, at, stored())
-                after, decided = decide(engine, before, event, decided_at, _position(record), wake=False)
+                read: Any = reference_event(record, event, engine.max_event_bytes)  # the core reads pydantic's
+                after, decided = decide(engine, before, read, decided_at, _position(record), wake=False)
                 for name in _DECIDED:
                     state[name] = after[name]
-                outputs[index] = _rendered(engine, record, event.event_type, decided, drift_sample, event, state)
+                outputs[index] = _rendered(engine, record, read.event_type, decided, drift_sample, read, state)
                 lead.pending.append(index)
                 lead.changed = True
                 if row in facts_of:
