@@ -15,8 +15,9 @@ Where the two contracts are written differently:
 - the texts' patterns end in ``\\Z``: Python's ``$`` (which msgspec's patterns use) also matches before a final
   newline, the Rust engine's (pydantic's) does not;
 - the time is taken only in the form ``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|±HH:MM)`` with ASCII digits (hours to 23,
-  minutes and seconds to 59, in the offset too), in the years 0002 to 9998 (so that no offset moves its instant out of the years 1 to 9999 the contract allows), and read by
-  :meth:`datetime.datetime.fromisoformat`; a date or an offset that does not exist makes it fall back;
+  minutes and seconds to 59, in the offset too), in the years 0002 to 9998 (so that no offset moves its instant
+  out of the years 1 to 9999 the contract allows), and read by :meth:`datetime.datetime.fromisoformat`; a date
+  that does not exist makes it fall back;
 - the ``event_type`` is required (as the tag of a union: msgspec takes a lone tagged type without its tag);
 - a duplicated key is decoded each time it appears (the last one wins, as in pydantic), so a duplicate that
   pydantic would drop but msgspec refuses makes the record fall back, never the other way round.

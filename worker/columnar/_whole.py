@@ -422,14 +422,16 @@ def _holds(check: _Qualify, frame: _Frame, rows: Codes) -> npt.NDArray[np.bool_]
     return frame.condition_mask(rule.condition, check.guard, check.reads, rows)
 
 
-def factors(model: ModelColumns, frame: _Frame, contributions: npt.NDArray[np.float64], top: int) -> list[list[Any]]:
-    """Each row's top factors, worded by the model's own labellers: once per distinct set of picks (a feature group
-    and its fact's value each: a group's contribution is a function of that value alone), shared by the rows of
-    that set."""
+def factors(
+    model: ModelColumns, frame: _Frame, contributions: npt.NDArray[np.float64], top: int
+) -> tuple[list[list[Any]], list[bytes]]:
+    """Each row's top factors, worded by the model's own labellers, and their JSON: once per distinct set of picks
+    (a feature group and its fact's value each: a group's contribution is a function of that value alone), shared
+    by the rows of that set."""
     n = len(frame)
     chosen = model.picks(contributions, top)
     if chosen is None:
-        return [[] for _ in range(n)]
+        return [[] for _ in range(n)], [b"[]"] * n
     parts = model.parts
     columns = [frame.codes(part.path) for part in parts]
     width = max(len(values) for _, values, _ in columns) + 1
@@ -451,18 +453,31 @@ def factors(model: ModelColumns, frame: _Frame, contributions: npt.NDArray[np.fl
                 worded[key] = factor
             made.append(factor)
         lists.append(made)
-    return [lists[i] for i in inverse.reshape(-1).tolist()]  # read only: each decision is written at once
+    written = [dumps(made) for made in lists]
+    at_rows = inverse.reshape(-1).tolist()
+    return [lists[i] for i in at_rows], [written[i] for i in at_rows]  # read only: shared by the rows of a set
 
 
 @dataclass(slots=True)
 class Verdicts:
-    """Step 2's results, row by row."""
+    """Step 2's results, row by row (``factors_json``: each row's factors as JSON), and the JSON of what the
+    batch's decisions share, written once (``written``: see :func:`_json`)."""
 
     points: list[float]
     score: list[float]
     matched: list[list[str]]
     first: list[int]
     factors: list[list[Any]]
+    factors_json: list[bytes]
+    written: dict[object, bytes] = field(default_factory=dict)
+
+
+def _json(written: dict[object, bytes], value: str | None) -> bytes:
+    """``value`` as orjson writes it, once per batch (statuses, a lead's ids)."""
+    out = written.get(value)
+    if out is None:
+        out = written[value] = dumps(value)
+    return out
 
 
 def decide_lead(
@@ -486,18 +501,34 @@ def decide_lead(
     state = lead.state
     lead_id = lead.lead_id
     facts_of = taken.facts
-    # what every plain decision of the lead shares, looked up once (``_decision``'s fields, in its order)
-    decided_at_text, ruleset_version, model_version = (
-        _decided_at_text(decided_at),
-        ruleset.version,
-        engine.model.version,
+    # the JSON every plain decision of the batch, or of the lead, shares (``_decision``'s fields, in its order)
+    written = verdicts.written
+    versions_part = written.get(_VERSIONS)
+    if versions_part is None:
+        versions_part = written[_VERSIONS] = b"".join(
+            (
+                b',"ruleset_version":',
+                dumps(ruleset.version),
+                b',"model_version":',
+                dumps(engine.model.version),
+                b',"status":',
+            )
+        )
+    lead_part = b"".join(
+        (
+            b',"lead_id":',
+            dumps(lead_id),
+            b',"decided_at":',
+            _json(written, _decided_at_text(decided_at)),
+            b',"occurred_at":',
+        )
     )
-    all_points, all_scores, all_first, all_matched, all_factors = (
+    all_points, all_scores, all_first, all_matched, all_factors_json = (
         verdicts.points,
         verdicts.score,
         verdicts.first,
         verdicts.matched,
-        verdicts.factors,
+        verdicts.factors_json,
     )
     pending = lead.pending
     for at, row, now in taken.rows:
@@ -567,36 +598,51 @@ def decide_lead(
             facts["opportunity_id"] = state["opportunity_id"]
             facts["converted_at"] = state["converted_at"]
             lead.last_facts = facts
+        # core._decision's dict as orjson writes it, and _rendered's output, for a plain decision (no opportunity,
+        # routing or match step): written here from the JSON of its parts (what the batch's decisions share
+        # written once), in the contract's key order; the property test holds the two to the same bytes
+        plain = all_matched[row]
+        key = (id(plain), None if rule is None else rule.id)  # the row's list lives as long as the batch
+        matched_json = written.get(key)
+        if matched_json is None:
+            matched_json = written[key] = dumps(matched)
         event_id = event.event_id
-        # core._decision's dict and _rendered's output for a plain decision (no opportunity, routing or match
-        # step), written here to spare four calls an event; the property test holds the two to the same bytes
-        decision = {
-            "schema_version": 1,
-            "decision_id": decision_id(lead_id, event_id),
-            "event_id": event_id,
-            "lead_id": lead_id,
-            "decided_at": decided_at_text,
-            "occurred_at": event.occurred_at,  # orjson writes it as _isoformat does (that is orjson's text)
-            "ruleset_version": ruleset_version,
-            "model_version": model_version,
-            "status": status,
-            "previous_status": previous_status,
-            "points": points,
-            "score": probability,
-            "factors": all_factors[row],
-            "matched_rules": matched,  # the row's list, or a new one with the rule: dumped at once, never changed
-            "action": action,
-            "opportunity_id": state["opportunity_id"],
-            "duplicate_of": state.get(DUPLICATE_OF),
-            "trigger": "event",
-        }
+        written_decision = b"".join(
+            (
+                b'{"schema_version":1,"decision_id":"',
+                decision_id(lead_id, event_id).encode(),  # hex digits and dashes
+                b'","event_id":',
+                dumps(event_id),
+                lead_part,
+                dumps(event.occurred_at),  # orjson writes it as _isoformat does (that is orjson's text)
+                versions_part,
+                _json(written, status),
+                b',"previous_status":',
+                _json(written, previous_status),
+                b',"points":',
+                dumps(points),
+                b',"score":',
+                dumps(probability),
+                b',"factors":',
+                all_factors_json[row],
+                b',"matched_rules":',
+                matched_json,
+                b',"action":',
+                _json(written, action),
+                b',"opportunity_id":',
+                _json(written, state["opportunity_id"]),
+                b',"duplicate_of":',
+                _json(written, state.get(DUPLICATE_OF)),
+                b',"trigger":"event"}',
+            )
+        )
         sampled = (
             _without_history(facts)
             if facts is not None and drift_sample and record.offset % drift_sample == 0
             else None
         )
         outputs[index] = (
-            dumps(decision),
+            written_decision,
             probability,
             sampled,
             None,
@@ -611,6 +657,9 @@ def decide_lead(
         pending.append(index)
         lead.changed = True
 
+
+_VERSIONS = ("versions",)
+"""The key of the ruleset's and model's versions' JSON among a batch's written parts (:attr:`Verdicts.written`)."""
 
 _DECIDED = ("points", "score", "status", "status_since", "converted", "opportunity_id", "converted_at")
 """What a decision writes in the lead's state (the wake-up time aside: a batch sets it after the lead's last event)."""
