@@ -65,7 +65,7 @@ integration: install system-deps
 fuzz: install
 	$(PY) -m pytest -q tests/unit/test_fuzz.py --hypothesis-profile=fuzz --durations=0
 	LEADFLOW_COLUMNAR_EXAMPLES=$${LEADFLOW_COLUMNAR_EXAMPLES:-3000} $(PY) -m pytest -q tests/unit/test_columnar.py \
-		--hypothesis-profile=fuzz --durations=0
+		tests/unit/test_columnar_decode.py --hypothesis-profile=fuzz --durations=0
 
 lint: install
 	$(VENV)/bin/ruff check .

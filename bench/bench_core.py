@@ -219,7 +219,8 @@ def main() -> None:
         parser.error("--alternate compares the two engines: give --engine both")
     n, engine, stages = prepare(args.leads, args.drift_sample, args.batch, engines)
     if args.only:
-        stages = {name: fn for name, fn in stages.items() if name in args.only}
+        wanted = {*args.only, "batch", "columnar"} if args.alternate else set(args.only)  # the pair it alternates
+        stages = {name: fn for name, fn in stages.items() if name in wanted}
     ruleset, model = engine.ruleset, engine.model
     print(
         f"{n:,} events of {args.leads:,} leads; best of {args.repeat} runs; one core (Python {sys.version.split()[0]})"

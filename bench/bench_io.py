@@ -2,7 +2,9 @@
 
 Over the synthetic sample's first events and the decisions the core writes for them, one core:
   loads     orjson.loads of each event (no validation): the least a per-event decoder costs
-  parse     the contract's parse_event (pydantic-core, validation included): what the core does today
+  parse     the contract's parse_event (pydantic-core, validation included): what the reference does
+  fast      the columnar engine's decoder (msgspec, the contract's lead activities checked in C; pydantic for the
+            rest): what the columnar engine does
   arrow     pyarrow.json.read_json of the whole batch as JSON lines, one thread: the events decoded into columns
   polars    polars.read_ndjson of the whole batch as JSON lines: the events decoded into columns by polars
   ids       the decision id of each event (a UUID5: SHA-1 of the lead and event ids), which any engine computes
@@ -41,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench_core import best_rate  # noqa: E402
 
 from worker.batch import Record, process_batch  # noqa: E402
+from worker.columnar._decode import fast_parsed  # noqa: E402
 from worker.core import Engine  # noqa: E402
 from worker.lead.ids import decision_id  # noqa: E402
 from worker.lead.parse import parse_event  # noqa: E402
@@ -65,6 +68,7 @@ def stages(events: int) -> dict[str, Callable[[], object]]:
     stored: dict[str, bytes] = {}
     decisions = [orjson.loads(v) for _, v in process_batch(engine, records, stored.get, 1.0).decisions]
     values = [v for _, v in raw]
+    everything = list(range(len(records)))
     lines = b"\n".join(values)
     options = arrow_json.ReadOptions(use_threads=False, block_size=len(lines) + 1)
     columns = decision_columns(decisions)
@@ -72,6 +76,7 @@ def stages(events: int) -> dict[str, Callable[[], object]]:
     return {
         "loads": lambda: [orjson.loads(v) for v in values],
         "parse": lambda: [parse_event(k, v) for k, v in raw],
+        "fast": lambda: fast_parsed(records, everything, engine.max_event_bytes, {}),
         "arrow": lambda: arrow_json.read_json(io.BytesIO(lines), read_options=options),
         "polars": lambda: pl.read_ndjson(io.BytesIO(lines), infer_schema_length=None),
         "ids": lambda: [decision_id(d["lead_id"], d["event_id"]) for d in decisions],

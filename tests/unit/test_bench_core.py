@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,3 +43,13 @@ def test_the_columnar_stage_is_there_only_when_asked_for() -> None:
     assert {"batch", "columnar"} <= set(both)
     assert "batch" not in columnar
     columnar["columnar"]()  # it runs
+
+
+def test_alternating_the_engines_keeps_the_pair_whatever_only_names() -> None:
+    """``--alternate --only batch`` still times the two engines in turns (it stopped on a KeyError before)."""
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_core.py"
+    args = ["--leads", "5", "--repeat", "1", "--engine", "both", "--alternate", "--only", "batch"]
+    done = subprocess.run([sys.executable, str(bench), *args], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "pair 1: batch" in done.stdout
+    assert "columnar / batch" in done.stdout

@@ -17,11 +17,12 @@ from bench_io import _DECISION_SCHEMA, decisions_of, measure, same_bytes, stages
 
 def test_each_stage_handles_every_event() -> None:
     runs = {name: fn() for name, fn in stages(200).items()}
-    assert [len(runs[name]) for name in ("loads", "parse", "ids", "dumps")] == [200] * 4  # type: ignore[arg-type]
+    lengths = [len(runs[name]) for name in ("loads", "parse", "fast", "ids", "dumps")]  # type: ignore[arg-type]
+    assert lengths == [200] * 5
     assert runs["arrow"].num_rows == 200  # type: ignore[attr-defined]
     assert runs["polars"].height == 200  # type: ignore[attr-defined]
     assert runs["frame"].height == len(runs["write"].splitlines())  # type: ignore[attr-defined]
-    assert set(measure(50, 1)) == {"loads", "parse", "arrow", "polars", "ids", "dumps", "frame", "write", "core"}
+    assert set(measure(50, 1)) == {*stages(50)}
     assert len(runs["core"].decisions) == 200  # type: ignore[attr-defined]
 
 

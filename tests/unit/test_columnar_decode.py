@@ -148,6 +148,10 @@ def _same(fast: FastActivity, reference: LeadActivity) -> None:
 @given(_records())
 @example((b"L1", orjson.dumps(_PLAIN), 1024 * 1024))
 @example((b"L1", _DEEP, 2**20))
+@example((b"L1", orjson.dumps({**_PLAIN, "event_id": "e\n"}), 2**20))
+@example((b"L1", orjson.dumps({**_PLAIN, "event_id": "e\u202e"}), 2**20))
+@example((b"L1", orjson.dumps({**_PLAIN, "event_id": "e\x85"}), 2**20))
+@example(("Lé".encode(), orjson.dumps({**_PLAIN, "lead_id": "Lé"}), 2**20))
 def test_what_the_fast_path_takes_pydantic_takes_the_same(record: tuple[bytes | None, bytes | None, int]) -> None:
     key, value, max_bytes = record
     fast = _fast(key, value, max_bytes)
