@@ -61,7 +61,8 @@ integration: install system-deps
 # The fuzz properties of tests/unit/test_fuzz.py at 12,000 examples each (LEADFLOW_FUZZ_EXAMPLES), 108,000 in all:
 # every record a producer can write must end in a decision or a dead letter. 15 to 30 minutes on 2 cores.
 # Then the columnar engine against the reference on 3,000 generated streams and rulesets (LEADFLOW_COLUMNAR_EXAMPLES;
-# 150 in make test), 2 to 15 minutes more (115 s on a quiet day, 2026-12-07).
+# 150 in make test), and its msgspec decoder against pydantic on 12,000 mangled records, 2 to 15 minutes more
+# (115 s on a quiet day, 2026-12-07; 208 s with the decoder's test, 2026-12-08, beside a valgrind run).
 fuzz: install
 	$(PY) -m pytest -q tests/unit/test_fuzz.py --hypothesis-profile=fuzz --durations=0
 	LEADFLOW_COLUMNAR_EXAMPLES=$${LEADFLOW_COLUMNAR_EXAMPLES:-3000} $(PY) -m pytest -q tests/unit/test_columnar.py \

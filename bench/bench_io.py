@@ -15,9 +15,11 @@ Over the synthetic sample's first events and the decisions the core writes for t
             as orjson's, checked by same_bytes())
   core      process_batch, the reference core, over the same events in one batch (a fresh state for each lead)
 
-The target is an absolute rate on a quiet machine, and this machine is shared: the reference core's rate on a quiet
-day (REFERENCE_QUIET, bench_core's `batch`) sets the ratio the target asks for, and each stage is shown against the
-budget that ratio leaves in this run (the core's µs an event in this run divided by that ratio).
+The garbage collector runs as in the worker (LEADFLOW_GC_THRESHOLD; Python's default collector makes every stage
+that builds objects about twice as slow). The target is an absolute rate on a quiet machine, and this machine is
+shared: the reference core's rate on a quiet day (REFERENCE_QUIET, bench_core's `batch`) sets the ratio the target
+asks for, and each stage is shown against the budget that ratio leaves in this run (the core's µs an event in this
+run divided by that ratio).
 
     python bench/bench_io.py [--events 10000] [--repeat 5]
 """
@@ -45,11 +47,13 @@ from bench_core import best_rate  # noqa: E402
 from worker.batch import Record, process_batch  # noqa: E402
 from worker.columnar._decode import fast_parsed  # noqa: E402
 from worker.core import Engine  # noqa: E402
+from worker.engine import tune_gc  # noqa: E402
 from worker.lead.ids import decision_id  # noqa: E402
 from worker.lead.parse import parse_event  # noqa: E402
 from worker.rules import default_ruleset_path, load_ruleset  # noqa: E402
 from worker.scoring import default_model_path, load_model  # noqa: E402
 from worker.scoring.training import generate  # noqa: E402
+from worker.settings import Settings  # noqa: E402
 
 TARGET = 150_000
 """Events a second on one core: issue #21's target for the whole core."""
@@ -192,6 +196,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    tune_gc(Settings().gc_threshold)  # the worker's collector (LEADFLOW_GC_THRESHOLD), as bench_core runs
     micros = measure(args.events, args.repeat)
     decisions = decisions_of(args.events)
     budget = micros["core"] / (TARGET / REFERENCE_QUIET)

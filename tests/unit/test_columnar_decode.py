@@ -152,6 +152,11 @@ def _same(fast: FastActivity, reference: LeadActivity) -> None:
 @example((b"L1", orjson.dumps({**_PLAIN, "event_id": "e\u202e"}), 2**20))
 @example((b"L1", orjson.dumps({**_PLAIN, "event_id": "e\x85"}), 2**20))
 @example(("Lé".encode(), orjson.dumps({**_PLAIN, "lead_id": "Lé"}), 2**20))
+@example((b"L1", orjson.dumps({**_PLAIN, "occurred_at": "0001-01-01T00:30:00+01:00"}), 2**20))  # before year 1
+@example((b"L1", orjson.dumps({**_PLAIN, "occurred_at": "2026-09-01T06:45:56.1234567Z"}), 2**20))
+@example((b"L1", orjson.dumps({**_PLAIN, "activity": {"type": "page_view", "detail": "d" * 2001}}), 2**20))
+@example((b"L1", orjson.dumps({**_PLAIN, "activity": {"type": "Page_view"}}), 2**20))
+@example((b"L1", orjson.dumps({**_PLAIN, "activity": {"type": "page_view\n"}}), 2**20))
 def test_what_the_fast_path_takes_pydantic_takes_the_same(record: tuple[bytes | None, bytes | None, int]) -> None:
     key, value, max_bytes = record
     fast = _fast(key, value, max_bytes)
