@@ -2,8 +2,9 @@
 parser (pydantic, :func:`worker.lead.parse.parse_event`) for every other record.
 
 Validating a record with pydantic costs about 3 µs an event, a ninth of what the whole core spends on one; the
-columnar design of issue #21 has no room for it. msgspec decodes and checks a lead activity in about a quarter of
-that, in C, against the same contract written a second time below (:class:`FastActivity`). The fast path only
+columnar design of issue #21 has no room for it. msgspec decodes and checks a lead activity in C against the same
+contract written a second time below (:class:`FastActivity`): with the checks it leaves to Python, in about 40 %
+of pydantic's time (2.0 µs against 4.75 in one run; docs/PERFORMANCE.md, eleventh pass). The fast path only
 ever *accepts less*: whatever it does not take (another event type, a time outside the plain RFC 3339 form it
 knows, a key that is not the lead id, anything it refuses) goes to pydantic, which then accepts it or says why not
 exactly as the reference does. What it accepts, pydantic accepts with the same values (checked by a property test

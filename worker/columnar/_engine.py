@@ -247,7 +247,7 @@ def _decide_whole(
             probabilities,
             matched,
             qualified(plan, frame, totals, probabilities),
-            *factors(columns.model, frame, contributions, engine.top_factors),
+            factors(columns.model, frame, contributions, engine.top_factors),
         )
     except Exception:  # the reference decides these leads and says what failed
         for whole in taken:

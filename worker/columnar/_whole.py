@@ -422,16 +422,14 @@ def _holds(check: _Qualify, frame: _Frame, rows: Codes) -> npt.NDArray[np.bool_]
     return frame.condition_mask(rule.condition, check.guard, check.reads, rows)
 
 
-def factors(
-    model: ModelColumns, frame: _Frame, contributions: npt.NDArray[np.float64], top: int
-) -> tuple[list[list[Any]], list[bytes]]:
-    """Each row's top factors, worded by the model's own labellers, and their JSON: once per distinct set of picks
-    (a feature group and its fact's value each: a group's contribution is a function of that value alone), shared
-    by the rows of that set."""
+def factors(model: ModelColumns, frame: _Frame, contributions: npt.NDArray[np.float64], top: int) -> list[bytes]:
+    """Each row's top factors as JSON, worded by the model's own labellers: once per distinct set of picks (a
+    feature group and its fact's value each: a group's contribution is a function of that value alone), shared by
+    the rows of that set."""
     n = len(frame)
     chosen = model.picks(contributions, top)
     if chosen is None:
-        return [[] for _ in range(n)], [b"[]"] * n
+        return [b"[]"] * n
     parts = model.parts
     columns = [frame.codes(part.path) for part in parts]
     width = max(len(values) for _, values, _ in columns) + 1
@@ -454,21 +452,19 @@ def factors(
             made.append(factor)
         lists.append(made)
     written = [dumps(made) for made in lists]
-    at_rows = inverse.reshape(-1).tolist()
-    return [lists[i] for i in at_rows], [written[i] for i in at_rows]  # read only: shared by the rows of a set
+    return [written[i] for i in inverse.reshape(-1).tolist()]
 
 
 @dataclass(slots=True)
 class Verdicts:
-    """Step 2's results, row by row (``factors_json``: each row's factors as JSON), and the JSON of what the
-    batch's decisions share, written once (``written``: see :func:`_json`)."""
+    """Step 2's results, row by row (``factors``: each row's factors as JSON), and the JSON of what the batch's
+    decisions share, written once (``written``: see :func:`_json`)."""
 
     points: list[float]
     score: list[float]
     matched: list[list[str]]
     first: list[int]
-    factors: list[list[Any]]
-    factors_json: list[bytes]
+    factors: list[bytes]
     written: dict[object, bytes] = field(default_factory=dict)
 
 
@@ -528,7 +524,7 @@ def decide_lead(
         verdicts.score,
         verdicts.first,
         verdicts.matched,
-        verdicts.factors_json,
+        verdicts.factors,
     )
     pending = lead.pending
     for at, row, now in taken.rows:
