@@ -42,22 +42,22 @@ from msgspec import Meta
 
 from worker.batch import RecordLike, _Event, _parsed
 from worker.exceptions import EventError
+from worker.lead.events import ACTIVITY_TYPE, NO_CONTROLS
 from worker.lead.parse import parse_event
 
 __all__ = ["FastActivity", "fast_parsed", "reference_event", "reference_events"]
 
-_NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+\Z"  # events._NO_CONTROLS
 _TIME = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
     r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\Z"
 )  # fromisoformat takes an offset's minutes up to 99, pydantic up to 59
-_Id = Annotated[str, Meta(min_length=1, max_length=200)]  # and _NO_CONTROLS, checked by _printable
+_Id = Annotated[str, Meta(min_length=1, max_length=200)]  # and NO_CONTROLS, checked by _printable
 
 
 class _Activity(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """:class:`worker.lead.events.Activity`."""
 
-    type: str  # _TYPE, checked by _known_type
+    type: str  # ACTIVITY_TYPE, checked by _known_type
     detail: Annotated[str, Meta(max_length=2000)] | None = None
     count: Annotated[int, Meta(ge=1, le=1_000_000)] = 1
 
@@ -81,14 +81,25 @@ class _Untaken(msgspec.Struct, tag_field="event_type", tag="", forbid_unknown_fi
 
 _decode = msgspec.json.Decoder(FastActivity | _Untaken).decode
 _time = re.compile(_TIME).match
-_no_controls = re.compile(_NO_CONTROLS).search
-_type = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z").search
+
+
+def _whole_text(pattern: str) -> str:
+    """The contract's pattern for Python's ``re``: its final ``$`` (the end of the text, to pydantic's Rust engine)
+    made ``\\Z`` (Python's ``$`` also matches before a final newline)."""
+    if not pattern.endswith("$"):
+        msg = f"the contract's pattern {pattern!r} does not end in $"
+        raise AssertionError(msg)
+    return pattern[:-1] + r"\Z"
+
+
+_no_controls = re.compile(_whole_text(NO_CONTROLS)).search
+_type = re.compile(_whole_text(ACTIVITY_TYPE)).search
 _TYPES: dict[str, bool] = {}
 _MAX_TYPES = 10_000  # activity types are open-ended: a producer must not grow this without bound
 
 
 def _printable(text: str) -> bool:
-    """Whether an id has none of the characters the contract refuses (``_NO_CONTROLS``): printable ASCII has none
+    """Whether an id has none of the characters the contract refuses (``NO_CONTROLS``): printable ASCII has none
     (two C calls), anything else is matched by the pattern."""
     return (text.isascii() and text.isprintable()) or _no_controls(text) is not None
 

@@ -74,11 +74,13 @@ KNOWN_ACTIVITY_TYPES = (
 
 ACTIONS = ("none", "status_changed", "converted", "disqualified", "merged")
 
-_NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
 """No control characters (C0, DEL, C1) and no bidirectional controls: an id must print as what it is."""
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_NO_CONTROLS)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROLS)]
 ShortText = Annotated[str, StringConstraints(max_length=255)]
-ActivityType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+ACTIVITY_TYPE = r"^[a-z][a-z0-9_]{0,63}$"
+"""An activity type: lower-case letters, digits and underscores, a letter first, at most 64."""
+ActivityType = Annotated[str, StringConstraints(pattern=ACTIVITY_TYPE)]
 Action = Literal["none", "status_changed", "converted", "disqualified", "merged"]
 
 INT_RANGE = (-(2**63), 2**63 - 1)
@@ -160,7 +162,7 @@ class LeadFields(_Model):
     do_not_call: bool | None = Field(default=None, description="The lead asked not to be called")
     custom: (
         Annotated[
-            dict[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_NO_CONTROLS)], Scalar],
+            dict[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_CONTROLS)], Scalar],
             Field(max_length=MAX_CUSTOM_FIELDS),
         ]
         | None
