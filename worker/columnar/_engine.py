@@ -99,10 +99,10 @@ WHOLE_FROM = 5000
 """From this many events of the leads it takes, a batch is decided in one block (:mod:`worker.columnar._whole`).
 A smaller batch, or one of an engine that the block cannot decide, goes to the reference (:func:`process_batch`):
 numpy's fixed cost per column is then spread over too few events, and the rounds (since removed) were slower than
-the reference
-(2026-12-07, the engines timed in turns: the block 0.79x the reference at 100 events a batch, 0.87x at 500, 0.90x
-at 2,000, 0.98-0.99x at 5,000, 1.04x at 7,500, 1.07-1.09x at 10,000; the rounds 0.94x, 0.94x, 0.75x, and
-0.72-0.75x on 10,000-event batches of rulesets with a window or ``within_days``; docs/PERFORMANCE.md)."""
+the reference (2026-12-07, the engines timed in turns: the block 0.79x the reference at 100 events a batch, 0.87x
+at 500, 0.90x at 2,000, 0.98-0.99x at 5,000, 1.04x at 7,500, 1.07-1.09x at 10,000; the rounds 0.94x, 0.94x, 0.75x,
+and 0.72-0.75x on 10,000-event batches of rulesets with a window or ``within_days``. With msgspec's decoder,
+2026-12-08: 0.68x at 100, 0.78x at 500, 0.90x at 2,000, 0.95x at 5,000, 1.05x at 10,000; docs/PERFORMANCE.md)."""
 
 
 def _columns_for(engine: Engine) -> _Columns:
